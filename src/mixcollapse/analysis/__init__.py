@@ -1,0 +1,1 @@
+"""Analysis of trained networks: mixup-pair features, projection, geometry, calibration."""

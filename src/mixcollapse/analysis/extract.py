@@ -1,0 +1,255 @@
+"""Last-layer features of mixup pairs (Section 2.2), streamed to disk with their metadata.
+
+Works with any ``nn.Module`` that has ``features(x) -> (B, d)`` and a final linear
+``classifier``; the model is never modified (batch-norm work happens on a copy).
+
+Batch norm (``bn_mode``). A network in train mode normalises with the statistics of the batch
+it is given, so a batch made only of one class pair's mixtures has skewed statistics and its
+features mean little. Three choices, recorded in the output's ``meta.json``:
+
+- ``recalibrate`` (default): reset the running statistics of a copy and re-estimate them as a
+  plain average over mixup training batches (the training alpha and augmentation), then extract
+  in eval mode. Every feature depends on its own input only, so results do not depend on batch
+  size or on which pairs share a batch.
+- ``train``: what the paper did. Extraction batches are composed like training batches: each
+  holds ``pair_fraction`` of analysis pairs and is filled up with random mixup training samples,
+  whose outputs are discarded. Statistics are the batch's own, as in training.
+- ``eval``: the stored running statistics (the paper's choice for WRN on CIFAR100).
+
+On-disk format (a directory; a reader needs only numpy):
+``features.npy`` (N, d) float32, ``logits.npy`` (N, C) float32, ``index_a.npy``, ``index_b.npy``,
+``class_a.npy``, ``class_b.npy`` (N,) int64, ``lam.npy`` (N,) float64, ``classifier_weight.npy``
+(C, d), ``classifier_bias.npy`` (C,) when the classifier has one, and ``meta.json``. Features and
+logits are written batch by batch into memory-mapped files, so memory does not grow with N. The
+directory is written under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from mixcollapse.mixup import PairSet, mix_batch, mix_images
+
+FORMAT_VERSION = 1
+BatchCallback = Callable[[dict], None]
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    """True when the model holds any batch-norm layer."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def mixup_training_batches(
+    dataset, num_classes: int, alpha: float, batch_size: int, seed: int = 0
+) -> Iterator[torch.Tensor]:
+    """Endless mixed training batches (inputs only), drawn like training batches: shuffled, mixed."""
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, generator=gen)
+    if len(loader) == 0:
+        raise ValueError(f"the training set ({len(dataset)} images) is smaller than one batch of {batch_size}")
+    while True:
+        for x, y in loader:
+            yield mix_batch(x, y, num_classes, alpha, rng).x
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor], num_batches: int, device) -> nn.Module:
+    """A copy of ``model`` whose batch-norm running statistics are the plain mean over ``batches``."""
+    model = copy.deepcopy(model)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative moving average: every batch weighs the same
+    model.train()
+    for _, x in zip(range(num_batches), batches):
+        model(x.to(device))
+    return model.eval()
+
+
+class _PairImages(torch.utils.data.Dataset):
+    """Mixed images of a PairSet, read through the (un-augmented) training dataset."""
+
+    def __init__(self, dataset, pairs: PairSet):
+        self.dataset, self.pairs = dataset, pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int):
+        x_a = self.dataset[int(self.pairs.index_a[i])][0]
+        x_b = self.dataset[int(self.pairs.index_b[i])][0]
+        lam = torch.tensor([self.pairs.lam[i]], dtype=torch.float32)
+        return mix_images(x_a[None], x_b[None], lam)[0], i
+
+
+@dataclass
+class PairFeatures:
+    """Extracted mixup-pair features, memory-mapped from disk."""
+
+    path: Path
+    features: np.ndarray  # (N, d)
+    logits: np.ndarray  # (N, C)
+    pairs: PairSet
+    classifier_weight: np.ndarray  # (C, d)
+    classifier_bias: np.ndarray | None
+    meta: dict
+
+    @property
+    def same(self) -> np.ndarray:
+        return self.pairs.same
+
+    @property
+    def lam(self) -> np.ndarray:
+        return self.pairs.lam
+
+
+def _atomic_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def extract_pair_features(
+    model: nn.Module,
+    dataset,
+    pairs: PairSet,
+    out_dir: str | Path,
+    *,
+    bn_mode: str = "recalibrate",
+    train_batches: Iterable[torch.Tensor] | None = None,
+    recalibrate_batches: int = 50,
+    pair_fraction: float = 0.25,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    num_workers: int = 0,
+    callbacks: Iterable[BatchCallback] = (),
+    meta: dict | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> PairFeatures:
+    """Features and logits of every mixup pair, streamed into ``out_dir`` (see the module doc).
+
+    ``dataset`` yields un-augmented training images by index; ``train_batches`` yields mixed
+    training batches (needed for ``recalibrate`` and ``train``; see mixup_training_batches).
+    Each callback receives a dict with the batch's ``features``, ``logits`` (tensors on
+    ``device``) and ``pairs`` (a PairSet slice) as it is produced, so streaming measurements
+    need no second pass.
+    """
+    out_dir = Path(out_dir)
+    if bn_mode not in ("recalibrate", "train", "eval"):
+        raise ValueError(f"bn_mode='{bn_mode}' is not one of: recalibrate, train, eval")
+    if out_dir.exists() and not overwrite:
+        raise FileExistsError(f"{out_dir} already exists; choose another output or remove it first")
+    if not 0 < pair_fraction <= 1:
+        raise ValueError(f"pair_fraction={pair_fraction} must lie in (0, 1]")
+    device = torch.device(device)
+    batchnorm = has_batchnorm(model)
+    effective_mode = bn_mode if batchnorm else "none (the model has no batch norm)"
+    if batchnorm and bn_mode in ("recalibrate", "train") and train_batches is None:
+        raise ValueError(f"bn_mode='{bn_mode}' needs train_batches: mixed training batches")
+    batch_iter = iter(train_batches) if train_batches is not None else None
+    was_training = model.training
+    model = model.to(device)
+    if batchnorm and bn_mode == "recalibrate":
+        net = recalibrate_batchnorm(model, batch_iter, recalibrate_batches, device)
+    elif batchnorm and bn_mode == "train":
+        net = copy.deepcopy(model).train()
+        for m in net.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.momentum = 0.0  # use batch statistics, leave running statistics untouched
+    else:
+        net = model.eval()
+    classifier = net.classifier
+    weight = classifier.weight.detach().cpu().float().numpy()
+    bias = classifier.bias.detach().cpu().float().numpy() if classifier.bias is not None else None
+    N, C, d = len(pairs), weight.shape[0], weight.shape[1]
+
+    tmp_dir = out_dir.with_name(f".{out_dir.name}.partial")
+    if tmp_dir.exists():
+        shutil.rmtree(tmp_dir)
+    tmp_dir.mkdir(parents=True)
+    try:
+        feats = np.lib.format.open_memmap(tmp_dir / "features.npy", mode="w+", dtype=np.float32, shape=(N, d))
+        logits = np.lib.format.open_memmap(tmp_dir / "logits.npy", mode="w+", dtype=np.float32, shape=(N, C))
+        per_batch = batch_size if not (batchnorm and bn_mode == "train") else max(1, int(batch_size * pair_fraction))
+        loader = torch.utils.data.DataLoader(
+            _PairImages(dataset, pairs), batch_size=per_batch, shuffle=False, num_workers=num_workers
+        )
+        callbacks = list(callbacks)
+        with torch.no_grad():
+            for x, idx in tqdm(loader, desc="features", disable=not progress, leave=False):
+                x = x.to(device)
+                if batchnorm and bn_mode == "train":
+                    filler = next(batch_iter)[: batch_size - len(x)].to(device)
+                    h = net.features(torch.cat([x, filler]))[: len(x)]
+                else:
+                    h = net.features(x)
+                z = classifier(h)
+                lo, hi = int(idx[0]), int(idx[-1]) + 1
+                feats[lo:hi] = h.float().cpu().numpy()
+                logits[lo:hi] = z.float().cpu().numpy()
+                for cb in callbacks:
+                    cb({"features": h, "logits": z, "pairs": pairs.subset(slice(lo, hi))})
+        feats.flush()
+        logits.flush()
+        del feats, logits
+        for name in ("index_a", "index_b", "lam", "class_a", "class_b"):
+            np.save(tmp_dir / f"{name}.npy", getattr(pairs, name))
+        np.save(tmp_dir / "classifier_weight.npy", weight)
+        if bias is not None:
+            np.save(tmp_dir / "classifier_bias.npy", bias)
+        info = {
+            "format_version": FORMAT_VERSION,
+            "num_pairs": N,
+            "feature_dim": d,
+            "num_classes": C,
+            "bn_mode": effective_mode,
+            "pair_fraction": pair_fraction if (batchnorm and bn_mode == "train") else None,
+            "recalibrate_batches": recalibrate_batches if (batchnorm and bn_mode == "recalibrate") else None,
+            **(meta or {}),
+        }
+        _atomic_json(tmp_dir / "meta.json", info)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp_dir, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    finally:
+        model.train(was_training)
+    return load_pair_features(out_dir)
+
+
+def load_pair_features(path: str | Path) -> PairFeatures:
+    """Reload an extraction directory; the big arrays stay memory-mapped."""
+    path = Path(path)
+    meta_path = path / "meta.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{path} is not a mixcollapse feature directory (no meta.json)")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: feature format version {meta.get('format_version')} (this toolkit reads {FORMAT_VERSION})")
+    load = lambda name: np.load(path / f"{name}.npy", mmap_mode="r")  # noqa: E731
+    pairs = PairSet(*(np.asarray(load(n)) for n in ("index_a", "index_b", "lam", "class_a", "class_b")))
+    bias_path = path / "classifier_bias.npy"
+    return PairFeatures(
+        path=path,
+        features=load("features"),
+        logits=load("logits"),
+        pairs=pairs,
+        classifier_weight=np.load(path / "classifier_weight.npy"),
+        classifier_bias=np.load(bias_path) if bias_path.exists() else None,
+        meta=meta,
+    )

@@ -1,0 +1,333 @@
+"""Typed experiment configuration: nested dataclasses, YAML presets, dotted overrides.
+
+One place for defaults. A preset (YAML) holds only what differs from these defaults;
+``train.lr=0.05``-style overrides come last. Unknown keys and wrong types are errors, so
+a typo never silently falls back to a default. The resolved config is saved in every run
+directory and inside every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DATASETS = ("digits", "fashionmnist", "cifar10", "cifar100")
+NUM_CLASSES = {"digits": 10, "fashionmnist": 10, "cifar10": 10, "cifar100": 100}
+MODELS = ("small", "wrn", "vit")
+LOSSES = ("ce", "mse")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("step", "cosine", "constant")
+BN_MODES = ("recalibrate", "train", "eval")
+LAMBDA_MODES = ("beta", "grid")
+
+
+class ConfigError(ValueError):
+    """A config value, preset or override is wrong; the message says what and how to fix it."""
+
+
+@dataclass
+class DataConfig:
+    """Which dataset, where it lives, and how training images are augmented."""
+
+    name: str = "digits"
+    root: str = "data"
+    download: bool = True  # try torchvision's download when files are missing
+    augment: bool = True  # the paper's CIFAR augmentation: random crop (padding 4) + flip
+    crop_padding: int = 4
+    flip: bool = True
+    classes: list[int] | None = None  # train on a subset of classes (relabelled 0..k-1)
+    train_limit: int | None = None  # keep the first N training images (tiny runs)
+    test_limit: int | None = None
+    split_seed: int = 0  # the digits train/test split
+    num_workers: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """Architecture; every model exposes ``features(x)`` and a final linear ``classifier``."""
+
+    name: str = "small"
+    # WideResNet-depth-width (the paper: WRN-40-10, no dropout)
+    depth: int = 40
+    width: int = 10
+    # ViT (the paper: ViT-B with patch size 4 on 32x32 images)
+    patch_size: int = 4
+    embed_dim: int = 768
+    vit_depth: int = 12
+    num_heads: int = 12
+    # the small network of the embedded digits default
+    hidden: int = 64
+    # classifier
+    bias: bool = True
+    fixed_etf: bool = False  # fix the classifier to a simplex ETF (eq. 3) and never train it
+    etf_multiplier: float = 1.0
+    etf_seed: int = 0
+
+
+@dataclass
+class MixupConfig:
+    """Mixup of eq. 1: lambda ~ Beta(alpha, alpha); alpha = 0 is the baseline (no mixup)."""
+
+    alpha: float = 1.0
+    per_sample: bool = False  # one lambda per sample instead of one per batch
+
+
+@dataclass
+class TrainConfig:
+    """Loss, optimizer, schedule and bookkeeping (Appendix B.1)."""
+
+    epochs: int = 30
+    batch_size: int = 128
+    loss: str = "ce"
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: str = "step"
+    milestones: list[float] = field(default_factory=lambda: [0.3, 0.5, 0.9])  # fractions of training
+    gamma: float = 0.1
+    warmup_epochs: int = 0
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: str = "none"  # none | bf16 (autocast, GPU)
+    channels_last: bool = False
+    checkpoint_every: int = 10  # epochs; 0 disables periodic checkpoints (the last is always kept)
+    checkpoint_epochs: list[int] = field(default_factory=list)  # kept forever (Figure 10: 100/300/500)
+    eval_every: int = 1
+    progress: bool = True
+
+
+@dataclass
+class AnalysisConfig:
+    """Mixup-pair features of Section 2.2: which classes, how many pairs, which lambdas."""
+
+    classes: list[int] | None = None  # three class indices; None = three drawn with `seed`
+    seed: int = 0
+    pairs_per_class_pair: int = 300  # per unordered class pair {a, b}, same-class included
+    lam: str = "beta"  # beta: lambda from the training distribution; grid: evenly spaced
+    grid_size: int = 11
+    bn_mode: str = "recalibrate"
+    recalibrate_batches: int = 50
+    batch_size: int = 256
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything needed to redo one run."""
+
+    name: str = "run"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    mixup: MixupConfig = field(default_factory=MixupConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+
+
+def to_dict(cfg: Any) -> dict:
+    """Plain nested dict of a config (YAML/JSON friendly)."""
+    return dataclasses.asdict(cfg)
+
+
+def _check_type(value: Any, hint: Any, where: str) -> Any:
+    """Return ``value`` converted to ``hint`` where lossless (int -> float), else raise ConfigError."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check_type(value, arg, where)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{where}: expected {_hint_name(hint)}, got {value!r}")
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported type {hint}")  # pragma: no cover
+
+
+def _hint_name(hint: Any) -> str:
+    return str(hint).replace("typing.", "")
+
+
+def _merge(cfg: Any, values: dict, where: str = "") -> None:
+    """Write ``values`` into dataclass ``cfg`` in place, checking names and types."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {values!r}")
+    hints = typing.get_type_hints(type(cfg))
+    names = {f.name for f in dataclasses.fields(cfg)}
+    for key, value in values.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            raise ConfigError(f"unknown config key '{path}' (known here: {', '.join(sorted(names))})")
+        current = getattr(cfg, key)
+        if dataclasses.is_dataclass(current):
+            _merge(current, value, path)
+        else:
+            setattr(cfg, key, _check_type(value, hints[key], path))
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``section.key=value`` and parse the value as YAML (numbers, lists, null, booleans)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like section.key=value, e.g. train.lr=0.05")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override '{text}' has no key before '='")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def _nest(key: str, value: Any) -> dict:
+    out: Any = value
+    for part in reversed(key.split(".")):
+        out = {part: out}
+    return out
+
+
+PRESET_DIR = Path(__file__).resolve().parent / "presets"
+
+
+def preset_path(name_or_path: str) -> Path:
+    """Resolve a preset name (``digits``) or a YAML file path."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        return path
+    candidate = PRESET_DIR / f"{name_or_path}.yaml"
+    if candidate.exists():
+        return candidate
+    known = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.yaml")))
+    raise ConfigError(f"no preset or YAML file '{name_or_path}' (presets: {known})")
+
+
+def load_config(preset: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """Defaults, then the preset (name or YAML path), then dotted overrides; validated."""
+    cfg = ExperimentConfig()
+    if preset is not None:
+        path = preset_path(str(preset))
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({err})") from None
+        _merge(cfg, values)
+    for text in overrides:
+        key, value = parse_override(text)
+        _merge(cfg, _nest(key, value))
+    validate(cfg)
+    return cfg
+
+
+def config_from_dict(values: dict) -> ExperimentConfig:
+    """Rebuild a config from its saved dict (run directory, checkpoint)."""
+    cfg = ExperimentConfig()
+    _merge(cfg, values)
+    validate(cfg)
+    return cfg
+
+
+def _choice(value: str, options: tuple[str, ...], where: str) -> None:
+    if value not in options:
+        raise ConfigError(f"{where}='{value}' is not one of: {', '.join(options)}")
+
+
+def validate(cfg: ExperimentConfig) -> None:
+    """Raise ConfigError with one clear sentence for the first invalid value."""
+    d, m, mx, t, a = cfg.data, cfg.model, cfg.mixup, cfg.train, cfg.analysis
+    _choice(d.name, DATASETS, "data.name")
+    _choice(m.name, MODELS, "model.name")
+    _choice(t.loss, LOSSES, "train.loss")
+    _choice(t.optimizer, OPTIMIZERS, "train.optimizer")
+    _choice(t.schedule, SCHEDULES, "train.schedule")
+    _choice(t.amp, ("none", "bf16"), "train.amp")
+    _choice(a.bn_mode, BN_MODES, "analysis.bn_mode")
+    _choice(a.lam, LAMBDA_MODES, "analysis.lam")
+    if not (t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:")):
+        raise ConfigError(f"train.device='{t.device}' must be auto, cpu, cuda or cuda:N")
+    if mx.alpha < 0:
+        raise ConfigError(f"mixup.alpha={mx.alpha} must be >= 0 (0 turns mixup off: the baseline)")
+    num_classes = NUM_CLASSES[d.name]
+    if d.classes is not None:
+        if len(d.classes) < 2 or len(set(d.classes)) != len(d.classes):
+            raise ConfigError(f"data.classes={d.classes} must list at least two distinct class indices")
+        bad = [c for c in d.classes if not 0 <= c < num_classes]
+        if bad:
+            raise ConfigError(f"data.classes has index {bad[0]} out of range: {d.name} has classes 0..{num_classes - 1}")
+        num_classes = len(d.classes)
+    if a.classes is not None:
+        if len(a.classes) != 3 or len(set(a.classes)) != 3:
+            raise ConfigError(f"analysis.classes={a.classes} must be three distinct class indices")
+        bad = [c for c in a.classes if not 0 <= c < num_classes]
+        if bad:
+            raise ConfigError(
+                f"analysis.classes has index {bad[0]} out of range: the model has classes 0..{num_classes - 1}"
+            )
+    elif num_classes < 3:
+        raise ConfigError("the analysis needs at least three classes; use more classes in data.classes")
+    for name in ("epochs", "batch_size"):
+        if getattr(t, name) < 1:
+            raise ConfigError(f"train.{name}={getattr(t, name)} must be >= 1")
+    if t.lr <= 0:
+        raise ConfigError(f"train.lr={t.lr} must be > 0")
+    if t.weight_decay < 0:
+        raise ConfigError(f"train.weight_decay={t.weight_decay} must be >= 0")
+    if t.warmup_epochs < 0 or t.warmup_epochs >= max(t.epochs, 1) and t.warmup_epochs > 0:
+        raise ConfigError(f"train.warmup_epochs={t.warmup_epochs} must be >= 0 and below train.epochs={t.epochs}")
+    if any(not 0 < f < 1 for f in t.milestones):
+        raise ConfigError(f"train.milestones={t.milestones} must be fractions of training in (0, 1)")
+    if t.checkpoint_every < 0:
+        raise ConfigError(f"train.checkpoint_every={t.checkpoint_every} must be >= 0")
+    if t.eval_every < 1:
+        raise ConfigError(f"train.eval_every={t.eval_every} must be >= 1")
+    if any(e < 1 or e > t.epochs for e in t.checkpoint_epochs):
+        raise ConfigError(f"train.checkpoint_epochs={t.checkpoint_epochs} must lie in 1..train.epochs={t.epochs}")
+    if m.name == "wrn" and (m.depth - 4) % 6 != 0:
+        raise ConfigError(f"model.depth={m.depth}: a WideResNet needs depth = 6n + 4 (e.g. 16, 28, 40)")
+    if m.name == "vit" and m.embed_dim % m.num_heads != 0:
+        raise ConfigError(f"model.embed_dim={m.embed_dim} must be divisible by model.num_heads={m.num_heads}")
+    if m.fixed_etf and m.etf_multiplier == 0:
+        raise ConfigError("model.etf_multiplier must be non-zero")
+    if a.pairs_per_class_pair < 1 or a.batch_size < 1 or a.grid_size < 2:
+        raise ConfigError("analysis.pairs_per_class_pair and analysis.batch_size must be >= 1, analysis.grid_size >= 2")
+    if d.train_limit is not None and d.train_limit < 1 or d.test_limit is not None and d.test_limit < 1:
+        raise ConfigError("data.train_limit and data.test_limit must be >= 1 when set")
+
+
+def num_classes(cfg: ExperimentConfig) -> int:
+    """Number of classes the model predicts (the subset size when data.classes is set)."""
+    return len(cfg.data.classes) if cfg.data.classes is not None else NUM_CLASSES[cfg.data.name]
+
+
+def dump_yaml(cfg: ExperimentConfig) -> str:
+    """The resolved config as YAML text."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

@@ -1,0 +1,151 @@
+"""Mixup (Zhang et al. 2017; eq. 1 of the paper): mixing training batches and analysis pairs.
+
+Training mixes a batch with a random permutation of itself. Analysis draws explicit pairs
+(index a, index b, lambda) of dataset images so that every feature can be tagged as a
+same-class or a different-class mixup point (Section 2.2). Randomness comes from a
+``numpy.random.Generator`` whose state is saved in checkpoints, so a resumed run draws the
+same lambdas and partners as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations_with_replacement
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def sample_lambda(alpha: float, size: int, rng: np.random.Generator) -> np.ndarray:
+    """lambda ~ Beta(alpha, alpha), ``size`` draws; alpha = 0 means no mixup (lambda = 1)."""
+    if alpha < 0:
+        raise ValueError(f"mixup alpha must be >= 0, got {alpha}")
+    if alpha == 0:
+        return np.ones(size)
+    return rng.beta(alpha, alpha, size=size)
+
+
+@dataclass
+class MixedBatch:
+    """A mixed training batch: x = lam * x[index_a] + (1 - lam) * x[index_b], likewise targets."""
+
+    x: torch.Tensor  # (B, ...) mixed inputs
+    target: torch.Tensor  # (B, C) soft targets, rows sum to 1
+    index_a: torch.Tensor  # (B,) batch positions of the first image (0..B-1)
+    index_b: torch.Tensor  # (B,) batch positions of the partner (a permutation)
+    lam: torch.Tensor  # (B,) weight of the first image
+    label_a: torch.Tensor  # (B,) class of the first image
+    label_b: torch.Tensor  # (B,) class of the partner
+
+    @property
+    def same_class(self) -> torch.Tensor:
+        """(B,) True where both images share a class (a same-class mixup point)."""
+        return self.label_a == self.label_b
+
+
+def mix_batch(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    alpha: float,
+    rng: np.random.Generator,
+    per_sample: bool = False,
+) -> MixedBatch:
+    """Mix a batch with a random permutation of itself; one lambda per batch or per sample."""
+    B = x.shape[0]
+    lam_np = sample_lambda(alpha, B if per_sample else 1, rng)
+    lam = torch.as_tensor(np.broadcast_to(lam_np, (B,)).copy(), dtype=torch.float32, device=x.device)
+    index_a = torch.arange(B, device=x.device)
+    index_b = index_a if alpha == 0 else torch.as_tensor(rng.permutation(B), device=x.device)
+    onehot = F.one_hot(y, num_classes).float()
+    lam_x = lam.view(B, *([1] * (x.dim() - 1))).to(x.dtype)
+    mixed_x = lam_x * x + (1 - lam_x) * x[index_b]
+    target = lam[:, None] * onehot + (1 - lam[:, None]) * onehot[index_b]
+    return MixedBatch(mixed_x, target, index_a, index_b, lam, y, y[index_b])
+
+
+@dataclass
+class PairSet:
+    """Explicit mixup pairs of dataset images for analysis; every array has one entry per pair."""
+
+    index_a: np.ndarray  # (N,) dataset index of the first image
+    index_b: np.ndarray  # (N,) dataset index of the second image
+    lam: np.ndarray  # (N,) weight of the first image: x = lam x_a + (1 - lam) x_b
+    class_a: np.ndarray  # (N,)
+    class_b: np.ndarray  # (N,)
+
+    @property
+    def same(self) -> np.ndarray:
+        """(N,) True for same-class pairs."""
+        return self.class_a == self.class_b
+
+    def __len__(self) -> int:
+        return len(self.lam)
+
+    def subset(self, sl: slice | np.ndarray) -> "PairSet":
+        """The pairs selected by a slice or index array."""
+        return PairSet(self.index_a[sl], self.index_b[sl], self.lam[sl], self.class_a[sl], self.class_b[sl])
+
+
+def make_pairs(
+    labels: np.ndarray,
+    classes: Sequence[int],
+    pairs_per_class_pair: int,
+    lam_mode: str = "beta",
+    alpha: float = 1.0,
+    grid_size: int = 11,
+    seed: int = 0,
+) -> PairSet:
+    """Draw mixup pairs for every unordered class pair {a, b} of ``classes``, same-class included.
+
+    lambda comes from the training distribution Beta(alpha, alpha) (``beta``; a baseline trained
+    with alpha = 0 has no mixup distribution, so Beta(1, 1) is used, as the paper's Figure 8 shows
+    the whole range) or from an even grid on [0, 1] (``grid``). Since lambda covers [0, 1], the
+    pair {a, b} also covers the order (b, a). Partners of a same-class pair are distinct images
+    whenever the class has more than one.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    by_class = {}
+    for c in classes:
+        members = np.flatnonzero(labels == c)
+        if len(members) == 0:
+            raise ValueError(f"class {c} has no training images to draw mixup pairs from")
+        by_class[c] = members
+    n = pairs_per_class_pair
+    parts = []
+    for a, b in combinations_with_replacement(classes, 2):
+        ia = rng.choice(by_class[a], size=n)
+        if a == b and len(by_class[a]) > 1:
+            # Shift by a non-zero offset within the class so that no image is mixed with itself.
+            pos = np.searchsorted(by_class[a], ia)
+            offset = rng.integers(1, len(by_class[a]), size=n)
+            ib = by_class[a][(pos + offset) % len(by_class[a])]
+        else:
+            ib = rng.choice(by_class[b], size=n)
+        if lam_mode == "beta":
+            lam = sample_lambda(alpha if alpha > 0 else 1.0, n, rng)
+        elif lam_mode == "grid":
+            lam = np.resize(np.linspace(0.0, 1.0, grid_size), n)
+        else:
+            raise ValueError(f"unknown lambda mode '{lam_mode}' (known: beta, grid)")
+        parts.append((ia, ib, lam, np.full(n, a), np.full(n, b)))
+    cols = [np.concatenate(col) for col in zip(*parts)]
+    return PairSet(cols[0].astype(np.int64), cols[1].astype(np.int64), cols[2].astype(np.float64),
+                   cols[3].astype(np.int64), cols[4].astype(np.int64))
+
+
+def mix_images(x_a: torch.Tensor, x_b: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    """lam * x_a + (1 - lam) * x_b with one lambda per image."""
+    lam = lam.to(x_a.dtype).view(-1, *([1] * (x_a.dim() - 1)))
+    return lam * x_a + (1 - lam) * x_b
+
+
+def choose_classes(num_classes: int, seed: int, k: int = 3) -> list[int]:
+    """k distinct classes drawn with ``seed`` (the paper's "three randomly selected classes")."""
+    if num_classes < k:
+        raise ValueError(f"need at least {k} classes, the model has {num_classes}")
+    rng = np.random.default_rng(seed)
+    return sorted(int(c) for c in rng.choice(num_classes, size=k, replace=False))
