@@ -1,0 +1,124 @@
+"""Mixup-pair feature extraction: batch-norm modes, the on-disk format, nothing half-written."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from mixcollapse.analysis.extract import (
+    extract_pair_features,
+    load_pair_features,
+    mixup_training_batches,
+    recalibrate_batchnorm,
+)
+from mixcollapse.mixup import make_pairs
+
+
+class TinyBN(nn.Module):
+    """A model that honours the toolkit's contract: features(x) and a final linear classifier."""
+
+    def __init__(self, num_classes=4):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.BatchNorm1d(8), nn.ReLU())
+        self.classifier = nn.Linear(8, num_classes)
+
+    def features(self, x):
+        return self.body(x)
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+@pytest.fixture
+def toy():
+    gen = torch.Generator().manual_seed(0)
+    y = torch.arange(64) % 4
+    x = torch.randn(64, 1, 4, 4, generator=gen) + y.view(-1, 1, 1, 1).float()
+    dataset = torch.utils.data.TensorDataset(x, y)
+    pairs = make_pairs(y.numpy(), [0, 1, 2], pairs_per_class_pair=10, seed=0)
+    return TinyBN(), dataset, pairs
+
+
+def test_recalibration_is_the_plain_mean_of_batch_statistics(toy):
+    model, dataset, _ = toy
+    batches = [torch.randn(16, 1, 4, 4) + k for k in range(3)]
+    net = recalibrate_batchnorm(model, iter(batches), 3, "cpu")
+    bn = net.body[2]
+    pre = [net.body[1](net.body[0](b)) for b in batches]
+    expected_mean = torch.stack([p.mean(0) for p in pre]).mean(0)
+    expected_var = torch.stack([p.var(0, unbiased=True) for p in pre]).mean(0)
+    torch.testing.assert_close(bn.running_mean, expected_mean)
+    torch.testing.assert_close(bn.running_var, expected_var)
+    assert not net.training
+    # the caller's model is untouched
+    assert torch.equal(model.body[2].running_mean, torch.zeros(8))
+
+
+def test_recalibrated_features_do_not_depend_on_batch_size(tmp_path, toy):
+    model, dataset, pairs = toy
+    common = dict(train_batches=None, bn_mode="recalibrate", progress=False, recalibrate_batches=4)
+    a = extract_pair_features(model, dataset, pairs, tmp_path / "a", batch_size=7,
+                              **{**common, "train_batches": mixup_training_batches(dataset, 4, 1.0, 16, seed=1)})
+    b = extract_pair_features(model, dataset, pairs, tmp_path / "b", batch_size=64,
+                              **{**common, "train_batches": mixup_training_batches(dataset, 4, 1.0, 16, seed=1)})
+    np.testing.assert_allclose(a.features, b.features, rtol=1e-5, atol=1e-6)
+    assert a.meta["bn_mode"] == "recalibrate"
+
+
+def test_train_mode_composes_batches_like_training_batches(tmp_path, toy):
+    model, dataset, pairs = toy
+    model.train()
+    before = model.body[2].running_mean.clone()
+    out = extract_pair_features(model, dataset, pairs, tmp_path / "t", bn_mode="train", batch_size=32,
+                                train_batches=mixup_training_batches(dataset, 4, 1.0, 32, seed=0), progress=False)
+    assert out.meta["bn_mode"] == "train" and out.meta["pair_fraction"] == 0.25
+    assert torch.equal(model.body[2].running_mean, before)  # running statistics untouched
+    assert model.training  # the caller's mode is restored
+    # A batch made only of the analysis pairs has other (skewed) statistics: other features.
+    skewed = model.train().features(torch.stack([dataset[int(i)][0] for i in pairs.index_a[:8]]))
+    assert not np.allclose(out.features[:8], skewed.detach().numpy(), atol=1e-3)
+
+
+def test_eval_mode_and_round_trip(tmp_path, toy):
+    model, dataset, pairs = toy
+    out = extract_pair_features(model, dataset, pairs, tmp_path / "e", bn_mode="eval", batch_size=16,
+                                progress=False, meta={"classes": [0, 1, 2]})
+    again = load_pair_features(tmp_path / "e")
+    model.eval()
+    x = torch.stack([pairs.lam[i] * dataset[int(pairs.index_a[i])][0] + (1 - pairs.lam[i]) * dataset[int(pairs.index_b[i])][0]
+                     for i in range(len(pairs))]).float()
+    with torch.no_grad():
+        np.testing.assert_allclose(again.features, model.features(x).numpy(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(again.logits, model(x).numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(again.pairs.lam, pairs.lam)
+    np.testing.assert_array_equal(again.same, pairs.class_a == pairs.class_b)
+    assert again.meta["classes"] == [0, 1, 2] and again.meta["num_pairs"] == len(pairs) == 60
+    assert json.loads((tmp_path / "e" / "meta.json").read_text())["bn_mode"] == "eval"
+    assert out.classifier_weight.shape == (4, 8)
+
+
+def test_a_failure_leaves_nothing_half_written(tmp_path, toy):
+    model, dataset, pairs = toy
+
+    def explode(batch):
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        extract_pair_features(model, dataset, pairs, tmp_path / "x", bn_mode="eval", callbacks=[explode], progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_output_is_never_overwritten_silently(tmp_path, toy):
+    model, dataset, pairs = toy
+    extract_pair_features(model, dataset, pairs, tmp_path / "o", bn_mode="eval", progress=False)
+    with pytest.raises(FileExistsError, match="already exists"):
+        extract_pair_features(model, dataset, pairs, tmp_path / "o", bn_mode="eval", progress=False)
+
+
+def test_batchnorm_modes_need_training_batches(tmp_path, toy):
+    model, dataset, pairs = toy
+    with pytest.raises(ValueError, match="needs train_batches"):
+        extract_pair_features(model, dataset, pairs, tmp_path / "r", bn_mode="recalibrate", progress=False)
