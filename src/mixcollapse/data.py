@@ -1,0 +1,481 @@
+"""Datasets of the paper (FashionMNIST, CIFAR10, CIFAR100; Section 2.1) and the embedded digits default.
+
+Every dataset in a :class:`DataBundle` is a :class:`LabeledView`: samples ``(x, y)`` with ``x`` a
+normalized float tensor (C, H, W) and ``y`` an int, plus a ``labels`` array readable without
+decoding a single image (the analysis draws mixup pairs by class from it).
+
+Augmentation (training set only, ``cfg.augment``): CIFAR10/100 get the standard mixup-paper
+recipe, RandomCrop(32, padding=cfg.crop_padding) + RandomHorizontalFlip (when cfg.flip).
+FashionMNIST and digits are never augmented: the paper does not say it augmented FashionMNIST,
+neural-collapse studies usually train it without augmentation, and a random crop of an 8x8 digit
+removes much of the digit. ``cfg.augment`` therefore switches only the CIFAR recipe.
+
+Normalization uses per-channel training-set mean/std: the standard CIFAR10, CIFAR100 and
+FashionMNIST values below; for digits they are computed on the digits training split.
+
+Files live where torchvision puts them under ``cfg.root``. When they are missing, torchvision's
+download is tried (``cfg.download``) after a quick reachability probe; any failure becomes a
+:class:`DataError` whose one-line message names the expected files and how to provide them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import shutil
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torchvision import datasets as tvd
+from torchvision import transforms as T
+from torchvision.datasets.utils import check_integrity
+
+from mixcollapse.config import DATASETS, NUM_CLASSES, DataConfig
+
+# Per-channel mean/std of each training set (pixels scaled to [0, 1]).
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
+FASHIONMNIST_MEAN, FASHIONMNIST_STD = (0.2860,), (0.3530,)
+
+FAKE_MARKER = "FAKE_DATA.txt"  # written by mixcollapse.fakedata into every root of synthetic files
+PROBE_TIMEOUT_S = 3.0  # reachability probe before a download (DNS can hang when offline)
+DOWNLOAD_TIMEOUT_S = 30.0  # per socket operation while torchvision downloads
+
+
+class DataError(ValueError):
+    """Data is missing or unreadable; the one-line message names the files and how to provide them."""
+
+
+# torchvision's CIFAR classes compare every batch file's md5 with the official archive's, so files
+# in the real format written by anything else (mixcollapse.fakedata, a re-pickled copy) are
+# rejected. With md5 None, torchvision's own check_integrity checks presence only; the download
+# still verifies the archive (tgz_md5 is kept), and unreadable files fail when unpickled.
+class CIFAR10Files(tvd.CIFAR10):
+    """torchvision's CIFAR10 that accepts any files in the real layout (presence, not md5)."""
+
+    train_list = [[name, None] for name, _ in tvd.CIFAR10.train_list]
+    test_list = [[name, None] for name, _ in tvd.CIFAR10.test_list]
+    meta = {**tvd.CIFAR10.meta, "md5": None}
+
+
+class CIFAR100Files(tvd.CIFAR100):
+    """torchvision's CIFAR100 that accepts any files in the real layout (presence, not md5)."""
+
+    train_list = [[name, None] for name, _ in tvd.CIFAR100.train_list]
+    test_list = [[name, None] for name, _ in tvd.CIFAR100.test_list]
+    meta = {**tvd.CIFAR100.meta, "md5": None}
+
+
+@dataclass(frozen=True)
+class DiskSpec:
+    """Where a torchvision dataset's files live, how to get them, and its image statistics."""
+
+    title: str
+    loader: type
+    files: tuple[str, ...]  # relative to root; all must exist (FashionMNIST: or their .gz)
+    expected: str  # the files as named in messages, relative to root
+    how: str  # how to provide them; {root} is filled in
+    url: str  # probed before a download
+    archive: str | None  # the official archive torchvision downloads into root (CIFAR)
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    image_size: int
+    in_channels: int
+    augmentable: bool  # whether cfg.augment (crop + flip) applies
+
+
+_CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+_CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
+_FASHION_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+_FASHION_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+SPECS: dict[str, DiskSpec] = {
+    "cifar10": DiskSpec(
+        title="CIFAR10",
+        loader=CIFAR10Files,
+        files=tuple(
+            f"cifar-10-batches-py/{n}"
+            for n in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
+        ),
+        expected="cifar-10-batches-py/data_batch_1..5, test_batch, batches.meta",
+        how=f"download {_CIFAR10_URL} and extract it into {{root}} (tar xzf cifar-10-python.tar.gz -C {{root}})",
+        url=_CIFAR10_URL,
+        archive="cifar-10-python.tar.gz",
+        mean=CIFAR10_MEAN,
+        std=CIFAR10_STD,
+        image_size=32,
+        in_channels=3,
+        augmentable=True,
+    ),
+    "cifar100": DiskSpec(
+        title="CIFAR100",
+        loader=CIFAR100Files,
+        files=("cifar-100-python/train", "cifar-100-python/test", "cifar-100-python/meta"),
+        expected="cifar-100-python/train, test, meta",
+        how=f"download {_CIFAR100_URL} and extract it into {{root}} (tar xzf cifar-100-python.tar.gz -C {{root}})",
+        url=_CIFAR100_URL,
+        archive="cifar-100-python.tar.gz",
+        mean=CIFAR100_MEAN,
+        std=CIFAR100_STD,
+        image_size=32,
+        in_channels=3,
+        augmentable=True,
+    ),
+    "fashionmnist": DiskSpec(
+        title="FashionMNIST",
+        loader=tvd.FashionMNIST,
+        files=tuple(f"FashionMNIST/raw/{n}" for n in _FASHION_FILES),
+        expected="FashionMNIST/raw/" + ", ".join(f"{n}(.gz)" for n in _FASHION_FILES),
+        how=f"download the four .gz files from {_FASHION_URL} (or github.com/zalandoresearch/fashion-mnist, "
+        "data/fashion) into {root}/FashionMNIST/raw",
+        url=_FASHION_URL,
+        archive=None,
+        mean=FASHIONMNIST_MEAN,
+        std=FASHIONMNIST_STD,
+        image_size=28,
+        in_channels=1,
+        augmentable=False,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class DataBundle:
+    """Train and test datasets with what a model and a figure need to know about them."""
+
+    train: Dataset
+    test: Dataset
+    num_classes: int
+    in_channels: int
+    image_size: int
+    class_names: list[str]
+    name: str
+    mean: tuple[float, ...]  # per channel, to undo the normalization when showing images
+    std: tuple[float, ...]
+    synthetic: bool = False  # files written by mixcollapse.fakedata, not the real dataset
+
+
+class ImageTensors(Dataset):
+    """In-memory images (N, C, H, W) and int labels (the embedded digits)."""
+
+    def __init__(self, images: torch.Tensor, labels: np.ndarray) -> None:
+        self.images = images
+        self.targets = np.asarray(labels, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.images[index], int(self.targets[index])
+
+
+class LabeledView(Dataset):
+    """Sample ``base[indices[i]]`` relabelled ``labels[i]``: class subsets and limits, labels without decoding."""
+
+    def __init__(self, base: Dataset, indices: np.ndarray, labels: np.ndarray) -> None:
+        self.base = base
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.labels = np.asarray(labels, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        x, _ = self.base[int(self.indices[index])]
+        return x, int(self.labels[index])
+
+
+def build_datasets(cfg: DataConfig, *, train_augment: bool | None = None) -> DataBundle:
+    """Train/test datasets for ``cfg`` (subset, relabelled, limited); ``train_augment`` overrides cfg.augment.
+
+    Augmentation is the CIFAR recipe only (see the module docstring): FashionMNIST and digits
+    ignore it. The analysis passes ``train_augment=False`` to read training images as they are.
+    """
+    if cfg.name not in DATASETS:
+        raise DataError(f"unknown dataset '{cfg.name}' (known: {', '.join(DATASETS)})")
+    classes = _check_classes(cfg)
+    augment = cfg.augment if train_augment is None else train_augment
+    if cfg.name == "digits":
+        train, test, names, mean, std = _digits(cfg.split_seed)
+        size, channels, synthetic = 8, 1, False
+    else:
+        spec = SPECS[cfg.name]
+        _ensure_files(spec, cfg.root, cfg.download)
+        mean, std, size, channels = spec.mean, spec.std, spec.image_size, spec.in_channels
+        train = _load(spec, cfg.root, True, _transform(spec, cfg, augment and spec.augmentable))
+        test = _load(spec, cfg.root, False, _transform(spec, cfg, False))
+        names = list(train.classes)
+        synthetic = os.path.isfile(os.path.join(cfg.root, FAKE_MARKER))
+    keep = list(range(len(names))) if classes is None else classes
+    return DataBundle(
+        train=_view(train, classes, cfg.train_limit),
+        test=_view(test, classes, cfg.test_limit),
+        num_classes=len(keep),
+        in_channels=channels,
+        image_size=size,
+        class_names=[str(names[c]) for c in keep],
+        name=cfg.name,
+        mean=tuple(mean),
+        std=tuple(std),
+        synthetic=synthetic,
+    )
+
+
+def train_labels(bundle: DataBundle) -> np.ndarray:
+    """Int labels of the training set in index order, without decoding images (for drawing pairs by class)."""
+    labels = getattr(bundle.train, "labels", None)
+    if labels is not None:
+        return np.array(labels, dtype=np.int64)
+    return np.array([int(bundle.train[i][1]) for i in range(len(bundle.train))], dtype=np.int64)  # user datasets
+
+
+def build_loaders(
+    bundle: DataBundle,
+    batch_size: int,
+    *,
+    num_workers: int = 0,
+    seed: int = 0,
+    distributed: bool = False,
+    drop_last: bool = True,
+    pin_memory: bool = False,
+) -> tuple[DataLoader, DataLoader]:
+    """Seeded shuffling train loader and ordered test loader; under DDP call ``train_loader.sampler.set_epoch``.
+
+    Distributed: the train set is split by a DistributedSampler (padded, shuffled with ``seed``);
+    the test set by disjoint unpadded shards ``rank::world``, so summed counts are exact.
+    ``drop_last`` is ignored when a rank holds fewer than ``batch_size`` training samples (tiny runs).
+    """
+    extra = {"num_workers": num_workers, "pin_memory": pin_memory, "persistent_workers": num_workers > 0}
+    if distributed:
+        train_sampler: Sampler = DistributedSampler(bundle.train, shuffle=True, seed=seed)
+        test_sampler: Sampler | None = ShardSampler(len(bundle.test))
+        per_rank = len(train_sampler)
+        train_kwargs = {"sampler": train_sampler}
+    else:
+        test_sampler = None
+        per_rank = len(bundle.train)
+        train_kwargs = {"shuffle": True, "generator": torch.Generator().manual_seed(seed)}
+    train_loader = DataLoader(
+        bundle.train, batch_size=batch_size, drop_last=drop_last and per_rank >= batch_size, **train_kwargs, **extra
+    )
+    test_loader = DataLoader(bundle.test, batch_size=batch_size, shuffle=False, sampler=test_sampler, **extra)
+    return train_loader, test_loader
+
+
+class ShardSampler(Sampler[int]):
+    """Indices ``rank, rank + world, ...`` of ``n`` items: disjoint, unpadded shards for evaluation."""
+
+    def __init__(self, n: int, rank: int | None = None, world: int | None = None) -> None:
+        dist = torch.distributed
+        self.rank = dist.get_rank() if rank is None else rank
+        self.world = dist.get_world_size() if world is None else world
+        self.n = n
+
+    def __iter__(self):
+        return iter(range(self.rank, self.n, self.world))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.n, self.world))
+
+
+def files_present(cfg: DataConfig) -> bool:
+    """Whether ``cfg``'s dataset can be read from ``cfg.root`` without a download (digits: always)."""
+    return cfg.name == "digits" or _present(SPECS[cfg.name], cfg.root)
+
+
+def ensure_files(cfg: DataConfig) -> None:
+    """Make ``cfg``'s files present in ``cfg.root``, downloading when ``cfg.download``; else DataError."""
+    if cfg.name != "digits":
+        _ensure_files(SPECS[cfg.name], cfg.root, cfg.download)
+
+
+# ---- internals -------------------------------------------------------------------------------
+
+
+def _check_classes(cfg: DataConfig) -> list[int] | None:
+    if cfg.classes is None:
+        return None
+    total = NUM_CLASSES[cfg.name]
+    classes = [int(c) for c in cfg.classes]
+    if len(set(classes)) != len(classes) or any(not 0 <= c < total for c in classes):
+        raise DataError(f"data.classes={cfg.classes} must be distinct indices in 0..{total - 1} for {cfg.name}")
+    return classes
+
+
+def _view(base: Dataset, classes: list[int] | None, limit: int | None) -> LabeledView:
+    """Keep ``classes`` (relabelled 0..k-1 in the given order) and then the first ``limit`` samples."""
+    labels = np.asarray(base.targets, dtype=np.int64)  # torchvision CIFAR: list; FashionMNIST: tensor
+    if classes is None:
+        indices = np.arange(len(labels))
+    else:
+        lut = np.full(max(int(labels.max(initial=0)), *classes) + 1, -1, dtype=np.int64)
+        lut[classes] = np.arange(len(classes))
+        indices = np.flatnonzero(lut[labels] >= 0)
+        labels = lut[labels]
+    indices = indices[:limit]
+    return LabeledView(base, indices, labels[indices])
+
+
+def _transform(spec: DiskSpec, cfg: DataConfig, augment: bool) -> Callable:
+    steps: list[Callable] = []
+    if augment:
+        if cfg.crop_padding > 0:
+            steps.append(T.RandomCrop(spec.image_size, padding=cfg.crop_padding))
+        if cfg.flip:
+            steps.append(T.RandomHorizontalFlip())
+    return T.Compose([*steps, T.ToTensor(), T.Normalize(spec.mean, spec.std)])
+
+
+def _digits(split_seed: int) -> tuple[ImageTensors, ImageTensors, list[str], tuple[float], tuple[float]]:
+    """scikit-learn's 1797 real 8x8 digits: seeded stratified 80/20 split, normalized by training statistics."""
+    train_idx, test_idx, raw = digits_split(split_seed)
+    images = torch.as_tensor(raw.images, dtype=torch.float32).unsqueeze(1) / 16.0  # (N, 1, 8, 8) in [0, 1]
+    mean, std = images[train_idx].mean().item(), images[train_idx].std().item()
+    images = (images - mean) / std
+    labels = raw.target.astype(np.int64)
+    names = [str(n) for n in raw.target_names]
+    return (
+        ImageTensors(images[train_idx], labels[train_idx]),
+        ImageTensors(images[test_idx], labels[test_idx]),
+        names,
+        (mean,),
+        (std,),
+    )
+
+
+def digits_split(seed: int) -> tuple[np.ndarray, np.ndarray, object]:
+    """Sorted train and test indices of a stratified 80/20 split of the digits, and the sklearn bunch."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    raw = load_digits()
+    idx = np.arange(len(raw.target))
+    train_idx, test_idx = train_test_split(idx, test_size=0.2, stratify=raw.target, random_state=seed)
+    return np.sort(train_idx), np.sort(test_idx), raw
+
+
+def _present(spec: DiskSpec, root: str) -> bool:
+    return all(
+        os.path.isfile(os.path.join(root, f)) or os.path.isfile(os.path.join(root, f + ".gz")) for f in spec.files
+    )
+
+
+def _ensure_files(spec: DiskSpec, root: str, download: bool) -> None:
+    """Return when ``spec``'s files are in ``root``; else download them (``download``) or raise DataError."""
+    if _present(spec, root):
+        _gunzip_missing(spec, root)
+        return
+    if not download:
+        raise DataError(_missing(spec, root, "data.download is false"))
+    # A complete official archive in root is extracted by torchvision without the network.
+    archive_here = spec.archive is not None and check_integrity(os.path.join(root, spec.archive), spec.loader.tgz_md5)
+    if not archive_here and not _reachable(spec.url):
+        raise DataError(_missing(spec, root, f"no network: cannot reach {urlparse(spec.url).hostname}"))
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # fail instead of hanging on a stalled connection
+    try:
+        spec.loader(root, train=True, download=True)
+    except Exception as err:  # URLError, socket errors, HTTP errors, md5 RuntimeError, bad archives
+        raise DataError(_missing(spec, root, f"download failed: {_one_line(err)}")) from None
+    finally:
+        socket.setdefaulttimeout(previous)
+    if not _present(spec, root):
+        raise DataError(_missing(spec, root, "download finished but files are still missing"))
+
+
+def _gunzip_missing(spec: DiskSpec, root: str) -> None:
+    """Decompress ``name.gz`` next to itself where only the .gz exists (FashionMNIST as distributed)."""
+    for rel in spec.files:
+        path = os.path.join(root, rel)
+        if not os.path.isfile(path) and os.path.isfile(path + ".gz"):
+            try:
+                with gzip.open(path + ".gz", "rb") as src, open(path + ".part", "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                os.replace(path + ".part", path)
+            except (OSError, EOFError) as err:
+                raise DataError(f"{spec.title}: cannot decompress {path}.gz ({_one_line(err)}); replace it") from None
+
+
+# What torchvision raises on files that exist but are not in the real format (bad pickle, bad IDX magic).
+_READ_ERRORS = (
+    OSError,
+    RuntimeError,
+    EOFError,
+    pickle.UnpicklingError,
+    KeyError,
+    ValueError,
+    AssertionError,
+    TypeError,
+)
+
+
+def _load(spec: DiskSpec, root: str, train: bool, transform: Callable) -> Dataset:
+    try:
+        return spec.loader(root, train=train, transform=transform, download=False)
+    except _READ_ERRORS as err:
+        where = os.path.join(root, os.path.dirname(spec.files[0]))
+        raise DataError(
+            f"{spec.title} files under {where} could not be read ({type(err).__name__}: {_one_line(err)}); "
+            f"expected the real format: {spec.expected}; {spec.how.format(root=root)}"
+        ) from None
+
+
+def _missing(spec: DiskSpec, root: str, reason: str) -> str:
+    files = f"{Path(root).as_posix()}/{spec.expected}"
+    return (
+        f"{spec.title} data not found ({reason}): expected {files}; {spec.how.format(root=root)}, "
+        "or run with data.download=true on a machine with network access"
+    )
+
+
+def _one_line(err: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _reachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to ``url``'s host opens within ``timeout`` (DNS included, via a thread)."""
+    parsed = urlparse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    ok: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((parsed.hostname, port), timeout=timeout):
+                ok.append(True)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout + 1.0)
+    return bool(ok)
+
+
+__all__ = [
+    "DataBundle",
+    "DataError",
+    "LabeledView",
+    "ImageTensors",
+    "ShardSampler",
+    "build_datasets",
+    "build_loaders",
+    "train_labels",
+    "files_present",
+    "ensure_files",
+    "digits_split",
+    "FAKE_MARKER",
+]
