@@ -50,9 +50,10 @@ def _run_analyze(args) -> int:
 
     from mixcollapse.analysis.pipeline import analyze_run
 
-    summary = analyze_run(args.run, checkpoint=args.checkpoint, out_dir=args.out, data_root=args.data_root,
-                          overrides=args.overrides, overwrite=args.overwrite)
-    print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (list, dict))}, indent=2))
+    result = analyze_run(args.run, checkpoint=args.checkpoint, out_dir=args.out, data_root=args.data_root,
+                         overrides=args.overrides, overwrite=args.overwrite)
+    headline = {k: v for k, v in result.summary.items() if not isinstance(v, (list, dict))}
+    print(json.dumps(headline, indent=2))
     return 0
 
 

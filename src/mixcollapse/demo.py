@@ -46,11 +46,11 @@ def run_demo(out_dir: str | Path = "demo_out", overrides: list[str] | tuple[str,
         print(f"[demo] training {name} (alpha={alpha:g}) into {run_dir}", flush=True)
         train(cfg, run_dir, resume=_has_run(run_dir))
         print(f"[demo] extracting mixup-pair features of {name}", flush=True)
-        analysis = analyze_run(run_dir, overwrite=True, progress=progress)
+        result = analyze_run(run_dir, overwrite=True, progress=progress)
+        analysis, feats = result.summary, result.features
         last = read_metrics(run_dir)[-1]
-        feats = analysis["_feats"]
         rows = feats.classifier_weight[analysis["classes"]]
-        panels.append(dict(xy=analysis["_xy"], lam=feats.lam, same=feats.same, classifier_xy=project_classifier(rows),
+        panels.append(dict(xy=result.xy, lam=feats.lam, same=feats.same, classifier_xy=project_classifier(rows),
                            title=f"{name} (α={alpha:g}): test acc {100 * last['test_accuracy']:.1f}%",
                            class_names=feats.meta["class_names"]))
         results[name] = {
