@@ -86,9 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_analyze(sub)
     _add_demo(sub)
+    from mixcollapse import cli_reproduce
+
+    cli_reproduce.add_parsers(sub)
     try:
         from mixcollapse import cli_theory
-    except ImportError:  # pragma: no cover - the theory package is part of the toolkit
+    except ImportError:  # pragma: no cover - the theory package is being completed
         pass
     else:
         cli_theory.add_parser(sub)

@@ -1,0 +1,255 @@
+"""Layer-wise trajectories of mixed inputs (Figure 3): each layer's representation of a mix, projected.
+
+Two training images x_a, x_b (of one class, or of two classes) are mixed, x = lam x_a + (1 - lam) x_b,
+for several lam; ``model.intermediates(x)`` gives one representation per layer, and each layer is
+projected to the plane of Appendix B.2 for three classes (the images' classes and a third one).
+
+Projections (``projection``):
+
+* ``classifier`` (the paper's Figure 3, ViT): every layer lives in the classifier's space (the
+  ViT's CLS token through the final norm), so Appendix B.2's map A Q of the final classifier's three
+  rows applies to each layer. Each layer is centred by its own mean over a reference set of mixup
+  training images. The first entry (the CLS token plus its position embedding, before any block)
+  does not depend on the input, so its centred value is exactly zero: trajectories start at the
+  origin, as in the paper.
+* ``probe`` (WRN, which the paper did not show; any model): the stages have different widths, so
+  for every layer but the last a linear probe is fitted by ridge regression, on the reference
+  set, from the centred layer features to the centred final logits of the three classes,
+  z = W3 h (bias left out). Probe outputs are mapped to the plane by G = A U S^-1 U^T D^-1 (D the
+  row norms of W3, W3/D = U S V^T); for the last layer the probe is W3 itself and G W3 = A Q, so
+  the last point is exactly Appendix B.2's projection. The path starts at the origin (the input,
+  before any layer: a point we prepend). ``r2`` reports how much of the final logits' variance
+  each probe explains on the reference set.
+
+Batch norm follows ``bn_mode`` as in :mod:`mixcollapse.analysis.extract`: ``train`` runs mixes
+inside batches filled up with mixup training samples, ``recalibrate`` and ``eval`` run in eval mode.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from mixcollapse.analysis.extract import has_batchnorm, recalibrate_batchnorm
+from mixcollapse.analysis.projection import project_classifier, projection_matrix, triangle_vertices
+from mixcollapse.mixup import mix_images
+
+PROJECTIONS = ("auto", "classifier", "probe")
+RIDGE = 1e-3  # relative to the mean feature variance
+
+
+def pick_pairs(labels: np.ndarray, classes: Sequence[int], seed: int = 0) -> dict[str, tuple[int, int]]:
+    """Two random training images of ``classes[0]`` (``same``) and one each of classes 0 and 1 (``different``)."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    a = np.flatnonzero(labels == classes[0])
+    b = np.flatnonzero(labels == classes[1])
+    if len(a) == 0 or len(b) == 0:
+        raise ValueError(f"classes {classes[0]} and {classes[1]} need training images for the trajectories")
+    same = rng.choice(a, size=2, replace=len(a) < 2)
+    return {"same": (int(same[0]), int(same[1])), "different": (int(rng.choice(a)), int(rng.choice(b)))}
+
+
+def _network(model: nn.Module, bn_mode: str, batches: Iterator[torch.Tensor] | None, recalibrate_batches: int,
+             device) -> nn.Module:
+    """The model as it should run for ``bn_mode`` (a copy when batch-norm statistics are touched)."""
+    if not has_batchnorm(model) or bn_mode == "eval":
+        return model.eval()
+    if batches is None:
+        raise ValueError(f"bn_mode='{bn_mode}' needs mixed training batches")
+    if bn_mode == "recalibrate":
+        return recalibrate_batchnorm(model, batches, recalibrate_batches, device)
+    if bn_mode == "train":
+        net = copy.deepcopy(model).train()
+        for m in net.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.momentum = 0.0  # batch statistics, running statistics untouched
+        return net
+    raise ValueError(f"bn_mode='{bn_mode}' is not one of: recalibrate, train, eval")
+
+
+@torch.no_grad()
+def _layers(net: nn.Module, x: torch.Tensor, filler: torch.Tensor | None, device) -> list[np.ndarray]:
+    """``net.intermediates`` of ``x`` (B, ...) as float64 arrays, run inside ``filler`` when given."""
+    n = len(x)
+    if filler is not None:
+        x = torch.cat([x, filler[: max(0, len(filler) - n)]])
+    return [h[:n].double().cpu().numpy() for h in net.intermediates(x.to(device))]
+
+
+def fit_probe(F: np.ndarray, Z: np.ndarray, ridge: float = RIDGE) -> tuple[np.ndarray, float]:
+    """Ridge regression of centred Z (n, k) on centred F (n, d): P (d, k) and the R^2 of the fit."""
+    Fc, Zc = F - F.mean(0), Z - Z.mean(0)
+    d = Fc.shape[1]
+    gram = Fc.T @ Fc
+    scale = np.trace(gram) / d if d else 0.0
+    if scale == 0:  # a constant layer (the ViT's embedding entry): predicts nothing
+        return np.zeros((d, Z.shape[1])), 0.0
+    P = np.linalg.solve(gram + ridge * scale * np.eye(d), Fc.T @ Zc)
+    total = float((Zc**2).sum())
+    r2 = 1.0 - float(((Zc - Fc @ P) ** 2).sum()) / total if total > 0 else 0.0
+    return P, r2
+
+
+def logit_plane(rows: np.ndarray) -> np.ndarray:
+    """G (2, 3) with G (W3 h) = A Q h: from the three classes' logits to Appendix B.2's plane."""
+    rows = np.asarray(rows, dtype=np.float64)
+    norms = np.linalg.norm(rows, axis=1)
+    U, S, _ = np.linalg.svd(rows / norms[:, None], full_matrices=False)
+    return triangle_vertices() @ U @ np.diag(1.0 / S) @ U.T @ np.diag(1.0 / norms)
+
+
+def project_layers(mix_layers: list[np.ndarray], ref_layers: list[np.ndarray], rows: np.ndarray,
+                   projection: str) -> tuple[np.ndarray, list[float] | None]:
+    """(K, L', 2) paths of K mixes through the layers, and the probes' R^2 (``probe`` only)."""
+    rows = np.asarray(rows, dtype=np.float64)
+    if projection == "classifier":
+        d = rows.shape[1]
+        bad = [i for i, h in enumerate(mix_layers) if h.shape[1] != d]
+        if bad:
+            raise ValueError(f"projection 'classifier' needs every layer in the classifier's {d}-dim space, but "
+                             f"layer {bad[0]} has {mix_layers[bad[0]].shape[1]} dims; use projection 'probe'")
+        P = projection_matrix(rows)  # (2, d)
+        xy = [(h - r.mean(0)) @ P.T for h, r in zip(mix_layers, ref_layers, strict=True)]
+        return np.stack(xy, axis=1), None
+    if projection == "probe":
+        G = logit_plane(rows)
+        target = ref_layers[-1] @ rows.T  # (n, 3) final logits of the three classes, bias left out
+        xy, r2 = [np.zeros((len(mix_layers[0]), 2))], []  # the origin: the input, before any layer
+        for i, (h, r) in enumerate(zip(mix_layers, ref_layers, strict=True)):
+            if i == len(mix_layers) - 1:
+                P, fit = rows.T, 1.0  # the last layer: the classifier itself, exact
+            else:
+                P, fit = fit_probe(r, target)
+            xy.append(((h - r.mean(0)) @ P) @ G.T)
+            r2.append(fit)
+        return np.stack(xy, axis=1), r2
+    raise ValueError(f"projection '{projection}' is not one of: {', '.join(PROJECTIONS)}")
+
+
+def layer_trajectories(
+    model: nn.Module,
+    dataset,
+    labels: np.ndarray,
+    classes: Sequence[int],
+    *,
+    lams: Sequence[float],
+    reference_batches: Iterator[torch.Tensor],
+    reference_size: int = 1024,
+    projection: str = "auto",
+    bn_mode: str = "recalibrate",
+    recalibrate_batches: int = 50,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> dict:
+    """Paths through the layers of mixes of a same-class and a different-class pair of training images.
+
+    ``dataset`` yields un-augmented training images by index and ``labels`` their classes;
+    ``classes`` are the three classes of the projection (the pairs use the first two);
+    ``projection`` is ``classifier``, ``probe`` or ``auto`` (classifier when every layer has the
+    classifier's width, as in a ViT; probe otherwise, as in a WRN);
+    ``reference_batches`` yields mixed training batches (centring, probes, batch-norm filler).
+    Returns plain arrays: ``xy`` (P, L', 2), ``lam``, ``same`` (P,), ``pair`` (P, 2) image indices,
+    ``classifier_xy`` (3, 2), ``layer_names``, ``r2`` (probe) and the settings used.
+    """
+    if len(classes) != 3 or len(set(classes)) != 3:
+        raise ValueError(f"the trajectories need three distinct classes, got {list(classes)}")
+    device = torch.device(device)
+    model = model.to(device)
+    was_training = model.training
+    batches = iter(reference_batches)
+    try:
+        net = _network(model, bn_mode, batches, recalibrate_batches, device)
+        in_train_mode = net.training
+        ref_parts: list[list[np.ndarray]] = []
+        count = 0
+        for x in batches:
+            ref_parts.append(_layers(net, x, None, device))
+            count += len(x)
+            if count >= reference_size:
+                break
+        ref_layers = [np.concatenate(parts)[:reference_size] for parts in zip(*ref_parts, strict=True)]
+        pairs = pick_pairs(labels, classes, seed)
+        lam = torch.tensor(list(lams), dtype=torch.float32)
+        mixes, meta = [], []
+        for kind, (ia, ib) in pairs.items():
+            x_a, x_b = dataset[ia][0], dataset[ib][0]
+            mixes.append(mix_images(x_a.expand(len(lam), *x_a.shape), x_b.expand(len(lam), *x_b.shape), lam))
+            meta += [(kind == "same", ia, ib, float(v)) for v in lam]
+        x = torch.cat(mixes)
+        filler = next(batches) if in_train_mode else None
+        chunk = max(1, len(filler) // 4) if filler is not None else len(x)  # a quarter of a training batch
+        parts = [_layers(net, x[i:i + chunk], filler, device) for i in range(0, len(x), chunk)]
+        mix_layers = [np.concatenate(p) for p in zip(*parts, strict=True)]
+    finally:
+        model.train(was_training)
+
+    rows = net.classifier.weight.detach().double().cpu().numpy()[list(classes)]
+    if projection == "auto":  # classifier when every layer has the classifier's width (ViT), else probe (WRN)
+        projection = "classifier" if all(h.shape[1] == rows.shape[1] for h in mix_layers) else "probe"
+    xy, r2 = project_layers(mix_layers, ref_layers, rows, projection)
+    n_layers = len(mix_layers)
+    if projection == "probe":
+        names = ["input", *(f"layer {i + 1}" for i in range(n_layers))]
+    else:
+        names = ["embedding", *(f"block {i}" for i in range(1, n_layers))]
+    return {
+        "xy": xy,
+        "lam": np.array([m[3] for m in meta]),
+        "same": np.array([m[0] for m in meta]),
+        "pair": np.array([[m[1], m[2]] for m in meta], dtype=np.int64),
+        "classes": [int(c) for c in classes],
+        "classifier_xy": project_classifier(rows),
+        "layer_names": names,
+        "r2": r2,
+        "projection": projection,
+        "bn_mode": bn_mode if has_batchnorm(model) else "none (the model has no batch norm)",
+        "reference_size": int(len(ref_layers[0])),
+        "seed": seed,
+    }
+
+
+ARRAYS = ("xy", "lam", "same", "pair", "classifier_xy")
+
+
+def save_trajectories(result: dict, path: str | Path) -> Path:
+    """``path`` (a directory): ``trajectories.npz`` with the arrays and ``trajectories.json`` with the rest."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tmp = path / ".trajectories.npz.tmp.npz"
+    np.savez(tmp, **{k: np.asarray(result[k]) for k in ARRAYS})
+    os.replace(tmp, path / "trajectories.npz")
+    info = {k: v for k, v in result.items() if k not in ARRAYS}
+    tmp = path / ".trajectories.json.tmp"
+    tmp.write_text(json.dumps(info, indent=2))
+    os.replace(tmp, path / "trajectories.json")
+    return path
+
+
+def load_trajectories(path: str | Path) -> dict:
+    """Inverse of :func:`save_trajectories`."""
+    path = Path(path)
+    info = json.loads((path / "trajectories.json").read_text())
+    with np.load(path / "trajectories.npz") as arrays:
+        info.update({k: arrays[k] for k in ARRAYS})
+    return info
+
+
+__all__ = [
+    "PROJECTIONS",
+    "pick_pairs",
+    "fit_probe",
+    "logit_plane",
+    "project_layers",
+    "layer_trajectories",
+    "save_trajectories",
+    "load_trajectories",
+]
+

@@ -1,0 +1,658 @@
+"""``mixcollapse reproduce``: each figure and table of the paper with one command, at full or tiny scale.
+
+``reproduce("fig1", scale="full", out="reproduce_out")`` does, in order:
+
+1. **data**: every dataset the experiment needs is found before anything trains. At full scale a
+   missing dataset stops the command with one line naming the files and how to get them; at tiny
+   scale synthetic files in the real on-disk format are written to ``<out>/fake-data`` (one line
+   says so, and every output carries the note).
+2. **training**, shared between experiments through ``<out>``: the sweeps
+   (``<out>/sweeps/<run>/``, see :mod:`mixcollapse.sweep`) and then the runs that reuse a sweep's
+   best hyper-parameters (``<out>/runs/<run>/<best point>/``). A finished run is never trained
+   again; a killed one resumes.
+3. **analysis**: the experiment's step (``STEPS``; the one place where step names are dispatched):
+   ``configuration`` panels (analysis.pipeline.analyze_run, cached in ``<out>/analysis``),
+   ``trajectory`` (analysis.trajectory), ``classifier`` curves (metrics.jsonl) or a ``table``.
+4. **outputs**: ``<out>/figures/<experiment>.{png,pdf}``, ``<out>/tables/<experiment>.{csv,json,md}``
+   and ``<out>/experiments/<experiment>.json`` (what ran, on which data, the numbers, the files),
+   which ``mixcollapse report`` turns into one HTML page.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mixcollapse.experiments import (
+    DATASET_TITLES,
+    EXPERIMENTS,
+    SCALES,
+    VARIANTS,
+    Experiment,
+    Panel,
+    RunKey,
+    estimate_gpu_hours,
+    experiments_runs,
+    get_experiment,
+    panel_rows,
+    plan_runs,
+    run_config,
+    scale_epoch,
+    scale_threads,
+    sweep_grid,
+    trainings,
+    trajectory_lams,
+)
+from mixcollapse.rundir import atomic_write_text, read_metrics
+from mixcollapse.sweep import (
+    Runner,
+    format_sweep,
+    make_slots,
+    parse_gpus,
+    pick_runner,
+    plan_sweep,
+    run_jobs,
+    summarize_sweep,
+    sweep_progress,
+    write_job,
+)
+from mixcollapse.sweep import prune_checkpoints as prune_sweep
+
+MANIFEST_DIR = "experiments"
+
+
+@dataclass
+class Context:
+    """What the steps of one ``reproduce`` call share."""
+
+    out: Path
+    scale: str
+    sources: dict = field(default_factory=dict)  # dataset -> fakedata.DataSource
+    runs: dict[str, Path] = field(default_factory=dict)  # run name -> run directory
+    hyper: dict[str, list[str]] = field(default_factory=dict)  # run name -> chosen hyper-parameter overrides
+    configs: dict = field(default_factory=dict)  # run name -> its resolved ExperimentConfig at this scale
+    sweeps: dict[str, Path] = field(default_factory=dict)  # run name -> its sweep directory (swept runs)
+    log: Callable[[str], None] = print
+
+    def rel(self, path: str | Path) -> str:
+        """``path`` relative to the output directory (manifests stay valid when ``out`` moves)."""
+        try:
+            return str(Path(path).resolve().relative_to(self.out.resolve()))
+        except ValueError:
+            return str(path)
+
+
+# ---- data -------------------------------------------------------------------------------------
+
+
+def resolve_data(dataset: str, scale: str, data_root: str | Path, out: str | Path, download: bool = False):
+    """Where ``dataset`` is read from at ``scale`` (a fakedata.DataSource); full scale refuses missing data.
+
+    Tiny scale never downloads: without the real files it writes synthetic files in the real
+    on-disk format to ``<out>/fake-data``. Full scale uses the real files in ``data_root``
+    (downloaded first when ``download``) and raises ValueError with one line when they are missing.
+    """
+    from mixcollapse.config import DataConfig
+    from mixcollapse.data import SPECS, DataError
+    from mixcollapse.fakedata import ensure_data
+
+    root = str(Path(data_root).expanduser().resolve())
+    cfg = DataConfig(name=dataset, root=root, download=download and scale == "full")
+    if scale == "tiny":
+        return ensure_data(cfg, allow_fake=True, fake_root=Path(out).resolve() / "fake-data")
+    try:
+        source = ensure_data(cfg, allow_fake=False)
+    except DataError:
+        spec = SPECS[dataset]
+        raise ValueError(
+            f"--scale full needs the real {spec.title} files, which are missing: expected {root}/{spec.expected}; "
+            f"{spec.how.format(root=root)}; or let torchvision download it on a machine with network access "
+            "(reproduce --download, sweep data.download=true); --scale tiny runs without it"
+        ) from None
+    if source.kind == "fake":
+        raise ValueError(f"--scale full needs the real {SPECS[dataset].title} files, but {root} holds synthetic "
+                         "ones (FAKE_DATA.txt); point --data-root at the real data")
+    return source
+
+
+def data_overrides(source) -> list[str]:
+    """Config overrides that point a run at ``source`` (found already: training never downloads)."""
+    return [f"data.root={source.root}", "data.download=false"]
+
+
+# ---- training ---------------------------------------------------------------------------------
+
+
+def ensure_runs(keys: Sequence[RunKey], ctx: Context, slots, runner: Runner, prune: bool = False) -> None:
+    """Train what ``keys`` need (sweeps first, then the runs reusing a sweep's best) and record the run directories."""
+    plan = plan_runs(keys)
+    late = {ds: data_overrides(src) for ds, src in ctx.sources.items()}
+    jobs, sweeps = [], {}
+    for key in plan.swept:
+        sweep_dir = ctx.out / "sweeps" / key.name
+        grid = sweep_grid(key.arch, ctx.scale)
+
+        def configure(hyper: list[str], key: RunKey = key):
+            return run_config(key, ctx.scale, hyper, late[key.dataset])
+
+        planned = plan_sweep(sweep_dir, grid, configure, prefix=f"{key.name}/")
+        sweeps[key] = (sweep_dir, grid, planned)
+        jobs += planned
+    progress = [sweep_progress(d, planned, grid, prune, ctx.log) for d, grid, planned in sweeps.values()]
+    status = run_jobs(jobs, slots, runner, ctx.log, on_done=lambda job, st: [p(job, st) for p in progress])
+    for key, (sweep_dir, grid, planned) in sweeps.items():
+        result = summarize_sweep(sweep_dir, planned, grid, status)
+        if prune:
+            prune_sweep(sweep_dir, result)
+        best = result["best"]
+        if best is None:
+            raise ValueError(f"every run of the sweep {sweep_dir} failed; see its logs/ and rerun to retry")
+        ctx.log(f"[reproduce] sweep {key.name}: best {best['name']} of {len(result['runs'])}\n{format_sweep(result)}")
+        if not result["complete"]:
+            ctx.log(f"[reproduce] warning: sweep {key.name} is incomplete; the best of its finished runs is used "
+                    "(a rerun retries the others)")
+        ctx.runs[key.name] = sweep_dir / best["run_dir"]
+        ctx.hyper[key.name] = list(best["overrides"])
+        ctx.configs[key.name] = run_config(key, ctx.scale, best["overrides"], late[key.dataset])
+        ctx.sweeps[key.name] = sweep_dir
+
+    jobs = []
+    for key in plan.inherited:
+        source = key.sweep_source().name
+        hyper, point = ctx.hyper[source], ctx.runs[source].name
+        base = ctx.out / "runs" / key.name
+        cfg = run_config(key, ctx.scale, hyper, late[key.dataset])
+        jobs.append(write_job(key.name, cfg, base / point, base / f"{point}.yaml", base / f"{point}.log", hyper))
+        ctx.runs[key.name], ctx.hyper[key.name], ctx.configs[key.name] = base / point, list(hyper), cfg
+    status = run_jobs(jobs, slots, runner, ctx.log)
+    failed = [j for j in jobs if status[j.name]["state"] != "finished"]
+    if failed:
+        raise ValueError(f"run {failed[0].name} failed; see {failed[0].log_path} (a rerun resumes it)")
+
+
+def analysis_overrides(cfg) -> list[str]:
+    """Every ``analysis.*`` value of ``cfg`` as overrides (JSON values read back exactly by YAML)."""
+    from dataclasses import asdict
+
+    return [f"analysis.{k}={json.dumps(v)}" for k, v in asdict(cfg.analysis).items()]
+
+
+def final_row(run_dir: Path, epoch: int | None = None) -> dict:
+    """The metrics row of ``epoch`` (default: the last) of a run."""
+    rows = read_metrics(run_dir)
+    if epoch is not None:
+        rows = [r for r in rows if int(r.get("epoch", 0)) == epoch]
+    return rows[-1] if rows else {}
+
+
+# ---- labels -----------------------------------------------------------------------------------
+
+
+def model_label(cfg) -> str:
+    """WRN-40-10, ViT-B/4, or the tiny model's size."""
+    m = cfg.model
+    if m.name == "wrn":
+        return f"WRN-{m.depth}-{m.width}"
+    if m.name == "vit":
+        if (m.embed_dim, m.vit_depth, m.num_heads) == (768, 12, 12):
+            return f"ViT-B/{m.patch_size}"
+        return f"ViT-{m.embed_dim}d{m.vit_depth}b/{m.patch_size}"
+    return m.name
+
+
+def run_label(key: RunKey, cfg) -> str:
+    return f"{model_label(cfg)} · {DATASET_TITLES[key.dataset]} · {VARIANTS[key.variant].label}"
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+# ---- step: configuration ----------------------------------------------------------------------
+
+
+def analyse_panel(panel: Panel, ctx: Context) -> dict:
+    """Features, projection and numbers of one configuration panel (analysis cached under ``<out>/analysis``)."""
+    from mixcollapse.analysis.extract import load_pair_features
+    from mixcollapse.analysis.pipeline import ANALYSIS_FILE, analyze_run
+    from mixcollapse.analysis.projection import project_classifier, project_features
+    from mixcollapse.checkpoint import find_checkpoint
+
+    run_dir = ctx.runs[panel.run.name]
+    cfg = ctx.configs[panel.run.name]
+    epoch = None
+    if panel.checkpoint_epoch is not None:
+        epoch = panel.checkpoint_epoch
+        if ctx.scale == "tiny":
+            epoch = scale_epoch(epoch, run_config(panel.run, "full").train.epochs, cfg.train.epochs)
+    checkpoint = find_checkpoint(run_dir, None if epoch is None else f"epoch_{epoch:04d}.pt")
+    # The analysis settings of this scale, whatever the run saved (they never change training).
+    overrides = analysis_overrides(cfg) + ([] if panel.seed is None else [f"analysis.seed={panel.seed}"])
+    tag = checkpoint.stem + ("" if panel.seed is None else f"-seed{panel.seed}")
+    out_dir = ctx.out / "analysis" / panel.run.name / tag
+    stat = checkpoint.stat()
+    source = {"checkpoint": str(checkpoint.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+              "overrides": overrides}
+    source_file = out_dir / "source.json"
+    cached = (out_dir / ANALYSIS_FILE).is_file() and source_file.is_file() and \
+        json.loads(source_file.read_text()) == source
+    if cached:
+        summary = json.loads((out_dir / ANALYSIS_FILE).read_text())
+        feats = load_pair_features(out_dir / "features")
+    else:
+        # The per-run figures of analyze_run (reliability, measures, ...) at full scale only: seconds each.
+        analysis = analyze_run(run_dir, checkpoint=checkpoint, out_dir=out_dir, overrides=overrides, overwrite=True,
+                               progress=False, draw=ctx.scale == "full")
+        summary, feats = analysis.summary, analysis.features
+        atomic_write_text(source_file, json.dumps(source))
+    classes = [int(c) for c in summary["classes"]]
+    rows = feats.classifier_weight[classes]
+    xy = project_features(np.asarray(feats.features), rows, center=True)  # Appendix B.2, mean-centred
+    row = final_row(run_dir, epoch)
+    when = f"epoch {row.get('epoch', epoch)}" if epoch is not None else ""
+    subset = f"classes {', '.join(feats.meta.get('class_names', map(str, classes)))}"
+    title = (f"{run_label(panel.run, cfg)}\n{when + ' · ' if when else ''}test acc {_pct(row.get('test_accuracy'))}"
+             f" · BN {summary.get('bn_mode', '?').split(' ')[0]}" + (f"\n{subset}" if panel.seed is not None else ""))
+    return {
+        "panel": dict(xy=xy, lam=np.asarray(feats.lam), same=np.asarray(feats.same),
+                      classifier_xy=project_classifier(rows), title=title,
+                      class_names=feats.meta.get("class_names")),
+        "record": {"run": panel.run.name, "checkpoint": ctx.rel(checkpoint), "epoch": row.get("epoch"),
+                   "classes": classes, "class_names": feats.meta.get("class_names"), "bn_mode": summary.get("bn_mode"),
+                   "test_accuracy": row.get("test_accuracy"), "test_ece": row.get("test_ece"),
+                   "pair_prob_mae": summary.get("pair_prob_mae"), "analysis": ctx.rel(out_dir)},
+    }
+
+
+def configuration_step(exp: Experiment, ctx: Context) -> dict:
+    """Configuration scatters (Figures 1, 2, 7-12): one panel per run/checkpoint/class subset."""
+    rows = [[analyse_panel(p, ctx) for p in row] for row in panel_rows(exp, ctx.scale)]
+    figure = draw_configuration_grid([[r["panel"] for r in row] for row in rows], ctx.out / "figures" / exp.name,
+                                     f"{exp.name}: {exp.title}")
+    return {"figures": [ctx.rel(p) for p in figure], "panels": [r["record"] for row in rows for r in row]}
+
+
+# ---- step: trajectory -------------------------------------------------------------------------
+
+
+def trajectory_step(exp: Experiment, ctx: Context) -> dict:
+    """Figure 3: paths of mixes through the layers, for every run of the experiment (ViT and WRN)."""
+    from mixcollapse.analysis.extract import mixup_training_batches
+    from mixcollapse.analysis.trajectory import layer_trajectories, save_trajectories
+    from mixcollapse.checkpoint import load_model
+    from mixcollapse.data import build_datasets, train_labels
+    from mixcollapse.dist import pick_device
+    from mixcollapse.mixup import choose_classes
+
+    device = pick_device("auto")
+    panels, records = [], []
+    for key in exp.runs_extra:
+        run_dir = ctx.runs[key.name]
+        model, _ = load_model(run_dir, device=device)
+        cfg = ctx.configs[key.name]
+        a = cfg.analysis
+        plain = build_datasets(cfg.data, train_augment=False)
+        augmented = build_datasets(cfg.data, train_augment=None)
+        classes = a.classes if a.classes is not None else choose_classes(plain.num_classes, a.seed)
+        batches = mixup_training_batches(augmented.train, plain.num_classes, cfg.mixup.alpha or 1.0,
+                                         cfg.train.batch_size, seed=a.seed)
+        result = layer_trajectories(
+            model, plain.train, train_labels(plain), classes, lams=trajectory_lams(exp, ctx.scale),
+            reference_batches=batches, reference_size=2048 if ctx.scale == "full" else 4 * cfg.train.batch_size,
+            bn_mode=a.bn_mode, recalibrate_batches=a.recalibrate_batches, seed=a.seed, device=device,
+        )
+        names = [plain.class_names[c] for c in classes]
+        result["class_names"] = names
+        where = save_trajectories(result, ctx.out / "analysis" / key.name / "trajectory")
+        how = "CLS token per block, final classifier" if result["projection"] == "classifier" else \
+            "pooled features per stage, linear probes"
+        label = f"{run_label(key, cfg)}\n{how}"
+        for kind, same in (("same class", True), ("different class", False)):
+            sel = result["same"] == same
+            panels.append(dict(xy=result["xy"][sel], lam=result["lam"][sel], same=result["same"][sel],
+                               classifier_xy=result["classifier_xy"], class_names=names,
+                               title=f"{label}: {kind} ({names[0]}{'' if same else ' + ' + names[1]})"))
+        records.append({"run": key.name, "projection": result["projection"], "bn_mode": result["bn_mode"],
+                        "layers": result["layer_names"], "probe_r2": result["r2"], "classes": result["classes"],
+                        "class_names": names, "pairs": np.unique(result["pair"], axis=0).tolist(),
+                        "files": ctx.rel(where)})
+    figure = draw_trajectory_grid([panels[i:i + 2] for i in range(0, len(panels), 2)], ctx.out / "figures" / exp.name,
+                                  f"{exp.name}: {exp.title}")
+    return {"figures": [ctx.rel(p) for p in figure], "trajectories": records}
+
+
+# ---- step: classifier -------------------------------------------------------------------------
+
+
+def classifier_step(exp: Experiment, ctx: Context) -> dict:
+    """Figure 5: the classifier's norm CV and cosine std per epoch, from every run's metrics.jsonl."""
+    curves = {}
+    for key in exp.runs_extra:
+        rows = [r for r in read_metrics(ctx.runs[key.name]) if r.get("classifier_norm_cv") is not None]
+        curves[key.name] = {"arch": key.arch, "dataset": key.dataset, "model": model_label(ctx.configs[key.name]),
+                            "epoch": [r["epoch"] for r in rows],
+                            "norm_cv": [r["classifier_norm_cv"] for r in rows],
+                            "cos_std": [r.get("classifier_cos_std") for r in rows]}
+    data_path = ctx.out / "figures" / f"{exp.name}.json"
+    data_path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(data_path, json.dumps(curves, indent=2))
+    figure = draw_classifier_curves(curves, ctx.out / "figures" / exp.name, f"{exp.name}: {exp.title}")
+    final = {k: {"norm_cv": c["norm_cv"][-1] if c["norm_cv"] else None,
+                 "cos_std": c["cos_std"][-1] if c["cos_std"] else None} for k, c in curves.items()}
+    return {"figures": [ctx.rel(p) for p in figure], "curves": ctx.rel(data_path), "final": final}
+
+
+# ---- step: table ------------------------------------------------------------------------------
+
+
+def table_step(exp: Experiment, ctx: Context) -> dict:
+    """Tables 1 and 2: the final-epoch metric of each run beside the paper's value; printed and saved."""
+    from mixcollapse.experiments import ARCH_TITLES
+
+    t = exp.table
+    scale = 100.0 if t.percent else 1.0
+    digits = 2 if t.percent else 3
+    header = ["Network", "Dataset"]
+    for _, title in t.columns:
+        header += [f"{title} (measured)", f"{title} (paper)"]
+    rows, cells = [], []
+    for arch, dataset in t.rows:
+        used = model_label(ctx.configs[RunKey(arch, dataset, t.columns[0][0]).name])
+        paper_name = ARCH_TITLES[arch]
+        line = [paper_name if ctx.scale == "full" else f"{paper_name} (as {used})", DATASET_TITLES[dataset]]
+        for variant, _ in t.columns:
+            key = RunKey(arch, dataset, variant)
+            value = final_row(ctx.runs[key.name]).get(t.metric)
+            measured = None if value is None else round(scale * value, digits + 2)
+            paper = t.paper.get((arch, dataset, variant))
+            line += [None if measured is None else round(measured, digits), paper]
+            cells.append({"run": key.name, "arch": arch, "dataset": dataset, "variant": variant,
+                          "measured": measured, "paper": paper})
+        rows.append(line)
+    files = write_table(ctx.out / "tables" / exp.name, header, rows, t.caption, ctx.scale)
+    ctx.log(format_table(header, rows, f"{t.caption} ({ctx.scale} scale)"))
+    return {"tables": [{"caption": t.caption, "metric": t.metric, "percent": t.percent, "header": header,
+                        "rows": rows, "cells": cells, "files": [ctx.rel(f) for f in files]}]}
+
+
+def format_table(header: list[str], rows: list[list], caption: str = "") -> str:
+    """A plain-text table (what ``reproduce`` prints)."""
+    text = [[str(h) for h in header]] + [["-" if v is None else str(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in text) for i in range(len(header))]
+    lines = [caption] if caption else []
+    for i, r in enumerate(text):
+        lines.append("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=False)))
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def write_table(stem: Path, header: list[str], rows: list[list], caption: str, scale: str) -> list[Path]:
+    """``stem.csv``, ``stem.json`` and ``stem.md``, each written atomically."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows([header, *rows])
+    cell = lambda v: "–" if v is None else str(v)  # noqa: E731
+    md = [f"{caption} Scale: {scale}.", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    md += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    out = []
+    for suffix, text in ((".csv", buf.getvalue()),
+                         (".json", json.dumps({"caption": caption, "scale": scale, "header": header, "rows": rows},
+                                              indent=2)),
+                         (".md", "\n".join(md) + "\n")):
+        out.append(atomic_write_text(stem.with_suffix(suffix), text))
+    return out
+
+
+# The one place where an experiment's step name becomes code.
+STEPS: dict[str, Callable[[Experiment, Context], dict]] = {
+    "configuration": configuration_step,
+    "trajectory": trajectory_step,
+    "classifier": classifier_step,
+    "table": table_step,
+}
+
+
+# ---- the command ------------------------------------------------------------------------------
+
+
+def reproduce(
+    name: str,
+    *,
+    scale: str = "full",
+    out: str | Path = "reproduce_out",
+    data_root: str | Path = "data",
+    gpus: str | Sequence[str] | None = "auto",
+    nproc_per_node: int = 1,
+    download: bool = False,
+    launcher: str = "auto",
+    allow_cpu: bool = False,
+    prune_checkpoints: bool = False,
+    runner: Runner | None = None,
+    log: Callable[[str], None] = print,
+) -> list[dict]:
+    """Reproduce experiment ``name`` (or ``all``) into ``out``; return the manifests written.
+
+    Shared runs are trained once per ``out``. ``prune_checkpoints``: delete the checkpoints of sweep
+    runs as soon as they can no longer be chosen (their metrics stay; docs/reproduce.md: disk space).
+    ``runner`` overrides how training jobs start (see :mod:`mixcollapse.sweep`); by default it
+    follows ``launcher`` and the GPUs.
+    """
+    if scale not in SCALES:
+        raise ValueError(f"--scale {scale} is not one of: {', '.join(SCALES)}")
+    names = list(EXPERIMENTS) if name == "all" else [get_experiment(name).name]
+    out = Path(out)
+    keys = experiments_runs(names)
+    datasets = list(dict.fromkeys(k.dataset for k in keys))
+    ctx = Context(out=out, scale=scale, log=log)
+    for ds in datasets:  # before anything trains: full scale refuses missing data here
+        ctx.sources[ds] = resolve_data(ds, scale, data_root, out, download)
+    if scale == "full" and not allow_cpu:
+        import torch
+
+        if not torch.cuda.is_available():
+            hours = estimate_gpu_hours(names)
+            raise ValueError(f"--scale full trains for about {hours:.0f} A100-hours and no GPU is visible; use a GPU "
+                             "machine, --scale tiny for a CPU check, or --allow-cpu to insist")
+    slots = make_slots(parse_gpus(gpus), nproc_per_node)
+    runner = runner or pick_runner(launcher, slots)
+    with scale_threads(scale):
+        return _reproduce(names, keys, datasets, ctx, slots, runner, prune_checkpoints)
+
+
+def _reproduce(names, keys, datasets, ctx: Context, slots, runner: Runner, prune: bool) -> list[dict]:
+    out, log = ctx.out, ctx.log
+    out.mkdir(parents=True, exist_ok=True)
+    log(f"[reproduce] {', '.join(names)} at {ctx.scale} scale into {out}")
+    for ds in datasets:
+        log(f"[reproduce] data {ctx.sources[ds].describe(ds)}")
+    tic = time.perf_counter()
+    ensure_runs(keys, ctx, slots, runner, prune)
+    train_seconds = time.perf_counter() - tic
+    manifests = []
+    for exp_name in names:
+        exp = EXPERIMENTS[exp_name]
+        tic = time.perf_counter()
+        log(f"[reproduce] {exp.name}: {exp.title}")
+        result = STEPS[exp.step](exp, ctx)
+        manifest = write_manifest(exp, ctx, result, train_seconds, time.perf_counter() - tic)
+        for f in manifest.get("figures", [])[:1]:
+            log(f"[reproduce] {exp.name}: figure {out / f}")
+        manifests.append(manifest)
+    log(f"[reproduce] done; `mixcollapse report {out}` gathers the figures and tables into one HTML page")
+    return manifests
+
+
+def write_manifest(exp: Experiment, ctx: Context, result: dict, train_seconds: float, seconds: float) -> dict:
+    """``<out>/experiments/<name>.json``: the experiment, its data, its runs, its outputs."""
+    synthetic = {ds: src.kind == "fake" for ds, src in ctx.sources.items() if ds in {k.dataset for k in exp.runs}}
+    runs = {}
+    for key in exp.runs:
+        run_dir = ctx.runs[key.name]
+        row = final_row(run_dir)
+        runs[key.name] = {"run_dir": ctx.rel(run_dir), "hyper": ctx.hyper.get(key.name, []),
+                          "sweep": ctx.rel(ctx.sweeps[key.sweep_source().name]) if key.sweep_source().name in
+                          ctx.sweeps else None,
+                          "epochs": row.get("epoch"), "test_accuracy": row.get("test_accuracy"),
+                          "test_ece": row.get("test_ece")}
+    reserved = {"name", "title", "expected", "step", "scale", "data", "synthetic", "runs"}
+    assert not reserved & set(result), f"step result overwrites {reserved & set(result)}"
+    manifest = {
+        "name": exp.name,
+        "title": exp.title,
+        "expected": exp.expected,
+        "step": exp.step,
+        "scale": ctx.scale,
+        "data": {ds: ctx.sources[ds].describe(ds) for ds in synthetic},
+        "synthetic": any(synthetic.values()),
+        "runs": runs,
+        "trainings_full_scale": sum(n for _, n in trainings(exp.runs)),
+        "estimated_gpu_hours_full_scale": {"A100": round(estimate_gpu_hours([exp.name], "A100"), 1),
+                                           "H100": round(estimate_gpu_hours([exp.name], "H100"), 1)},
+        "seconds_training": round(train_seconds, 1),
+        "seconds_analysis": round(seconds, 1),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **result,
+    }
+    path = ctx.out / MANIFEST_DIR / f"{exp.name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(manifest, indent=2, default=_json_default))
+    return manifest
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(type(obj).__name__)
+
+
+def list_experiments() -> str:
+    """The table printed by ``mixcollapse reproduce --list``."""
+    lines = [f"{'experiment':<10} {'step':<13} {'trainings':>9} {'A100-h':>7} {'H100-h':>7}  what",
+             f"{'-' * 10} {'-' * 13} {'-' * 9} {'-' * 7} {'-' * 7}  {'-' * 40}"]
+    for exp in EXPERIMENTS.values():
+        n = sum(k for _, k in trainings(exp.runs))
+        lines.append(f"{exp.name:<10} {exp.step:<13} {n:>9} {estimate_gpu_hours([exp.name]):>7.0f} "
+                     f"{estimate_gpu_hours([exp.name], 'H100'):>7.0f}  {exp.title}")
+    everything = list(EXPERIMENTS)
+    n = sum(k for _, k in trainings(experiments_runs(everything)))
+    lines.append(f"{'all':<10} {'':<13} {n:>9} {estimate_gpu_hours(everything):>7.0f} "
+                 f"{estimate_gpu_hours(everything, 'H100'):>7.0f}  every experiment, shared runs trained once")
+    lines.append("")
+    lines.append("trainings: full-scale runs needed (sweep points included); GPU-hours: estimates from counted "
+                 "FLOPs at 40% of the bf16 peak (docs/reproduce.md). Experiments share runs through --out.")
+    lines.append("Run one: mixcollapse reproduce fig1 [--scale tiny|full] [--data-root DIR] [--out DIR]")
+    return "\n".join(lines)
+
+
+# ---- figures (drawing only: every number comes from the steps above) -------------------------
+
+
+def _finish(fig, suptitle: str) -> None:
+    """Tight layout that leaves room for the suptitle (about half an inch)."""
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight() if suptitle else 1))
+
+
+def draw_configuration_grid(rows: list[list[dict]], stem: Path, suptitle: str = "") -> list[Path]:
+    """Rows of configuration panels (plots.scatter_configuration's arguments) in one figure."""
+    import matplotlib.pyplot as plt
+
+    from mixcollapse.plots import save_figure, scatter_configuration
+
+    n_rows, n_cols = len(rows), max(len(r) for r in rows)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(5.8 * n_cols, 4.6 * n_rows), squeeze=False)
+    for i in range(n_rows):
+        for j in range(n_cols):
+            if j < len(rows[i]):
+                scatter_configuration(axes[i][j], **rows[i][j])
+            else:
+                axes[i][j].axis("off")
+    _finish(fig, suptitle)
+    return save_figure(fig, stem)
+
+
+def draw_trajectories(ax, xy: np.ndarray, lam: np.ndarray, same: np.ndarray, classifier_xy: np.ndarray,
+                      title: str = "", class_names: Sequence[str] | None = None) -> None:
+    """Paths (P, L, 2) coloured by lambda (plots' same-class and different-class maps), classifiers in black."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    from mixcollapse.plots import DIFF_CMAP, SAME_CMAP
+
+    xy = np.asarray(xy)
+    for path, value, is_same in zip(xy, np.asarray(lam), np.asarray(same, dtype=bool), strict=False):
+        colour = (SAME_CMAP if is_same else DIFF_CMAP)(float(value))
+        ax.plot(path[:, 0], path[:, 1], "-", color=colour, linewidth=1.3, alpha=0.9)
+        ax.scatter(path[1:-1, 0], path[1:-1, 1], color=colour, s=10, zorder=3)
+        ax.scatter(path[-1:, 0], path[-1:, 1], color=colour, s=45, marker="*", edgecolors="black", linewidths=0.3,
+                   zorder=4)
+    radius = float(np.abs(xy).max()) if xy.size else 1.0
+    vertices = np.asarray(classifier_xy, dtype=float)
+    vertices = vertices / np.linalg.norm(vertices, axis=1, keepdims=True) * radius * 1.08
+    for k, (vx, vy) in enumerate(vertices):
+        ax.plot([0, vx], [0, vy], color="black", linewidth=1.0)
+        ax.plot(vx, vy, "o", color="black", markersize=4)
+        if class_names is not None:
+            ax.annotate(str(class_names[k]), (vx, vy), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.plot(0, 0, "k+", markersize=8)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=8)
+    cmap = SAME_CMAP if np.asarray(same, dtype=bool).all() else DIFF_CMAP
+    bar = ax.figure.colorbar(ScalarMappable(Normalize(0, 1), cmap), ax=ax, fraction=0.046, pad=0.04)
+    bar.set_label("λ (weight of the first image)", fontsize=7)
+    bar.ax.tick_params(labelsize=6)
+
+
+def draw_trajectory_grid(rows: list[list[dict]], stem: Path, suptitle: str = "") -> list[Path]:
+    """Rows of trajectory panels (draw_trajectories' arguments); paths start at the origin (+), end at stars."""
+    import matplotlib.pyplot as plt
+
+    from mixcollapse.plots import save_figure
+
+    n_rows, n_cols = len(rows), max(len(r) for r in rows)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(5.8 * n_cols, 4.8 * n_rows), squeeze=False)
+    for i, row in enumerate(rows):
+        for j, panel in enumerate(row):
+            draw_trajectories(axes[i][j], **panel)
+    _finish(fig, suptitle)
+    return save_figure(fig, stem)
+
+
+def draw_classifier_curves(curves: dict[str, dict], stem: Path, suptitle: str = "") -> list[Path]:
+    """Figure 5's four panels: norm CV and cosine std against epoch, for WRN and for ViT, one line per dataset."""
+    import matplotlib.pyplot as plt
+
+    from mixcollapse.experiments import ARCH_TITLES
+    from mixcollapse.plots import save_figure
+
+    fig, axes = plt.subplots(1, 4, figsize=(19, 3.9))
+    panels = [(arch, what) for arch in ("wrn", "vit") for what in ("norm_cv", "cos_std")]
+    labels = {"norm_cv": "Std(‖w_i‖) / Avg(‖w_i‖)", "cos_std": "Std of cos(w_i, w_j), i ≠ j"}
+    for ax, (arch, what) in zip(axes, panels, strict=False):
+        models = []
+        for c in curves.values():
+            if c["arch"] == arch and c["epoch"]:
+                ax.plot(c["epoch"], c[what], label=DATASET_TITLES[c["dataset"]], marker=".", linewidth=1.5)
+                models.append(c.get("model", ARCH_TITLES[arch]))
+        ax.set_title(f"{', '.join(dict.fromkeys(models)) or ARCH_TITLES[arch]}: {labels[what]}", fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    _finish(fig, suptitle)
+    return save_figure(fig, stem)
