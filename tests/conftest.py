@@ -1,0 +1,74 @@
+"""Shared fixtures: a tiny digits config that trains in well under a second per epoch on a CPU."""
+
+from __future__ import annotations
+
+import pytest
+
+from mixcollapse.config import ExperimentConfig, load_config
+
+# 384 training images (6 batches of 64), a 32-unit small CNN, no progress bar.
+TINY_OVERRIDES = (
+    "data.train_limit=384",
+    "train.batch_size=64",
+    "model.hidden=32",
+    "train.progress=false",
+)
+
+
+@pytest.fixture
+def tiny_config():
+    """Factory: ``tiny_config("train.epochs=3", ...)`` -> the digits preset shrunk, plus overrides."""
+
+    def make(*overrides: str) -> ExperimentConfig:
+        return load_config("digits", [*TINY_OVERRIDES, *overrides])
+
+    return make
+
+
+@pytest.fixture
+def single_thread():
+    """Run a test with one torch thread: on a small shared CPU, OpenMP threads waiting for each other
+    make tiny convolutions 10-50x slower; one thread is fast and deterministic. Opt in with
+    ``pytestmark = pytest.mark.usefixtures("single_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# gloo sometimes aborts a worker while the interpreter exits, after all its work is done and the
+# process group is destroyed (rare, on a loaded machine): torch's teardown, not ours.
+TEARDOWN_ABORT = "terminate called without an active exception"
+
+
+@pytest.fixture
+def torchrun(tmp_path):
+    """``torchrun(args, nproc=2)`` runs ``python -m torch.distributed.run --standalone`` on CPU/gloo.
+
+    Returns the CompletedProcess; fails the test on a non-zero exit, except for gloo's teardown
+    abort (then it warns and the caller's checks on the written files decide).
+    """
+    import os
+    import subprocess
+    import sys
+    import warnings
+    from pathlib import Path
+
+    import mixcollapse
+
+    src = str(Path(mixcollapse.__file__).resolve().parents[1])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
+           "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+
+    def run(args: list[str], nproc: int = 2, timeout: float = 240) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc), *args]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
+        if proc.returncode != 0:
+            output = proc.stdout[-3000:] + proc.stderr[-3000:]
+            assert TEARDOWN_ABORT in proc.stderr, output
+            warnings.warn(f"torchrun worker aborted in gloo's teardown: {TEARDOWN_ABORT}", stacklevel=2)
+        return proc
+
+    return run
