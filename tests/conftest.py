@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# One thread everywhere, subprocesses (torchrun workers, CLI runs) included: on a small shared CPU,
+# OpenMP threads waiting for each other make tiny convolutions 10-50x slower; one is fast and
+# deterministic.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from mixcollapse.config import ExperimentConfig, load_config
 
@@ -25,11 +32,9 @@ def tiny_config():
     return make
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def single_thread():
-    """Run a test with one torch thread: on a small shared CPU, OpenMP threads waiting for each other
-    make tiny convolutions 10-50x slower; one thread is fast and deterministic. Opt in with
-    ``pytestmark = pytest.mark.usefixtures("single_thread")``."""
+    """Every test runs with one torch thread (see OMP_NUM_THREADS above)."""
     import torch
 
     before = torch.get_num_threads()

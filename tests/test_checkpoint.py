@@ -28,7 +28,6 @@ from mixcollapse.models import build_model
 from mixcollapse.optim import build_optimizer, build_scheduler
 
 SRC = str(Path(mixcollapse.__file__).resolve().parents[1])
-pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _state(cfg, epoch: int = 1, seed: int = 0):

@@ -23,7 +23,6 @@ from mixcollapse.rundir import (
 )
 from mixcollapse.train import evaluate, train
 
-pytestmark = pytest.mark.usefixtures("single_thread")
 TIMING = ("epoch_seconds",)
 GEOMETRY = ("norm_cv", "cos_mean", "cos_std", "etf_cos", "etf_distance", "num_classes")
 
