@@ -115,6 +115,11 @@ class AnalysisConfig:
     bn_mode: str = "recalibrate"
     recalibrate_batches: int = 50
     batch_size: int = 256
+    # lambda_H of the unconstrained features model whose optimum the features are compared with
+    # (ufm_distance); None = the run's train.weight_decay (measure_model without a run: 1e-4).
+    ufm_weight_decay: float | None = None
+    # mixed test pairs over all classes for Figure 4's confidence/error against lambda; 0 skips them
+    test_pairs: int = 2000
 
 
 @dataclass
@@ -317,6 +322,12 @@ def validate(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"model.embed_dim={m.embed_dim} must be divisible by model.num_heads={m.num_heads}")
     if m.fixed_etf and m.etf_multiplier == 0:
         raise ConfigError("model.etf_multiplier must be non-zero")
+    if a.ufm_weight_decay is not None and a.ufm_weight_decay <= 0:
+        raise ConfigError(
+            f"analysis.ufm_weight_decay={a.ufm_weight_decay} must be > 0 (or null: the training weight decay)"
+        )
+    if a.test_pairs < 0:
+        raise ConfigError(f"analysis.test_pairs={a.test_pairs} must be >= 0 (0 skips the mixed test pairs)")
     if a.pairs_per_class_pair < 1 or a.batch_size < 1 or a.grid_size < 2:
         raise ConfigError("analysis.pairs_per_class_pair and analysis.batch_size must be >= 1, analysis.grid_size >= 2")
     if d.train_limit is not None and d.train_limit < 1 or d.test_limit is not None and d.test_limit < 1:

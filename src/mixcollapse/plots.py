@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -73,6 +74,15 @@ def scatter_configuration(
             bar.solids.set_alpha(1.0)
 
 
+def _file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+FILE_MODE = _file_mode()
+
+
 def save_figure(fig: plt.Figure, stem: str | Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
     """Save ``fig`` as stem.png and stem.pdf, each written to a temporary file first, then renamed."""
     stem = Path(stem)
@@ -84,6 +94,7 @@ def save_figure(fig: plt.Figure, stem: str | Path, formats: Sequence[str] = ("pn
         os.close(fd)
         try:
             fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight")
+            os.chmod(tmp, FILE_MODE)  # mkstemp makes 0600; a figure is as readable as any file written here
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
@@ -97,8 +108,232 @@ def configuration_figure(panels: Sequence[dict], stem: str | Path, suptitle: str
     """One row of configuration panels; each dict holds scatter_configuration's keyword arguments."""
     n = len(panels)
     fig, axes = plt.subplots(1, n, figsize=(5.6 * n, 4.0), squeeze=False)
-    for ax, panel in zip(axes[0], panels):
+    for ax, panel in zip(axes[0], panels, strict=True):
         scatter_configuration(ax, **panel)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
+    return save_figure(fig, stem)
+
+
+# Numbers against lambda, calibration and classifier geometry. Every function below takes the
+# sections of ``analysis.json`` (or metrics.jsonl rows) as saved, so a figure can be redrawn from
+# the files alone; several series (label, section) are overlaid to compare runs.
+
+SERIES_COLORS = ("#5b2a86", "#e07b00", "#1b7f5b", "#3a6fb0", "#b03a48", "#6b6b6b")
+IDEAL_STYLE = dict(color="0.35", linestyle="--", linewidth=1.0)
+
+
+def _arr(values) -> np.ndarray:
+    """A saved list (None for NaN) as a float array."""
+    return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+
+def _band(ax: plt.Axes, x, mean, std, color: str, label: str) -> None:
+    x, mean = _arr(x), _arr(mean)
+    ok = np.isfinite(mean)
+    ax.plot(x[ok], mean[ok], "o-", color=color, markersize=3, linewidth=1.4, label=label)
+    if std is not None:
+        s = _arr(std)
+        ok &= np.isfinite(s)
+        ax.fill_between(x[ok], (mean - s)[ok], (mean + s)[ok], color=color, alpha=0.18, linewidth=0)
+
+
+def _finish(ax: plt.Axes, title: str, xlabel: str, ylabel: str, legend: bool, loc: str = "best") -> None:
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.25, linewidth=0.6)
+    if legend:
+        ax.legend(fontsize=7, frameon=False, loc=loc)
+
+
+def draw_pair_probability(ax: plt.Axes, series: Sequence[tuple[str, dict]]) -> None:
+    """Softmax p_a of different-class pairs against lambda (mean ± std per bin) and the ideal p_a = lambda."""
+    ax.plot([0, 1], [0, 1], label="p_a = λ (mixup target)", **IDEAL_STYLE)
+    for k, (label, conf) in enumerate(series):
+        mae = conf.get("pair_prob_mae")
+        text = f"{label} (|p_a−λ| = {mae:.3f})" if mae is not None else label
+        _band(ax, conf["lambda_bin_centers"], conf["pair_prob_by_lambda"], conf.get("pair_prob_std_by_lambda"),
+              SERIES_COLORS[k % len(SERIES_COLORS)], text)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-0.03, 1.03)
+    _finish(ax, "different class: p_a against λ", "λ (weight of class a)", "softmax probability p_a", True)
+
+
+def draw_same_class_cosine(ax: plt.Axes, series: Sequence[tuple[str, dict]]) -> None:
+    """Same-class pairs: cos(h, w_a) per lambda bin (Theorem 3.1: 1, flat in lambda)."""
+    ax.axhline(1.0, label="cos = 1 (Theorem 3.1)", **IDEAL_STYLE)
+    ax.set_ylim(top=1.08)
+    for k, (label, conf) in enumerate(series):
+        spread = conf.get("same_cos_lambda_spread")
+        text = f"{label} (spread over λ {spread:.3f})" if spread is not None else label
+        _band(ax, conf["lambda_bin_centers"], conf["same_cos_by_lambda"], None, SERIES_COLORS[k % len(SERIES_COLORS)],
+              text)
+    ax.set_xlim(0, 1)
+    _finish(ax, "same class: cos(h, w_a) against λ", "λ", "cosine with the class's classifier row", True)
+
+
+def draw_channel_position(ax: plt.Axes, series: Sequence[tuple[str, dict]]) -> None:
+    """Different-class position t along the channel c_b -> c_a against lambda; t = lambda is linear mixing."""
+    ax.plot([0, 1], [0, 1], label="t = λ (linear in the class means)", **IDEAL_STYLE)
+    drawn = False
+    for k, (label, conf) in enumerate(series):
+        if conf.get("channel_position_by_lambda") is None:
+            continue
+        _band(ax, conf["lambda_bin_centers"], conf["channel_position_by_lambda"],
+              conf.get("channel_position_std_by_lambda"), SERIES_COLORS[k % len(SERIES_COLORS)], label)
+        drawn = True
+    ax.set_xlim(0, 1)
+    _finish(ax, "different class: position along the channel", "λ",
+            "t  (0: class-b mean, 1: class-a mean)", drawn)
+
+
+def draw_channel_density(ax: plt.Axes, series: Sequence[tuple[str, dict]]) -> None:
+    """Density of the channel position t of different-class pairs (sparse near the ends: Figure 1)."""
+    drawn = False
+    for k, (label, conf) in enumerate(series):
+        if conf.get("position_hist_density") is None:
+            continue
+        drawn = True
+        edges, dens = _arr(conf["position_hist_edges"]), _arr(conf["position_hist_density"])
+        color = SERIES_COLORS[k % len(SERIES_COLORS)]
+        ax.stairs(dens, edges, color=color, linewidth=1.4, label=label)
+        ax.stairs(dens, edges, color=color, alpha=0.15, fill=True)
+    for t, name in ((0.0, "class b"), (1.0, "class a")):
+        ax.axvline(t, **IDEAL_STYLE)
+        ax.annotate(name, (t, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -10), textcoords="offset points",
+                    fontsize=7, color="0.3", bbox=dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor="none",
+                                                       alpha=0.85))
+    _finish(ax, "density along the channel", "t  (position between the class means)", "density", drawn)
+
+
+def configuration_measures_figure(
+    series: Sequence[tuple[str, dict]], stem: str | Path, suptitle: str = ""
+) -> list[Path]:
+    """Four panels from analysis.json's "configuration" sections: p_a, same-class cosine, channel position
+    and its density, each against lambda (Theorem 3.1 and Figure 1 in numbers)."""
+    fig, axes = plt.subplots(2, 2, figsize=(10.5, 8.2))
+    draw_pair_probability(axes[0, 0], series)
+    draw_same_class_cosine(axes[0, 1], series)
+    draw_channel_position(axes[1, 0], series)
+    draw_channel_density(axes[1, 1], series)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, stem)
+
+
+def reliability_figure(series: Sequence[tuple[str, dict]], stem: str | Path, suptitle: str = "") -> list[Path]:
+    """Reliability diagrams (one panel per series) from analysis.json's "calibration" sections.
+
+    Bars: accuracy per confidence bin; hatched: the gap to the bin's mean confidence; the bin
+    counts are drawn underneath on a log scale. Title: ECE and MCE (15 bins, Appendix C).
+    """
+    n = len(series)
+    fig = plt.figure(figsize=(4.2 * n, 4.8))
+    grid = fig.add_gridspec(2, n, height_ratios=(3, 1), hspace=0.08)
+    for k, (label, cal) in enumerate(series):
+        ax = fig.add_subplot(grid[0, k])
+        hist = fig.add_subplot(grid[1, k], sharex=ax)
+        edges = _arr(cal["bin_edges"])
+        width = np.diff(edges)
+        acc, conf, counts = _arr(cal["accuracy_by_bin"]), _arr(cal["confidence_by_bin"]), _arr(cal["counts"])
+        ok = counts > 0
+        color = SERIES_COLORS[k % len(SERIES_COLORS)]
+        ax.bar(edges[:-1][ok], acc[ok], width=width[ok], align="edge", color=color, alpha=0.75, edgecolor="white",
+               linewidth=0.6, label="accuracy")
+        ax.bar(edges[:-1][ok], (conf - acc)[ok], bottom=acc[ok], width=width[ok], align="edge", facecolor="none",
+               edgecolor="#c0392b", hatch="///", linewidth=0.6, label="gap to confidence")
+        ax.plot([0, 1], [0, 1], label="perfect calibration", **IDEAL_STYLE)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.tick_params(labelbottom=False)
+        _finish(ax, f"{label}\nECE {cal['ece']:.4f}   MCE {cal['mce']:.4f}   acc {100 * cal['accuracy']:.1f}%", "",
+                "accuracy", False)
+        if k == 0:
+            ax.legend(fontsize=7, loc="upper left", frameon=True, framealpha=0.92, edgecolor="none")
+        hist.bar(edges[:-1], np.where(ok, counts, np.nan), width=width, align="edge", color=color, alpha=0.6)
+        hist.set_yscale("log")
+        _finish(hist, "", "confidence (top-1 softmax probability)", "count", False)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    return save_figure(fig, stem)
+
+
+def confidence_by_lambda_figure(series: Sequence[tuple[str, dict]], stem: str | Path, suptitle: str = "") -> list[Path]:
+    """Figure 4 made measurable, from analysis.json's "test_pairs" sections (their different_class part).
+
+    Left: mean top-1 confidence of mixed test pairs against lambda, and the confidence of the mixup
+    target itself, max(lambda, 1 - lambda). Right: misclassification rate against the dominant class.
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.9))
+    left.plot(*_target_confidence_line(), label="target max(λ, 1−λ)", **IDEAL_STYLE)
+    for k, (label, pairs) in enumerate(series):
+        group = pairs.get("different_class") if "different_class" in pairs else pairs
+        if group is None:
+            continue
+        color = SERIES_COLORS[k % len(SERIES_COLORS)]
+        _band(left, group["bin_centers"], group["confidence"], None, color, label)
+        err = group.get("error_rate_overall")
+        _band(right, group["bin_centers"], group["error_rate"], None, color,
+              f"{label} (overall {100 * err:.1f}%)" if err is not None else label)
+    left.set_xlim(0, 1)
+    left.set_ylim(0, 1.03)
+    right.set_xlim(0, 1)
+    right.set_ylim(bottom=0)
+    _finish(left, "mixed test pairs: confidence", "λ", "mean top-1 confidence", True)
+    _finish(right, "mixed test pairs: misclassification", "λ", "error rate (vs the dominant class)", True,
+            loc="upper left")
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, stem)
+
+
+def _target_confidence_line() -> tuple[np.ndarray, np.ndarray]:
+    lam = np.array([0.0, 0.5, 1.0])
+    return lam, np.maximum(lam, 1 - lam)
+
+
+CLASSIFIER_PANELS = (
+    ("classifier_norm_cv", "Std‖w‖ / Avg‖w‖", "norm CV (equinorm)"),
+    ("classifier_cos_std", "Std cos(w_i, w_j)", "std of cosines (equiangular)"),
+    ("classifier_cos_mean", "Avg cos(w_i, w_j)", "mean cosine vs −1/(C−1)"),
+    ("classifier_etf_distance", "‖W − ETF‖ / ‖W‖", "distance to the nearest simplex ETF"),
+)
+
+
+def classifier_geometry_figure(
+    histories: Sequence[tuple[str, Sequence[dict]]],
+    stem: str | Path,
+    mark_epoch: int | None = None,
+    suptitle: str = "",
+) -> list[Path]:
+    """Figure 5: the classifier's convergence to a simplex ETF over epochs, from metrics.jsonl rows.
+
+    Each history is (label, rows) with the rows as saved by training (``epoch`` and the
+    ``classifier_*`` keys). ``mark_epoch`` draws a vertical line at the analysed checkpoint.
+    """
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7.4))
+    for ax, (key, ylabel, title) in zip(axes.flat, CLASSIFIER_PANELS, strict=True):
+        for k, (label, rows) in enumerate(histories):
+            epochs = _arr([r.get("epoch") for r in rows])
+            values = _arr([r.get(key) for r in rows])
+            ok = np.isfinite(epochs) & np.isfinite(values)
+            ax.plot(epochs[ok], values[ok], "-", color=SERIES_COLORS[k % len(SERIES_COLORS)], linewidth=1.5,
+                    label=label)
+        etf_cos = next((rows[-1].get("classifier_etf_cos") for _, rows in histories if rows), None)
+        if key == "classifier_cos_mean" and etf_cos is not None:
+            ax.axhline(etf_cos, **IDEAL_STYLE, label="−1/(C−1) (simplex ETF)")
+        if key != "classifier_cos_mean":
+            ax.set_ylim(bottom=0)
+        if mark_epoch is not None:
+            ax.axvline(mark_epoch, color="0.6", linewidth=0.8, linestyle=":")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        _finish(ax, title, "epoch", ylabel, key == "classifier_cos_mean" or (key == "classifier_norm_cv"
+                                                                               and len(histories) > 1))
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
     return save_figure(fig, stem)
