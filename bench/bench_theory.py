@@ -1,0 +1,152 @@
+"""Speed of the mixup UFM solvers: ``python bench/bench_theory.py`` (CPU; prints times and ratios).
+
+Set BENCH_THREADS (default 1) for the number of threads of torch and of numpy's BLAS.
+
+1. Figure 6 (closed form): K_lambda and features for 5000 lambdas x 9 class pairs, plus both losses.
+2. General solver: 100,000 samples, C = 100, d = 512, mixup targets, against scipy.optimize one
+   problem at a time (timed on a subsample and extrapolated per problem), with the accuracy reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+
+# Thread count for torch and for numpy's BLAS (scipy's side), set before numpy loads: on a shared
+# 2-core machine more threads than free cores makes OpenMP spin and timings erratic.
+THREADS = os.environ.setdefault("BENCH_THREADS", "1")
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, THREADS)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from scipy import optimize  # noqa: E402
+
+from mixcollapse.analysis.projection import projection_matrix  # noqa: E402
+from mixcollapse.etf import simplex_etf  # noqa: E402
+from mixcollapse.theory.closed_form import amplified_coefficients, different_class_logits, theorem_coefficients  # noqa: E402
+from mixcollapse.theory.loss import monte_carlo_loss, pair_grid, sample_lambdas  # noqa: E402
+from mixcollapse.theory.solver import feature_gradient, feature_objective, optimal_features  # noqa: E402
+
+
+def timed(fn, repeat: int = 1):
+    best, out = math.inf, None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+def mixup_targets(N: int, C: int, seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    i, j = torch.randint(0, C, (N,), generator=gen), torch.randint(0, C, (N,), generator=gen)
+    lam = torch.rand(N, generator=gen, dtype=torch.float64)
+    Y = torch.zeros(N, C, dtype=torch.float64)
+    Y[torch.arange(N), i] += lam
+    Y[torch.arange(N), j] += 1 - lam
+    return Y
+
+
+def scipy_one(W: np.ndarray, y: np.ndarray, lam_h: float, method: str) -> np.ndarray:
+    """One problem with scipy.optimize in h (R^d), from h = 0, as tightly as the method allows."""
+
+    def f(h):
+        z = W @ h
+        lse = np.logaddexp.reduce(z)
+        return lse - y @ z + 0.5 * lam_h * h @ h, W.T @ (np.exp(z - lse) - y) + lam_h * h
+
+    def hessp(h, v):
+        z = W @ h
+        p = np.exp(z - np.logaddexp.reduce(z))
+        u = W @ v
+        return W.T @ (p * u - p * (p @ u)) + lam_h * v
+
+    if method == "L-BFGS-B":
+        opts = {"gtol": 1e-10, "ftol": 1e-15, "maxiter": 10000}
+        return optimize.minimize(f, np.zeros(W.shape[1]), jac=True, method=method, options=opts).x
+    return optimize.minimize(f, np.zeros(W.shape[1]), jac=True, hessp=hessp, method=method, options={"gtol": 1e-12}).x
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--samples", type=int, default=100_000, help="problems for the general solver")
+    parser.add_argument("--scipy-samples", type=int, default=200, help="problems solved one at a time by scipy")
+    args = parser.parse_args()
+    torch.set_num_threads(int(THREADS))
+    rows = []
+
+    # 1. Figure 6 in closed form
+    C, d, m, lam_h = 10, 100, 3.0, 1e-6
+    W = simplex_etf(C, d, m)
+    lam = sample_lambdas(1.0, 5000, 0)
+
+    WP = W.numpy() @ projection_matrix(W[[5, 6, 9]]).T  # (C, 2)
+
+    def figure6():  # roots, features of both panels (as coefficients on W's rows), projected
+        i, ip, lams = pair_grid([5, 6, 9], lam)
+        A = theorem_coefficients(C, m, lam_h, i, ip, lams)
+        A_amp = amplified_coefficients(A, i, ip, lams)
+        return (A - A.mean(0)) @ WP, (A_amp - A_amp.mean(0)) @ WP
+
+    t_fig, _ = timed(figure6, 5)
+    t_roots, _ = timed(lambda: different_class_logits(lam, C, m, lam_h), 5)
+    t_loss, _ = timed(lambda: monte_carlo_loss(C, d, m, lam_h, 1.0, [5, 6, 9], 5000, 0), 3)
+    rows += [
+        ("figure 6: roots K_lambda, <w_i,h> (5000 lambdas)", t_roots, ""),
+        ("figure 6: roots + both panels' features, projected", t_fig, "5000 lambdas x 9 pairs x 2 panels"),
+        ("figure 6: Monte Carlo loss of one panel", t_loss, "45,000 features, explicit CE + decay"),
+    ]
+
+    # 2. General solver vs scipy, C = 100, d = 512
+    C, d, N, lam_h = 100, 512, args.samples, 5e-4
+    gen = torch.Generator().manual_seed(0)
+    cases = {
+        "random W": torch.randn(C, d, generator=gen, dtype=torch.float64) * 3 / math.sqrt(d),
+        "ETF W": simplex_etf(C, d, 3.0),
+    }
+    for name, Wc in cases.items():
+        Y = mixup_targets(N, C, 1)
+        t_ours, H = timed(lambda Wc=Wc, Y=Y: optimal_features(Wc, Y, lam_h))
+        n_sp = args.scipy_samples
+        per_ours = t_ours / N
+        g_ours = feature_gradient(Wc, H, Y, lam_h).norm(dim=1).max().item()
+        rows.append(
+            (
+                f"solver {name}: {N:,} samples, C={C}, d={d}",
+                t_ours,
+                f"{per_ours * 1e6:.0f} us/problem; max |grad| {g_ours:.1e}",
+            )
+        )
+        for method in ("L-BFGS-B", "trust-ncg"):
+            t_sp, Hs = timed(
+                lambda Wc=Wc, Y=Y, method=method, n_sp=n_sp: np.stack(
+                    [scipy_one(Wc.numpy(), Y[k].numpy(), lam_h, method) for k in range(n_sp)]
+                )
+            )
+            Hs = torch.as_tensor(Hs)
+            per_sp = t_sp / n_sp
+            rel = ((H[:n_sp] - Hs).norm(dim=1) / H[:n_sp].norm(dim=1)).max().item()
+            df = (feature_objective(Wc, H[:n_sp], Y[:n_sp], lam_h) - feature_objective(Wc, Hs, Y[:n_sp], lam_h)).max()
+            g_sp = feature_gradient(Wc, Hs, Y[:n_sp], lam_h).norm(dim=1).max().item()
+            rows.append(
+                (
+                    f"  scipy {method}, one at a time ({n_sp} problems)",
+                    t_sp,
+                    f"{per_sp * 1e3:.2f} ms/problem: ours is {per_sp / per_ours:.0f}x faster; "
+                    f"max |grad| {g_sp:.1e}; max rel diff to ours {rel:.1e}; "
+                    f"objective ours - scipy <= {float(df):.1e}",
+                )
+            )
+
+    width = max(len(r[0]) for r in rows)
+    print(f"{'benchmark':<{width}}  {'seconds':>9}  notes")
+    for name, t, note in rows:
+        print(f"{name:<{width}}  {t:>9.4f}  {note}")
+    print(f"threads: torch {torch.get_num_threads()}, BLAS {os.environ['OPENBLAS_NUM_THREADS']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,280 @@
+"""The mixup UFM (section 3): closed form vs an independent solver, losses, joint problem, CLI."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy import integrate, optimize, stats
+
+from mixcollapse.etf import simplex_etf
+from mixcollapse.theory import (
+    amplification,
+    amplified_features,
+    different_class_logits,
+    different_class_loss,
+    expected_loss,
+    feature_gradient,
+    feature_objective,
+    inner_product_from_K,
+    monte_carlo_loss,
+    optimal_features,
+    same_class_equation,
+    same_class_K,
+    same_class_loss,
+    theorem_features,
+)
+from mixcollapse.theory.closed_form import printed_theorem_inner_product
+from mixcollapse.theory.joint import solve_joint
+
+LAMBDAS = np.array([0.0, 1e-12, 0.5, 1.0])
+
+
+def pair_targets(C: int, lam: np.ndarray, i: int = 0, ip: int = 1) -> torch.Tensor:
+    Y = torch.zeros(lam.size, C, dtype=torch.float64)
+    Y[:, i] += torch.as_tensor(lam)
+    Y[:, ip] += torch.as_tensor(1 - lam)
+    return Y
+
+
+GRID = [(C, m, lam_h) for C in (2, 10, 1000) for m in (0.1, 30.0) for lam_h in (1e-9, 10.0)]
+
+
+@pytest.mark.parametrize("C, m, lam_h", GRID)
+def test_closed_form_matches_general_solver(C, m, lam_h):
+    W = simplex_etf(C, C - 1 if C > 2 else 3, m, seed=1)
+    i, ip = np.zeros(LAMBDAS.size, int), np.ones(LAMBDAS.size, int)
+    H = theorem_features(W, i, ip, LAMBDAS, lam_h)
+    Y = pair_targets(C, LAMBDAS)
+    Hs = optimal_features(W, Y, lam_h)
+    # relative error; C = 2, lambda = 1/2 has the optimum h = 0, measured against the batch's scale
+    scale = torch.maximum(Hs.norm(dim=1), 1e-9 * Hs.norm(dim=1).max())
+    err = (H - Hs).norm(dim=1) / scale
+    assert err.max() < 1e-6, err
+    # stationarity: the gradient of the objective vanishes (relative to the size of its terms)
+    for feats in (H, Hs):
+        g = feature_gradient(W, feats, Y, lam_h).norm(dim=1)
+        assert (g <= 1e-9 * (abs(m) + lam_h * feats.norm(dim=1) + 1)).all(), g
+
+
+def _explicit_objective(W: np.ndarray, y: np.ndarray, lam_h: float):
+    def f(h: np.ndarray) -> float:
+        z = W @ h
+        return np.logaddexp.reduce(z) - y @ z + 0.5 * lam_h * h @ h
+
+    return f
+
+
+def test_solver_general_classifier_matches_scipy():
+    gen = torch.Generator().manual_seed(0)
+    for C, d in [(6, 20), (12, 5)]:  # full row rank, and C > d (rank-deficient)
+        W = torch.randn(C, d, generator=gen, dtype=torch.float64)
+        Y = torch.distributions.Dirichlet(torch.ones(C, dtype=torch.float64)).sample((5,))
+        lam_h = 1e-2
+        H = optimal_features(W, Y, lam_h)
+        for n in range(Y.shape[0]):
+            f = _explicit_objective(W.numpy(), Y[n].numpy(), lam_h)
+            ref = optimize.minimize(f, np.zeros(d), method="BFGS", options={"gtol": 1e-12}).x
+            assert np.allclose(H[n].numpy(), ref, rtol=1e-5, atol=1e-6)
+        assert feature_gradient(W, H, Y, lam_h).norm(dim=1).max() < 1e-10
+
+
+def test_same_class_K_is_the_unique_negative_root():
+    for C, m, lam_h in [(2, 1.0, 1e-3), (10, 3.0, 1e-6), (1000, 30.0, 1e-9), (1000, 0.1, 10.0)]:
+        K = same_class_K(C, m, lam_h)
+        assert K < 0
+        x = K * np.logspace(-4, 4, 2001)  # K times factors on both sides, all negative
+        f = same_class_equation(x, C, m, lam_h)
+        signs = np.sign(f[np.isfinite(f)])
+        assert np.count_nonzero(np.diff(signs)) == 1  # exactly one sign change: a unique root
+        assert abs(same_class_equation(K * (1 + 1e-9), C, m, lam_h)) > abs(same_class_equation(K, C, m, lam_h))
+
+
+def test_large_C_and_m_do_not_overflow():
+    K = same_class_K(100000, 1e3, 1e-12)
+    sol = different_class_logits(np.array([0.0, 0.3, 1.0]), 100000, 1e3, 1e-12)
+    assert math.isfinite(K) and np.all(np.isfinite(sol.K)) and np.all(np.isfinite(sol.inner_i))
+
+
+def test_lambda_endpoints_reduce_to_same_class_and_are_continuous():
+    C, m, lam_h = 10, 3.0, 1e-6
+    K = same_class_K(C, m, lam_h)
+    sol = different_class_logits(np.array([0.0, 1.0]), C, m, lam_h)
+    assert np.allclose(sol.K, K, rtol=1e-12)
+    assert np.allclose([sol.inner_i[1], sol.inner_ip[1]], [(1 - C) * K, K], rtol=1e-12)
+    assert np.allclose([sol.inner_i[0], sol.inner_ip[0]], [K, (1 - C) * K], rtol=1e-12)
+    near = different_class_logits(np.array([1e-16, 1 - 1e-16]), C, m, lam_h)
+    assert np.allclose(near.K, sol.K, rtol=1e-7) and np.allclose(near.inner_i, sol.inner_i, rtol=1e-7, atol=1e-7)
+    lam = np.linspace(0, 1, 20001)
+    a = different_class_logits(lam, C, m, lam_h).inner_i
+    assert np.all(np.diff(a) > 0)  # the logit of class i increases with its target weight
+
+
+def test_root_choice_and_printed_formula_typo():
+    C, m, lam_h = 10, 3.0, 1e-6
+    lam = np.array([0.1, 0.3, 0.7, 0.9])
+    sol = different_class_logits(lam, C, m, lam_h)
+    big = inner_product_from_K(sol.K, C, m, lam_h, larger=True)
+    small = inner_product_from_K(sol.K, C, m, lam_h, larger=False)
+    assert np.allclose(np.where(lam > 0.5, big, small), sol.inner_i, rtol=1e-9)
+    assert np.allclose(np.where(lam > 0.5, small, big), sol.inner_ip, rtol=1e-9)
+    printed = printed_theorem_inner_product(sol.K, C, m, lam_h, sign=1.0)
+    assert not np.allclose(printed[lam > 0.5], sol.inner_i[lam > 0.5], rtol=1e-3)
+
+
+def test_expected_loss_quadrature_matches_adaptive_and_monte_carlo():
+    C, m, lam_h = 10, 3.0, 1e-6
+    for alpha in (0.3, 1.0, 4.0):
+        q = expected_loss(C, m, lam_h, alpha, classes=[0, 1, 2])
+        ref, _ = integrate.quad(
+            lambda x, a=alpha: different_class_loss(x, C, m, lam_h) * stats.beta.pdf(x, a, a),
+            0,
+            1,
+            limit=500,
+            epsabs=1e-12,
+        )
+        assert q["different_class"] == pytest.approx(ref, abs=1e-6)
+        assert q["loss"] == pytest.approx((q["same_class"] + 2 * q["different_class"]) / 3, rel=1e-12)
+        mc = monte_carlo_loss(C, 12, m, lam_h, alpha, [0, 1, 2], samples=4000, seed=3)
+        assert abs(mc["loss"] - q["loss"]) < 4 * mc["stderr"]
+        assert mc["same_class"] == pytest.approx(same_class_loss(C, m, lam_h), rel=1e-9)
+    all_classes = expected_loss(C, m, lam_h, 1.0)
+    assert all_classes["loss"] == pytest.approx((all_classes["same_class"] + 9 * all_classes["different_class"]) / 10)
+
+
+def test_amplified_features_cost_a_little_more():
+    assert amplification(0.5) == pytest.approx(0.4)
+    assert amplification(0.3) == pytest.approx(amplification(0.7))
+    C, m, lam_h = 10, 3.0, 1e-6
+    W = simplex_etf(C, 20, m)
+    lam = np.linspace(0, 1, 101)
+    i, ip = np.zeros(lam.size, int), np.array([0] * 50 + [1] * 51)
+    H = theorem_features(W, i, ip, lam, lam_h)
+    Ha = amplified_features(W, H, i, ip, lam)
+    Y = torch.zeros(lam.size, C, dtype=torch.float64)
+    Y[torch.arange(lam.size), torch.as_tensor(i)] += torch.as_tensor(lam)
+    Y[torch.arange(lam.size), torch.as_tensor(ip)] += torch.as_tensor(1 - lam)
+    base, amp = feature_objective(W, H, Y, lam_h), feature_objective(W, Ha, Y, lam_h)
+    assert torch.equal(H[:50], Ha[:50])  # same-class features are not amplified
+    assert (amp[50:] >= base[50:] - 1e-12).all() and (amp[50:] - base[50:]).max() < 1e-3
+
+
+def test_joint_problem_finds_a_simplex_etf():
+    res = solve_joint(4, 6, 1e-2, 1e-2, alpha=1.0, nodes=6, seed=0)
+    g = res["geometry"]
+    assert g["norm_cv"] < 1e-4 and g["cos_std"] < 1e-4 and g["etf_distance"] < 1e-4
+    assert g["cos_mean"] == pytest.approx(-1 / 3, abs=1e-4)
+    assert res["objective"] == pytest.approx(res["data_loss"] + res["classifier_term"], rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: same_class_K(1, 1.0, 1e-3),
+        lambda: same_class_K(10, 0.0, 1e-3),
+        lambda: same_class_K(10, 1.0, 0.0),
+        lambda: different_class_logits(1.5, 10, 1.0, 1e-3),
+        lambda: expected_loss(10, 1.0, 1e-3, alpha=0.0),
+        lambda: expected_loss(10, 1.0, 1e-3, classes=[0, 10]),
+        lambda: monte_carlo_loss(10, 8, 1.0, 1e-3),
+        lambda: simplex_etf(10, 8),
+    ],
+)
+def test_bad_parameters_raise_value_error(call):
+    with pytest.raises(ValueError):
+        call()
+
+
+def test_etf_in_dimension_C_minus_1():
+    W = simplex_etf(5, 4, 2.0)
+    assert W.shape == (5, 4)
+    assert torch.allclose(W.norm(dim=1), torch.full((5,), 2.0, dtype=torch.float64))
+    G = W @ W.T / 4.0
+    assert torch.allclose(G[~torch.eye(5, dtype=torch.bool)], torch.tensor(-0.25, dtype=torch.float64))
+
+
+def _cli(argv: list[str]):
+    from mixcollapse import cli_theory
+
+    parser = argparse.ArgumentParser(prog="mixcollapse")
+    cli_theory.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+SMALL = [
+    "--num-classes",
+    "4",
+    "--dim",
+    "5",
+    "--samples",
+    "300",
+    "--joint-nodes",
+    "4",
+    "--weight-decay-w",
+    "1e-2",
+    "--weight-decay-h",
+    "1e-2",
+]
+
+
+def test_cli_json_has_the_required_keys(tmp_path, capsys):
+    assert _cli(["theory", "--json", "--out", str(tmp_path), *SMALL]) == 0
+    out = json.loads(capsys.readouterr().out)
+    for key in ("same_class_K", "expected_loss", "mc_loss", "amplified_mc_loss", "etf_check", "settings"):
+        assert key in out
+    assert out["settings"]["num_classes"] == 4 and len(out["settings"]["classes"]) == 3
+    assert out["etf_check"]["etf_distance"] < 1e-3
+    assert (tmp_path / "figure6.png").stat().st_size > 0 and (tmp_path / "figure6.pdf").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--num-classes", "1"],
+        ["--dim", "2"],
+        ["--weight-decay-h", "0"],
+        ["--alpha", "-1"],
+        ["--classes", "0", "1", "9"],
+        ["--multiplier", "0"],
+        ["--classes", "0", "0", "1"],
+        ["--weight-decay-w", "0"],
+    ],
+)
+def test_cli_bad_parameters_exit_2_with_one_line(argv, capsys, tmp_path):
+    code = _cli(["theory", "--no-joint", "--no-figure", "--out", str(tmp_path), *SMALL, *argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("mixcollapse theory: error: ")
+
+
+def test_python_dash_m_mixcollapse_theory(tmp_path):
+    if importlib.util.find_spec("mixcollapse.__main__") is None:
+        pytest.skip("src/mixcollapse/__main__.py does not exist yet")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mixcollapse", "theory", "--json", "--no-joint", "--out", str(tmp_path), *SMALL],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "mc_loss" in json.loads(proc.stdout)
+    bad = subprocess.run(
+        [sys.executable, "-m", "mixcollapse", "theory", "--alpha", "0", "--no-joint"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("mixcollapse theory: error:")
+    assert "Traceback" not in bad.stderr
