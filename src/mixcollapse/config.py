@@ -97,6 +97,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: str = "none"  # none | bf16 (autocast, GPU)
     channels_last: bool = False
+    threads: int = 0  # torch CPU threads; 0 keeps torch's default. Small models run fastest on 1
     checkpoint_every: int = 10  # epochs; 0 disables periodic checkpoints (the last is always kept)
     checkpoint_epochs: list[int] = field(default_factory=list)  # kept forever (Figure 10: 100/300/500)
     eval_every: int = 1
@@ -312,6 +313,8 @@ def validate(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"train.milestones={t.milestones} must be fractions of training in (0, 1)")
     if t.checkpoint_every < 0:
         raise ConfigError(f"train.checkpoint_every={t.checkpoint_every} must be >= 0")
+    if t.threads < 0:
+        raise ConfigError(f"train.threads={t.threads} must be >= 0 (0 keeps torch's default)")
     if t.eval_every < 1:
         raise ConfigError(f"train.eval_every={t.eval_every} must be >= 1")
     if any(e < 1 or e > t.epochs for e in t.checkpoint_epochs):

@@ -133,8 +133,8 @@ def make_pairs(
             raise ValueError(f"unknown lambda mode '{lam_mode}' (known: beta, grid)")
         parts.append((ia, ib, lam, np.full(n, a), np.full(n, b)))
     cols = [np.concatenate(col) for col in zip(*parts)]
-    return PairSet(cols[0].astype(np.int64), cols[1].astype(np.int64), cols[2].astype(np.float64),
-                   cols[3].astype(np.int64), cols[4].astype(np.int64))
+    ints = lambda a: a.astype(np.int64, copy=False)  # noqa: E731
+    return PairSet(ints(cols[0]), ints(cols[1]), cols[2].astype(np.float64, copy=False), ints(cols[3]), ints(cols[4]))
 
 
 def mix_images(x_a: torch.Tensor, x_b: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:

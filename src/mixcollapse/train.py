@@ -214,6 +214,8 @@ def train(
     (for tests of resumption; checkpoints are written only where they are due).
     """
     validate(cfg)  # a config built in Python has not been through load_config's checks
+    if cfg.train.threads > 0:
+        torch.set_num_threads(cfg.train.threads)
     _, device = dist.setup(cfg.train.device)
     try:
         out = _train(cfg, Path(run_dir), device, resume, stop_after_epoch)
