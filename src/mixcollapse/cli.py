@@ -41,7 +41,8 @@ def _add_analyze(sub) -> None:
     p.add_argument("--out", default=None, help="output directory (default: RUN/analysis/<checkpoint name>)")
     p.add_argument("--data-root", default=None, help="where the datasets live (default: as trained)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing analysis output")
-    p.add_argument("overrides", nargs="*", help="analysis overrides, e.g. analysis.classes=[0,3,5] analysis.bn_mode=eval")
+    p.add_argument("overrides", nargs="*",
+                   help="analysis overrides, e.g. analysis.classes=[0,3,5] analysis.bn_mode=eval")
     p.set_defaults(func=_run_analyze)
 
 
@@ -78,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="mixcollapse",
-        description="See, measure and reproduce how mixup shapes last-layer features (Fisher, Meng, Papyan, ICLR 2024).",
+        description="See, measure and reproduce how mixup shapes last-layer features "
+        "(Fisher, Meng, Papyan, ICLR 2024).",
     )
     parser.add_argument("--version", action="version", version=f"mixcollapse {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -288,7 +288,9 @@ def validate(cfg: ExperimentConfig) -> None:
             raise ConfigError(f"data.classes={d.classes} must list at least two distinct class indices")
         bad = [c for c in d.classes if not 0 <= c < num_classes]
         if bad:
-            raise ConfigError(f"data.classes has index {bad[0]} out of range: {d.name} has classes 0..{num_classes - 1}")
+            raise ConfigError(
+                f"data.classes has index {bad[0]} out of range: {d.name} has classes 0..{num_classes - 1}"
+            )
         num_classes = len(d.classes)
     if a.classes is not None:
         if len(a.classes) != 3 or len(set(a.classes)) != 3:

@@ -9,9 +9,9 @@ same lambdas and partners as an uninterrupted one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations_with_replacement
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -84,7 +84,7 @@ class PairSet:
     def __len__(self) -> int:
         return len(self.lam)
 
-    def subset(self, sl: slice | np.ndarray) -> "PairSet":
+    def subset(self, sl: slice | np.ndarray) -> PairSet:
         """The pairs selected by a slice or index array."""
         return PairSet(self.index_a[sl], self.index_b[sl], self.lam[sl], self.class_a[sl], self.class_b[sl])
 
@@ -132,7 +132,7 @@ def make_pairs(
         else:
             raise ValueError(f"unknown lambda mode '{lam_mode}' (known: beta, grid)")
         parts.append((ia, ib, lam, np.full(n, a), np.full(n, b)))
-    cols = [np.concatenate(col) for col in zip(*parts)]
+    cols = [np.concatenate(col) for col in zip(*parts, strict=True)]
     ints = lambda a: a.astype(np.int64, copy=False)  # noqa: E731
     return PairSet(ints(cols[0]), ints(cols[1]), cols[2].astype(np.float64, copy=False), ints(cols[3]), ints(cols[4]))
 

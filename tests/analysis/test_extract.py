@@ -88,8 +88,9 @@ def test_eval_mode_and_round_trip(tmp_path, toy):
                                 progress=False, meta={"classes": [0, 1, 2]})
     again = load_pair_features(tmp_path / "e")
     model.eval()
-    x = torch.stack([pairs.lam[i] * dataset[int(pairs.index_a[i])][0] + (1 - pairs.lam[i]) * dataset[int(pairs.index_b[i])][0]
-                     for i in range(len(pairs))]).float()
+    image = lambda k: dataset[int(k)][0]  # noqa: E731
+    x = torch.stack([lam * image(a) + (1 - lam) * image(b)
+                     for a, b, lam in zip(pairs.index_a, pairs.index_b, pairs.lam, strict=True)]).float()
     with torch.no_grad():
         np.testing.assert_allclose(again.features, model.features(x).numpy(), rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(again.logits, model(x).numpy(), rtol=1e-5, atol=1e-5)
@@ -107,7 +108,8 @@ def test_a_failure_leaves_nothing_half_written(tmp_path, toy):
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        extract_pair_features(model, dataset, pairs, tmp_path / "x", bn_mode="eval", callbacks=[explode], progress=False)
+        extract_pair_features(model, dataset, pairs, tmp_path / "x", bn_mode="eval", callbacks=[explode],
+                              progress=False)
     assert list(tmp_path.iterdir()) == []
 
 

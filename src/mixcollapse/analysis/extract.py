@@ -30,9 +30,9 @@ import copy
 import json
 import os
 import shutil
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -73,7 +73,7 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor], num
             m.reset_running_stats()
             m.momentum = None  # cumulative moving average: every batch weighs the same
     model.train()
-    for _, x in zip(range(num_batches), batches):
+    for _, x in zip(range(num_batches), batches, strict=False):  # batches may be endless
         model(x.to(device))
     return model.eval()
 
@@ -240,7 +240,8 @@ def load_pair_features(path: str | Path) -> PairFeatures:
         raise FileNotFoundError(f"{path} is not a mixcollapse feature directory (no meta.json)")
     meta = json.loads(meta_path.read_text())
     if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: feature format version {meta.get('format_version')} (this toolkit reads {FORMAT_VERSION})")
+        version = meta.get("format_version")
+        raise ValueError(f"{path}: feature format version {version} (this toolkit reads {FORMAT_VERSION})")
     load = lambda name: np.load(path / f"{name}.npy", mmap_mode="r")  # noqa: E731
     pairs = PairSet(*(np.asarray(load(n)) for n in ("index_a", "index_b", "lam", "class_a", "class_b")))
     bias_path = path / "classifier_bias.npy"
