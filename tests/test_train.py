@@ -39,7 +39,7 @@ def _weights(run_dir: Path) -> dict:
 
 
 def test_short_run_lowers_the_loss_and_writes_the_run_directory(tmp_path, tiny_config):
-    cfg = tiny_config("train.epochs=4", "train.checkpoint_every=0", "train.checkpoint_epochs=[2]")
+    cfg = tiny_config("train.epochs=4", "train.lr=0.05", "train.checkpoint_every=0", "train.checkpoint_epochs=[2]")
     out = train(cfg, tmp_path / "run")
     assert out == tmp_path / "run"
     rows = read_metrics(out)
