@@ -139,8 +139,8 @@ def test_resume_without_a_checkpoint_starts_over_and_a_finished_run_returns(tmp_
 
 def test_resume_refuses_another_config(tmp_path, tiny_config):
     run = train(tiny_config("train.epochs=1"), tmp_path / "run")
-    with pytest.raises(RunDirError, match=r"train\.lr: 0\.05 -> 0\.1"):
-        train(tiny_config("train.epochs=1", "train.lr=0.1"), run, resume=True)
+    with pytest.raises(RunDirError, match=r"train\.lr: 0\.1 -> 0\.2"):
+        train(tiny_config("train.epochs=1", "train.lr=0.2"), run, resume=True)
     with pytest.raises(RunDirError, match="epochs"):
         train(tiny_config("train.epochs=2"), run, resume=True)
     # fields that do not change what is trained may differ; config.yaml then holds the new values
