@@ -143,6 +143,22 @@ def mix_images(x_a: torch.Tensor, x_b: torch.Tensor, lam: torch.Tensor) -> torch
     return lam * x_a + (1 - lam) * x_b
 
 
+class MixedPairImages(torch.utils.data.Dataset):
+    """Mixed images lam x_a + (1 - lam) x_b of a PairSet read through ``dataset``, with their position."""
+
+    def __init__(self, dataset, pairs: PairSet) -> None:
+        self.dataset, self.pairs = dataset, pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int):
+        x_a = self.dataset[int(self.pairs.index_a[i])][0]
+        x_b = self.dataset[int(self.pairs.index_b[i])][0]
+        lam = torch.tensor([self.pairs.lam[i]], dtype=torch.float32)
+        return mix_images(x_a[None], x_b[None], lam)[0], i
+
+
 def choose_classes(num_classes: int, seed: int, k: int = 3) -> list[int]:
     """k distinct classes drawn with ``seed`` (the paper's "three randomly selected classes")."""
     if num_classes < k:

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from mixcollapse.mixup import PairSet, mix_batch, mix_images
+from mixcollapse.mixup import MixedPairImages, PairSet, mix_batch
 
 FORMAT_VERSION = 1
 BatchCallback = Callable[[dict], None]
@@ -76,22 +76,6 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor], num
     for _, x in zip(range(num_batches), batches, strict=False):  # batches may be endless
         model(x.to(device))
     return model.eval()
-
-
-class _PairImages(torch.utils.data.Dataset):
-    """Mixed images of a PairSet, read through the (un-augmented) training dataset."""
-
-    def __init__(self, dataset, pairs: PairSet):
-        self.dataset, self.pairs = dataset, pairs
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, i: int):
-        x_a = self.dataset[int(self.pairs.index_a[i])][0]
-        x_b = self.dataset[int(self.pairs.index_b[i])][0]
-        lam = torch.tensor([self.pairs.lam[i]], dtype=torch.float32)
-        return mix_images(x_a[None], x_b[None], lam)[0], i
 
 
 @dataclass
@@ -185,7 +169,7 @@ def extract_pair_features(
         logits = np.lib.format.open_memmap(tmp_dir / "logits.npy", mode="w+", dtype=np.float32, shape=(N, C))
         per_batch = batch_size if not (batchnorm and bn_mode == "train") else max(1, int(batch_size * pair_fraction))
         loader = torch.utils.data.DataLoader(
-            _PairImages(dataset, pairs), batch_size=per_batch, shuffle=False, num_workers=num_workers
+            MixedPairImages(dataset, pairs), batch_size=per_batch, shuffle=False, num_workers=num_workers
         )
         callbacks = list(callbacks)
         with torch.no_grad():

@@ -26,7 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from mixcollapse.analysis.calibration import CalibrationAccumulator, ConfidenceByLambdaAccumulator
-from mixcollapse.mixup import PairSet, make_pairs, mix_images
+from mixcollapse.mixup import MixedPairImages, PairSet, make_pairs
 
 ECE_BINS = 15  # the toolkit's ECE everywhere (Appendix C; training uses the same)
 LAMBDA_BINS = 10
@@ -108,22 +108,6 @@ def make_test_pairs(
     present = sorted(int(c) for c in np.unique(labels)) if classes is None else list(classes)
     per = pairs_per_class_pair_for(num_pairs, len(present))
     return make_pairs(labels, present, per, lam_mode, alpha, grid_size, seed)
-
-
-class MixedPairImages(torch.utils.data.Dataset):
-    """Mixed images of a PairSet, with the pair's position."""
-
-    def __init__(self, dataset, pairs: PairSet) -> None:
-        self.dataset, self.pairs = dataset, pairs
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, i: int):
-        x_a = self.dataset[int(self.pairs.index_a[i])][0]
-        x_b = self.dataset[int(self.pairs.index_b[i])][0]
-        lam = torch.tensor([self.pairs.lam[i]], dtype=torch.float32)
-        return mix_images(x_a[None], x_b[None], lam)[0], i
 
 
 @torch.no_grad()
