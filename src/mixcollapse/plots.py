@@ -32,6 +32,24 @@ SAME_CMAP = _truncated("Greens", 0.3, 0.95)  # light -> dark green: no hue share
 DIFF_CMAP = _truncated("plasma", 0.12, 0.92)  # purple -> orange -> yellow, no black, no white
 
 
+def draw_classifier_rows(
+    ax: plt.Axes,
+    classifier_xy: np.ndarray,
+    radius: float,
+    class_names: Sequence[str] | None = None,
+    linewidth: float = 1.2,
+    markersize: float = 5,
+) -> None:
+    """Projected classifier rows in black, from the origin to just beyond the data's radius."""
+    vertices = np.asarray(classifier_xy, dtype=float)
+    vertices = vertices / np.linalg.norm(vertices, axis=1, keepdims=True) * radius * 1.08
+    for k, (vx, vy) in enumerate(vertices):
+        ax.plot([0, vx], [0, vy], color="black", linewidth=linewidth)
+        ax.plot(vx, vy, "o", color="black", markersize=markersize)
+        if class_names is not None:
+            ax.annotate(str(class_names[k]), (vx, vy), textcoords="offset points", xytext=(4, 4), fontsize=8)
+
+
 def scatter_configuration(
     ax: plt.Axes,
     xy: np.ndarray,
@@ -51,14 +69,7 @@ def scatter_configuration(
                       marker="o", linewidths=0, alpha=0.8)
     same_pts = ax.scatter(*xy[same].T, c=lam[same], cmap=SAME_CMAP, vmin=0, vmax=1, s=point_size * 1.5,
                           marker="s", linewidths=0, alpha=0.8)
-    radius = float(np.abs(xy).max()) if len(xy) else 1.0
-    vertices = np.asarray(classifier_xy, dtype=float)
-    vertices = vertices / np.linalg.norm(vertices, axis=1, keepdims=True) * radius * 1.08
-    for k, (vx, vy) in enumerate(vertices):
-        ax.plot([0, vx], [0, vy], color="black", linewidth=1.2)
-        ax.plot(vx, vy, "o", color="black", markersize=5)
-        if class_names is not None:
-            ax.annotate(str(class_names[k]), (vx, vy), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    draw_classifier_rows(ax, classifier_xy, float(np.abs(xy).max()) if len(xy) else 1.0, class_names)
     ax.set_aspect("equal")
     ax.set_xticks([])
     ax.set_yticks([])

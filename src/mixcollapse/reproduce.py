@@ -590,7 +590,7 @@ def draw_trajectories(ax, xy: np.ndarray, lam: np.ndarray, same: np.ndarray, cla
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
-    from mixcollapse.plots import DIFF_CMAP, SAME_CMAP
+    from mixcollapse.plots import DIFF_CMAP, SAME_CMAP, draw_classifier_rows
 
     xy = np.asarray(xy)
     for path, value, is_same in zip(xy, np.asarray(lam), np.asarray(same, dtype=bool), strict=False):
@@ -599,14 +599,8 @@ def draw_trajectories(ax, xy: np.ndarray, lam: np.ndarray, same: np.ndarray, cla
         ax.scatter(path[1:-1, 0], path[1:-1, 1], color=colour, s=10, zorder=3)
         ax.scatter(path[-1:, 0], path[-1:, 1], color=colour, s=45, marker="*", edgecolors="black", linewidths=0.3,
                    zorder=4)
-    radius = float(np.abs(xy).max()) if xy.size else 1.0
-    vertices = np.asarray(classifier_xy, dtype=float)
-    vertices = vertices / np.linalg.norm(vertices, axis=1, keepdims=True) * radius * 1.08
-    for k, (vx, vy) in enumerate(vertices):
-        ax.plot([0, vx], [0, vy], color="black", linewidth=1.0)
-        ax.plot(vx, vy, "o", color="black", markersize=4)
-        if class_names is not None:
-            ax.annotate(str(class_names[k]), (vx, vy), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    draw_classifier_rows(ax, classifier_xy, float(np.abs(xy).max()) if xy.size else 1.0, class_names,
+                         linewidth=1.0, markersize=4)
     ax.plot(0, 0, "k+", markersize=8)
     ax.set_aspect("equal")
     ax.set_xticks([])
