@@ -52,3 +52,14 @@ def test_bad_values_give_one_clear_sentence(override, message):
 def test_unknown_preset_lists_the_known_ones():
     with pytest.raises(ConfigError, match="presets: .*digits"):
         load_config("no-such-preset")
+
+
+def test_apply_overrides_can_be_limited_to_some_sections():
+    from mixcollapse.config import apply_overrides
+
+    cfg = load_config("digits")
+    apply_overrides(cfg, ["analysis.seed=3"], allowed=("analysis.",))
+    assert cfg.analysis.seed == 3
+    with pytest.raises(ConfigError, match="override 'train.lr' is not allowed here .*analysis."):
+        apply_overrides(cfg, ["train.lr=0.2"], allowed=("analysis.",))
+    assert cfg.train.lr == 0.1  # nothing applied

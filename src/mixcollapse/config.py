@@ -247,11 +247,20 @@ def load_config(preset: str | Path | None = None, overrides: list[str] | tuple[s
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML ({err})") from None
         _merge(cfg, values)
+    apply_overrides(cfg, overrides)
+    return cfg
+
+
+def apply_overrides(
+    cfg: ExperimentConfig, overrides: list[str] | tuple[str, ...], allowed: tuple[str, ...] | None = None
+) -> None:
+    """Apply ``section.key=value`` overrides in place and validate; ``allowed`` limits the key prefixes."""
     for text in overrides:
         key, value = parse_override(text)
+        if allowed is not None and not key.startswith(allowed):
+            raise ConfigError(f"override '{key}' is not allowed here (allowed: {', '.join(allowed)})")
         _merge(cfg, _nest(key, value))
     validate(cfg)
-    return cfg
 
 
 def config_from_dict(values: dict) -> ExperimentConfig:
@@ -309,7 +318,7 @@ def validate(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"train.lr={t.lr} must be > 0")
     if t.weight_decay < 0:
         raise ConfigError(f"train.weight_decay={t.weight_decay} must be >= 0")
-    if t.warmup_epochs < 0 or t.warmup_epochs >= max(t.epochs, 1) and t.warmup_epochs > 0:
+    if t.warmup_epochs < 0 or (t.warmup_epochs > 0 and t.warmup_epochs >= t.epochs):
         raise ConfigError(f"train.warmup_epochs={t.warmup_epochs} must be >= 0 and below train.epochs={t.epochs}")
     if any(not 0 < f < 1 for f in t.milestones):
         raise ConfigError(f"train.milestones={t.milestones} must be fractions of training in (0, 1)")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -56,8 +57,6 @@ def run_demo(out_dir: str | Path = "demo_out", overrides: list[str] | tuple[str,
                                      f"train.progress={str(progress).lower()}"])
         run_dir = out_dir / "runs" / name
         if overwrite and summary_path.exists():
-            import shutil
-
             shutil.rmtree(run_dir, ignore_errors=True)
         print(f"[demo] training {name} (alpha={alpha:g}) into {run_dir}", flush=True)
         train(cfg, run_dir, resume=_has_run(run_dir))

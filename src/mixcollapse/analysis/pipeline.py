@@ -82,7 +82,7 @@ from mixcollapse.analysis.interactive import configuration_html
 from mixcollapse.analysis.neural_collapse import measure_neural_collapse
 from mixcollapse.analysis.projection import project_classifier, projection_matrix
 from mixcollapse.checkpoint import find_checkpoint, load_model
-from mixcollapse.config import AnalysisConfig, _merge, _nest, parse_override, validate
+from mixcollapse.config import AnalysisConfig, apply_overrides
 from mixcollapse.data import build_datasets
 from mixcollapse.dist import pick_device
 from mixcollapse.mixup import choose_classes, make_pairs
@@ -531,15 +531,6 @@ def _draw(fig_dir: Path, xy, feats: PairFeatures, rows, classes, names, title, b
     return {k: [str(p) for p in v] for k, v in out.items()}
 
 
-def _apply_analysis_overrides(cfg, overrides) -> None:
-    for text in overrides:
-        key, value = parse_override(text)
-        if not key.startswith(("analysis.", "data.root", "data.num_workers")):
-            raise ValueError(f"analyze takes analysis.* overrides only (and data.root), got '{key}'")
-        _merge(cfg, _nest(key, value))
-    validate(cfg)
-
-
 def _checkpoint_epoch(path: Path) -> int | None:
     try:  # mmap: reads the small entries, not the weights
         return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"])
@@ -572,7 +563,7 @@ def analyze_run(
     model, cfg = load_model(ckpt_path, device=torch_device)
     if data_root is not None:
         cfg.data.root = data_root
-    _apply_analysis_overrides(cfg, overrides)
+    apply_overrides(cfg, overrides, allowed=("analysis.", "data.root", "data.num_workers"))
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "analysis" / ckpt_path.stem
     if (out_dir / ANALYSIS_FILE).exists() and not overwrite:
         raise FileExistsError(f"{out_dir} already holds an analysis; pass --overwrite to replace it or choose --out")
