@@ -88,6 +88,53 @@ def test_solver_general_classifier_matches_scipy():
         assert feature_gradient(W, H, Y, lam_h).norm(dim=1).max() < 1e-10
 
 
+def _mixup_targets(N: int, C: int, seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    a, b = torch.randint(0, C, (N,), generator=gen), torch.randint(0, C, (N,), generator=gen)
+    lam = torch.rand(N, generator=gen, dtype=torch.float64)
+    Y = torch.zeros(N, C, dtype=torch.float64)
+    Y[torch.arange(N), a] += lam
+    Y[torch.arange(N), b] += 1 - lam
+    return Y
+
+
+@pytest.mark.parametrize("spread", [1.0, 0.03, 1e-3])  # W W^T with condition number 1, 1e3 and 1e6
+def test_float32_first_iterations_do_not_change_the_answer(spread):
+    gen = torch.Generator().manual_seed(3)
+    C, d, lam_h = 40, 96, 5e-4
+    U = torch.linalg.qr(torch.randn(C, C, generator=gen, dtype=torch.float64))[0]
+    V = torch.linalg.qr(torch.randn(d, C, generator=gen, dtype=torch.float64))[0]
+    W = 3 * (U * torch.logspace(0, math.log10(spread), C, dtype=torch.float64)) @ V.T
+    Y = _mixup_targets(300, C, 4)
+    mixed = optimal_features(W, Y, lam_h)
+    plain = optimal_features(W, Y, lam_h, float32_start=False)
+    tight = optimal_features(W, Y, lam_h, float32_start=False, tol=1e-15)
+    for H in (mixed, plain):
+        assert ((H - tight).norm(dim=1) / tight.norm(dim=1)).max() < 1e-10
+        assert feature_gradient(W, H, Y, lam_h).norm(dim=1).max() < 1e-12
+    # and against scipy, one problem at a time, with the analytic gradient (BFGS itself stalls
+    # short of 1e-6 on the ill-conditioned W; there the vanishing gradient is the check)
+    Wn = W.numpy()
+    for n in range(3 if spread == 1.0 else 0):
+        y = Y[n].numpy()
+        f = _explicit_objective(Wn, y, lam_h)
+
+        def grad(h, y=y):
+            z = Wn @ h
+            return Wn.T @ (np.exp(z - np.logaddexp.reduce(z)) - y) + lam_h * h
+
+        ref = optimize.minimize(f, np.zeros(d), jac=grad, method="BFGS", options={"gtol": 1e-10}).x
+        assert np.allclose(mixed[n].numpy(), ref, rtol=1e-6, atol=1e-7)
+
+
+def test_solver_warns_when_W_is_too_ill_conditioned():
+    gen = torch.Generator().manual_seed(3)
+    U = torch.linalg.qr(torch.randn(40, 40, generator=gen, dtype=torch.float64))[0]
+    W = 3 * U * torch.logspace(0, -6, 40, dtype=torch.float64)  # condition number of W W^T: 1e12
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        optimal_features(W, _mixup_targets(50, 40, 4), 5e-4)
+
+
 def test_same_class_K_is_the_unique_negative_root():
     for C, m, lam_h in [(2, 1.0, 1e-3), (10, 3.0, 1e-6), (1000, 30.0, 1e-9), (1000, 0.1, 10.0)]:
         K = same_class_K(C, m, lam_h)

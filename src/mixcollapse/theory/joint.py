@@ -12,6 +12,8 @@ result says how close the optimal W comes to a simplex ETF, the assumption of Th
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -74,7 +76,9 @@ def solve_joint(
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        H = optimal_features(W.detach(), Y, lam_h)  # (C*C*n, d), optimal for this W
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "optimal_features: .* did not converge", RuntimeWarning)
+            H = optimal_features(W.detach(), Y, lam_h)  # (C*C*n, d), optimal for this W
         z = H @ W.T
         data = (weights * (torch.logsumexp(z, 1) - (Y * z).sum(1) + 0.5 * lam_h * (H * H).sum(1))).sum()
         F = data + 0.5 * lam_w * (W * W).sum()

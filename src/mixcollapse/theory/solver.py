@@ -3,18 +3,30 @@
 The per-sample problem of eq. 2 with W held fixed. It is strictly convex and h* lies in the row
 space of W, so it is solved in logit coordinates z = W h restricted to range(W) (dimension
 r = rank W <= C), where ||h||^2 = z^T G^+ z with G = W W^T: f(z) = logsumexp(z) - y^T z +
-lambda_H/2 z^T G^+ z. Newton's method with an Armijo line search, each Newton system solved by
+lambda_H/2 z^T G^+ z. Inexact Newton with an Armijo line search; each Newton system is solved by
 conjugate gradients preconditioned with the exact Hessian of logsumexp plus the diagonal of
-lambda_H G^+ (its inverse is diagonal plus rank one). Everything is float64 batched tensor
-algebra, so it runs on CPU or CUDA; samples are processed in chunks and each leaves the loop
-when it has converged. The reduction through the SVD of W is exact when W is rank-deficient
-(an ETF has rank C-1, and C > d is allowed).
+lambda_H G^+ (its inverse is diagonal plus rank one), to a forcing term that is loose far from
+the optimum and 1e-4 near it. Samples are processed in chunks of batched tensor algebra (CPU or
+CUDA) and each leaves the loop when its estimated error is below ``tol``.
+
+Precision: the first iterations, which only need a few digits, run entirely in float32 (2-3x
+cheaper per operation) up to a relative error of about 1e-5; the last ones keep the iterate,
+gradient, objective and line search in float64 and solve only the Newton system in float32 (an
+inexact Newton direction needs 4 digits, not 16), so the result is as accurate as an all-float64
+solve. float32 is skipped when W W^T is too ill-conditioned for it. The reduction through the
+SVD of W is exact when W is rank-deficient (an ETF has rank C-1, and C > d is allowed).
 """
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor
+
+FLOAT32_TOL = 1e-5  # relative error at which the float32 iterations hand over to float64
+FLOAT32_MAX_COND = 1e4  # float32 only for W W^T better conditioned than this (eps32 * cond << 1)
+ETA_MIN = 1e-4  # smallest CG forcing term: the linear rate of the last Newton iterations
 
 
 def _check_inputs(W: Tensor, targets: Tensor, weight_decay: float) -> None:
@@ -38,15 +50,40 @@ class _Geometry:
         r = int(keep.sum())
         U, S, Vh = U[:, :r], S[:r], Vh[:r]
         self.C, self.rank = W.shape[0], r
+        self.cond = float((S[0] / S[-1]) ** 2) if r else 1.0  # condition number of W W^T within range(W)
         self.Gp = (U / S**2) @ U.T  # (C, C) pseudo-inverse of W W^T
+        self.G = (U * S**2) @ U.T  # (C, C) W W^T
+        self.norm = float(S[0]) if r else 0.0  # ||W||_2
         self.Gp_diag = torch.diagonal(self.Gp).clone()
+        # all singular values equal (an ETF, any multiple of a partial orthogonal matrix): G^+ is a
+        # multiple of the projection onto range(W), applied without a matrix product
+        self.iso = float(1 / S[0] ** 2) if r and float(S[-1] / S[0]) > 1 - 1e-12 else None
         # projection onto range(W) = removal of the left null space N, cheap when N is small
         # (an ETF's is spanned by the ones vector alone)
         self.N = torch.linalg.qr(U, mode="complete")[0][:, r:] if r < self.C else None  # (C, C - r)
+        self.centre_only = self.N is not None and self.N.shape[1] == 1 and bool(
+            torch.allclose(self.N.abs(), torch.full_like(self.N, self.C**-0.5), rtol=0, atol=1e-12)
+        )
         self.to_features = (U / S) @ Vh  # (C, d): h = W^T G^+ z = z @ to_features
 
+    def to(self, dtype: torch.dtype) -> _Geometry:
+        """The same geometry in another dtype (for the float32 first iterations)."""
+        other = object.__new__(_Geometry)
+        other.__dict__.update(
+            {k: v.to(dtype) if isinstance(v, Tensor) else v for k, v in self.__dict__.items()}
+        )
+        return other
+
+    def gp(self, v: Tensor) -> Tensor:
+        """G^+ v for a batch of rows v (n, C)."""
+        return self.iso * self.project(v) if self.iso is not None else v @ self.Gp
+
     def project(self, v: Tensor) -> Tensor:
-        return v if self.N is None else v - (v @ self.N) @ self.N.T
+        if self.N is None:
+            return v
+        if self.centre_only:  # null space = the ones vector: subtract the mean
+            return v - v.mean(1, keepdim=True)
+        return v - (v @ self.N) @ self.N.T
 
 
 def _objective(z: Tensor, Gz: Tensor, Y: Tensor, lam: float) -> tuple[Tensor, Tensor]:
@@ -57,15 +94,14 @@ def _objective(z: Tensor, Gz: Tensor, Y: Tensor, lam: float) -> tuple[Tensor, Te
 
 
 def _residual(p: Tensor, Y: Tensor) -> Tensor:
-    """p - y, with the entry of the most likely class taken as minus the sum of the others.
+    """p - y with its rounding error (the sum, exactly 0 in exact arithmetic) taken out in proportion to p.
 
-    When p_k is close to 1, p_k - y_k computed directly loses everything below eps, yet the
-    curvature in that direction is only p_k (1 - p_k); the rearranged form keeps full accuracy.
+    When p_k is close to 1, p_k - y_k computed directly carries an error of eps, yet the
+    curvature in that direction is only p_k (1 - p_k); removing the sum from the entries in
+    proportion to p puts the correction where that error sits, on the most likely class.
     """
     r = p - Y
-    k = p.argmax(1, keepdim=True)
-    rest = r.sum(1, keepdim=True) - r.gather(1, k)
-    return r.scatter(1, k, -rest)
+    return r.addcmul_(p, r.sum(1, keepdim=True), value=-1.0)
 
 
 def _precond(r: Tensor, Einv: Tensor, Ep: Tensor, c: Tensor, geo: _Geometry) -> Tensor:
@@ -74,84 +110,129 @@ def _precond(r: Tensor, Einv: Tensor, Ep: Tensor, c: Tensor, geo: _Geometry) -> 
     return geo.project(s.addcmul_(Ep, c * (Ep * r).sum(1, keepdim=True)))
 
 
-def _hess(v: Tensor, p: Tensor, lam: float, geo: _Geometry) -> tuple[Tensor, Tensor]:
-    """(Hessian v, G^+ v): Hessian = (diag(p) - p p^T) + lam G^+ within range(W)."""
-    Gv = v @ geo.Gp
+def _hess(v: Tensor, p: Tensor, lam: float, geo: _Geometry) -> Tensor:
+    """Hessian v, Hessian = (diag(p) - p p^T) + lam G^+ within range(W)."""
     pv = p * v
     Hv = geo.project(pv.addcmul_(p, pv.sum(1, keepdim=True), value=-1.0))
-    return Hv.add_(Gv, alpha=lam), Gv
+    if geo.iso is not None:
+        return Hv.add_(geo.project(v), alpha=lam * geo.iso)
+    return torch.addmm(Hv, v, geo.Gp, alpha=lam)
 
 
-def _newton_chunk(geo: _Geometry, Y: Tensor, lam: float, tol: float, max_iter: int, max_cg: int) -> Tensor:
-    """Optimal logits z (n, C) for one chunk of targets Y (n, C)."""
-    n, C = Y.shape
-    # start from logits whose softmax is the target smoothed by the scale of the decay in logit
-    # space (exact in shape for an ETF, where the optimal p_j of the other classes are all equal),
-    # or from zero, whichever is lower
+def _start(geo: _Geometry, Y: Tensor, lam: float) -> Tensor:
+    """Starting logits: the target smoothed by the scale of the decay in logit space, or zero if lower.
+
+    The smoothed target is exact in shape for an ETF, where the optimal p_j of the other classes
+    are all equal.
+    """
     delta = lam * float(geo.Gp_diag.mean())
     z = geo.project(torch.log(Y + delta))
-    Gz = z @ geo.Gp
-    f, _ = _objective(z, Gz, Y, lam)
+    f, _ = _objective(z, geo.gp(z), Y, lam)
     f0, _ = _objective(torch.zeros_like(Y), torch.zeros_like(Y), Y, lam)
-    worse = (f0 < f)[:, None]
-    z, Gz, f = z.masked_fill(worse, 0.0), Gz.masked_fill(worse, 0.0), torch.minimum(f, f0)
+    return z.masked_fill_((f0 < f)[:, None], 0.0)
+
+
+def _cg(p: Tensor, g: Tensor, lam: float, geo: _Geometry, eta_min: float, max_cg: int) -> Tensor:
+    """Inexact Newton direction x = -H^{-1} g by preconditioned CG, in the dtype of p and geo.
+
+    CG stops when the residual, in the preconditioned norm (which
+    weighs each logit by its own curvature, so classes with tiny probability count), has shrunk
+    by the forcing term eta = clamp(Newton decrement, eta_min, 0.1): loose far from the optimum,
+    where accurate directions are wasted, and eta_min (a linear rate) near it. g is scaled to
+    unit size first, so that float32 neither underflows nor overflows close to the optimum.
+    """
+    size = g.abs().amax(1, keepdim=True).clamp_min(torch.finfo(g.dtype).tiny)
+    r = -(g / size)
+    # preconditioner: the exact Hessian of logsumexp, diag(p) - p p^T, plus the diagonal of
+    # lam G^+; its inverse is diagonal plus rank one (Sherman-Morrison)
+    Einv = (p + lam * geo.Gp_diag).reciprocal_()
+    Ep = p * Einv
+    c = 1.0 / (1.0 - (p * Ep).sum(1, keepdim=True))
+    x = torch.zeros_like(r)
+    s = _precond(r, Einv, Ep, c, geo)
+    d = s
+    rs = (r * s).sum(1, keepdim=True)
+    eta2 = (rs * size**2).clamp(min=eta_min**2, max=1e-2)
+    stop = eta2 * rs
+    cg_on = rs > 0
+    for _ in range(min(max_cg, 2 * geo.rank + 2)):  # CG is exact after rank steps in exact arithmetic
+        Hd = _hess(d, p, lam, geo)
+        dHd = (d * Hd).sum(1, keepdim=True)
+        alpha = torch.where(cg_on & (dHd > 0), rs / dHd.clamp_min(torch.finfo(d.dtype).tiny), 0.0)
+        x.addcmul_(alpha, d)
+        r.addcmul_(alpha, Hd, value=-1.0)
+        s = _precond(r, Einv, Ep, c, geo)
+        rs_new = (r * s).sum(1, keepdim=True)
+        cg_on = cg_on & (rs_new > stop)
+        if not bool(cg_on.any()):
+            break
+        beta = torch.where(cg_on, rs_new / rs.clamp_min(torch.finfo(d.dtype).tiny), 0.0)
+        d = s.addcmul_(beta, d)
+        rs = rs_new
+    return x.mul_(size)
+
+
+def _newton_chunk(
+    geo: _Geometry,
+    cg_geo: _Geometry,
+    Y: Tensor,
+    z: Tensor,
+    lam: float,
+    tol: float,
+    max_iter: int,
+    max_cg: int,
+    eta_min: float,
+) -> tuple[Tensor, Tensor]:
+    """Newton-CG from logits z (n, C) for targets Y (n, C), in geo's dtype with CG in cg_geo's.
+
+    Returns z and each sample's last full Newton step (0 if none).
+    """
+    n, C = Y.shape
+    Gz = geo.gp(z)
+    f, fnoise = _objective(z, Gz, Y, lam)
     active = torch.arange(n, device=Y.device)
-    lam_gd = lam * geo.Gp_diag
+    last = torch.zeros(n, dtype=z.dtype, device=z.device)  # each sample's last full step, 0 if none
     for _ in range(max_iter):
         if active.numel() == 0:
             break
-        za, Gza, Ya, fa = z[active], Gz[active], Y[active], f[active]
+        whole = active.numel() == n  # no gathering while every sample is still iterating
+        state = (z, Gz, Y, f, fnoise)
+        za, Gza, Ya, fa, na = state if whole else (t[active] for t in state)
         p = torch.softmax(za, 1)
-        g = geo.project(_residual(p, Ya) + lam * Gza)  # gradient within range(W)
-        # preconditioner: the exact Hessian of logsumexp, diag(p) - p p^T, plus the diagonal of
-        # lam G^+; its inverse is diagonal plus rank one (Sherman-Morrison)
-        Einv = 1.0 / (p + lam_gd)
-        Ep = p * Einv
-        c = 1.0 / (1.0 - (p * Ep).sum(1, keepdim=True))
-
-        x = torch.zeros_like(g)
-        Gx = torch.zeros_like(g)
-        r = -g
-        s = _precond(r, Einv, Ep, c, geo)
-        d = s
-        rs = (r * s).sum(1, keepdim=True)
-        # residuals are measured in the preconditioned norm, which weighs each logit by its own
-        # curvature (logits of classes with tiny probability matter as much as the large ones)
-        # forcing term eta = 1e-3 (inexact Newton, linear rate 1e-3: cheaper here than superlinear choices)
-        stop = 1e-6 * rs
-        cg_on = rs > 0
-        for _ in range(min(max_cg, 2 * geo.rank + 2)):  # CG is exact after rank steps in exact arithmetic
-            Hd, Gd = _hess(d, p, lam, geo)
-            dHd = (d * Hd).sum(1, keepdim=True)
-            alpha = torch.where(cg_on & (dHd > 0), rs / dHd.clamp_min(1e-300), 0.0)
-            x.addcmul_(alpha, d)
-            Gx.addcmul_(alpha, Gd)
-            r.addcmul_(alpha, Hd, value=-1.0)
-            s = _precond(r, Einv, Ep, c, geo)
-            rs_new = (r * s).sum(1, keepdim=True)
-            cg_on = cg_on & (rs_new > stop)
-            if not bool(cg_on.any()):
-                break
-            beta = torch.where(cg_on, rs_new / rs.clamp_min(1e-300), 0.0)
-            d = s.addcmul_(beta, d)
-            rs = rs_new
+        g = geo.project(_residual(p, Ya).add_(Gza, alpha=lam))  # gradient within range(W)
+        low = cg_geo.Gp.dtype
+        x = _cg(p.to(low), g.to(low), lam, cg_geo, eta_min, max_cg).to(g.dtype)
+        if low != g.dtype and not bool(torch.isfinite(x).all()):
+            x = _cg(p, g, lam, geo, eta_min, max_cg)  # float32 was out of its range here
+        # G^+ x in the working precision: G^+ x may be far smaller than |G^+| |x| (cancellation),
+        # and the objective along the step needs it to the last digit
+        Gx = geo.gp(x)
         # backtracking (Armijo) line search, per sample
         slope = (g * x).sum(1)
         step = torch.ones_like(fa)
         for _ in range(60):
             zt, Gzt = za + step[:, None] * x, Gza + step[:, None] * Gx
-            ft, noise = _objective(zt, Gzt, Ya, lam)
-            # below the rounding level of f the Armijo test is blind: accept unless f clearly rose
-            ok = (ft <= fa + 1e-4 * step * slope) | ((-slope <= noise) & (ft - fa <= noise))
+            ft, nt = _objective(zt, Gzt, Ya, lam)
+            # below the rounding level of f (at the current point) the Armijo test is blind:
+            # accept unless f clearly rose
+            ok = (ft <= fa + 1e-4 * step * slope) | ((-slope <= na) & (ft - fa <= na))
             if bool(ok.all()):
                 break
             step = torch.where(ok, step, 0.5 * step)
-        z[active], Gz[active], f[active] = zt, Gzt, ft
-        # converged: the Newton step, measured in feature space, is below tol relative to ||h||
+        if whole:
+            z, Gz, f, fnoise = zt, Gzt, ft, nt
+        else:
+            z[active], Gz[active], f[active], fnoise[active] = zt, Gzt, ft, nt
+        # Error estimate, in feature space relative to max(||h||, 1): with the observed contraction
+        # q = (this step) / (last step) < 1/2, the steps still to come sum to about q / (1 - q)
+        # times this one; otherwise (first or damped steps, slow progress) the step itself.
         dh = step * (x * Gx).sum(1).clamp_min(0).sqrt()
-        h = (zt * Gzt).sum(1).clamp_min(0).sqrt()
-        active = active[dh > tol * torch.clamp(h, min=1.0)]
-    return z
+        scale = (zt * Gzt).sum(1).clamp_min(0).sqrt().clamp_min(1.0)
+        q = dh / last[active]  # inf after a first or damped step: then not used
+        err = torch.where((q < 0.5) & (step == 1), dh * q / (1 - q), dh)
+        last[active] = torch.where(step == 1, dh, 0.0)
+        active = active[err > tol * scale]
+    return z, last
 
 
 def optimal_features(
@@ -162,27 +243,75 @@ def optimal_features(
     tol: float = 1e-12,
     max_iter: int = 100,
     max_cg: int = 200,
-    chunk_size: int = 1024,
+    chunk_size: int | None = None,
+    float32_start: bool = True,
     return_logits: bool = False,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """h* (N, d) = argmin_h CE(W h, y) + weight_decay/2 ||h||^2 for each target row y (eq. 2, W fixed).
 
-    W (C, d) is any classifier; targets (N, C) are soft labels (rows on the simplex). Works in W's
-    dtype (float64 recommended) on W's device. ``tol`` bounds the last Newton step relative to
-    max(||h||, 1). With ``return_logits`` also returns z* = W h* (N, C).
+    W (C, d) is any classifier; targets (N, C) are soft labels (rows on the simplex). Solves in
+    float64 on W's device and returns W's floating dtype. ``tol`` bounds the estimated error of h
+    relative to max(||h||, 1). With ``float32_start`` the first Newton iterations, which only
+    need a few digits, run in float32 (2-3x cheaper on CPU and GPU) up to a relative error of
+    about 1e-5; float64 iterations then take every sample to ``tol``, so the result does not
+    depend on it. With ``return_logits`` also returns z* = W h* (N, C).
     """
     _check_inputs(W, targets, weight_decay)
-    dtype = W.dtype if W.dtype in (torch.float32, torch.float64) else torch.float64
-    geo = _Geometry(W, dtype)
-    Y = targets.detach().to(device=W.device, dtype=dtype)
-    zs = [
-        _newton_chunk(geo, Y[k : k + chunk_size], float(weight_decay), tol, max_iter, max_cg)
-        for k in range(0, Y.shape[0], chunk_size)
-    ]
+    out_dtype = W.dtype if W.dtype.is_floating_point else torch.float64
+    geo = _Geometry(W, torch.float64)
+    # float32 iterations need G^+ to keep a few digits in float32 (an ETF has cond 1)
+    geo32 = geo.to(torch.float32) if float32_start and geo.cond <= FLOAT32_MAX_COND else None
+    Y = targets.detach().to(device=W.device, dtype=torch.float64)
+    lam = float(weight_decay)
+    if chunk_size is None:  # CPU: a chunk's arrays stay near the caches; GPU: enough rows to fill it
+        chunk_size = 2048 if W.device.type == "cpu" else 65536
+    zs = []
+    for k in range(0, Y.shape[0], chunk_size):
+        Yk = Y[k : k + chunk_size]
+        z = _start(geo, Yk, lam)
+        if geo32 is not None:
+            z32, _ = _newton_chunk(
+                geo32, geo32, Yk.float(), z.float(), lam, max(tol, FLOAT32_TOL), max_iter, max_cg, 1e-2
+            )
+            z32 = geo.project(z32.double())
+            # keep the float32 result only where, evaluated in float64, it improved on the start
+            better = _objective(z32, geo.gp(z32), Yk, lam)[0] < _objective(z, geo.gp(z), Yk, lam)[0]
+            z = torch.where(better[:, None], z32, z)
+        # the float64 iterations estimate their contraction afresh: float32 steps say nothing of it
+        zs.append(_newton_chunk(geo, geo32 or geo, Yk, z, lam, tol, max_iter, max_cg, ETA_MIN)[0])
     z = torch.cat(zs) if zs else Y.new_zeros(0, geo.C)
     z = geo.project(z)
     H = z @ geo.to_features
-    return (H, z) if return_logits else H
+    _warn_if_unconverged(geo, z, Y, lam)
+    return (H.to(out_dtype), z.to(out_dtype)) if return_logits else H.to(out_dtype)
+
+
+def _warn_if_unconverged(geo: _Geometry, z: Tensor, Y: Tensor, lam: float) -> None:
+    """Warn when the gradient in h is not small against the size of its two terms.
+
+    The error estimate that stops the iterations assumes Newton converges; with W W^T
+    ill-conditioned beyond about 1e8 CG in logit coordinates does not, and this says so. In logit
+    coordinates: grad_h = W^T g with g = p - y + lam G^+ z, so ||grad_h||^2 = g^T G g.
+    """
+    if not len(Y):
+        return
+    resid = geo.project(torch.softmax(z, 1) - Y)  # the part of p - y that W^T does not annihilate
+    Gz = geo.gp(z)
+    g = resid + lam * Gz
+    both = torch.cat([g, resid]) @ geo.G
+    grad = (both[: len(g)] * g).sum(1).clamp_min(0).sqrt()
+    size = (both[len(g) :] * resid).sum(1).clamp_min(0).sqrt() + lam * (z * Gz).sum(1).clamp_min(0).sqrt()
+    # rounding in p - y alone leaves a gradient of about eps sqrt(C) ||W||
+    floor = 1e3 * torch.finfo(z.dtype).eps * geo.C**0.5 * geo.norm
+    bad = int((grad > 1e-8 * size + floor).sum())
+    if bad:
+        warnings.warn(
+            f"optimal_features: {bad} of {len(Y)} problems did not converge (relative gradient up to "
+            f"{float((grad / size).max()):.1e}); W W^T has condition number {geo.cond:.1e}, "
+            "the solver is accurate up to about 1e8",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def feature_objective(W: Tensor, H: Tensor, targets: Tensor, weight_decay: float) -> Tensor:
