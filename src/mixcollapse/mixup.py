@@ -115,8 +115,11 @@ def make_pairs(
             raise ValueError(f"class {c} has no training images to draw mixup pairs from")
         by_class[c] = members
     n = pairs_per_class_pair
-    parts = []
-    for a, b in combinations_with_replacement(classes, 2):
+    blocks = list(combinations_with_replacement(classes, 2))
+    # filled block by block in place: no second copy of N pairs while concatenating
+    out = PairSet(*(np.empty(n * len(blocks), dtype=t) for t in (np.int64, np.int64, np.float64, np.int64, np.int64)))
+    for k, (a, b) in enumerate(blocks):
+        sl = slice(k * n, (k + 1) * n)
         ia = rng.choice(by_class[a], size=n)
         if a == b and len(by_class[a]) > 1:
             # Shift by a non-zero offset within the class so that no image is mixed with itself.
@@ -131,10 +134,8 @@ def make_pairs(
             lam = np.resize(np.linspace(0.0, 1.0, grid_size), n)
         else:
             raise ValueError(f"unknown lambda mode '{lam_mode}' (known: beta, grid)")
-        parts.append((ia, ib, lam, np.full(n, a), np.full(n, b)))
-    cols = [np.concatenate(col) for col in zip(*parts, strict=True)]
-    ints = lambda a: a.astype(np.int64, copy=False)  # noqa: E731
-    return PairSet(ints(cols[0]), ints(cols[1]), cols[2].astype(np.float64, copy=False), ints(cols[3]), ints(cols[4]))
+        out.index_a[sl], out.index_b[sl], out.lam[sl], out.class_a[sl], out.class_b[sl] = ia, ib, lam, a, b
+    return out
 
 
 def mix_images(x_a: torch.Tensor, x_b: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,9 @@ import torch
 from torch import nn
 
 from mixcollapse.analysis.extract import (
+    NpyAppender,
     extract_pair_features,
+    iter_npy_rows,
     load_pair_features,
     mixup_training_batches,
     recalibrate_batchnorm,
@@ -124,3 +126,24 @@ def test_batchnorm_modes_need_training_batches(tmp_path, toy):
     model, dataset, pairs = toy
     with pytest.raises(ValueError, match="needs train_batches"):
         extract_pair_features(model, dataset, pairs, tmp_path / "r", bn_mode="recalibrate", progress=False)
+
+
+def test_npy_appender_and_chunked_reader_round_trip(tmp_path):
+    data = np.random.default_rng(0).normal(size=(1000, 7)).astype(np.float32)
+    with NpyAppender(tmp_path / "x.npy", data.shape, np.float32) as out:
+        for lo in range(0, 1000, 300):
+            out.append(data[lo : lo + 300])
+    assert np.array_equal(np.load(tmp_path / "x.npy"), data)  # a plain .npy file
+    blocks = list(iter_npy_rows(tmp_path / "x.npy", chunk_bytes=7 * 4 * 128))
+    assert [len(b) for b in blocks] == [128] * 7 + [104]
+    assert np.array_equal(np.concatenate(blocks), data)
+
+
+def test_npy_appender_leaves_no_partial_file(tmp_path):
+    with pytest.raises(RuntimeError, match="rows written"):
+        with NpyAppender(tmp_path / "x.npy", (10, 2), np.float64) as out:
+            out.append(np.zeros((4, 2)))  # too few rows
+    with pytest.raises(KeyError):
+        with NpyAppender(tmp_path / "y.npy", (10, 2), np.float64) as out:
+            raise KeyError("interrupted")
+    assert list(tmp_path.iterdir()) == []

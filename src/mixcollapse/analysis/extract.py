@@ -20,8 +20,9 @@ On-disk format (a directory; a reader needs only numpy):
 ``features.npy`` (N, d) float32, ``logits.npy`` (N, C) float32, ``index_a.npy``, ``index_b.npy``,
 ``class_a.npy``, ``class_b.npy`` (N,) int64, ``lam.npy`` (N,) float64, ``classifier_weight.npy``
 (C, d), ``classifier_bias.npy`` (C,) when the classifier has one, and ``meta.json``. Features and
-logits are written batch by batch into memory-mapped files, so memory does not grow with N. The
-directory is written under a temporary name and renamed when complete.
+logits are appended to their files batch by batch with plain writes (not through a memory map,
+whose dirty pages would count in the process's resident memory), so memory does not grow with
+N. The directory is written under a temporary name and renamed when complete.
 """
 
 from __future__ import annotations
@@ -99,6 +100,57 @@ class PairFeatures:
         return self.pairs.lam
 
 
+class NpyAppender:
+    """Write an .npy file of known shape block by block, in order, with plain writes.
+
+    The file is written under a temporary name and renamed by ``close()`` once every row is
+    there; used as a context manager, an error removes the partial file instead.
+    """
+
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype) -> None:
+        self.path, self.dtype, self.rows, self.expected = Path(path), np.dtype(dtype), 0, shape[0]
+        self.tmp = self.path.with_name(f".{self.path.name}.partial")
+        self.file = open(self.tmp, "wb")  # noqa: SIM115 (closed in close())
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": shape}
+        np.lib.format.write_array_header_1_0(self.file, header)
+
+    def append(self, block: np.ndarray) -> None:
+        self.file.write(np.ascontiguousarray(block, dtype=self.dtype).tobytes())
+        self.rows += len(block)
+
+    def close(self) -> None:
+        self.file.close()
+        if self.rows != self.expected:
+            self.tmp.unlink(missing_ok=True)
+            raise RuntimeError(f"{self.path}: {self.rows} rows written, {self.expected} expected")
+        os.replace(self.tmp, self.path)
+
+    def __enter__(self) -> NpyAppender:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.file.close()
+            self.tmp.unlink(missing_ok=True)
+
+
+def iter_npy_rows(path: str | Path, chunk_bytes: int = 4 << 20) -> Iterator[np.ndarray]:
+    """Blocks of consecutive rows of an .npy file, read with plain reads (no memory map stays resident)."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(f)
+        if fortran:
+            raise ValueError(f"{path}: Fortran-ordered arrays are not supported")
+        row = int(np.prod(shape[1:], dtype=np.int64))
+        step = max(1, chunk_bytes // max(1, row * dtype.itemsize))
+        for lo in range(0, shape[0], step):
+            n = min(step, shape[0] - lo)
+            yield np.fromfile(f, dtype=dtype, count=n * row).reshape((n, *shape[1:]))
+
+
 def _atomic_json(path: Path, obj: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
@@ -165,8 +217,8 @@ def extract_pair_features(
         shutil.rmtree(tmp_dir)
     tmp_dir.mkdir(parents=True)
     try:
-        feats = np.lib.format.open_memmap(tmp_dir / "features.npy", mode="w+", dtype=np.float32, shape=(N, d))
-        logits = np.lib.format.open_memmap(tmp_dir / "logits.npy", mode="w+", dtype=np.float32, shape=(N, C))
+        feats = NpyAppender(tmp_dir / "features.npy", (N, d), np.float32)  # tmp_dir is removed on error
+        logits = NpyAppender(tmp_dir / "logits.npy", (N, C), np.float32)
         per_batch = batch_size if not (batchnorm and bn_mode == "train") else max(1, int(batch_size * pair_fraction))
         loader = torch.utils.data.DataLoader(
             MixedPairImages(dataset, pairs), batch_size=per_batch, shuffle=False, num_workers=num_workers
@@ -181,14 +233,13 @@ def extract_pair_features(
                 else:
                     h = net.features(x)
                 z = classifier(h)
-                lo, hi = int(idx[0]), int(idx[-1]) + 1
-                feats[lo:hi] = h.float().cpu().numpy()
-                logits[lo:hi] = z.float().cpu().numpy()
+                lo, hi = int(idx[0]), int(idx[-1]) + 1  # in order: the loader does not shuffle
+                feats.append(h.float().cpu().numpy())
+                logits.append(z.float().cpu().numpy())
                 for cb in callbacks:
                     cb({"features": h, "logits": z, "pairs": pairs.subset(slice(lo, hi))})
-        feats.flush()
-        logits.flush()
-        del feats, logits
+        feats.close()
+        logits.close()
         for name in ("index_a", "index_b", "lam", "class_a", "class_b"):
             np.save(tmp_dir / f"{name}.npy", getattr(pairs, name))
         np.save(tmp_dir / "classifier_weight.npy", weight)

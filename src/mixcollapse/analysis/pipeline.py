@@ -70,9 +70,11 @@ from torch import Tensor, nn
 
 from mixcollapse.analysis.configuration import ConfigurationAccumulator
 from mixcollapse.analysis.extract import (
+    NpyAppender,
     PairFeatures,
     extract_pair_features,
     has_batchnorm,
+    iter_npy_rows,
     mixup_training_batches,
     recalibrate_batchnorm,
 )
@@ -116,7 +118,7 @@ class Analysis:
     """What measure_model / analyze_run produced: the saved summary, the projected points and the features."""
 
     summary: dict  # as written to analysis.json
-    xy: np.ndarray  # (N, 2) projected features (Appendix B.2)
+    xy: np.ndarray  # (N, 2) projected features (Appendix B.2), memory-mapped from the features directory
     features: PairFeatures
 
 
@@ -260,16 +262,23 @@ class PairMeasures:
         return {"classifier_span_energy": span_sq / h_sq if h_sq > 0 else math.nan, "ufm_distance_in_span": in_span}
 
 
-def _project(features: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Appendix B.2's projection of all features, centred by their mean, read from disk in chunks."""
-    P = projection_matrix(rows)  # (2, d)
-    xy = np.empty((len(features), 2), dtype=np.float64)
-    step = max(1, CHUNK_BYTES // (8 * P.shape[1]))
-    for lo in range(0, len(features), step):
-        xy[lo:lo + step] = np.asarray(features[lo:lo + step], dtype=np.float64) @ P.T
-    if len(xy):
-        xy -= xy.mean(axis=0)  # centring the features centres their projections
-    return xy
+def _project(features_file: Path, rows: np.ndarray, out_file: Path) -> np.ndarray:
+    """Appendix B.2's projection of all features, centred by their mean, into ``out_file`` (N, 2).
+
+    Two passes of plain chunked reads (the mean first, then the centred points, appended to
+    ``out_file``), so memory does not grow with N; returns ``out_file`` memory-mapped.
+    """
+    P = projection_matrix(rows).T  # (d, 2)
+    total, count = np.zeros(2), 0
+    for block in iter_npy_rows(features_file, CHUNK_BYTES):
+        total += (block.astype(np.float64) @ P).sum(axis=0)
+        count += len(block)
+    mean = total / max(count, 1)  # centring the features centres their projections
+    out = NpyAppender(out_file, (count, 2), np.float64)
+    with out:
+        for block in iter_npy_rows(features_file, CHUNK_BYTES):
+            out.append(block.astype(np.float64) @ P - mean)
+    return np.load(out_file, mmap_mode="r")
 
 
 def _to_json(value):
@@ -447,7 +456,7 @@ def measure_model(
         }
 
     rows = feats.classifier_weight[classes]
-    xy = _project(feats.features, rows)
+    xy = _project(feats.path / "features.npy", rows, feats.path / "projection.npy")
     clock.lap("projection")
     figures: dict[str, list[str]] = {}
     if draw:
