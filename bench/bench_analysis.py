@@ -11,8 +11,9 @@
     ``--repeat`` is kept, since the machine may be shared.
 (b) Memory: ``measure_model`` (no figures) in a fresh process per number of pairs, 1e4 -> 1e6;
     prints the peak resident set (ru_maxrss) and the peak anonymous memory (RssAnon, sampled every
-    20 ms: memory the process owns, without the file pages of the memory-mapped feature files,
-    which the kernel can drop), each minus the same process's level before the analysis.
+    20 ms: memory the process owns, without file pages the kernel can drop), each minus the same
+    process's level before the analysis. Features are written and read back with plain chunked
+    I/O, so neither includes them; what still grows is the pair list (40 bytes per pair).
 
 Without ``--run`` the digits preset is trained for ``--epochs`` epochs into a temporary directory.
 """

@@ -9,6 +9,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -125,6 +126,19 @@ def test_float32_first_iterations_do_not_change_the_answer(spread):
 
         ref = optimize.minimize(f, np.zeros(d), jac=grad, method="BFGS", options={"gtol": 1e-10}).x
         assert np.allclose(mixed[n].numpy(), ref, rtol=1e-6, atol=1e-7)
+
+
+def test_float32_etf_keeps_rank_C_minus_1():
+    # in float64 a float32 ETF's last singular value is ~1e-8, not 0; the solver must not invert it
+    C, lam_h = 10, 1e-3
+    W = simplex_etf(C, 20, 2.0, seed=0)
+    lam = np.array([0.1, 0.5, 0.9])
+    expected = theorem_features(W, np.zeros(3, int), np.ones(3, int), lam, lam_h)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        H = optimal_features(W.float(), pair_targets(C, lam), lam_h)
+    assert H.dtype == torch.float32
+    assert ((H.double() - expected).norm(dim=1) / expected.norm(dim=1)).max() < 1e-5
 
 
 def test_solver_warns_when_W_is_too_ill_conditioned():

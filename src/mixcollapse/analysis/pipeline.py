@@ -5,8 +5,8 @@
 needs no run directory. ``analyze_run`` is a thin wrapper that loads a run's checkpoint and
 config, builds its datasets and draws the run's classifier history (Figure 5) as well.
 Everything is streamed: the network's outputs go through accumulators batch by batch, features
-to a memory-mapped file, so memory does not grow with the number of samples or pairs (apart
-from the pairs' own index arrays and the projected points, 56 bytes per pair).
+and their projections to files with plain writes (read back in chunks), so memory does not grow
+with the number of samples or pairs, apart from the pair list itself (40 bytes per pair).
 
 What is measured (``analysis.json``, sections below; top-level scalars are the headline numbers):
 
@@ -216,12 +216,14 @@ class PairMeasures:
                  center: Tensor | None = None, buffer_rows: int = 4096):
         self.acc, self.solver, self.weight_decay, self.buffer_rows = acc, solver, weight_decay, int(buffer_rows)
         self.W = W.detach().to(torch.float64)  # (C, d): the UFM's classifier, without the bias
+        self.W_given = W.detach()  # in its own precision: the solver takes its rank at that precision
+        eps = torch.finfo(W.dtype if W.dtype.is_floating_point else torch.float64).eps
         self.center = None if center is None else center.detach()
         self._buffer: list[tuple] = []
         self._rows = 0
         # Orthonormal basis (d, r) of the classifier's row space: the UFM optimum lies in it.
         _, S, Vh = torch.linalg.svd(self.W, full_matrices=False)
-        self._span = Vh[S > S.max() * max(self.W.shape) * torch.finfo(torch.float64).eps].T
+        self._span = Vh[S > S.max() * max(self.W.shape) * eps].T
         self._sums = torch.zeros(2, dtype=torch.float64, device=self.W.device)  # ||H||^2, ||H in span||^2
 
     def __call__(self, batch: dict) -> None:
@@ -248,7 +250,7 @@ class PairMeasures:
         if self.solver is not None:
             Y = _mixup_targets(lam, a, b, self.W.shape[0])
             unique, inverse = torch.unique(Y, dim=0, return_inverse=True)
-            H_opt = self.solver(self.W.to(H.device), unique, self.weight_decay)[inverse]
+            H_opt = self.solver(self.W_given.to(H.device), unique, self.weight_decay)[inverse].to(torch.float64)
         self.acc.accumulate(H, logits, lam, a, b, a == b, H_opt=H_opt)
 
     def compute(self) -> dict[str, float]:

@@ -43,10 +43,12 @@ def _check_inputs(W: Tensor, targets: Tensor, weight_decay: float) -> None:
 class _Geometry:
     """Everything about W that all samples share: G^+ = (W W^T)^+, the null space of W^T, the map z -> h."""
 
-    def __init__(self, W: Tensor, dtype: torch.dtype):
+    def __init__(self, W: Tensor, dtype: torch.dtype, rank_eps: float | None = None):
         W = W.detach().to(dtype)
         U, S, Vh = torch.linalg.svd(W, full_matrices=False)
-        keep = S > S.max() * max(W.shape) * torch.finfo(dtype).eps
+        # singular values below the rounding level of W's own dtype are zero: a float32 ETF has
+        # rank C - 1 even though its last singular value in float64 is 1e-8, not 0
+        keep = S > S.max() * max(W.shape) * (rank_eps or torch.finfo(dtype).eps)
         r = int(keep.sum())
         U, S, Vh = U[:, :r], S[:r], Vh[:r]
         self.C, self.rank = W.shape[0], r
@@ -57,7 +59,8 @@ class _Geometry:
         self.Gp_diag = torch.diagonal(self.Gp).clone()
         # all singular values equal (an ETF, any multiple of a partial orthogonal matrix): G^+ is a
         # multiple of the projection onto range(W), applied without a matrix product
-        self.iso = float(1 / S[0] ** 2) if r and float(S[-1] / S[0]) > 1 - 1e-12 else None
+        eps = rank_eps or torch.finfo(dtype).eps
+        self.iso = float(1 / S[0] ** 2) if r and float(S[-1] / S[0]) > 1 - 10 * max(W.shape) * eps else None
         # projection onto range(W) = removal of the left null space N, cheap when N is small
         # (an ETF's is spanned by the ones vector alone)
         self.N = torch.linalg.qr(U, mode="complete")[0][:, r:] if r < self.C else None  # (C, C - r)
@@ -250,15 +253,16 @@ def optimal_features(
     """h* (N, d) = argmin_h CE(W h, y) + weight_decay/2 ||h||^2 for each target row y (eq. 2, W fixed).
 
     W (C, d) is any classifier; targets (N, C) are soft labels (rows on the simplex). Solves in
-    float64 on W's device and returns W's floating dtype. ``tol`` bounds the estimated error of h
-    relative to max(||h||, 1). With ``float32_start`` the first Newton iterations, which only
+    float64 on W's device and returns W's floating dtype; singular values of W below the rounding
+    level of its dtype count as zero (pass W in the precision it was trained in). ``tol`` bounds
+    the estimated error of h relative to max(||h||, 1). With ``float32_start`` the first Newton iterations, which only
     need a few digits, run in float32 (2-3x cheaper on CPU and GPU) up to a relative error of
     about 1e-5; float64 iterations then take every sample to ``tol``, so the result does not
     depend on it. With ``return_logits`` also returns z* = W h* (N, C).
     """
     _check_inputs(W, targets, weight_decay)
     out_dtype = W.dtype if W.dtype.is_floating_point else torch.float64
-    geo = _Geometry(W, torch.float64)
+    geo = _Geometry(W, torch.float64, rank_eps=torch.finfo(out_dtype).eps)
     # float32 iterations need G^+ to keep a few digits in float32 (an ETF has cond 1)
     geo32 = geo.to(torch.float32) if float32_start and geo.cond <= FLOAT32_MAX_COND else None
     Y = targets.detach().to(device=W.device, dtype=torch.float64)
