@@ -31,6 +31,7 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 from mixcollapse.analysis.projection import projection_matrix  # noqa: E402
 from mixcollapse.etf import simplex_etf  # noqa: E402
+from mixcollapse.mixup import mixup_targets  # noqa: E402
 from mixcollapse.theory.closed_form import amplified_coefficients, different_class_logits, theorem_coefficients  # noqa: E402
 from mixcollapse.theory.loss import monte_carlo_loss, pair_grid, sample_lambdas  # noqa: E402
 from mixcollapse.theory.solver import feature_gradient, feature_objective, optimal_features  # noqa: E402
@@ -45,14 +46,10 @@ def timed(fn, repeat: int = 1):
     return best, out
 
 
-def mixup_targets(N: int, C: int, seed: int) -> torch.Tensor:
+def random_mixup_targets(N: int, C: int, seed: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     i, j = torch.randint(0, C, (N,), generator=gen), torch.randint(0, C, (N,), generator=gen)
-    lam = torch.rand(N, generator=gen, dtype=torch.float64)
-    Y = torch.zeros(N, C, dtype=torch.float64)
-    Y[torch.arange(N), i] += lam
-    Y[torch.arange(N), j] += 1 - lam
-    return Y
+    return mixup_targets(torch.rand(N, generator=gen, dtype=torch.float64), i, j, C)
 
 
 def scipy_one(W: np.ndarray, y: np.ndarray, lam_h: float, method: str) -> np.ndarray:
@@ -113,7 +110,7 @@ def main() -> None:
         "ETF W": simplex_etf(C, d, 3.0),
     }
     for name, Wc in cases.items():
-        Y = mixup_targets(N, C, 1)
+        Y = random_mixup_targets(N, C, 1)
         t_ours, H = timed(lambda Wc=Wc, Y=Y: optimal_features(Wc, Y, lam_h))
         n_sp = args.scipy_samples
         per_ours = t_ours / N

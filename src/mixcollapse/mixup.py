@@ -138,6 +138,16 @@ def make_pairs(
     return out
 
 
+def mixup_targets(lam, a, b, num_classes: int) -> torch.Tensor:
+    """Soft targets Y (N, C) = lam e_a + (1 - lam) e_b (one-hot when a == b), float64, on lam's device."""
+    lam = torch.as_tensor(lam, dtype=torch.float64)
+    rows = torch.arange(len(lam), device=lam.device)
+    Y = torch.zeros(len(lam), num_classes, dtype=torch.float64, device=lam.device)
+    Y.index_put_((rows, torch.as_tensor(a, device=lam.device).long()), lam, accumulate=True)
+    Y.index_put_((rows, torch.as_tensor(b, device=lam.device).long()), 1 - lam, accumulate=True)
+    return Y
+
+
 def mix_images(x_a: torch.Tensor, x_b: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
     """lam * x_a + (1 - lam) * x_b with one lambda per image."""
     lam = lam.to(x_a.dtype).view(-1, *([1] * (x_a.dim() - 1)))

@@ -18,6 +18,7 @@ import torch
 from scipy import integrate, optimize, stats
 
 from mixcollapse.etf import simplex_etf
+from mixcollapse.mixup import mixup_targets
 from mixcollapse.theory import (
     amplification,
     amplified_features,
@@ -92,11 +93,7 @@ def test_solver_general_classifier_matches_scipy():
 def _mixup_targets(N: int, C: int, seed: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     a, b = torch.randint(0, C, (N,), generator=gen), torch.randint(0, C, (N,), generator=gen)
-    lam = torch.rand(N, generator=gen, dtype=torch.float64)
-    Y = torch.zeros(N, C, dtype=torch.float64)
-    Y[torch.arange(N), a] += lam
-    Y[torch.arange(N), b] += 1 - lam
-    return Y
+    return mixup_targets(torch.rand(N, generator=gen, dtype=torch.float64), a, b, C)
 
 
 @pytest.mark.parametrize("spread", [1.0, 0.03, 1e-3])  # W W^T with condition number 1, 1e3 and 1e6

@@ -87,7 +87,7 @@ from mixcollapse.checkpoint import find_checkpoint, load_model
 from mixcollapse.config import AnalysisConfig, apply_overrides
 from mixcollapse.data import build_datasets
 from mixcollapse.dist import pick_device
-from mixcollapse.mixup import choose_classes, make_pairs
+from mixcollapse.mixup import choose_classes, make_pairs, mixup_targets
 from mixcollapse.plots import (
     classifier_geometry_figure,
     confidence_by_lambda_figure,
@@ -188,16 +188,6 @@ def ufm_solver() -> tuple[Callable | None, str]:
     return optimal_features, "mixcollapse.theory.optimal_features"
 
 
-def _mixup_targets(lam: Tensor, a: Tensor, b: Tensor, num_classes: int) -> Tensor:
-    """Y (B, C): lam e_a + (1 - lam) e_b per pair (one-hot for same-class pairs), float64."""
-    lam = lam.to(torch.float64)
-    rows = torch.arange(len(lam), device=lam.device)
-    Y = torch.zeros(len(lam), num_classes, dtype=torch.float64, device=lam.device)
-    Y.index_put_((rows, a.long()), lam, accumulate=True)
-    Y.index_put_((rows, b.long()), 1 - lam, accumulate=True)
-    return Y
-
-
 class PairMeasures:
     """The extraction callback: batches of pairs into the configuration sums, with their UFM optimum.
 
@@ -248,7 +238,7 @@ class PairMeasures:
         self._sums += torch.stack([(H64 * H64).sum(), ((H64 @ self._span.to(H.device)) ** 2).sum()]).to(self._sums)
         H_opt = None
         if self.solver is not None:
-            Y = _mixup_targets(lam, a, b, self.W.shape[0])
+            Y = mixup_targets(lam, a, b, self.W.shape[0])
             unique, inverse = torch.unique(Y, dim=0, return_inverse=True)
             H_opt = self.solver(self.W_given.to(H.device), unique, self.weight_decay)[inverse].to(torch.float64)
         self.acc.accumulate(H, logits, lam, a, b, a == b, H_opt=H_opt)

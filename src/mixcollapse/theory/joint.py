@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from mixcollapse.analysis.geometry import classifier_geometry
+from mixcollapse.mixup import mixup_targets
 from mixcollapse.theory.checks import check_classes, check_dim, check_positive
 from mixcollapse.theory.loss import beta_quadrature
 from mixcollapse.theory.solver import optimal_features
@@ -29,11 +30,7 @@ def joint_targets(num_classes: int, alpha: float, nodes: int) -> tuple[torch.Ten
     lam, w = beta_quadrature(alpha, nodes)
     i, ip, k = np.meshgrid(np.arange(C), np.arange(C), np.arange(nodes), indexing="ij")
     i, ip, k = i.reshape(-1), ip.reshape(-1), k.reshape(-1)
-    Y = torch.zeros(i.size, C, dtype=torch.float64)
-    rows = torch.arange(i.size)
-    Y[rows, torch.as_tensor(i)] += torch.as_tensor(lam[k])
-    Y[rows, torch.as_tensor(ip)] += torch.as_tensor(1.0 - lam[k])
-    return Y, torch.as_tensor(w[k] / C**2)
+    return mixup_targets(lam[k], i, ip, C), torch.as_tensor(w[k] / C**2)
 
 
 def solve_joint(
