@@ -122,8 +122,9 @@ def _hess(v: Tensor, p: Tensor, lam: float, geo: _Geometry) -> Tensor:
     return torch.addmm(Hv, v, geo.Gp, alpha=lam)
 
 
-def _start(geo: _Geometry, Y: Tensor, lam: float) -> Tensor:
-    """Starting logits: the target smoothed by the scale of the decay in logit space, or zero if lower.
+def _start(geo: _Geometry, Y: Tensor, lam: float) -> tuple[Tensor, Tensor]:
+    """Starting logits and their objective: the target smoothed by the scale of the decay in logit
+    space, or zero if lower.
 
     The smoothed target is exact in shape for an ETF, where the optimal p_j of the other classes
     are all equal.
@@ -132,7 +133,8 @@ def _start(geo: _Geometry, Y: Tensor, lam: float) -> Tensor:
     z = geo.project(torch.log(Y + delta))
     f, _ = _objective(z, geo.gp(z), Y, lam)
     f0, _ = _objective(torch.zeros_like(Y), torch.zeros_like(Y), Y, lam)
-    return z.masked_fill_((f0 < f)[:, None], 0.0)
+    zero = f0 < f
+    return z.masked_fill_(zero[:, None], 0.0), torch.where(zero, f0, f)
 
 
 def _cg(p: Tensor, g: Tensor, lam: float, geo: _Geometry, eta_min: float, max_cg: int) -> Tensor:
@@ -272,14 +274,14 @@ def optimal_features(
     zs = []
     for k in range(0, Y.shape[0], chunk_size):
         Yk = Y[k : k + chunk_size]
-        z = _start(geo, Yk, lam)
+        z, f_start = _start(geo, Yk, lam)
         if geo32 is not None:
             z32, _ = _newton_chunk(
                 geo32, geo32, Yk.float(), z.float(), lam, max(tol, FLOAT32_TOL), max_iter, max_cg, 1e-2
             )
             z32 = geo.project(z32.double())
             # keep the float32 result only where, evaluated in float64, it improved on the start
-            better = _objective(z32, geo.gp(z32), Yk, lam)[0] < _objective(z, geo.gp(z), Yk, lam)[0]
+            better = _objective(z32, geo.gp(z32), Yk, lam)[0] < f_start
             z = torch.where(better[:, None], z32, z)
         # the float64 iterations estimate their contraction afresh: float32 steps say nothing of it
         zs.append(_newton_chunk(geo, geo32 or geo, Yk, z, lam, tol, max_iter, max_cg, ETA_MIN)[0])
