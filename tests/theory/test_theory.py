@@ -125,6 +125,26 @@ def test_float32_first_iterations_do_not_change_the_answer(spread):
         assert np.allclose(mixed[n].numpy(), ref, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("spread", [1.0, 1e-3])
+def test_a_loose_tol_is_met_and_does_not_warn(spread):
+    # looser tolerances stop earlier; tol bounds an estimate of the error (from the contraction of
+    # the Newton steps), which for W W^T with condition number 1e6 is slightly optimistic (by up
+    # to 1.2x here)
+    gen = torch.Generator().manual_seed(5)
+    C, d, lam_h = 40, 96, 5e-4
+    U = torch.linalg.qr(torch.randn(C, C, generator=gen, dtype=torch.float64))[0]
+    V = torch.linalg.qr(torch.randn(d, C, generator=gen, dtype=torch.float64))[0]
+    W = 3 * (U * torch.logspace(0, math.log10(spread), C, dtype=torch.float64)) @ V.T
+    Y = _mixup_targets(300, C, 6)
+    tight = optimal_features(W, Y, lam_h, float32_start=False, tol=1e-15)
+    for tol in (1e-4, 1e-6, 1e-8, 1e-10):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            H = optimal_features(W, Y, lam_h, tol=tol)
+        err = (H - tight).norm(dim=1) / tight.norm(dim=1).clamp_min(1.0)
+        assert err.max() <= (1 if spread == 1.0 else 2) * tol, (tol, err.max())
+
+
 def test_float32_etf_keeps_rank_C_minus_1():
     # in float64 a float32 ETF's last singular value is ~1e-8, not 0; the solver must not invert it
     C, lam_h = 10, 1e-3
