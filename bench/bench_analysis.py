@@ -12,8 +12,10 @@
 (b) Memory: ``measure_model`` (no figures) in a fresh process per number of pairs, 1e4 -> 1e6;
     prints the peak resident set (ru_maxrss) and the peak anonymous memory (RssAnon, sampled every
     20 ms: memory the process owns, without file pages the kernel can drop), each minus the same
-    process's level before the analysis. Features are written and read back with plain chunked
-    I/O, so neither includes them; what still grows is the pair list (40 bytes per pair).
+    process's level before the analysis, and the median of the anonymous samples (the peak of a
+    long run catches more of the allocator's transient swings, about +-15 MB here). Pairs are drawn in chunks onto disk and read a batch at a
+    time; features are written and read back with plain chunked I/O; so neither number should
+    grow with the number of pairs.
 
 Without ``--run`` the digits preset is trained for ``--epochs`` epochs into a temporary directory.
 """
@@ -35,7 +37,12 @@ import numpy as np
 import torch
 
 from mixcollapse.analysis.configuration import ConfigurationAccumulator
-from mixcollapse.analysis.extract import extract_pair_features, mixup_training_batches, recalibrate_batchnorm
+from mixcollapse.analysis.extract import (
+    extract_pair_features,
+    mixup_training_batches,
+    recalibrate_batchnorm,
+    write_pairs,
+)
 from mixcollapse.analysis.heldout import MixedPairImages, make_test_pairs, measure_mixed_pairs
 from mixcollapse.analysis.neural_collapse import measure_neural_collapse
 from mixcollapse.analysis.pipeline import (
@@ -47,7 +54,7 @@ from mixcollapse.analysis.pipeline import (
 )
 from mixcollapse.checkpoint import load_model
 from mixcollapse.data import build_datasets
-from mixcollapse.mixup import make_pairs
+from mixcollapse.mixup import pair_chunks, pair_count
 
 CLASSES = [0, 1, 2]
 
@@ -61,16 +68,22 @@ def _status_kb(field: str) -> int:
 
 
 class _PeakSampler:
-    """Highest RssAnon seen by a background thread (Linux)."""
+    """Highest and median RssAnon seen by a background thread (Linux)."""
 
     def __init__(self, every: float = 0.02) -> None:
         self.peak, self.every, self._stop = _status_kb("RssAnon"), every, threading.Event()
+        self.samples: list[int] = []
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, _status_kb("RssAnon"))
+            self.samples.append(_status_kb("RssAnon"))
+            self.peak = max(self.peak, self.samples[-1])
             time.sleep(self.every)
+
+    @property
+    def median(self) -> float:
+        return float(np.median(self.samples)) if self.samples else float(self.peak)
 
     def __enter__(self):
         self._thread.start()
@@ -129,9 +142,12 @@ def overhead(run: Path, num_pairs: int, repeat: int) -> dict:
     W = net.classifier.weight.detach()
     solver, note = ufm_solver()
     decay = cfg.train.weight_decay or DEFAULT_UFM_WEIGHT_DECAY
-    pairs = make_pairs(dataset_labels(plain.train), CLASSES, max(1, num_pairs // 6), "beta", 1.0, seed=0)
-    nc = measure_neural_collapse(net, plain.train, 10, batch_size=a.batch_size)
     out = Path(tempfile.mkdtemp(prefix="bench-analysis-"))
+    # on disk, read a batch at a time, as measure_model does
+    per = max(1, num_pairs // 6)
+    pairs = write_pairs(out / "pairs", pair_chunks(dataset_labels(plain.train), CLASSES, per, "beta", 1.0, seed=0),
+                        pair_count(len(CLASSES), per))
+    nc = measure_neural_collapse(net, plain.train, 10, batch_size=a.batch_size)
     common = dict(bn_mode="eval", batch_size=a.batch_size, device="cpu", progress=False, overwrite=True)
 
     def bare():
@@ -186,13 +202,15 @@ def memory_child(run: Path, num_pairs: int) -> None:
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"pairs": n, "seconds": seconds, "base_rss_mb": base_rss / 1024,
                       "peak_rss_mb": peak_rss / 1024, "base_anon_mb": base_anon / 1024,
-                      "peak_anon_mb": sampler.peak / 1024, "phases": result.summary["seconds"]}))
+                      "peak_anon_mb": sampler.peak / 1024, "median_anon_mb": sampler.median / 1024,
+                      "phases": result.summary["seconds"]}))
 
 
 def memory(run: Path, sizes: list[int]) -> list[dict]:
     rows = []
     print("\n(b) peak memory of measure_model (no figures) against the number of pairs, fresh process each")
-    print(f"{'pairs':>9} {'seconds':>8} {'peak RSS':>9} {'(+ analysis)':>13} {'peak anon':>10} {'(+ analysis)':>13}")
+    print(f"{'pairs':>9} {'seconds':>8} {'peak RSS':>9} {'(+ analysis)':>13} {'peak anon':>10} {'(+ analysis)':>13} "
+          f"{'median anon':>12}")
     for n in sizes:
         proc = subprocess.run([sys.executable, __file__, "--run", str(run), "--memory-child", str(n),
                                "--threads", str(torch.get_num_threads())],
@@ -204,7 +222,7 @@ def memory(run: Path, sizes: list[int]) -> list[dict]:
         rows.append(row)
         print(f"{row['pairs']:>9} {row['seconds']:>8.1f} {row['peak_rss_mb']:>7.0f}MB "
               f"{row['peak_rss_mb'] - row['base_rss_mb']:>11.0f}MB {row['peak_anon_mb']:>8.0f}MB "
-              f"{row['peak_anon_mb'] - row['base_anon_mb']:>11.0f}MB", flush=True)
+              f"{row['peak_anon_mb'] - row['base_anon_mb']:>11.0f}MB {row['median_anon_mb']:>10.0f}MB", flush=True)
     return rows
 
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mixcollapse.mixup import choose_classes, make_pairs, mix_batch, mix_images, sample_lambda
+import mixcollapse.mixup as mixup
+from mixcollapse.mixup import choose_classes, make_pairs, mix_batch, mix_images, pair_chunks, sample_lambda
 
 C = 5
 
@@ -92,6 +93,28 @@ def test_make_pairs_tags_counts_and_distinct_same_class_partners():
     assert np.array_equal(again.index_b, pairs.index_b) and np.array_equal(again.lam, pairs.lam)
     sub = pairs.subset(slice(0, 10))
     assert len(sub) == 10 and np.array_equal(sub.index_a, pairs.index_a[:10])
+
+
+@pytest.mark.parametrize("lam_mode", ["beta", "grid"])
+def test_pairs_drawn_in_chunks_are_the_pairs_drawn_at_once(monkeypatch, lam_mode):
+    labels = np.repeat(np.arange(4), 7)
+    whole = make_pairs(labels, [0, 2, 3], 50, lam_mode, grid_size=7, seed=3)  # one chunk per class pair
+    # a class pair of 50 pairs in one chunk is drawn as before chunks existed: ia, partners, lambdas
+    rng = np.random.default_rng(3)
+    members = np.flatnonzero(labels == 0)
+    ia = rng.choice(members, size=50)
+    assert np.array_equal(whole.index_a[:50], ia)
+    # streamed in chunks of 16 (rows of a class pair split over several chunks)
+    monkeypatch.setattr(mixup, "PAIR_CHUNK", 16)
+    chunks = list(pair_chunks(labels, [0, 2, 3], 50, lam_mode, grid_size=7, seed=3))
+    assert max(len(c) for c in chunks) == 16 and sum(len(c) for c in chunks) == 300
+    joined = make_pairs(labels, [0, 2, 3], 50, lam_mode, grid_size=7, seed=3)
+    for name in ("index_a", "index_b", "lam", "class_a", "class_b"):
+        assert np.array_equal(np.concatenate([getattr(c, name) for c in chunks]), getattr(joined, name))
+    assert np.array_equal(joined.class_a, whole.class_a) and np.array_equal(joined.class_b, whole.class_b)
+    assert (joined.index_a[joined.same] != joined.index_b[joined.same]).all()
+    if lam_mode == "grid":  # the grid continues across chunk boundaries
+        assert np.array_equal(joined.lam, whole.lam)
 
 
 def test_make_pairs_grid_and_errors():

@@ -9,7 +9,7 @@ same lambdas and partners as an uninterrupted one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import combinations_with_replacement
 
@@ -89,6 +89,57 @@ class PairSet:
         return PairSet(self.index_a[sl], self.index_b[sl], self.lam[sl], self.class_a[sl], self.class_b[sl])
 
 
+PAIR_CHUNK = 65536  # pairs drawn per step: bounds the memory of a stream of pairs (and fixes its draws)
+
+
+def pair_chunks(
+    labels: np.ndarray,
+    classes: Sequence[int],
+    pairs_per_class_pair: int,
+    lam_mode: str = "beta",
+    alpha: float = 1.0,
+    grid_size: int = 11,
+    seed: int = 0,
+) -> Iterator[PairSet]:
+    """The pairs of ``make_pairs``, in order, as consecutive PairSets of at most PAIR_CHUNK pairs.
+
+    Memory does not grow with the number of pairs, so any number can be streamed to disk
+    (``analysis.extract.write_pairs``).
+    """
+    if lam_mode not in ("beta", "grid"):
+        raise ValueError(f"unknown lambda mode '{lam_mode}' (known: beta, grid)")
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    by_class = {}
+    for c in classes:
+        members = np.flatnonzero(labels == c)
+        if len(members) == 0:
+            raise ValueError(f"class {c} has no training images to draw mixup pairs from")
+        by_class[c] = members
+    grid = np.linspace(0.0, 1.0, grid_size)
+    for a, b in combinations_with_replacement(classes, 2):
+        for lo in range(0, pairs_per_class_pair, PAIR_CHUNK):
+            n = min(PAIR_CHUNK, pairs_per_class_pair - lo)
+            ia = rng.choice(by_class[a], size=n)
+            if a == b and len(by_class[a]) > 1:
+                # Shift by a non-zero offset within the class so that no image is mixed with itself.
+                pos = np.searchsorted(by_class[a], ia)
+                offset = rng.integers(1, len(by_class[a]), size=n)
+                ib = by_class[a][(pos + offset) % len(by_class[a])]
+            else:
+                ib = rng.choice(by_class[b], size=n)
+            if lam_mode == "beta":
+                lam = sample_lambda(alpha if alpha > 0 else 1.0, n, rng)
+            else:
+                lam = grid[(lo + np.arange(n)) % grid_size]
+            yield PairSet(ia, ib, lam, np.full(n, a, dtype=np.int64), np.full(n, b, dtype=np.int64))
+
+
+def pair_count(num_classes: int, pairs_per_class_pair: int) -> int:
+    """Number of pairs ``make_pairs`` draws: one block per unordered class pair, same-class included."""
+    return pairs_per_class_pair * num_classes * (num_classes + 1) // 2
+
+
 def make_pairs(
     labels: np.ndarray,
     classes: Sequence[int],
@@ -104,37 +155,17 @@ def make_pairs(
     with alpha = 0 has no mixup distribution, so Beta(1, 1) is used, as the paper's Figure 8 shows
     the whole range) or from an even grid on [0, 1] (``grid``). Since lambda covers [0, 1], the
     pair {a, b} also covers the order (b, a). Partners of a same-class pair are distinct images
-    whenever the class has more than one.
+    whenever the class has more than one. In memory; ``pair_chunks`` streams the same pairs.
     """
-    labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    by_class = {}
-    for c in classes:
-        members = np.flatnonzero(labels == c)
-        if len(members) == 0:
-            raise ValueError(f"class {c} has no training images to draw mixup pairs from")
-        by_class[c] = members
-    n = pairs_per_class_pair
-    blocks = list(combinations_with_replacement(classes, 2))
-    # filled block by block in place: no second copy of N pairs while concatenating
-    out = PairSet(*(np.empty(n * len(blocks), dtype=t) for t in (np.int64, np.int64, np.float64, np.int64, np.int64)))
-    for k, (a, b) in enumerate(blocks):
-        sl = slice(k * n, (k + 1) * n)
-        ia = rng.choice(by_class[a], size=n)
-        if a == b and len(by_class[a]) > 1:
-            # Shift by a non-zero offset within the class so that no image is mixed with itself.
-            pos = np.searchsorted(by_class[a], ia)
-            offset = rng.integers(1, len(by_class[a]), size=n)
-            ib = by_class[a][(pos + offset) % len(by_class[a])]
-        else:
-            ib = rng.choice(by_class[b], size=n)
-        if lam_mode == "beta":
-            lam = sample_lambda(alpha if alpha > 0 else 1.0, n, rng)
-        elif lam_mode == "grid":
-            lam = np.resize(np.linspace(0.0, 1.0, grid_size), n)
-        else:
-            raise ValueError(f"unknown lambda mode '{lam_mode}' (known: beta, grid)")
-        out.index_a[sl], out.index_b[sl], out.lam[sl], out.class_a[sl], out.class_b[sl] = ia, ib, lam, a, b
+    total = pair_count(len(classes), pairs_per_class_pair)
+    # filled chunk by chunk in place: no second copy of N pairs while concatenating
+    out = PairSet(*(np.empty(total, dtype=t) for t in (np.int64, np.int64, np.float64, np.int64, np.int64)))
+    pos = 0
+    for chunk in pair_chunks(labels, classes, pairs_per_class_pair, lam_mode, alpha, grid_size, seed):
+        sl = slice(pos, pos + len(chunk))
+        out.index_a[sl], out.index_b[sl], out.lam[sl], out.class_a[sl], out.class_b[sl] = (
+            chunk.index_a, chunk.index_b, chunk.lam, chunk.class_a, chunk.class_b)
+        pos += len(chunk)
     return out
 
 
@@ -164,10 +195,20 @@ class MixedPairImages(torch.utils.data.Dataset):
         return len(self.pairs)
 
     def __getitem__(self, i: int):
-        x_a = self.dataset[int(self.pairs.index_a[i])][0]
-        x_b = self.dataset[int(self.pairs.index_b[i])][0]
-        lam = torch.tensor([self.pairs.lam[i]], dtype=torch.float32)
-        return mix_images(x_a[None], x_b[None], lam)[0], i
+        return self.__getitems__([i])[0]
+
+    def __getitems__(self, indices: list[int]) -> list:
+        """A batch at once (the DataLoader's batched fetch): one read of the pairs' row range, so
+        pairs stored on disk (``analysis.extract.StoredPairs``) cost a few reads per batch."""
+        lo = min(indices)
+        rows = self.pairs.subset(slice(lo, max(indices) + 1))
+        out = []
+        for i in indices:
+            x_a = self.dataset[int(rows.index_a[i - lo])][0]
+            x_b = self.dataset[int(rows.index_b[i - lo])][0]
+            lam = torch.tensor([rows.lam[i - lo]], dtype=torch.float32)
+            out.append((mix_images(x_a[None], x_b[None], lam)[0], i))
+        return out
 
 
 def choose_classes(num_classes: int, seed: int, k: int = 3) -> list[int]:

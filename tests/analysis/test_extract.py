@@ -9,13 +9,15 @@ from torch import nn
 
 from mixcollapse.analysis.extract import (
     NpyAppender,
+    StoredPairs,
     extract_pair_features,
     iter_npy_rows,
     load_pair_features,
     mixup_training_batches,
     recalibrate_batchnorm,
+    write_pairs,
 )
-from mixcollapse.mixup import make_pairs
+from mixcollapse.mixup import MixedPairImages, make_pairs, pair_chunks
 
 
 class TinyBN(nn.Module):
@@ -147,3 +149,34 @@ def test_npy_appender_leaves_no_partial_file(tmp_path):
         with NpyAppender(tmp_path / "y.npy", (10, 2), np.float64) as out:
             raise KeyError("interrupted")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_stored_pairs_are_read_by_range_and_extract_like_pairs_in_memory(tmp_path, toy):
+    model, dataset, pairs = toy
+    y = dataset.tensors[1].numpy()
+    stored = write_pairs(tmp_path / "pairs", pair_chunks(y, [0, 1, 2], 10, seed=0), len(pairs))
+    assert isinstance(stored, StoredPairs) and len(stored) == len(pairs) == 60
+    for sl in (slice(0, 60), slice(7, 23), slice(59, 60), slice(30, 30)):
+        part, ref = stored.subset(sl), pairs.subset(sl)
+        for name in ("index_a", "index_b", "lam", "class_a", "class_b"):
+            assert np.array_equal(getattr(part, name), getattr(ref, name))
+    # a batch is fetched with one range read, and matches item-by-item fetching
+    images = MixedPairImages(dataset, stored)
+    batch = images.__getitems__([5, 6, 7, 9])
+    assert [i for _, i in batch] == [5, 6, 7, 9]
+    assert torch.equal(batch[3][0], MixedPairImages(dataset, pairs)[9][0])
+    kw = dict(bn_mode="eval", batch_size=16, progress=False)
+    seen = []
+    a = extract_pair_features(model, dataset, pairs, tmp_path / "a", **kw)
+    b = extract_pair_features(model, dataset, stored, tmp_path / "b", callbacks=[lambda batch: seen.append(batch)], **kw)
+    assert np.array_equal(np.asarray(a.features), np.asarray(b.features))
+    assert np.array_equal(np.asarray(a.pairs.lam), np.asarray(b.pairs.lam))
+    assert np.array_equal(np.concatenate([s["pairs"].class_b for s in seen]), pairs.class_b)
+    assert (tmp_path / "pairs" / "lam.npy").exists()  # copied, not moved: the caller owns its files
+
+
+def test_write_pairs_leaves_no_partial_file(tmp_path, toy):
+    _, dataset, pairs = toy
+    with pytest.raises(RuntimeError, match="rows written"):
+        write_pairs(tmp_path / "pairs", [pairs.subset(slice(0, 10))], 60)  # fewer pairs than announced
+    assert [p.name for p in (tmp_path / "pairs").iterdir() if p.name.startswith(".")] == []

@@ -125,6 +125,11 @@ class NpyAppender:
             raise RuntimeError(f"{self.path}: {self.rows} rows written, {self.expected} expected")
         os.replace(self.tmp, self.path)
 
+    def discard(self) -> None:
+        """Stop and remove the partial file (after an error)."""
+        self.file.close()
+        self.tmp.unlink(missing_ok=True)
+
     def __enter__(self) -> NpyAppender:
         return self
 
@@ -132,23 +137,91 @@ class NpyAppender:
         if exc_type is None:
             self.close()
         else:
-            self.file.close()
-            self.tmp.unlink(missing_ok=True)
+            self.discard()
 
 
 def iter_npy_rows(path: str | Path, chunk_bytes: int = 4 << 20) -> Iterator[np.ndarray]:
     """Blocks of consecutive rows of an .npy file, read with plain reads (no memory map stays resident)."""
+    offset, shape, dtype = _npy_layout(Path(path))
+    with open(path, "rb") as f:
+        f.seek(offset)
+        row = int(np.prod(shape[1:], dtype=np.int64))
+        step = max(1, chunk_bytes // max(1, row * dtype.itemsize))
+        for lo in range(0, shape[0], step):
+            n = min(step, shape[0] - lo)
+            yield np.fromfile(f, dtype=dtype, count=n * row).reshape((n, *shape[1:]))
+
+
+PAIR_FIELDS = ("index_a", "index_b", "lam", "class_a", "class_b")
+PAIR_DTYPES = (np.int64, np.int64, np.float64, np.int64, np.int64)
+
+
+def _npy_layout(path: Path) -> tuple[int, tuple[int, ...], np.dtype]:
+    """Byte offset of the data, shape and dtype of a C-ordered .npy file."""
     with open(path, "rb") as f:
         version = np.lib.format.read_magic(f)
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, fortran, dtype = read_header(f)
         if fortran:
             raise ValueError(f"{path}: Fortran-ordered arrays are not supported")
-        row = int(np.prod(shape[1:], dtype=np.int64))
-        step = max(1, chunk_bytes // max(1, row * dtype.itemsize))
-        for lo in range(0, shape[0], step):
-            n = min(step, shape[0] - lo)
-            yield np.fromfile(f, dtype=dtype, count=n * row).reshape((n, *shape[1:]))
+        return f.tell(), shape, dtype
+
+
+class StoredPairs:
+    """Mixup pairs in the extraction format's five .npy files, read by row range with plain reads.
+
+    Nothing is held in memory (nor mapped), so a pair list of any length costs nothing until a
+    range of it is read; ``subset`` and ``len`` work as on a PairSet.
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self._layout = {name: _npy_layout(self.path(name)) for name in PAIR_FIELDS}
+        lengths = {shape[0] for _, shape, _ in self._layout.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"{self.directory}: the pair files have different lengths {sorted(lengths)}")
+        self._len = lengths.pop()
+        self._last: tuple[int, int, PairSet] | None = None  # the range read last (a batch, then its callbacks)
+
+    def path(self, name: str) -> Path:
+        return self.directory / f"{name}.npy"
+
+    def __len__(self) -> int:
+        return self._len
+
+    def subset(self, sl: slice) -> PairSet:
+        """The pairs of a range of rows (a slice with step 1), read into memory."""
+        lo, hi, step = sl.indices(self._len)
+        if step != 1:
+            raise ValueError("StoredPairs reads ranges of consecutive rows only")
+        n = max(0, hi - lo)
+        if self._last is not None and self._last[:2] == (lo, hi):
+            return self._last[2]
+        rows = PairSet(*(
+            np.fromfile(self.path(name), dtype=dtype, count=n, offset=offset + lo * dtype.itemsize)
+            for name in PAIR_FIELDS
+            for offset, _, dtype in [self._layout[name]]
+        ))
+        self._last = (lo, hi, rows)
+        return rows
+
+
+def write_pairs(directory: str | Path, chunks: Iterable[PairSet], num_pairs: int) -> StoredPairs:
+    """Stream PairSet chunks (``mixup.pair_chunks``) into the five pair files of ``directory``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    files = [NpyAppender(directory / f"{name}.npy", (num_pairs,), dt) for name, dt in zip(PAIR_FIELDS, PAIR_DTYPES)]
+    try:
+        for chunk in chunks:
+            for f, name in zip(files, PAIR_FIELDS):
+                f.append(getattr(chunk, name))
+        for f in files:
+            f.close()
+    except BaseException:
+        for f in files:
+            f.discard()
+        raise
+    return StoredPairs(directory)
 
 
 def _atomic_json(path: Path, obj: dict) -> None:
@@ -160,7 +233,7 @@ def _atomic_json(path: Path, obj: dict) -> None:
 def extract_pair_features(
     model: nn.Module,
     dataset,
-    pairs: PairSet,
+    pairs: PairSet | StoredPairs,
     out_dir: str | Path,
     *,
     bn_mode: str = "recalibrate",
@@ -181,7 +254,8 @@ def extract_pair_features(
     training batches (needed for ``recalibrate`` and ``train``; see mixup_training_batches).
     Each callback receives a dict with the batch's ``features``, ``logits`` (tensors on
     ``device``) and ``pairs`` (a PairSet slice) as it is produced, so streaming measurements
-    need no second pass.
+    need no second pass. ``pairs`` may be in memory (PairSet) or on disk (StoredPairs, read a
+    batch at a time and copied into ``out_dir``), so memory does not grow with their number.
     """
     out_dir = Path(out_dir)
     if bn_mode not in ("recalibrate", "train", "eval"):
@@ -240,8 +314,11 @@ def extract_pair_features(
                     cb({"features": h, "logits": z, "pairs": pairs.subset(slice(lo, hi))})
         feats.close()
         logits.close()
-        for name in ("index_a", "index_b", "lam", "class_a", "class_b"):
-            np.save(tmp_dir / f"{name}.npy", getattr(pairs, name))
+        for name in PAIR_FIELDS:
+            if isinstance(pairs, StoredPairs):
+                shutil.copyfile(pairs.path(name), tmp_dir / f"{name}.npy")
+            else:
+                np.save(tmp_dir / f"{name}.npy", getattr(pairs, name))
         np.save(tmp_dir / "classifier_weight.npy", weight)
         if bias is not None:
             np.save(tmp_dir / "classifier_bias.npy", bias)
@@ -278,7 +355,7 @@ def load_pair_features(path: str | Path) -> PairFeatures:
         version = meta.get("format_version")
         raise ValueError(f"{path}: feature format version {version} (this toolkit reads {FORMAT_VERSION})")
     load = lambda name: np.load(path / f"{name}.npy", mmap_mode="r")  # noqa: E731
-    pairs = PairSet(*(np.asarray(load(n)) for n in ("index_a", "index_b", "lam", "class_a", "class_b")))
+    pairs = PairSet(*(np.asarray(load(n)) for n in PAIR_FIELDS))
     bias_path = path / "classifier_bias.npy"
     return PairFeatures(
         path=path,

@@ -4,9 +4,10 @@
 ``classifier`` (wrap other models with ``with_linear_head``) and any datasets of ``(x, y)``; it
 needs no run directory. ``analyze_run`` is a thin wrapper that loads a run's checkpoint and
 config, builds its datasets and draws the run's classifier history (Figure 5) as well.
-Everything is streamed: the network's outputs go through accumulators batch by batch, features
-and their projections to files with plain writes (read back in chunks), so memory does not grow
-with the number of samples or pairs, apart from the pair list itself (40 bytes per pair).
+Everything is streamed: the pairs are drawn in chunks onto disk and read a batch at a time, the
+network's outputs go through accumulators batch by batch, features and their projections to
+files with plain writes (read back in chunks), so memory does not grow with the number of samples
+or pairs. (Figures read the pairs' lambdas and classes for the points they draw.)
 
 What is measured (``analysis.json``, sections below; top-level scalars are the headline numbers):
 
@@ -45,7 +46,8 @@ Decisions (recorded in the output's ``bn`` section):
   weight; the classifier bias is left out (the UFM of eq. 2 has none); lambda_H =
   ``analysis.ufm_weight_decay`` (default: the run's training weight decay; 1e-4, Appendix B.1's
   value, for ``measure_model`` without one). The optimum is solved as the pairs stream past, for
-  buffers of up to 4096 pairs (one solve per distinct target; ``PairMeasures``).
+  buffers of up to 16384 pairs (fewer for wide features; one solve per distinct target;
+  ``PairMeasures``), to a relative error of 1e-8 (``UFM_TOL``).
 * Mixed test pairs: all classes (calibration concerns the whole classifier), lambda from the
   training distribution (Beta(1, 1) for a baseline), ``analysis.test_pairs`` pairs in all.
 * Figures (``figures/``): configuration (PNG, PDF) and configuration.html (interactive),
@@ -56,9 +58,11 @@ Decisions (recorded in the output's ``bn`` section):
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -77,6 +81,7 @@ from mixcollapse.analysis.extract import (
     iter_npy_rows,
     mixup_training_batches,
     recalibrate_batchnorm,
+    write_pairs,
 )
 from mixcollapse.analysis.geometry import classifier_geometry
 from mixcollapse.analysis.heldout import make_test_pairs, measure_calibration, measure_mixed_pairs
@@ -87,7 +92,7 @@ from mixcollapse.checkpoint import find_checkpoint, load_model
 from mixcollapse.config import AnalysisConfig, apply_overrides
 from mixcollapse.data import build_datasets
 from mixcollapse.dist import pick_device
-from mixcollapse.mixup import choose_classes, make_pairs, mixup_targets
+from mixcollapse.mixup import choose_classes, mixup_targets, pair_chunks, pair_count
 from mixcollapse.plots import (
     classifier_geometry_figure,
     confidence_by_lambda_figure,
@@ -98,6 +103,7 @@ from mixcollapse.plots import (
 from mixcollapse.rundir import read_metrics
 
 ANALYSIS_FILE = "analysis.json"
+UFM_TOL = 1e-8  # relative error of the UFM optima the features are compared with
 DEFAULT_UFM_WEIGHT_DECAY = 1e-4  # Appendix B.1's weight decay (WRN); used when no training config says otherwise
 MAX_SCATTER_POINTS = 100_000  # static scatter: more points only hide each other; the numbers use all pairs
 CHUNK_BYTES = 4 << 20  # float64 bytes per chunk when re-reading features from disk (4 MiB)
@@ -180,19 +186,24 @@ def dataset_labels(dataset) -> np.ndarray:
 
 
 def ufm_solver() -> tuple[Callable | None, str]:
-    """The theory package's batched general UFM solver, or None with the reason."""
+    """The theory package's batched general UFM solver, or None with the reason.
+
+    Solved to a relative error of UFM_TOL: the features it is compared with are float32 (7
+    digits) and the distance is reported to a few digits, so tighter solves only cost time.
+    """
     try:
         from mixcollapse.theory import optimal_features
     except ImportError as err:
         return None, f"unavailable: the general UFM solver (mixcollapse.theory.optimal_features) is missing ({err})"
-    return optimal_features, "mixcollapse.theory.optimal_features"
+    return functools.partial(optimal_features, tol=UFM_TOL), f"mixcollapse.theory.optimal_features (tol={UFM_TOL:g})"
 
 
 class PairMeasures:
     """The extraction callback: batches of pairs into the configuration sums, with their UFM optimum.
 
     ``extract_pair_features(..., callbacks=[measure])`` then ``measure.flush()``. Batches are
-    buffered up to ``buffer_rows`` pairs (bounded memory: O(buffer_rows (d + C))) and then measured
+    buffered up to ``buffer_rows`` pairs (bounded memory: O(buffer_rows (d + C)); by default 32 MB
+    per float64 array of features, at most 16384 pairs) and then measured
     together, because the UFM solver's cost per pair falls with the number of pairs it solves at
     once. For the buffered pairs, ``solver(W, Y, weight_decay)`` (the theory's ``optimal_features``)
     gives the UFM-optimal features for the mixup targets Y = lam e_a + (1 - lam) e_b and the
@@ -203,7 +214,10 @@ class PairMeasures:
     """
 
     def __init__(self, acc: ConfigurationAccumulator, W: Tensor, solver: Callable | None, weight_decay: float,
-                 center: Tensor | None = None, buffer_rows: int = 4096):
+                 center: Tensor | None = None, buffer_rows: int | None = None):
+        # default: 32 MB per float64 (rows, d) array, between 1024 and 16384 rows
+        if buffer_rows is None:
+            buffer_rows = min(16384, max(1024, (1 << 22) // W.shape[1]))
         self.acc, self.solver, self.weight_decay, self.buffer_rows = acc, solver, weight_decay, int(buffer_rows)
         self.W = W.detach().to(torch.float64)  # (C, d): the UFM's classifier, without the bias
         self.W_given = W.detach()  # in its own precision: the solver takes its rank at that precision
@@ -402,22 +416,31 @@ def measure_model(
     nc = measure_neural_collapse(net, train_dataset, C, scratch_dir=out_dir, **loader_args)
     clock.lap("neural_collapse")
 
-    # Mixup pairs of the three classes, streamed through the configuration accumulator.
-    pairs = make_pairs(labels, classes, a.pairs_per_class_pair, a.lam, alpha, a.grid_size, a.seed)
+    # Mixup pairs of the three classes, drawn in chunks onto disk (memory does not grow with their
+    # number), then streamed through the network and the configuration accumulator.
+    pair_dir = out_dir / ".pairs.partial"
+    shutil.rmtree(pair_dir, ignore_errors=True)
+    pairs = write_pairs(
+        pair_dir,
+        pair_chunks(labels, classes, a.pairs_per_class_pair, a.lam, alpha, a.grid_size, a.seed),
+        pair_count(len(classes), a.pairs_per_class_pair),
+    )
     solver, solver_note = ufm_solver()
     bias = model.classifier.bias
     acc = ConfigurationAccumulator(W, None if bias is None else bias.detach(), centres=nc.means - nc.global_mean)
     extra = {"bn_mode": bn["pairs"], "recalibrate_batches": bn["recalibrate_batches"]} if batchnorm else {}
     measure = PairMeasures(acc, W, solver, weight_decay, center=nc.global_mean)
-    feats = extract_pair_features(
-        pair_net, train_dataset, pairs, out_dir / "features", bn_mode=pair_mode, train_batches=batches,
-        recalibrate_batches=a.recalibrate_batches, overwrite=True, callbacks=[measure],
-        meta={**(meta or {}), "classes": classes, "class_names": [names[c] for c in classes], "lam_mode": a.lam,
-              "alpha": alpha, "seed": a.seed, **extra},
-        **loader_args,
-    )
+    try:
+        feats = extract_pair_features(
+            pair_net, train_dataset, pairs, out_dir / "features", bn_mode=pair_mode, train_batches=batches,
+            recalibrate_batches=a.recalibrate_batches, overwrite=True, callbacks=[measure],
+            meta={**(meta or {}), "classes": classes, "class_names": [names[c] for c in classes], "lam_mode": a.lam,
+                  "alpha": alpha, "seed": a.seed, **extra},
+            **loader_args,
+        )
+    finally:
+        shutil.rmtree(pair_dir, ignore_errors=True)  # the features directory holds a copy
     span = measure.compute()  # flushes the last buffered pairs
-    del pairs  # the features directory holds them, memory-mapped
     clock.lap("pairs")
     configuration = {**acc.compute(), **span}
     configuration.pop("same_class_means", None)

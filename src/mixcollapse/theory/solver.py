@@ -370,8 +370,9 @@ def optimal_features(
     geo32 = geo.to(torch.float32) if float32_start and geo.cond <= FLOAT32_MAX_COND else None
     Y = targets.detach().to(device=W.device, dtype=torch.float64)
     lam = float(weight_decay)
-    if chunk_size is None:  # CPU: a chunk's arrays stay near the caches; GPU: enough rows to fill it
-        chunk_size = 2048 if W.device.type == "cpu" else 65536
+    if chunk_size is None:  # CPU: a chunk's arrays stay near the caches (but are not so small that
+        # per-operation overhead dominates, as with few classes); GPU: enough rows to fill it
+        chunk_size = max(2048, (1 << 17) // geo.C) if W.device.type == "cpu" else 65536
     zs, unconverged = [], []
     for k in range(0, Y.shape[0], chunk_size):
         Yk = Y[k : k + chunk_size]
