@@ -46,7 +46,7 @@ Decisions (recorded in the output's ``bn`` section):
   weight; the classifier bias is left out (the UFM of eq. 2 has none); lambda_H =
   ``analysis.ufm_weight_decay`` (default: the run's training weight decay; 1e-4, Appendix B.1's
   value, for ``measure_model`` without one). The optimum is solved as the pairs stream past, for
-  buffers of up to 16384 pairs (fewer for wide features; one solve per distinct target;
+  buffers of up to 4096 pairs (fewer for wide features; one solve per distinct target;
   ``PairMeasures``), to a relative error of 1e-8 (``UFM_TOL``).
 * Mixed test pairs: all classes (calibration concerns the whole classifier), lambda from the
   training distribution (Beta(1, 1) for a baseline), ``analysis.test_pairs`` pairs in all.
@@ -202,8 +202,8 @@ class PairMeasures:
     """The extraction callback: batches of pairs into the configuration sums, with their UFM optimum.
 
     ``extract_pair_features(..., callbacks=[measure])`` then ``measure.flush()``. Batches are
-    buffered up to ``buffer_rows`` pairs (bounded memory: O(buffer_rows (d + C)); by default 32 MB
-    per float64 array of features, at most 16384 pairs) and then measured
+    buffered up to ``buffer_rows`` pairs (bounded memory: O(buffer_rows (d + C)); by default at most
+    4096 pairs and 32 MB per float64 array of features) and then measured
     together, because the UFM solver's cost per pair falls with the number of pairs it solves at
     once. For the buffered pairs, ``solver(W, Y, weight_decay)`` (the theory's ``optimal_features``)
     gives the UFM-optimal features for the mixup targets Y = lam e_a + (1 - lam) e_b and the
@@ -215,9 +215,9 @@ class PairMeasures:
 
     def __init__(self, acc: ConfigurationAccumulator, W: Tensor, solver: Callable | None, weight_decay: float,
                  center: Tensor | None = None, buffer_rows: int | None = None):
-        # default: 32 MB per float64 (rows, d) array, between 1024 and 16384 rows
+        # default: at most 4096 rows and 32 MB per float64 (rows, d) array
         if buffer_rows is None:
-            buffer_rows = min(16384, max(1024, (1 << 22) // W.shape[1]))
+            buffer_rows = min(4096, max(512, (1 << 22) // W.shape[1]))
         self.acc, self.solver, self.weight_decay, self.buffer_rows = acc, solver, weight_decay, int(buffer_rows)
         self.W = W.detach().to(torch.float64)  # (C, d): the UFM's classifier, without the bias
         self.W_given = W.detach()  # in its own precision: the solver takes its rank at that precision

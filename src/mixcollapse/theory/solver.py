@@ -296,7 +296,8 @@ def _newton_chunk(
         low = cg_geo.Gp.dtype
         x = _cg(p.to(low), g.to(low), lam, cg_geo, eta_min, max_cg)
         x = x.to(g.dtype)
-        bad = (~torch.isfinite(x).all(1)).nonzero()[:, 0]
+        # rows with inf or NaN (or so large that their sum overflows, as good as failed)
+        bad = (~torch.isfinite(x.sum(1))).nonzero()[:, 0]
         if len(bad):
             # float32 could not resolve these rows: float64 CG for them, or, in the float32
             # iterations, no step (float64 takes over); a diagonally scaled gradient step (always
@@ -313,7 +314,7 @@ def _newton_chunk(
         slope = (g * x).sum(1)
         step = torch.ones_like(fa)
         for _ in range(60):
-            zt, Gzt = za + step[:, None] * x, Gza + step[:, None] * Gx
+            zt, Gzt = torch.addcmul(za, step[:, None], x), torch.addcmul(Gza, step[:, None], Gx)
             ft, nt, pt, hh = _objective(zt, Gzt, Ya, lam)
             # below the rounding level of f (at the current point) the Armijo test is blind:
             # accept unless f clearly rose
@@ -373,7 +374,7 @@ def optimal_features(
     if chunk_size is None:  # CPU: a chunk's arrays stay near the caches (but are not so small that
         # per-operation overhead dominates, as with few classes); GPU: enough rows to fill it
         chunk_size = max(2048, (1 << 17) // geo.C) if W.device.type == "cpu" else 65536
-    zs, unconverged = [], []
+    z_all, unconverged = Y.new_empty(Y.shape[0], geo.C), []  # the logits, filled chunk by chunk
     for k in range(0, Y.shape[0], chunk_size):
         Yk = Y[k : k + chunk_size]
         if geo32 is not None:
@@ -387,9 +388,9 @@ def optimal_features(
         # badly conditioned), and the iterations estimate their contraction afresh
         start = _best_start(geo, Yk, lam, z)
         z, Gz, P = _newton_chunk(geo, geo32 or geo, Yk, start, lam, tol, max_iter, max_cg, ETA_MIN)
-        zs.append(geo.project(z))
+        z_all[k : k + chunk_size] = geo.project(z)
         unconverged.append(_unconverged(geo, z, Gz, P, Yk, lam, tol))
-    z = torch.cat(zs) if zs else Y.new_zeros(0, geo.C)
+    z = z_all
     H = z @ geo.to_features
     bad = sum(int(b.numel()) for b in unconverged)
     if bad:
