@@ -128,8 +128,8 @@ def test_float32_first_iterations_do_not_change_the_answer(spread):
 @pytest.mark.parametrize("spread", [1.0, 1e-3])
 def test_a_loose_tol_is_met_and_does_not_warn(spread):
     # looser tolerances stop earlier; tol bounds an estimate of the error (from the contraction of
-    # the Newton steps), which for W W^T with condition number 1e6 is slightly optimistic (by up
-    # to 1.2x here)
+    # the Newton steps), which for W W^T with condition number 1e6 can be slightly optimistic (by
+    # up to 1.1x here)
     gen = torch.Generator().manual_seed(5)
     C, d, lam_h = 40, 96, 5e-4
     U = torch.linalg.qr(torch.randn(C, C, generator=gen, dtype=torch.float64))[0]

@@ -32,7 +32,7 @@ from torch import Tensor
 FLOAT32_TOL = 1e-5  # relative error at which the float32 iterations hand over to float64
 FLOAT32_MAX_COND = 1e4  # float32 only for W W^T better conditioned than this (eps32 * cond << 1)
 ETA_MIN = 1e-4  # smallest CG forcing term: the linear rate of the last Newton iterations
-START_STEPS = 2  # Newton steps in the four-dimensional subspace of the start
+START_STEPS = 3  # Newton steps in the four-dimensional subspace of the start
 
 
 def _check_inputs(W: Tensor, targets: Tensor, weight_decay: float) -> None:
@@ -165,28 +165,32 @@ def _start(geo: _Geometry, Y: Tensor, lam: float, steps: int | None = None) -> T
     # CE is unchanged by adding a constant to all logits: the shift that minimises the decay
     shift = (GpL * one).sum(1, keepdim=True) / q11 if q11 > 0 else torch.zeros_like(Y[:, :1])
     z1 = L - shift * one
-    GYL = geo.gmul(torch.cat([Y, L]))
-    n = len(Y)
-    # basis (n, 4, C) and G^+ of it: G^+ G u is the projection of u onto range(W)
-    B = torch.stack([z1, geo.gmul(one).expand_as(Y), GYL[:n], GYL[n:]], 1)
-    GpB = torch.stack([GpL - shift * Gp1, one.expand_as(Y), geo.project(Y), L], 1)
-    BGB = B @ GpB.transpose(1, 2)
-    By = (B * Y[:, None]).sum(2)
+    n, C = Y.shape
+    # basis (4, n, C) and G^+ of it (G^+ G u is the projection of u onto range(W)), laid out so
+    # that every product below runs over contiguous rows
+    B, GpB = Y.new_empty(4, n, C), Y.new_empty(4, n, C)
+    torch.sub(L, shift * one, out=B[0])
+    B[1] = geo.gmul(one)
+    B[2], B[3] = geo.gmul(Y), geo.gmul(L)
+    torch.sub(GpL, shift * Gp1, out=GpB[0])
+    GpB[1], GpB[2], GpB[3] = one, geo.project(Y), L
+    BGB = torch.einsum("inc,jnc->nij", B, GpB)
+    By = (B * Y).sum(2).T
     a = torch.zeros(n, 4, dtype=Y.dtype, device=Y.device)
     a[:, 0] = 1.0
     eye = torch.eye(4, dtype=Y.dtype, device=Y.device)
     for _ in range(START_STEPS if steps is None else steps):
-        p = torch.softmax((a[:, None] @ B)[:, 0], 1)
-        Pb = B * p[:, None]
-        Bp = Pb.sum(2)
-        H = Pb @ B.transpose(1, 2) - Bp[:, :, None] * Bp[:, None] + lam * BGB
+        p = torch.softmax(torch.einsum("ni,inc->nc", a, B), 1)
+        Pb = B * p
+        Bp = Pb.sum(2).T
+        H = torch.einsum("inc,jnc->nij", Pb, B) - Bp[:, :, None] * Bp[:, None] + lam * BGB
         g = Bp - By + lam * (BGB @ a[:, :, None])[..., 0]
         # damped a little: directions repeat for an ETF (G 1 = 0, G L parallel to L)
         d = torch.diagonal(H, dim1=1, dim2=2)
         H = H + (1e-4 * d + torch.finfo(Y.dtype).tiny / torch.finfo(Y.dtype).eps)[:, :, None] * eye
         step, info = torch.linalg.solve_ex(H, -g)
         a = torch.where((info == 0)[:, None] & torch.isfinite(step).all(1, keepdim=True), a + step, a)
-    return (a[:, None] @ B)[:, 0]
+    return torch.einsum("ni,inc->nc", a, B)
 
 
 def _best_start(geo: _Geometry, Y: Tensor, lam: float, z: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -274,7 +278,7 @@ def _newton_chunk(
     scale = (z * Gz).sum(1).clamp_min(0).sqrt().clamp_min(1.0)  # max(||h||, 1)
     active = torch.arange(n, device=Y.device)
     last = torch.zeros(n, dtype=z.dtype, device=z.device)  # each sample's last full step, 0 if none
-    last_q = torch.zeros(n, dtype=z.dtype, device=z.device)  # the contraction before, 0 if none
+    last_q = torch.zeros(2, n, dtype=z.dtype, device=z.device)  # the two contractions before, 0 if none
     for _ in range(max_iter):
         if active.numel() == 0:
             break
@@ -329,15 +333,17 @@ def _newton_chunk(
         # Error estimate, in feature space relative to max(||h||, 1): with the observed contraction
         # q = (this step) / (last step) < 1/2, the steps still to come sum to about q / (1 - q)
         # times this one; otherwise (first or damped steps, slow progress) the step itself. q is
-        # the larger of the last two ratios where there are two: once the quadratic phase meets
-        # the linear rate that the CG forcing allows, one ratio can be luckily small.
+        # the largest of the last three ratios: once the quadratic phase meets the linear rate
+        # that the CG forcing allows, the ratios fluctuate (by 4x for W W^T with condition number
+        # 1e6), and one of them can be luckily small.
         dh = step * (x * Gx).sum(1).clamp_min(0).sqrt()
         q = dh / last[active]  # inf after a first or damped step: then not used
-        q_est = torch.maximum(q, last_q[active])
+        q_est = torch.maximum(q, last_q[:, active].amax(0))
         err = torch.where((q_est < 0.5) & (step == 1), dh * q_est / (1 - q_est), dh)
         st = hh.clamp_min(0).sqrt().clamp_min(1.0)
         full = step == 1
-        last[active], last_q[active], scale[active] = dh.where(full, 0.0), q.where(full, 0.0), st
+        last_q[:, active] = torch.stack([last_q[1, active], q.where(full, 0.0)])
+        last[active], scale[active] = dh.where(full, 0.0), st
         active = active[err > tol * st]
     return z, Gz, P
 
