@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -70,10 +71,19 @@ def test_download_errors_from_torchvision_become_data_errors(tmp_path, monkeypat
 
 
 def test_probe_gives_up_when_dns_hangs(monkeypatch):
-    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: time.sleep(5))
+    release = threading.Event()
+
+    def hang(*args, **kwargs):  # a resolver that does not answer until the test is over
+        release.wait(10)
+        raise TimeoutError("timed out")
+
+    monkeypatch.setattr(socket, "create_connection", hang)
     start = time.monotonic()
-    assert not data._reachable("https://www.cs.toronto.edu/x.tar.gz", timeout=0.2)
-    assert time.monotonic() - start < 3
+    try:
+        assert not data._reachable("https://www.cs.toronto.edu/x.tar.gz", timeout=0.2)
+        assert time.monotonic() - start < 3
+    finally:
+        release.set()
 
 
 def test_probe_success(monkeypatch):
