@@ -15,9 +15,9 @@
     prints the peak resident set (ru_maxrss) and the peak anonymous memory (RssAnon, sampled every
     20 ms: memory the process owns, without file pages the kernel can drop), each minus the same
     process's level before the analysis, and the median of the anonymous samples (the peak of a
-    long run catches more of the allocator's transient swings, about +-15 MB here). Pairs are drawn in chunks onto disk and read a batch at a
-    time; features are written and read back with plain chunked I/O; so neither number should
-    grow with the number of pairs.
+    long run catches more of the allocator's transient swings, about +-15 MB here). Pairs are
+    drawn in chunks onto disk and read a batch at a time; features are written and read back
+    with plain chunked I/O; so neither number should grow with the number of pairs.
 
 Without ``--run`` the digits preset is trained for ``--epochs`` epochs into a temporary directory.
 """

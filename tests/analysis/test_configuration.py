@@ -15,6 +15,7 @@ from mixcollapse.analysis.configuration import (
     ufm_distance_stats,
 )
 from mixcollapse.etf import simplex_etf
+from mixcollapse.mixup import mixup_targets
 
 F64 = torch.float64
 
@@ -52,9 +53,7 @@ def test_logits_of_the_target_give_zero_prob_error():
     # (a) logits = log(mixup target + tiny): softmax p_a = lam up to ~C * tiny.
     C, N = 6, 400
     lam, a, b, same, _ = _pairs(N, C, seed=0, same_fraction=0.0)
-    target = torch.zeros(N, C, dtype=F64)
-    target[torch.arange(N), a] += lam
-    target[torch.arange(N), b] += 1 - lam
+    target = mixup_targets(lam, a, b, C)
     logits = torch.log(target + 1e-12)
     H = torch.randn(N, 5, dtype=F64)
     out = configuration_metrics_dense(H, logits, lam, a, b, same, torch.randn(C, 5, dtype=F64), n_lambda_bins=10)

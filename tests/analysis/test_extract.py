@@ -168,7 +168,7 @@ def test_stored_pairs_are_read_by_range_and_extract_like_pairs_in_memory(tmp_pat
     kw = dict(bn_mode="eval", batch_size=16, progress=False)
     seen = []
     a = extract_pair_features(model, dataset, pairs, tmp_path / "a", **kw)
-    b = extract_pair_features(model, dataset, stored, tmp_path / "b", callbacks=[lambda batch: seen.append(batch)], **kw)
+    b = extract_pair_features(model, dataset, stored, tmp_path / "b", callbacks=[seen.append], **kw)
     assert np.array_equal(np.asarray(a.features), np.asarray(b.features))
     assert np.array_equal(np.asarray(a.pairs.lam), np.asarray(b.pairs.lam))
     assert np.array_equal(np.concatenate([s["pairs"].class_b for s in seen]), pairs.class_b)

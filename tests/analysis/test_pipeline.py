@@ -16,7 +16,7 @@ from mixcollapse.analysis.neural_collapse import measure_neural_collapse
 from mixcollapse.analysis.pipeline import ANALYSIS_FILE, HEADLINE, PairMeasures, measure_model, with_linear_head
 from mixcollapse.config import AnalysisConfig
 from mixcollapse.etf import simplex_etf
-from mixcollapse.mixup import PairSet
+from mixcollapse.mixup import PairSet, mixup_targets
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -225,9 +225,7 @@ def test_configuration_metrics_on_the_exact_ufm_optimum():
     lam = np.tile(np.linspace(0.0, 1.0, 21), 6)
     ab = np.repeat(np.array([[0, 0], [1, 1], [2, 2], [0, 1], [1, 2], [0, 2]]), 21, axis=0)
     pairs = PairSet(np.arange(len(lam)), np.arange(len(lam)), lam, ab[:, 0], ab[:, 1])
-    Y = torch.zeros(len(lam), C_, dtype=torch.float64)
-    Y[torch.arange(len(lam)), torch.as_tensor(ab[:, 0])] += torch.as_tensor(lam)
-    Y[torch.arange(len(lam)), torch.as_tensor(ab[:, 1])] += torch.as_tensor(1 - lam)
+    Y = mixup_targets(torch.as_tensor(lam), torch.as_tensor(ab[:, 0]), torch.as_tensor(ab[:, 1]), C_)
     H = optimal_features(W, Y, decay)
     logits = H @ W.T
     acc = ConfigurationAccumulator(W)

@@ -42,10 +42,8 @@ LAMBDAS = np.array([0.0, 1e-12, 0.5, 1.0])
 
 
 def pair_targets(C: int, lam: np.ndarray, i: int = 0, ip: int = 1) -> torch.Tensor:
-    Y = torch.zeros(lam.size, C, dtype=torch.float64)
-    Y[:, i] += torch.as_tensor(lam)
-    Y[:, ip] += torch.as_tensor(1 - lam)
-    return Y
+    n = len(lam)
+    return mixup_targets(torch.as_tensor(lam), torch.full((n,), i), torch.full((n,), ip), C)
 
 
 GRID = [(C, m, lam_h) for C in (2, 10, 1000) for m in (0.1, 30.0) for lam_h in (1e-9, 10.0)]

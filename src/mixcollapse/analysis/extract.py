@@ -210,10 +210,12 @@ def write_pairs(directory: str | Path, chunks: Iterable[PairSet], num_pairs: int
     """Stream PairSet chunks (``mixup.pair_chunks``) into the five pair files of ``directory``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    files = [NpyAppender(directory / f"{name}.npy", (num_pairs,), dt) for name, dt in zip(PAIR_FIELDS, PAIR_DTYPES)]
+    files = [
+        NpyAppender(directory / f"{name}.npy", (num_pairs,), dt) for name, dt in zip(PAIR_FIELDS, PAIR_DTYPES, strict=True)
+    ]
     try:
         for chunk in chunks:
-            for f, name in zip(files, PAIR_FIELDS):
+            for f, name in zip(files, PAIR_FIELDS, strict=True):
                 f.append(getattr(chunk, name))
         for f in files:
             f.close()

@@ -164,7 +164,6 @@ def _start(geo: _Geometry, Y: Tensor, lam: float, steps: int | None = None) -> T
     q11 = float((one * Gp1).sum())
     # CE is unchanged by adding a constant to all logits: the shift that minimises the decay
     shift = (GpL * one).sum(1, keepdim=True) / q11 if q11 > 0 else torch.zeros_like(Y[:, :1])
-    z1 = L - shift * one
     n, C = Y.shape
     # basis (4, n, C) and G^+ of it (G^+ G u is the projection of u onto range(W)), laid out so
     # that every product below runs over contiguous rows
@@ -203,7 +202,8 @@ def _best_start(geo: _Geometry, Y: Tensor, lam: float, z: Tensor) -> tuple[Tenso
     if not bool(zero.any()):
         return z, Gz, f, noise
     noise0 = 64 * torch.finfo(z.dtype).eps * (f0 + 1.0)
-    return z.masked_fill(zero[:, None], 0.0), Gz.masked_fill(zero[:, None], 0.0), f.masked_fill(zero, f0), noise.masked_fill(zero, noise0)
+    fill = zero[:, None]
+    return z.masked_fill(fill, 0.0), Gz.masked_fill(fill, 0.0), f.masked_fill(zero, f0), noise.masked_fill(zero, noise0)
 
 
 def _cg(p: Tensor, g: Tensor, lam: float, geo: _Geometry, eta_min: float, max_cg: int) -> Tensor:
