@@ -211,7 +211,8 @@ def write_pairs(directory: str | Path, chunks: Iterable[PairSet], num_pairs: int
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     files = [
-        NpyAppender(directory / f"{name}.npy", (num_pairs,), dt) for name, dt in zip(PAIR_FIELDS, PAIR_DTYPES, strict=True)
+        NpyAppender(directory / f"{name}.npy", (num_pairs,), dt)
+        for name, dt in zip(PAIR_FIELDS, PAIR_DTYPES, strict=True)
     ]
     try:
         for chunk in chunks:
