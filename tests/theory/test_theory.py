@@ -94,13 +94,18 @@ def _mixup_targets(N: int, C: int, seed: int) -> torch.Tensor:
     return mixup_targets(torch.rand(N, generator=gen, dtype=torch.float64), a, b, C)
 
 
-@pytest.mark.parametrize("spread", [1.0, 0.03, 1e-3])  # W W^T with condition number 1, 1e3 and 1e6
-def test_float32_first_iterations_do_not_change_the_answer(spread):
-    gen = torch.Generator().manual_seed(3)
-    C, d, lam_h = 40, 96, 5e-4
+def _conditioned_W(C: int, d: int, spread: float, seed: int) -> torch.Tensor:
+    """A (C, d) classifier with singular values from 3 down to 3 * spread (W W^T: condition number spread^-2)."""
+    gen = torch.Generator().manual_seed(seed)
     U = torch.linalg.qr(torch.randn(C, C, generator=gen, dtype=torch.float64))[0]
     V = torch.linalg.qr(torch.randn(d, C, generator=gen, dtype=torch.float64))[0]
-    W = 3 * (U * torch.logspace(0, math.log10(spread), C, dtype=torch.float64)) @ V.T
+    return 3 * (U * torch.logspace(0, math.log10(spread), C, dtype=torch.float64)) @ V.T
+
+
+@pytest.mark.parametrize("spread", [1.0, 0.03, 1e-3])  # W W^T with condition number 1, 1e3 and 1e6
+def test_float32_first_iterations_do_not_change_the_answer(spread):
+    C, d, lam_h = 40, 96, 5e-4
+    W = _conditioned_W(C, d, spread, seed=3)
     Y = _mixup_targets(300, C, 4)
     mixed = optimal_features(W, Y, lam_h)
     plain = optimal_features(W, Y, lam_h, float32_start=False)
@@ -128,11 +133,8 @@ def test_a_loose_tol_is_met_and_does_not_warn(spread):
     # looser tolerances stop earlier; tol bounds an estimate of the error (from the contraction of
     # the Newton steps), which for W W^T with condition number 1e6 can be slightly optimistic (by
     # up to 1.1x here)
-    gen = torch.Generator().manual_seed(5)
     C, d, lam_h = 40, 96, 5e-4
-    U = torch.linalg.qr(torch.randn(C, C, generator=gen, dtype=torch.float64))[0]
-    V = torch.linalg.qr(torch.randn(d, C, generator=gen, dtype=torch.float64))[0]
-    W = 3 * (U * torch.logspace(0, math.log10(spread), C, dtype=torch.float64)) @ V.T
+    W = _conditioned_W(C, d, spread, seed=5)
     Y = _mixup_targets(300, C, 6)
     tight = optimal_features(W, Y, lam_h, float32_start=False, tol=1e-15)
     for tol in (1e-4, 1e-6, 1e-8, 1e-10):
@@ -157,9 +159,7 @@ def test_float32_etf_keeps_rank_C_minus_1():
 
 
 def test_solver_warns_when_W_is_too_ill_conditioned():
-    gen = torch.Generator().manual_seed(3)
-    U = torch.linalg.qr(torch.randn(40, 40, generator=gen, dtype=torch.float64))[0]
-    W = 3 * U * torch.logspace(0, -6, 40, dtype=torch.float64)  # condition number of W W^T: 1e12
+    W = _conditioned_W(40, 40, 1e-6, seed=3)  # condition number of W W^T: 1e12
     with pytest.warns(RuntimeWarning, match="did not converge"):
         optimal_features(W, _mixup_targets(50, 40, 4), 5e-4)
 
