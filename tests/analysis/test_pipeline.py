@@ -2,6 +2,9 @@
 
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -263,3 +266,15 @@ def test_analyze_run_wraps_measure_model_with_the_run_history(tmp_path, tiny_con
     assert s["bn"]["pairs"] == "recalibrate" and s["calibration"]["num_samples"] == 100
     with pytest.raises(FileExistsError):
         analyze_run(run, device="cpu", progress=False, draw=False)
+
+
+@pytest.mark.slow
+def test_analysis_benchmark_runs_end_to_end_on_a_small_run():
+    # the benchmark measures, it is not a test of speed or memory: this only keeps the script working
+    bench = Path(__file__).resolve().parents[2] / "bench" / "bench_analysis.py"
+    proc = subprocess.run(
+        [sys.executable, str(bench), "--epochs", "1", "--pairs", "600", "--repeat", "1", "--sizes", "1000"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "overhead within each measured run" in proc.stdout and "median anon" in proc.stdout

@@ -354,3 +354,14 @@ def test_python_dash_m_mixcollapse_theory(tmp_path):
     )
     assert bad.returncode == 2 and bad.stderr.strip().startswith("mixcollapse theory: error:")
     assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.slow
+def test_speed_benchmark_runs_end_to_end_on_a_small_problem():
+    # the benchmark measures, it is not a test of speed: this only keeps the script working
+    bench = Path(__file__).resolve().parents[2] / "bench" / "bench_theory.py"
+    env = {**os.environ, "BENCH_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(bench), "--samples", "300", "--scipy-samples", "2"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "solver random W: 300 samples" in proc.stdout and "ours at scipy's accuracy" in proc.stdout
