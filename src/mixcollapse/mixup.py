@@ -89,6 +89,10 @@ class PairSet:
         return PairSet(self.index_a[sl], self.index_b[sl], self.lam[sl], self.class_a[sl], self.class_b[sl])
 
 
+PAIR_FIELDS = ("index_a", "index_b", "lam", "class_a", "class_b")  # PairSet's arrays, in order
+PAIR_DTYPES = (np.int64, np.int64, np.float64, np.int64, np.int64)
+
+
 PAIR_CHUNK = 65536  # pairs drawn per step: bounds the memory of a stream of pairs (and fixes its draws)
 
 
@@ -159,12 +163,11 @@ def make_pairs(
     """
     total = pair_count(len(classes), pairs_per_class_pair)
     # filled chunk by chunk in place: no second copy of N pairs while concatenating
-    out = PairSet(*(np.empty(total, dtype=t) for t in (np.int64, np.int64, np.float64, np.int64, np.int64)))
+    out = PairSet(*(np.empty(total, dtype=t) for t in PAIR_DTYPES))
     pos = 0
     for chunk in pair_chunks(labels, classes, pairs_per_class_pair, lam_mode, alpha, grid_size, seed):
-        sl = slice(pos, pos + len(chunk))
-        out.index_a[sl], out.index_b[sl], out.lam[sl], out.class_a[sl], out.class_b[sl] = (
-            chunk.index_a, chunk.index_b, chunk.lam, chunk.class_a, chunk.class_b)
+        for name in PAIR_FIELDS:
+            getattr(out, name)[pos : pos + len(chunk)] = getattr(chunk, name)
         pos += len(chunk)
     return out
 

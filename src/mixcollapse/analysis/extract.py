@@ -40,7 +40,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from mixcollapse.mixup import MixedPairImages, PairSet, mix_batch
+from mixcollapse.mixup import PAIR_DTYPES, PAIR_FIELDS, MixedPairImages, PairSet, mix_batch
 
 FORMAT_VERSION = 1
 BatchCallback = Callable[[dict], None]
@@ -150,10 +150,6 @@ def iter_npy_rows(path: str | Path, chunk_bytes: int = 4 << 20) -> Iterator[np.n
         for lo in range(0, shape[0], step):
             n = min(step, shape[0] - lo)
             yield np.fromfile(f, dtype=dtype, count=n * row).reshape((n, *shape[1:]))
-
-
-PAIR_FIELDS = ("index_a", "index_b", "lam", "class_a", "class_b")
-PAIR_DTYPES = (np.int64, np.int64, np.float64, np.int64, np.int64)
 
 
 def _npy_layout(path: Path) -> tuple[int, tuple[int, ...], np.dtype]:

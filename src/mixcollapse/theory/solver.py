@@ -17,8 +17,8 @@ gradient, objective and line search in float64 and solve only the Newton system 
 inexact Newton direction needs 4 digits, not 16), so the result is as accurate as an all-float64
 solve. float32 is skipped when W W^T is too ill-conditioned for it, and rows whose Hessian
 float32 cannot resolve (tiny lambda_H, where the curvature along the mixed classes cancels below
-float32's rounding) are handed to float64. The reduction through the
-SVD of W is exact when W is rank-deficient (an ETF has rank C-1, and C > d is allowed).
+float32's rounding) are handed to float64. The reduction through the SVD of W is exact when W
+is rank-deficient (an ETF has rank C-1, and C > d is allowed).
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def _start(geo: _Geometry, Y: Tensor, lam: float, steps: int | None = None) -> T
     and log(y + delta) itself (shifted to the best constant, which the cross entropy ignores),
     found by a few Newton steps in those four coefficients. Exact in shape for an ETF; for a
     random W it starts Newton about 10x closer than the smoothed target alone, which saves about
-    three full iterations. delta is the scale of the decay in logit space.
+    two full iterations. delta is the scale of the decay in logit space.
     """
     delta = lam * float(geo.Gp_diag.mean())
     L = geo.project(torch.log(Y + delta))
@@ -266,7 +266,7 @@ def _newton_chunk(
     max_iter: int,
     max_cg: int,
     eta_min: float,
-) -> tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor]:
     """Newton-CG for targets Y (n, C) from ``start`` = (z, G^+ z, objective, its rounding level),
     in geo's dtype with CG in cg_geo's.
 
@@ -396,8 +396,7 @@ def optimal_features(
         z, Gz, P = _newton_chunk(geo, geo32 or geo, Yk, start, lam, tol, max_iter, max_cg, ETA_MIN)
         z_all[k : k + chunk_size] = geo.project(z)
         unconverged.append(_unconverged(geo, z, Gz, P, Yk, lam, tol))
-    z = z_all
-    H = z @ geo.to_features
+    H = z_all @ geo.to_features
     bad = sum(int(b.numel()) for b in unconverged)
     if bad:
         warnings.warn(
@@ -407,7 +406,7 @@ def optimal_features(
             RuntimeWarning,
             stacklevel=2,
         )
-    return (H.to(out_dtype), z.to(out_dtype)) if return_logits else H.to(out_dtype)
+    return (H.to(out_dtype), z_all.to(out_dtype)) if return_logits else H.to(out_dtype)
 
 
 def _unconverged(geo: _Geometry, z: Tensor, Gz: Tensor, p: Tensor, Y: Tensor, lam: float, tol: float) -> Tensor:
