@@ -145,6 +145,22 @@ def test_a_loose_tol_is_met_and_does_not_warn(spread):
         assert err.max() <= (1 if spread == 1.0 else 2) * tol, (tol, err.max())
 
 
+def test_chunks_solved_in_threads_match_one_thread():
+    # with several torch threads, chunks are solved in parallel, each single-threaded
+    W = _conditioned_W(30, 64, 0.3, seed=8)
+    Y = _mixup_targets(2000, 30, 9)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = optimal_features(W, Y, 5e-4, chunk_size=300)
+        torch.set_num_threads(2)
+        two = optimal_features(W, Y, 5e-4, chunk_size=300)
+        assert torch.get_num_threads() == 2  # the caller's setting is restored
+    finally:
+        torch.set_num_threads(before)
+    assert ((one - two).norm(dim=1) / one.norm(dim=1)).max() < 1e-12
+
+
 def test_float32_etf_keeps_rank_C_minus_1():
     # in float64 a float32 ETF's last singular value is ~1e-8, not 0; the solver must not invert it
     C, lam_h = 10, 1e-3
