@@ -9,6 +9,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from mixcollapse.theory import (
 )
 from mixcollapse.theory.closed_form import printed_theorem_inner_product
 from mixcollapse.theory.joint import solve_joint
+from mixcollapse.theory.solver import _in_threads
 
 LAMBDAS = np.array([0.0, 1e-12, 0.5, 1.0])
 
@@ -159,6 +161,23 @@ def test_chunks_solved_in_threads_match_one_thread():
     finally:
         torch.set_num_threads(before)
     assert ((one - two).norm(dim=1) / one.norm(dim=1)).max() < 1e-12
+
+
+def test_a_failing_chunk_stops_the_thread_pool_and_restores_the_threads():
+    ran = []
+
+    def chunk(k):
+        if k == 0:
+            raise ValueError("bad chunk")
+        time.sleep(0.05)
+        ran.append(k)
+        return torch.zeros(0)
+
+    before = torch.get_num_threads()
+    with pytest.raises(ValueError, match="bad chunk"):
+        _in_threads(chunk, range(40), 2)
+    assert torch.get_num_threads() == before
+    assert len(ran) < 10  # the chunks not yet started were dropped
 
 
 def test_float32_etf_keeps_rank_C_minus_1():

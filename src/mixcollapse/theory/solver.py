@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import Tensor
@@ -442,19 +444,18 @@ def optimal_features(
     return (H.to(out_dtype), z_all.to(out_dtype)) if return_logits else H.to(out_dtype)
 
 
-def _in_threads(fn, items, workers: int) -> list:
-    """fn over items in ``workers`` threads, each running torch single-threaded, results in order."""
-    from concurrent.futures import ThreadPoolExecutor
+def _in_threads(fn: Callable[[int], Tensor], items: range, workers: int) -> list[Tensor]:
+    """fn over items in ``workers`` threads, each running torch single-threaded, results in order.
 
+    torch's thread count is process-wide: while the pool runs it is 1, and the caller's count is
+    restored after. On an error or Ctrl-C the chunks not yet started are dropped, not run.
+    """
     before = torch.get_num_threads()
-
-    def init() -> None:
-        torch.set_num_threads(1)
-
+    pool = ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,))
     try:
-        with ThreadPoolExecutor(workers, initializer=init) as pool:
-            return list(pool.map(fn, items))
+        return list(pool.map(fn, items))
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         torch.set_num_threads(before)
 
 
