@@ -134,7 +134,7 @@ def test_float32_first_iterations_do_not_change_the_answer(spread):
 def test_a_loose_tol_is_met_and_does_not_warn(spread):
     # looser tolerances stop earlier; tol bounds an estimate of the error (from the contraction of
     # the Newton steps), which for W W^T with condition number 1e6 can be slightly optimistic (by
-    # up to 1.1x here)
+    # up to 1.6x here)
     C, d, lam_h = 40, 96, 5e-4
     W = _conditioned_W(C, d, spread, seed=5)
     Y = _mixup_targets(300, C, 6)
