@@ -393,7 +393,9 @@ def optimal_features(
     the estimated error of h relative to max(||h||, 1). With ``float32_start`` the first Newton iterations, which only
     need a few digits, run in float32 (2-3x cheaper on CPU and GPU) up to a relative error of
     about 1e-5; float64 iterations then take every sample to ``tol``, so the result does not
-    depend on it. With ``return_logits`` also returns z* = W h* (N, C).
+    depend on it. With ``return_logits`` also returns z* = W h* (N, C). On CPU the chunks are solved
+    by torch.get_num_threads() worker threads, each single-threaded (torch's process-wide thread
+    count is 1 while they run, and restored after).
     """
     _check_inputs(W, targets, weight_decay)
     out_dtype = W.dtype if W.dtype.is_floating_point else torch.float64
