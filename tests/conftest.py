@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import pytest
@@ -41,6 +42,30 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def no_machine_datasets(monkeypatch):
+    """Tests see only the data they write: $MIXCOLLAPSE_DATA and the system folders (Debian's FashionMNIST)
+    are not searched, so a machine with the real data installed runs the same tests as one without.
+    Tests of the real data use ``real_fashionmnist`` instead."""
+    from mixcollapse import data
+
+    monkeypatch.delenv(data.DATA_ENV, raising=False)
+    for name, spec in list(data.SPECS.items()):
+        monkeypatch.setitem(data.SPECS, name, dataclasses.replace(spec, system_dirs=()))
+
+
+REAL_FASHIONMNIST = "/usr/share/datasets/fashion-mnist"
+
+
+@pytest.fixture
+def real_fashionmnist() -> str:
+    """The folder of the real FashionMNIST (Debian's dataset-fashion-mnist); skips the test without it."""
+    if not os.path.isfile(os.path.join(REAL_FASHIONMNIST, "train-images-idx3-ubyte.gz")):
+        pytest.skip(f"the real FashionMNIST is not installed in {REAL_FASHIONMNIST} "
+                    "(apt-get install dataset-fashion-mnist; .ci/run installs it)")
+    return REAL_FASHIONMNIST
 
 
 # gloo sometimes aborts a worker while the interpreter exits, after all its work is done and the

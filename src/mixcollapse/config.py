@@ -353,6 +353,32 @@ def num_classes(cfg: ExperimentConfig) -> int:
     return len(cfg.data.classes) if cfg.data.classes is not None else NUM_CLASSES[cfg.data.name]
 
 
+def model_label(cfg: ExperimentConfig) -> str:
+    """WRN-40-10, ViT-B/4, ViT-64d4b/4 (a smaller ViT), or the small network's name."""
+    m = cfg.model
+    if m.name == "wrn":
+        return f"WRN-{m.depth}-{m.width}"
+    if m.name == "vit":
+        if (m.embed_dim, m.vit_depth, m.num_heads) == (768, 12, 12):
+            return f"ViT-B/{m.patch_size}"
+        return f"ViT-{m.embed_dim}d{m.vit_depth}b/{m.patch_size}"
+    return m.name
+
+
+def training_label(cfg: ExperimentConfig) -> str:
+    """What distinguishes a run's training, for titles: loss, mixup and alpha, fixed ETF, optimizer.
+
+    ``baseline CE (no mixup)``, ``CE mixup α=1``, ``MSE mixup α=1``, ``CE mixup α=1, fixed ETF classifier``.
+    """
+    t, alpha = cfg.train, cfg.mixup.alpha
+    text = f"{t.loss.upper()} " + ("baseline (no mixup)" if alpha == 0 else f"mixup α={alpha:g}")
+    if cfg.model.fixed_etf:
+        text += ", fixed ETF classifier"
+    if t.optimizer != "sgd":
+        text += f", {dict(adam='Adam', adamw='AdamW')[t.optimizer]}"
+    return text
+
+
 def dump_yaml(cfg: ExperimentConfig) -> str:
     """The resolved config as YAML text."""
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)

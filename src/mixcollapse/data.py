@@ -13,9 +13,18 @@ removes much of the digit. ``cfg.augment`` therefore switches only the CIFAR rec
 Normalization uses per-channel training-set mean/std: the standard CIFAR10, CIFAR100 and
 FashionMNIST values below; for digits they are computed on the digits training split.
 
-Files live where torchvision puts them under ``cfg.root``. When they are missing, torchvision's
-download is tried (``cfg.download``) after a quick reachability probe; any failure becomes a
-:class:`DataError` whose one-line message names the expected files and how to provide them.
+Where the files are found (:func:`locate_files`), first match wins: ``cfg.root`` (``--data-root``),
+then the folder named by the environment variable ``MIXCOLLAPSE_DATA``, then the system folders
+where a package manager installs the dataset (FashionMNIST: ``/usr/share/datasets/fashion-mnist``,
+from Debian's ``apt-get install dataset-fashion-mnist``). In each folder torchvision's layout
+(``ROOT/FashionMNIST/raw/*``, ``ROOT/cifar-10-batches-py/*``) is accepted, and for FashionMNIST also
+the four files side by side (``ROOT/*-ubyte.gz``, the layout of the original distribution and of the
+Debian package). FashionMNIST is read where it lies: the .gz files are decompressed in memory and
+the images are held as one uint8 tensor (47 MB), so nothing is ever written next to the data (the
+system folder is read-only) and no per-image PIL conversion is paid. When the files are found
+nowhere, torchvision's download into ``cfg.root`` is tried (``cfg.download``) after a quick
+reachability probe; any failure becomes a :class:`DataError` whose one-line message names every
+folder searched, the expected files and how to install them.
 """
 
 from __future__ import annotations
@@ -23,7 +32,6 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
-import shutil
 import socket
 import threading
 from collections.abc import Callable
@@ -45,7 +53,9 @@ CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 FASHIONMNIST_MEAN, FASHIONMNIST_STD = (0.2860,), (0.3530,)
 
+DATA_ENV = "MIXCOLLAPSE_DATA"  # a folder searched after data.root
 FAKE_MARKER = "FAKE_DATA.txt"  # written by mixcollapse.fakedata into every root of synthetic files
+DOWNLOAD_HINT = ", or run with data.download=true on a machine with network access"
 PROBE_TIMEOUT_S = 3.0  # reachability probe before a download (DNS can hang when offline)
 DOWNLOAD_TIMEOUT_S = 30.0  # per socket operation while torchvision downloads
 
@@ -90,6 +100,9 @@ class DiskSpec:
     image_size: int
     in_channels: int
     augmentable: bool  # whether cfg.augment (crop + flip) applies
+    flat: bool = False  # the files may also lie side by side in the root (basenames only)
+    system_dirs: tuple[str, ...] = ()  # where a package manager installs the dataset
+    install: str = ""  # the command that installs it there
 
 
 _CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -139,8 +152,9 @@ SPECS: dict[str, DiskSpec] = {
         loader=tvd.FashionMNIST,
         files=tuple(f"FashionMNIST/raw/{n}" for n in _FASHION_FILES),
         expected="FashionMNIST/raw/" + ", ".join(f"{n}(.gz)" for n in _FASHION_FILES),
-        how=f"download the four .gz files from {_FASHION_URL} (or github.com/zalandoresearch/fashion-mnist, "
-        "data/fashion) into {root}/FashionMNIST/raw",
+        how=f"install them with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or put the four .gz files "
+        f"from {_FASHION_URL} (or github.com/zalandoresearch/fashion-mnist, data/fashion) into one folder and pass "
+        f"--data-root or set {DATA_ENV}",
         url=_FASHION_URL,
         archive=None,
         mean=FASHIONMNIST_MEAN,
@@ -148,6 +162,9 @@ SPECS: dict[str, DiskSpec] = {
         image_size=28,
         in_channels=1,
         augmentable=False,
+        flat=True,
+        system_dirs=("/usr/share/datasets/fashion-mnist",),
+        install="apt-get install dataset-fashion-mnist",
     ),
 }
 
@@ -166,6 +183,7 @@ class DataBundle:
     mean: tuple[float, ...]  # per channel, to undo the normalization when showing images
     std: tuple[float, ...]
     synthetic: bool = False  # files written by mixcollapse.fakedata, not the real dataset
+    source: str = ""  # the folder the files were read from ("" for the embedded digits)
 
 
 class ImageTensors(Dataset):
@@ -180,6 +198,48 @@ class ImageTensors(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return self.images[index], int(self.targets[index])
+
+
+class IDXImages(Dataset):
+    """Grey images held as one uint8 tensor (N, H, W), normalized per sample on access.
+
+    ``x = (uint8 / 255 - mean) / std`` with the same float32 operations as torchvision's
+    ToTensor + Normalize, so a sample is bitwise the one torchvision's FashionMNIST would give.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: np.ndarray, classes: list[str],
+                 mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        self.images = images
+        self.targets = np.asarray(labels, dtype=np.int64)
+        self.classes = list(classes)
+        self._mean = torch.as_tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+        self._std = torch.as_tensor(std, dtype=torch.float32).view(-1, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        x = self.images[index].unsqueeze(0).to(torch.float32).div(255)
+        return x.sub_(self._mean).div_(self._std), int(self.targets[index])
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """An IDX file (the MNIST format: big-endian header, then the array), plain or .gz, read in memory.
+
+    Hand-written because torchvision's reader takes only an uncompressed path, and decompressing
+    next to a read-only system copy is not possible; ``tests`` compare it with torchvision's reader.
+    """
+    path = str(path)
+    with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise ValueError(f"{path} is not an IDX file of unsigned bytes (bad magic number)")
+    ndim = data[3]
+    dims = [int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4)]
+    array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if array.size != int(np.prod(dims)):
+        raise ValueError(f"{path} holds {array.size} values where its header says {dims} (truncated?)")
+    return array.reshape(dims)
 
 
 class LabeledView(Dataset):
@@ -210,15 +270,16 @@ def build_datasets(cfg: DataConfig, *, train_augment: bool | None = None) -> Dat
     augment = cfg.augment if train_augment is None else train_augment
     if cfg.name == "digits":
         train, test, names, mean, std = _digits(cfg.split_seed)
-        size, channels, synthetic = 8, 1, False
+        size, channels, synthetic, source = 8, 1, False, ""
     else:
         spec = SPECS[cfg.name]
-        _ensure_files(spec, cfg.root, cfg.download)
+        root = _ensure_files(spec, cfg)
         mean, std, size, channels = spec.mean, spec.std, spec.image_size, spec.in_channels
-        train = _load(spec, cfg.root, True, _transform(spec, cfg, augment and spec.augmentable))
-        test = _load(spec, cfg.root, False, _transform(spec, cfg, False))
+        train = _load(spec, root, True, _transform(spec, cfg, augment and spec.augmentable))
+        test = _load(spec, root, False, _transform(spec, cfg, False))
         names = list(train.classes)
-        synthetic = os.path.isfile(os.path.join(cfg.root, FAKE_MARKER))
+        synthetic = os.path.isfile(os.path.join(root, FAKE_MARKER))
+        source = str(root)
     keep = list(range(len(names))) if classes is None else classes
     return DataBundle(
         train=_view(train, classes, cfg.train_limit),
@@ -231,6 +292,7 @@ def build_datasets(cfg: DataConfig, *, train_augment: bool | None = None) -> Dat
         mean=tuple(mean),
         std=tuple(std),
         synthetic=synthetic,
+        source=source,
     )
 
 
@@ -292,14 +354,15 @@ class ShardSampler(Sampler[int]):
 
 
 def files_present(cfg: DataConfig) -> bool:
-    """Whether ``cfg``'s dataset can be read from ``cfg.root`` without a download (digits: always)."""
-    return cfg.name == "digits" or _present(SPECS[cfg.name], cfg.root)
+    """Whether ``cfg``'s dataset can be read without a download (digits: always); see :func:`locate_files`."""
+    return cfg.name == "digits" or locate_files(cfg) is not None
 
 
-def ensure_files(cfg: DataConfig) -> None:
-    """Make ``cfg``'s files present in ``cfg.root``, downloading when ``cfg.download``; else DataError."""
-    if cfg.name != "digits":
-        _ensure_files(SPECS[cfg.name], cfg.root, cfg.download)
+def ensure_files(cfg: DataConfig) -> Path | None:
+    """The folder holding ``cfg``'s files, downloading into cfg.root when ``cfg.download``; else DataError."""
+    if cfg.name == "digits":
+        return None
+    return _ensure_files(SPECS[cfg.name], cfg)
 
 
 # ---- internals -------------------------------------------------------------------------------
@@ -367,46 +430,65 @@ def digits_split(seed: int) -> tuple[np.ndarray, np.ndarray, object]:
     return np.sort(train_idx), np.sort(test_idx), raw
 
 
-def _present(spec: DiskSpec, root: str) -> bool:
-    return all(
-        os.path.isfile(os.path.join(root, f)) or os.path.isfile(os.path.join(root, f + ".gz")) for f in spec.files
-    )
+def search_roots(spec: DiskSpec, root: str) -> list[Path]:
+    """The folders searched for ``spec``'s files, in order: ``root``, $MIXCOLLAPSE_DATA, the system folders."""
+    roots = [Path(root)]
+    if os.environ.get(DATA_ENV):
+        roots.append(Path(os.environ[DATA_ENV]))
+    roots += [Path(d) for d in spec.system_dirs]
+    return list(dict.fromkeys(roots))
 
 
-def _ensure_files(spec: DiskSpec, root: str, download: bool) -> None:
-    """Return when ``spec``'s files are in ``root``; else download them (``download``) or raise DataError."""
-    if _present(spec, root):
-        _gunzip_missing(spec, root)
-        return
-    if not download:
-        raise DataError(_missing(spec, root, "data.download is false"))
+def _find(folder: Path, name: str) -> Path | None:
+    for candidate in (folder / name, folder / (name + ".gz")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _layout(spec: DiskSpec, root: Path) -> list[Path] | None:
+    """The paths of ``spec``'s files under ``root`` (torchvision's layout, or side by side), else None."""
+    layouts = [[root / f for f in spec.files]]
+    if spec.flat:
+        layouts.append([root / os.path.basename(f) for f in spec.files])
+    for paths in layouts:
+        found = [_find(p.parent, p.name) if spec.flat else (p if p.is_file() else None) for p in paths]
+        if all(found):
+            return found
+    return None
+
+
+def locate_files(cfg: DataConfig) -> Path | None:
+    """The first folder of :func:`search_roots` that holds ``cfg``'s dataset (None when none does; digits: None)."""
+    if cfg.name == "digits":
+        return None
+    spec = SPECS[cfg.name]
+    return next((r for r in search_roots(spec, cfg.root) if _layout(spec, r) is not None), None)
+
+
+def _ensure_files(spec: DiskSpec, cfg: DataConfig) -> Path:
+    """The folder holding ``spec``'s files; else download them into cfg.root (``cfg.download``) or raise DataError."""
+    found = locate_files(cfg)
+    if found is not None:
+        return found
+    root = cfg.root
+    if not cfg.download:
+        raise DataError(_missing(spec, cfg, "data.download is false"))
     # A complete official archive in root is extracted by torchvision without the network.
     archive_here = spec.archive is not None and check_integrity(os.path.join(root, spec.archive), spec.loader.tgz_md5)
     if not archive_here and not _reachable(spec.url):
-        raise DataError(_missing(spec, root, f"no network: cannot reach {urlparse(spec.url).hostname}"))
+        raise DataError(_missing(spec, cfg, f"no network: cannot reach {urlparse(spec.url).hostname}"))
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # fail instead of hanging on a stalled connection
     try:
         spec.loader(root, train=True, download=True)
     except Exception as err:  # URLError, socket errors, HTTP errors, md5 RuntimeError, bad archives
-        raise DataError(_missing(spec, root, f"download failed: {_one_line(err)}")) from None
+        raise DataError(_missing(spec, cfg, f"download failed: {_one_line(err)}")) from None
     finally:
         socket.setdefaulttimeout(previous)
-    if not _present(spec, root):
-        raise DataError(_missing(spec, root, "download finished but files are still missing"))
-
-
-def _gunzip_missing(spec: DiskSpec, root: str) -> None:
-    """Decompress ``name.gz`` next to itself where only the .gz exists (FashionMNIST as distributed)."""
-    for rel in spec.files:
-        path = os.path.join(root, rel)
-        if not os.path.isfile(path) and os.path.isfile(path + ".gz"):
-            try:
-                with gzip.open(path + ".gz", "rb") as src, open(path + ".part", "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-                os.replace(path + ".part", path)
-            except (OSError, EOFError) as err:
-                raise DataError(f"{spec.title}: cannot decompress {path}.gz ({_one_line(err)}); replace it") from None
+    if _layout(spec, Path(root)) is None:
+        raise DataError(_missing(spec, cfg, "download finished but files are still missing"))
+    return Path(root)
 
 
 # What torchvision raises on files that exist but are not in the real format (bad pickle, bad IDX magic).
@@ -422,9 +504,11 @@ _READ_ERRORS = (
 )
 
 
-def _load(spec: DiskSpec, root: str, train: bool, transform: Callable) -> Dataset:
+def _load(spec: DiskSpec, root: Path, train: bool, transform: Callable) -> Dataset:
     try:
-        return spec.loader(root, train=train, transform=transform, download=False)
+        if spec.flat:
+            return _read_fashionmnist(spec, root, train)
+        return spec.loader(str(root), train=train, transform=transform, download=False)
     except _READ_ERRORS as err:
         where = os.path.join(root, os.path.dirname(spec.files[0]))
         raise DataError(
@@ -433,11 +517,30 @@ def _load(spec: DiskSpec, root: str, train: bool, transform: Callable) -> Datase
         ) from None
 
 
-def _missing(spec: DiskSpec, root: str, reason: str) -> str:
-    files = f"{Path(root).as_posix()}/{spec.expected}"
+def _read_fashionmnist(spec: DiskSpec, root: Path, train: bool) -> IDXImages:
+    """FashionMNIST's four IDX files under ``root`` (either layout, plain or .gz), read in place."""
+    paths = _layout(spec, root)
+    if paths is None:
+        raise OSError(f"the files disappeared from {root}")
+    first = 0 if train else 2
+    images, labels = read_idx(paths[first]), read_idx(paths[first + 1])
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise ValueError(f"images {images.shape} and labels {labels.shape} do not match")
+    if labels.size and labels.max() >= len(spec.loader.classes):
+        raise ValueError(f"label {int(labels.max())} out of range 0..{len(spec.loader.classes) - 1}")
+    return IDXImages(torch.from_numpy(images.copy()), labels, spec.loader.classes, spec.mean, spec.std)
+
+
+def _missing(spec: DiskSpec, cfg: DataConfig, reason: str) -> str:
+    searched = []
+    for r in search_roots(spec, cfg.root):
+        searched.append(f"{r.as_posix()}/{os.path.dirname(spec.files[0])}")
+        if spec.flat:
+            searched.append(r.as_posix())
+    tail = "" if cfg.download else DOWNLOAD_HINT
     return (
-        f"{spec.title} data not found ({reason}): expected {files}; {spec.how.format(root=root)}, "
-        "or run with data.download=true on a machine with network access"
+        f"{spec.title} data not found ({reason}): searched {', '.join(searched)} for {spec.expected}; "
+        f"{spec.how.format(root=cfg.root)}{tail}"
     )
 
 
@@ -470,6 +573,11 @@ __all__ = [
     "DataError",
     "LabeledView",
     "ImageTensors",
+    "IDXImages",
+    "read_idx",
+    "locate_files",
+    "search_roots",
+    "DATA_ENV",
     "ShardSampler",
     "build_datasets",
     "build_loaders",

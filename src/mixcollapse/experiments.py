@@ -18,23 +18,32 @@ Vocabulary (docs/reproduce.md has the long version):
   turns them into figures and numbers (the steps live in :mod:`mixcollapse.reproduce`).
 * **scale**: ``full`` is the paper's settings; ``tiny`` shrinks any config in one place
   (:func:`tiny_overrides`, big_vision's ``runlocal``) so that every experiment runs end to end on
-  a 2-core CPU through the same code path.
+  a 2-core CPU through the same code path; ``cpu`` trains on the real data with a recipe chosen by
+  measurement to reach the terminal phase on a 2-core CPU in at most 20 minutes per run (the
+  presets ``<arch>-<dataset>-cpu``; today WRN on FashionMNIST), one run per variant, no sweep.
+* **datasets** (:func:`select_datasets`): an experiment can be limited to some datasets; one drawn
+  on a single dataset that is not chosen (Figures 2, 7, 9-12, Table 2: CIFAR10) is drawn on the
+  first chosen dataset instead, so ``--datasets fashionmnist`` gives a FashionMNIST Figure 2.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mixcollapse.config import ExperimentConfig, load_config
+from mixcollapse.config import PRESET_DIR, ExperimentConfig, load_config
 from mixcollapse.sweep import parse_grid
 
 ARCHS = ("wrn", "vit")
 DATASETS = ("fashionmnist", "cifar10", "cifar100")
-SCALES = ("tiny", "full")
+SCALES = ("tiny", "cpu", "full")
+CPU_ARCHS = ("wrn",)  # architectures with a CPU-scale recipe (presets/<arch>-<dataset>-cpu.yaml)
 ARCH_TITLES = {"wrn": "WideResNet-40-10", "vit": "ViT-B/4"}
+ARCH_SHORT = {"wrn": "WRN", "vit": "ViT"}
 DATASET_TITLES = {"fashionmnist": "FashionMNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
 
 # Appendix B.1's sweeps. Values are rounded to 4 significant digits (sweep.parse_grid), so run
@@ -73,6 +82,7 @@ VARIANTS: dict[str, Variant] = {
 RUN_EXTRAS: dict[str, tuple[str, ...]] = {
     "wrn-cifar10-mixup": ("train.checkpoint_epochs=[100,300,500]",),
 }
+
 
 
 @dataclass(frozen=True, order=True)
@@ -293,6 +303,64 @@ def get_experiment(name: str) -> Experiment:
         raise ValueError(f"unknown experiment '{name}' (known: {', '.join(EXPERIMENTS)}, or all)") from None
 
 
+def select_datasets(experiment: Experiment, datasets: tuple[str, ...] | list[str] | None,
+                    archs: tuple[str, ...] | None = None) -> Experiment:
+    """``experiment`` limited to ``datasets`` (None: all) and ``archs`` (None: all); ValueError when nothing is left.
+
+    Runs on other datasets are dropped; when none of the experiment's datasets is chosen (it is
+    drawn on one dataset, e.g. Figure 2 on CIFAR10), its runs move to the first chosen dataset.
+    Table rows follow the same rule, and a moved table gets the paper's values of its new rows
+    where the paper has them (none for Table 2 off CIFAR10).
+    """
+    if datasets is not None:
+        unknown = [d for d in datasets if d not in DATASETS]
+        if unknown or not datasets:
+            raise ValueError(f"--datasets {','.join(datasets)}: expected names from {', '.join(DATASETS)}")
+    own = {k.dataset for k in experiment.runs}
+    chosen = tuple(datasets) if datasets is not None else tuple(DATASETS)
+    moved = not own & set(chosen)
+
+    def keep(key: RunKey) -> RunKey | None:
+        if moved:
+            key = RunKey(key.arch, chosen[0], key.variant)
+        if key.dataset not in chosen or (archs is not None and key.arch not in archs):
+            return None
+        return key
+
+    def keep_panel(p: Panel) -> Panel | None:
+        key = keep(p.run)
+        return None if key is None else dataclasses.replace(p, run=key)
+
+    panels = tuple(r for r in (tuple(p for p in map(keep_panel, row) if p) for row in experiment.panels) if r)
+    extra = tuple(k for k in map(keep, experiment.runs_extra) if k)
+    table = experiment.table
+    if table is not None:
+        rows = tuple(dict.fromkeys((k.arch, k.dataset) for k in (keep(RunKey(a, d, table.columns[0][0]))
+                                                                   for a, d in table.rows) if k))
+        caption = table.caption
+        if moved:
+            names = dict.fromkeys(DATASET_TITLES[d] for _, d in rows)
+            caption = f"{caption} Drawn here on {', '.join(names)}."
+        table = dataclasses.replace(table, rows=rows, caption=caption) if rows else None
+    if not panels and not extra and table is None:
+        what = f"datasets {', '.join(chosen)}" + (f" and architectures {', '.join(archs)}" if archs else "")
+        raise ValueError(f"{experiment.name} has nothing to draw for {what}")
+    title = _moved_title(experiment, chosen[0]) if moved else experiment.title
+    kept = dataclasses.replace(experiment, panels=panels, runs_extra=extra, table=table, title=title)
+    if not moved and set(kept.runs) != set(experiment.runs):
+        shown = {k.arch: None for k in kept.runs}, {k.dataset: None for k in kept.runs}
+        kept = dataclasses.replace(kept, title=f"{title} (here: {' and '.join(ARCH_SHORT[a] for a in shown[0])}"
+                                   f" × {', '.join(DATASET_TITLES[d] for d in shown[1])})")
+    return kept
+
+
+def _moved_title(experiment: Experiment, dataset: str) -> str:
+    title = experiment.title
+    for text in DATASET_TITLES.values():
+        title = title.replace(text, DATASET_TITLES[dataset])
+    return title
+
+
 def panel_rows(experiment: Experiment, scale: str) -> list[list[Panel]]:
     """The panels to draw at ``scale``: all of them, or the first ``tiny_panels`` in one row at tiny scale."""
     rows = [list(row) for row in experiment.panels]
@@ -377,31 +445,79 @@ def tiny_overrides(cfg: ExperimentConfig) -> list[str]:
     return out
 
 
+def cpu_preset(preset: str | Path) -> str:
+    """The CPU-scale recipe of a full-scale preset name (``wrn-fashionmnist`` -> ``wrn-fashionmnist-cpu``)."""
+    name = f"{Path(str(preset)).stem}-cpu"
+    if not (PRESET_DIR / f"{name}.yaml").is_file():
+        known = ", ".join(sorted(p.stem.removesuffix("-cpu") for p in PRESET_DIR.glob("*-cpu.yaml")))
+        raise ValueError(f"--scale cpu has no recipe for {Path(str(preset)).stem} (recipes: {known}); "
+                         "use --scale tiny for a smoke test or --scale full on a GPU")
+    return name
+
+
+def cpu_overrides(cfg: ExperimentConfig) -> list[str]:
+    """CPU-scale settings that depend on the machine: no loader workers (the data is in memory), one torch
+    thread per core available (unless the recipe fixes train.threads), bf16 autocast only where the CPU runs
+    bf16 natively (elsewhere it is slower than float32)."""
+    out = ["data.num_workers=0"]
+    if cfg.train.threads == 0:
+        out.append(f"train.threads={available_cores()}")
+    if cfg.train.amp == "bf16" and not cpu_bf16_supported():
+        out.append("train.amp=none")
+    return out
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
+
+
+def cpu_bf16_supported() -> bool:
+    """Whether this CPU runs bf16 natively (AVX512-BF16 or AMX): autocast is then about 2x faster, else slower."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # pragma: no cover - builds without oneDNN
+        return False
+
+
 def scaled_config(preset: str | Path, overrides: list[str] | tuple[str, ...] = (), scale: str = "full",
                   late: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
-    """``load_config(preset, overrides)``, shrunk by :func:`tiny_overrides` at tiny scale; ``late`` last."""
+    """``load_config(preset, overrides)`` at ``scale``: shrunk by :func:`tiny_overrides` at tiny scale, the
+    ``<preset>-cpu`` recipe at cpu scale; ``late`` last."""
     if scale not in SCALES:
         raise ValueError(f"scale '{scale}' is not one of: {', '.join(SCALES)}")
+    if scale == "cpu":
+        preset = cpu_preset(preset)
     cfg = load_config(preset, [*overrides, *late])
     if scale == "tiny":
         cfg = load_config(preset, [*overrides, *tiny_overrides(cfg), *late])
+    elif scale == "cpu":
+        cfg = load_config(preset, [*overrides, *cpu_overrides(cfg), *late])
     return cfg
 
 
-def run_overrides(key: RunKey) -> list[str]:
+def run_overrides(key: RunKey, scale: str = "full") -> list[str]:
     """The overrides that make ``key`` from its preset (hyper-parameters excluded)."""
-    return [f"name={key.name}", *VARIANTS[key.variant].overrides, *RUN_EXTRAS.get(key.name, ())]
+    extras = RUN_EXTRAS.get(key.name, ()) if scale != "cpu" else ()  # the CPU recipes keep Figure 10's epochs
+    return [f"name={key.name}", *VARIANTS[key.variant].overrides, *extras]
 
 
 def run_config(key: RunKey, scale: str = "full", hyper: list[str] | tuple[str, ...] = (),
                late: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
     """The resolved config of run ``key`` at ``scale`` with hyper-parameter overrides ``hyper``."""
-    return scaled_config(key.preset, [*run_overrides(key), *hyper], scale, late)
+    return scaled_config(key.preset, [*run_overrides(key, scale), *hyper], scale, late)
 
 
 def sweep_grid(arch: str, scale: str = "full") -> dict[str, list]:
     """Appendix B.1's grid for ``arch``; at tiny scale the first and last learning rate, other keys their last value."""
     grid = parse_grid(GRIDS[arch])
+    if scale == "cpu":
+        raise ValueError("the CPU scale trains each run once with its recipe's settings: no sweep")
     if scale == "tiny":
         grid = {k: ([v[0], v[-1]] if k == "train.lr" else [v[-1]]) for k, v in grid.items()}
     return grid

@@ -147,9 +147,9 @@ def ensure_data(cfg: DataConfig, *, allow_fake: bool, fake_root: str | Path | No
     if cfg.name == "digits":
         return DataSource("embedded", cfg.root)
     try:
-        ensure_files(cfg)
-        marked = os.path.isfile(os.path.join(cfg.root, FAKE_MARKER))
-        return DataSource("fake" if marked else "real", cfg.root, "data.root holds synthetic files" if marked else "")
+        found = str(ensure_files(cfg))
+        marked = os.path.isfile(os.path.join(found, FAKE_MARKER))
+        return DataSource("fake" if marked else "real", found, "data.root holds synthetic files" if marked else "")
     except DataError as err:
         if not allow_fake:
             raise

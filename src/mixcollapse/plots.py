@@ -47,7 +47,14 @@ def draw_classifier_rows(
         ax.plot([0, vx], [0, vy], color="black", linewidth=linewidth)
         ax.plot(vx, vy, "o", color="black", markersize=markersize)
         if class_names is not None:
-            ax.annotate(str(class_names[k]), (vx, vy), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            # Written towards the inside of the panel (right-hand vertices get right-aligned labels), so
+            # no label runs past the axes into a colour bar or the next panel.
+            side = vx / radius
+            ha = "right" if side > 0.3 else "left" if side < -0.3 else "center"
+            up = vy >= 0
+            ax.annotate(str(class_names[k]), (vx, vy), textcoords="offset points", xytext=(0, 6 if up else -6),
+                        ha=ha, va="bottom" if up else "top", fontsize=8)
+    ax.margins(0.1)  # room for the labels above and below the highest and lowest vertices
 
 
 def scatter_configuration(

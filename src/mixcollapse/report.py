@@ -86,7 +86,7 @@ def _rows_table(header: list[str], rows: list[list]) -> str:
 def _section(m: dict, directory: Path) -> str:
     parts = [f"<h2 id='{_e(m['name'])}'>{_e(m['name'])}: {_e(m.get('title', ''))}</h2>"]
     parts.append(f"<p class='expected'><b>The paper:</b> {_e(m.get('expected', ''))}</p>")
-    meta = [f"scale: <b>{_e(m.get('scale'))}</b>"]
+    meta = [f"scale: <b>{_e(m.get('scale_note') or m.get('scale'))}</b>"]
     gpu = m.get("estimated_gpu_hours_full_scale") or {}
     if gpu:
         meta.append(f"full scale: {m.get('trainings_full_scale', '?')} trainings, about {gpu.get('A100')} "
@@ -142,6 +142,10 @@ def render_report(manifests: list[dict], directory: str | Path) -> str:
     if "tiny" in scales:
         head.append("<p class='banner'>Tiny scale: small models, a few images and epochs, for checking the pipeline; "
                     "numbers are not comparable with the paper's. Use <code>--scale full</code> for those.</p>")
+    if "cpu" in scales:
+        head.append("<p class='meta'>CPU scale: the real data with a small network on a subset of the training "
+                    "images, trained once per variant (no sweep) into the terminal phase; the configuration is "
+                    "comparable with the paper's, test accuracy is not (presets/*-cpu.yaml).</p>")
     if synthetic:
         head.append(f"<p class='banner'><b>Synthetic data</b> ({_e(', '.join(synthetic))}): these results come from "
                     "synthetic files written in the datasets' real on-disk formats, not from the real datasets.</p>")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,14 +31,17 @@ from pathlib import Path
 
 import numpy as np
 
+from mixcollapse.config import model_label, training_label
 from mixcollapse.experiments import (
+    ARCH_TITLES,
+    CPU_ARCHS,
     DATASET_TITLES,
     EXPERIMENTS,
     SCALES,
-    VARIANTS,
     Experiment,
     Panel,
     RunKey,
+    cpu_preset,
     estimate_gpu_hours,
     experiments_runs,
     get_experiment,
@@ -46,6 +50,7 @@ from mixcollapse.experiments import (
     run_config,
     scale_epoch,
     scale_threads,
+    select_datasets,
     sweep_grid,
     trainings,
     trajectory_lams,
@@ -79,6 +84,7 @@ class Context:
     hyper: dict[str, list[str]] = field(default_factory=dict)  # run name -> chosen hyper-parameter overrides
     configs: dict = field(default_factory=dict)  # run name -> its resolved ExperimentConfig at this scale
     sweeps: dict[str, Path] = field(default_factory=dict)  # run name -> its sweep directory (swept runs)
+    overrides: list[str] = field(default_factory=list)  # applied last to every run (e.g. train.threads)
     log: Callable[[str], None] = print
 
     def rel(self, path: str | Path) -> str:
@@ -93,14 +99,15 @@ class Context:
 
 
 def resolve_data(dataset: str, scale: str, data_root: str | Path, out: str | Path, download: bool = False):
-    """Where ``dataset`` is read from at ``scale`` (a fakedata.DataSource); full scale refuses missing data.
+    """Where ``dataset`` is read from at ``scale`` (a fakedata.DataSource); cpu and full scale refuse missing data.
 
-    Tiny scale never downloads: without the real files it writes synthetic files in the real
-    on-disk format to ``<out>/fake-data``. Full scale uses the real files in ``data_root``
-    (downloaded first when ``download``) and raises ValueError with one line when they are missing.
+    Tiny scale never downloads: without the real files (searched as data.locate_files does) it
+    writes synthetic files in the real on-disk format to ``<out>/fake-data``. The cpu and full
+    scales use the real files (full: downloaded first when ``download``) and raise ValueError with
+    one line naming the folders searched and how to install the data when they are missing.
     """
     from mixcollapse.config import DataConfig
-    from mixcollapse.data import SPECS, DataError
+    from mixcollapse.data import DOWNLOAD_HINT, SPECS, DataError
     from mixcollapse.fakedata import ensure_data
 
     root = str(Path(data_root).expanduser().resolve())
@@ -109,16 +116,14 @@ def resolve_data(dataset: str, scale: str, data_root: str | Path, out: str | Pat
         return ensure_data(cfg, allow_fake=True, fake_root=Path(out).resolve() / "fake-data")
     try:
         source = ensure_data(cfg, allow_fake=False)
-    except DataError:
-        spec = SPECS[dataset]
-        raise ValueError(
-            f"--scale full needs the real {spec.title} files, which are missing: expected {root}/{spec.expected}; "
-            f"{spec.how.format(root=root)}; or let torchvision download it on a machine with network access "
-            "(reproduce --download, sweep data.download=true); --scale tiny runs without it"
-        ) from None
+    except DataError as err:
+        hint = "--scale tiny runs without it" if scale == "cpu" else \
+            "or let torchvision download it (--download); --scale tiny runs without it"
+        why = str(err).replace(DOWNLOAD_HINT, "")
+        raise ValueError(f"--scale {scale} needs the real data: {why}; {hint}") from None
     if source.kind == "fake":
-        raise ValueError(f"--scale full needs the real {SPECS[dataset].title} files, but {root} holds synthetic "
-                         "ones (FAKE_DATA.txt); point --data-root at the real data")
+        raise ValueError(f"--scale {scale} needs the real {SPECS[dataset].title} files, but {source.root} holds "
+                         "synthetic ones (FAKE_DATA.txt); point --data-root at the real data")
     return source
 
 
@@ -132,8 +137,11 @@ def data_overrides(source) -> list[str]:
 
 def ensure_runs(keys: Sequence[RunKey], ctx: Context, slots, runner: Runner, prune: bool = False) -> None:
     """Train what ``keys`` need (sweeps first, then the runs reusing a sweep's best) and record the run directories."""
+    late = {ds: data_overrides(src) + ctx.overrides for ds, src in ctx.sources.items()}
+    if ctx.scale == "cpu":
+        _ensure_single_runs(keys, ctx, slots, runner, late)
+        return
     plan = plan_runs(keys)
-    late = {ds: data_overrides(src) for ds, src in ctx.sources.items()}
     jobs, sweeps = [], {}
     for key in plan.swept:
         sweep_dir = ctx.out / "sweeps" / key.name
@@ -177,6 +185,22 @@ def ensure_runs(keys: Sequence[RunKey], ctx: Context, slots, runner: Runner, pru
         raise ValueError(f"run {failed[0].name} failed; see {failed[0].log_path} (a rerun resumes it)")
 
 
+def _ensure_single_runs(keys: Sequence[RunKey], ctx: Context, slots, runner: Runner, late: dict) -> None:
+    """The CPU scale: every run trains once with its recipe's settings, no sweep (``<out>/runs/<run>/cpu``)."""
+    jobs = []
+    for key in keys:
+        cfg = run_config(key, ctx.scale, (), late[key.dataset])
+        base = ctx.out / "runs" / key.name
+        jobs.append(write_job(key.name, cfg, base / "cpu", base / "cpu.yaml", base / "cpu.log", []))
+        ctx.runs[key.name], ctx.hyper[key.name], ctx.configs[key.name] = base / "cpu", [], cfg
+    ctx.log(f"[reproduce] cpu scale: no learning-rate sweep; each of the {len(jobs)} runs trains once with its "
+            "recipe's settings (presets/<arch>-<dataset>-cpu.yaml)")
+    status = run_jobs(jobs, slots, runner, ctx.log)
+    failed = [j for j in jobs if status[j.name]["state"] != "finished"]
+    if failed:
+        raise ValueError(f"run {failed[0].name} failed; see {failed[0].log_path} (a rerun resumes it)")
+
+
 def analysis_overrides(cfg) -> list[str]:
     """Every ``analysis.*`` value of ``cfg`` as overrides (JSON values read back exactly by YAML)."""
     from dataclasses import asdict
@@ -195,20 +219,9 @@ def final_row(run_dir: Path, epoch: int | None = None) -> dict:
 # ---- labels -----------------------------------------------------------------------------------
 
 
-def model_label(cfg) -> str:
-    """WRN-40-10, ViT-B/4, or the tiny model's size."""
-    m = cfg.model
-    if m.name == "wrn":
-        return f"WRN-{m.depth}-{m.width}"
-    if m.name == "vit":
-        if (m.embed_dim, m.vit_depth, m.num_heads) == (768, 12, 12):
-            return f"ViT-B/{m.patch_size}"
-        return f"ViT-{m.embed_dim}d{m.vit_depth}b/{m.patch_size}"
-    return m.name
-
-
 def run_label(key: RunKey, cfg) -> str:
-    return f"{model_label(cfg)} · {DATASET_TITLES[key.dataset]} · {VARIANTS[key.variant].label}"
+    """Model, dataset and what the training was (loss, mixup α, fixed ETF, optimizer), from the run's config."""
+    return f"{model_label(cfg)} · {DATASET_TITLES[key.dataset]} · {training_label(cfg)}"
 
 
 def _pct(x) -> str:
@@ -230,7 +243,7 @@ def analyse_panel(panel: Panel, ctx: Context) -> dict:
     epoch = None
     if panel.checkpoint_epoch is not None:
         epoch = panel.checkpoint_epoch
-        if ctx.scale == "tiny":
+        if ctx.scale != "full":
             epoch = scale_epoch(epoch, run_config(panel.run, "full").train.epochs, cfg.train.epochs)
     checkpoint = find_checkpoint(run_dir, None if epoch is None else f"epoch_{epoch:04d}.pt")
     # The analysis settings of this scale, whatever the run saved (they never change training).
@@ -247,9 +260,9 @@ def analyse_panel(panel: Panel, ctx: Context) -> dict:
         summary = json.loads((out_dir / ANALYSIS_FILE).read_text())
         feats = load_pair_features(out_dir / "features")
     else:
-        # The per-run figures of analyze_run (reliability, measures, ...) at full scale only: seconds each.
+        # The per-run figures of analyze_run (reliability, measures, ...) on real data only: seconds each.
         analysis = analyze_run(run_dir, checkpoint=checkpoint, out_dir=out_dir, overrides=overrides, overwrite=True,
-                               progress=False, draw=ctx.scale == "full")
+                               progress=False, draw=ctx.scale != "tiny")
         summary, feats = analysis.summary, analysis.features
         atomic_write_text(source_file, json.dumps(source))
     classes = [int(c) for c in summary["classes"]]
@@ -275,7 +288,7 @@ def configuration_step(exp: Experiment, ctx: Context) -> dict:
     """Configuration scatters (Figures 1, 2, 7-12): one panel per run/checkpoint/class subset."""
     rows = [[analyse_panel(p, ctx) for p in row] for row in panel_rows(exp, ctx.scale)]
     figure = draw_configuration_grid([[r["panel"] for r in row] for row in rows], ctx.out / "figures" / exp.name,
-                                     f"{exp.name}: {exp.title}")
+                                     _suptitle(exp, ctx))
     return {"figures": [ctx.rel(p) for p in figure], "panels": [r["record"] for row in rows for r in row]}
 
 
@@ -324,7 +337,7 @@ def trajectory_step(exp: Experiment, ctx: Context) -> dict:
                         "class_names": names, "pairs": np.unique(result["pair"], axis=0).tolist(),
                         "files": ctx.rel(where)})
     figure = draw_trajectory_grid([panels[i:i + 2] for i in range(0, len(panels), 2)], ctx.out / "figures" / exp.name,
-                                  f"{exp.name}: {exp.title}")
+                                  _suptitle(exp, ctx))
     return {"figures": [ctx.rel(p) for p in figure], "trajectories": records}
 
 
@@ -343,7 +356,7 @@ def classifier_step(exp: Experiment, ctx: Context) -> dict:
     data_path = ctx.out / "figures" / f"{exp.name}.json"
     data_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(data_path, json.dumps(curves, indent=2))
-    figure = draw_classifier_curves(curves, ctx.out / "figures" / exp.name, f"{exp.name}: {exp.title}")
+    figure = draw_classifier_curves(curves, ctx.out / "figures" / exp.name, _suptitle(exp, ctx))
     final = {k: {"norm_cv": c["norm_cv"][-1] if c["norm_cv"] else None,
                  "cos_std": c["cos_std"][-1] if c["cos_std"] else None} for k, c in curves.items()}
     return {"figures": [ctx.rel(p) for p in figure], "curves": ctx.rel(data_path), "final": final}
@@ -354,7 +367,6 @@ def classifier_step(exp: Experiment, ctx: Context) -> dict:
 
 def table_step(exp: Experiment, ctx: Context) -> dict:
     """Tables 1 and 2: the final-epoch metric of each run beside the paper's value; printed and saved."""
-    from mixcollapse.experiments import ARCH_TITLES
 
     t = exp.table
     scale = 100.0 if t.percent else 1.0
@@ -376,10 +388,19 @@ def table_step(exp: Experiment, ctx: Context) -> dict:
             cells.append({"run": key.name, "arch": arch, "dataset": dataset, "variant": variant,
                           "measured": measured, "paper": paper})
         rows.append(line)
-    files = write_table(ctx.out / "tables" / exp.name, header, rows, t.caption, ctx.scale)
-    ctx.log(format_table(header, rows, f"{t.caption} ({ctx.scale} scale)"))
-    return {"tables": [{"caption": t.caption, "metric": t.metric, "percent": t.percent, "header": header,
+    caption = f"{t.caption} Measured at {scale_note(ctx, exp.runs)}."
+    files = write_table(ctx.out / "tables" / exp.name, header, rows, caption, ctx.scale)
+    ctx.log(format_table(header, rows, caption))
+    return {"tables": [{"caption": caption, "metric": t.metric, "percent": t.percent, "header": header,
                         "rows": rows, "cells": cells, "files": [ctx.rel(f) for f in files]}]}
+
+
+def _suptitle(exp: Experiment, ctx: Context) -> str:
+    """The experiment's title (the paper's model names only at full scale) over the scale and data line."""
+    title = exp.title
+    if ctx.scale != "full":
+        title = re.sub(r"\b(WRN|WideResNet)-40-10\b", "WRN", title).replace("ViT-B/4", "ViT")
+    return f"{exp.name}: {title}\n{scale_note(ctx, exp.runs)}"
 
 
 def format_table(header: list[str], rows: list[list], caption: str = "") -> str:
@@ -400,7 +421,7 @@ def write_table(stem: Path, header: list[str], rows: list[list], caption: str, s
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows([header, *rows])
     cell = lambda v: "–" if v is None else str(v)  # noqa: E731
-    md = [f"{caption} Scale: {scale}.", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    md = [caption, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     out = []
     for suffix, text in ((".csv", buf.getvalue()),
@@ -429,6 +450,8 @@ def reproduce(
     scale: str = "full",
     out: str | Path = "reproduce_out",
     data_root: str | Path = "data",
+    datasets: Sequence[str] | None = None,
+    threads: int | None = None,
     gpus: str | Sequence[str] | None = "auto",
     nproc_per_node: int = 1,
     download: bool = False,
@@ -440,45 +463,99 @@ def reproduce(
 ) -> list[dict]:
     """Reproduce experiment ``name`` (or ``all``) into ``out``; return the manifests written.
 
-    Shared runs are trained once per ``out``. ``prune_checkpoints``: delete the checkpoints of sweep
-    runs as soon as they can no longer be chosen (their metrics stay; docs/reproduce.md: disk space).
-    ``runner`` overrides how training jobs start (see :mod:`mixcollapse.sweep`); by default it
-    follows ``launcher`` and the GPUs.
+    ``datasets`` limits the experiments to those datasets (experiments.select_datasets: one drawn on
+    CIFAR10 alone moves to the first of them). ``threads`` sets every run's torch threads (e.g. 1
+    for two commands side by side on two cores). Shared runs are trained once per ``out``.
+    ``prune_checkpoints``: delete the checkpoints of sweep runs as soon as they can no longer be
+    chosen (their metrics stay; docs/reproduce.md: disk space). ``runner`` overrides how training
+    jobs start (see :mod:`mixcollapse.sweep`); by default it follows ``launcher`` and the GPUs.
     """
     if scale not in SCALES:
         raise ValueError(f"--scale {scale} is not one of: {', '.join(SCALES)}")
     names = list(EXPERIMENTS) if name == "all" else [get_experiment(name).name]
+    exps = select_experiments(names, datasets, scale, log)
     out = Path(out)
-    keys = experiments_runs(names)
-    datasets = list(dict.fromkeys(k.dataset for k in keys))
-    ctx = Context(out=out, scale=scale, log=log)
-    for ds in datasets:  # before anything trains: full scale refuses missing data here
+    keys = list(dict.fromkeys(k for e in exps for k in e.runs))
+    datasets_used = list(dict.fromkeys(k.dataset for k in keys))
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads {threads} must be >= 1")
+    ctx = Context(out=out, scale=scale, log=log, overrides=[] if threads is None else [f"train.threads={threads}"])
+    if scale == "cpu":
+        for key in keys:
+            cpu_preset(key.preset)  # a dataset without a CPU recipe stops here, before its data is searched
+    for ds in datasets_used:  # before anything trains: cpu and full scale refuse missing data here
         ctx.sources[ds] = resolve_data(ds, scale, data_root, out, download)
     if scale == "full" and not allow_cpu:
         import torch
 
         if not torch.cuda.is_available():
             hours = estimate_gpu_hours(names)
-            raise ValueError(f"--scale full trains for about {hours:.0f} A100-hours and no GPU is visible; use a GPU "
-                             "machine, --scale tiny for a CPU check, or --allow-cpu to insist")
+            raise ValueError(f"--scale full trains for about {hours:.0f} A100-hours and no GPU is visible; on this "
+                             "machine use --scale cpu --datasets fashionmnist (real data, at most 20 minutes per run "
+                             "on 2 cores), --scale tiny for a minutes-long smoke test, or --allow-cpu to insist")
     slots = make_slots(parse_gpus(gpus), nproc_per_node)
     runner = runner or pick_runner(launcher, slots)
     with scale_threads(scale):
-        return _reproduce(names, keys, datasets, ctx, slots, runner, prune_checkpoints)
+        return _reproduce(exps, keys, datasets_used, ctx, slots, runner, prune_checkpoints)
 
 
-def _reproduce(names, keys, datasets, ctx: Context, slots, runner: Runner, prune: bool) -> list[dict]:
+def select_experiments(names: Sequence[str], datasets: Sequence[str] | None, scale: str,
+                       log: Callable[[str], None] = print) -> list[Experiment]:
+    """The named experiments limited to ``datasets`` and, at cpu scale, to the architectures with a CPU recipe.
+
+    A single experiment with nothing left is an error; within ``all`` it is skipped with one line.
+    """
+    archs = CPU_ARCHS if scale == "cpu" else None
+    out = []
+    for n in names:
+        try:
+            out.append(select_datasets(get_experiment(n), datasets, archs))
+        except ValueError as err:
+            why = str(err)
+            if archs is not None:
+                why += (f" at --scale cpu: only {', '.join(a.upper() for a in archs)} has a CPU recipe (no ViT "
+                        "recipe was measured to reach the terminal phase in 20 minutes on 2 cores); use --scale tiny "
+                        "or full for the others")
+            if len(names) == 1:
+                raise ValueError(why) from None
+            log(f"[reproduce] skipping {why}")
+    if not out:
+        raise ValueError("no experiment has anything to draw with these --datasets at this scale")
+    return out
+
+
+def scale_note(ctx: Context, keys: Sequence[RunKey]) -> str:
+    """One line for titles and captions: the scale and the data of ``keys``' runs (real or synthetic, sizes)."""
+    from mixcollapse.data import SPECS
+
+    cfgs = [ctx.configs[k.name] for k in keys if k.name in ctx.configs]
+    sources = [ctx.sources[d] for d in dict.fromkeys(k.dataset for k in keys) if d in ctx.sources]
+    data = []
+    for src in sources:
+        ds = next(k.dataset for k in keys if ctx.sources.get(k.dataset) is src)
+        title = SPECS[ds].title if ds in SPECS else ds
+        kind = "SYNTHETIC files, not the real data" if src.kind == "fake" else "real data"
+        limits = {c.data.train_limit for c in cfgs if c.data.name == ds}
+        size = f"first {min(limits):,} training images of " if limits and None not in limits else ""
+        data.append(f"{size}{title} ({kind})")
+    models = ", ".join(dict.fromkeys(model_label(c) for c in cfgs))
+    epochs = "/".join(str(e) for e in sorted({c.train.epochs for c in cfgs}))
+    what = {"full": "full scale (Appendix B.1)", "cpu": "CPU scale (one run per variant, no sweep)",
+            "tiny": "TINY scale: a smoke test, not the paper's result"}[ctx.scale]
+    return f"{what} · {models}, {epochs} epochs · {'; '.join(data)}"
+
+
+def _reproduce(exps: list[Experiment], keys, datasets, ctx: Context, slots, runner: Runner, prune: bool) -> list[dict]:
     out, log = ctx.out, ctx.log
     out.mkdir(parents=True, exist_ok=True)
-    log(f"[reproduce] {', '.join(names)} at {ctx.scale} scale into {out}")
+    log(f"[reproduce] {', '.join(e.name for e in exps)} at {ctx.scale} scale into {out}")
     for ds in datasets:
         log(f"[reproduce] data {ctx.sources[ds].describe(ds)}")
     tic = time.perf_counter()
     ensure_runs(keys, ctx, slots, runner, prune)
     train_seconds = time.perf_counter() - tic
     manifests = []
-    for exp_name in names:
-        exp = EXPERIMENTS[exp_name]
+    for exp in exps:
         tic = time.perf_counter()
         log(f"[reproduce] {exp.name}: {exp.title}")
         result = STEPS[exp.step](exp, ctx)
@@ -502,7 +579,7 @@ def write_manifest(exp: Experiment, ctx: Context, result: dict, train_seconds: f
                           ctx.sweeps else None,
                           "epochs": row.get("epoch"), "test_accuracy": row.get("test_accuracy"),
                           "test_ece": row.get("test_ece")}
-    reserved = {"name", "title", "expected", "step", "scale", "data", "synthetic", "runs"}
+    reserved = {"name", "title", "expected", "step", "scale", "scale_note", "data", "synthetic", "runs"}
     assert not reserved & set(result), f"step result overwrites {reserved & set(result)}"
     manifest = {
         "name": exp.name,
@@ -510,6 +587,7 @@ def write_manifest(exp: Experiment, ctx: Context, result: dict, train_seconds: f
         "expected": exp.expected,
         "step": exp.step,
         "scale": ctx.scale,
+        "scale_note": scale_note(ctx, exp.runs),
         "data": {ds: ctx.sources[ds].describe(ds) for ds in synthetic},
         "synthetic": any(synthetic.values()),
         "runs": runs,
@@ -560,10 +638,11 @@ def list_experiments() -> str:
 
 
 def _finish(fig, suptitle: str) -> None:
-    """Tight layout that leaves room for the suptitle (about half an inch)."""
+    """Tight layout that leaves room for the suptitle (about a third of an inch per line)."""
     if suptitle:
         fig.suptitle(suptitle, fontsize=11)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight() if suptitle else 1))
+    room = 0.12 + 0.3 * (suptitle.count("\n") + 1) if suptitle else 0.0
+    fig.tight_layout(rect=(0, 0, 1, 1 - room / fig.get_figheight()))
 
 
 def draw_configuration_grid(rows: list[list[dict]], stem: Path, suptitle: str = "") -> list[Path]:
@@ -631,7 +710,6 @@ def draw_classifier_curves(curves: dict[str, dict], stem: Path, suptitle: str = 
     """Figure 5's four panels: norm CV and cosine std against epoch, for WRN and for ViT, one line per dataset."""
     import matplotlib.pyplot as plt
 
-    from mixcollapse.experiments import ARCH_TITLES
     from mixcollapse.plots import save_figure
 
     fig, axes = plt.subplots(1, 4, figsize=(19, 3.9))

@@ -284,7 +284,10 @@ def _train(
         truncate_metrics(run_dir, start)  # drop epochs after the checkpoint: they are trained again
     if main:
         what = f"resuming after epoch {start}" if start else "starting"
-        print(f"[train] {what}: {cfg.name} -> {run_dir} on {device} x{world}", flush=True)
+        how = f"{'bf16 autocast' if t.amp == 'bf16' else 'float32'}{', channels_last' if t.channels_last else ''}"
+        if device.type == "cpu":
+            how += f", {torch.get_num_threads()} torch thread{'s' if torch.get_num_threads() > 1 else ''}"
+        print(f"[train] {what}: {cfg.name} -> {run_dir} on {device} x{world} ({how})", flush=True)
     if start >= t.epochs:
         return run_dir
 

@@ -197,3 +197,37 @@ def test_float32_inputs_and_empty_groups():
 def test_lambda_bins():
     lam = torch.tensor([0.0, 0.099, 0.1, 0.5, 0.999, 1.0], dtype=F64)
     assert lambda_bin_index(lam, 10).tolist() == [0, 0, 1, 5, 9, 9]
+
+
+def test_logit_position_is_lambda_for_logits_on_the_mixed_target():
+    """An MSE network that fits lam e_a + (1 - lam) e_b has logit position (z_a - z_b + 1) / 2 = lam exactly."""
+    C, d, N = 5, 7, 400
+    lam, a, b, same, gen = _pairs(N, C, seed=11, same_fraction=0.0)
+    logits = mixup_targets(lam, a, b, C)
+    H = torch.randn(N, d, generator=gen, dtype=F64)
+    W = torch.randn(C, d, generator=gen, dtype=F64)
+    assert _stream(W, None, H, logits, lam, a, b, same, [N])["logit_position_mae"] < 1e-12
+    # The mean of the targets of lam and 1 - lam is (e_a + e_b) / 2 whatever lam is: s = 1/2.
+    shifted = (logits + mixup_targets(1 - lam, a, b, C)) / 2
+    out = _stream(W, None, H, shifted, lam, a, b, same, [N])
+    assert out["logit_position_mae"] == pytest.approx((0.5 - lam).abs().mean().item(), abs=1e-12)
+
+
+def test_channel_middle_density_ratio_tells_crowding_from_even_spacing():
+    C, d, N = 3, 4, 20000
+    gen = torch.Generator().manual_seed(5)
+    centres = torch.randn(C, d, generator=gen, dtype=F64)
+    lam, a, b, same, _ = _pairs(N, C, seed=6, same_fraction=0.0)
+    W = torch.randn(C, d, generator=gen, dtype=F64)
+
+    def ratio(t: torch.Tensor) -> float:
+        H = t.unsqueeze(1) * centres[a] + (1 - t).unsqueeze(1) * centres[b]
+        return _stream(W, None, H, None, lam, a, b, same, [N], centres=centres)["channel_middle_density_ratio"]
+
+    assert ratio(lam) == pytest.approx(1.0, abs=0.08)  # t = lam uniform: as dense in the middle as at the ends
+    # A logit gap log(lam / (1 - lam)) mapped linearly onto the segment, gap +-6 at the ends (Figure 1's picture):
+    crowded = (torch.log(lam / (1 - lam)).clamp(-6, 6) / 6 + 1) / 2
+    t = crowded.numpy()
+    by_hand = np.sum((t >= 0.4) & (t <= 0.6)) / (np.sum(t <= 0.2) + np.sum(t >= 0.8)) * 2
+    assert ratio(crowded) == pytest.approx(by_hand, rel=1e-12)
+    assert ratio(crowded) > 3

@@ -278,3 +278,37 @@ def test_analysis_benchmark_runs_end_to_end_on_a_small_run():
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "overhead within each measured run" in proc.stdout and "median anon" in proc.stdout
+
+
+def test_cosine_in_the_classifier_plane_and_the_energy_outside_it():
+    """h = w_a + v with v outside span{w_0, w_1, w_2}: the figure's plane shows h at w_a (cosine 1 in the span)
+    while the full-space cosine is ||w_a|| / ||h||, and the energy outside is ||v||^2 / ||h||^2; by hand."""
+    gen = torch.Generator().manual_seed(0)
+    C_, d = 5, 8
+    W = torch.randn(C_, d, generator=gen, dtype=torch.float64)
+    rows = W[[0, 1, 2]]
+    Q = torch.linalg.qr(rows.T).Q  # (d, 3) basis of the plane's span
+    v = torch.randn(6, d, generator=gen, dtype=torch.float64)
+    v -= (v @ Q) @ Q.T  # outside the span (but not outside W's span: rows 3, 4 remain)
+    a = torch.tensor([0, 1, 2, 0, 1, 2])
+    b = torch.tensor([0, 1, 2, 1, 2, 0])  # three same-class pairs, three different-class pairs
+    H = W[a] + v
+    H[3:] = 0.5 * (W[a[3:]] + W[b[3:]]) + v[3:]
+    lam = np.full(6, 0.5)
+    pairs = PairSet(np.arange(6), np.arange(6), lam, a.numpy(), b.numpy())
+    measure = PairMeasures(ConfigurationAccumulator(W), W, None, 1e-4, span_rows=rows)
+    measure({"features": H, "logits": H @ W.T, "pairs": pairs})
+    out = measure.compute()
+    assert out["same_cos_in_span"] == pytest.approx(1.0, abs=1e-12)
+    in_plane = H - v
+    assert out["offspan_energy"] == pytest.approx(((v**2).sum() / (H**2).sum()).item(), rel=1e-12)
+    full_cos = ((H[:3] * W[a[:3]]).sum(1) / (H[:3].norm(dim=1) * W[a[:3]].norm(dim=1))).mean().item()
+    assert full_cos < 0.99 and (in_plane[:3] - W[a[:3]]).abs().max() < 1e-12
+    # Tilting a same-class feature inside the plane lowers the in-span cosine to the plane's own cosine.
+    tilt = H.clone()
+    tilt[0] = W[0] + 0.3 * W[1] + v[0]
+    measure = PairMeasures(ConfigurationAccumulator(W), W, None, 1e-4, span_rows=rows)
+    measure({"features": tilt, "logits": tilt @ W.T, "pairs": pairs})
+    p = W[0] + 0.3 * W[1]
+    expected = (2 + (p @ W[0] / (p.norm() * W[0].norm())).item()) / 3
+    assert measure.compute()["same_cos_in_span"] == pytest.approx(expected, rel=1e-12)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
+import os
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +14,7 @@ import torch
 import torchvision
 
 from mixcollapse.config import DataConfig
-from mixcollapse.data import FASHIONMNIST_MEAN, FASHIONMNIST_STD, build_datasets, train_labels
+from mixcollapse.data import FASHIONMNIST_MEAN, FASHIONMNIST_STD, build_datasets, read_idx, train_labels
 from mixcollapse.fakedata import write_fake_fashionmnist
 
 RAW = "FashionMNIST/raw"
@@ -65,10 +68,96 @@ def test_subset_limit_and_train_labels(root):
     np.testing.assert_array_equal(np.array([9, 5, 0])[train_labels(b)], original)
 
 
-def test_distributed_gz_files_are_decompressed(tmp_path):
+def test_distributed_gz_files_are_read_in_place(tmp_path):
     write_fake_fashionmnist(tmp_path, n_train=20, n_test=10, compress=True)
-    assert not (tmp_path / RAW / "train-images-idx3-ubyte").exists()
+    before = sorted(p.name for p in (tmp_path / RAW).iterdir())
     b = build_datasets(DataConfig(name="fashionmnist", root=str(tmp_path), download=False))
     assert len(b.train) == 20 and len(b.test) == 10
+    assert sorted(p.name for p in (tmp_path / RAW).iterdir()) == before  # nothing decompressed next to them
     with gzip.open(tmp_path / RAW / "train-labels-idx1-ubyte.gz") as f:
-        assert f.read() == (tmp_path / RAW / "train-labels-idx1-ubyte").read_bytes()
+        assert f.read()[8:] == bytes(train_labels(b).astype(np.uint8))
+
+
+def test_read_idx_equals_torchvisions_reader(tmp_path):
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+
+    plain = write_fake_fashionmnist(tmp_path / "plain", n_train=30, n_test=10)
+    packed = write_fake_fashionmnist(tmp_path / "packed", n_train=30, n_test=10, compress=True)
+    for name, reference in (("train-images-idx3-ubyte", read_image_file), ("t10k-labels-idx1-ubyte", read_label_file)):
+        expected = reference(str(plain / name)).numpy()
+        np.testing.assert_array_equal(read_idx(plain / name), expected)
+        np.testing.assert_array_equal(read_idx(packed / f"{name}.gz"), expected)
+
+
+def test_samples_are_bitwise_torchvisions(root):
+    """The in-memory images give exactly what torchvision's FashionMNIST + ToTensor + Normalize gives."""
+    from torchvision import transforms as T
+
+    tv = torchvision.datasets.FashionMNIST(root, train=True, download=False, transform=T.Compose(
+        [T.ToTensor(), T.Normalize(FASHIONMNIST_MEAN, FASHIONMNIST_STD)]))
+    b = build_datasets(DataConfig(name="fashionmnist", root=root, download=False))
+    for i in range(len(tv)):
+        assert torch.equal(b.train[i][0], tv[i][0]) and b.train[i][1] == tv[i][1]
+
+
+def test_flat_layout_of_the_distribution(tmp_path):
+    """The four .gz files side by side in one folder (the original download, Debian's package)."""
+    folder = write_fake_fashionmnist(tmp_path / "tv", n_train=20, n_test=10, compress=True)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for f in folder.iterdir():
+        (flat / f.name).write_bytes(f.read_bytes())
+    b = build_datasets(DataConfig(name="fashionmnist", root=str(flat), download=False))
+    assert (len(b.train), len(b.test), b.source) == (20, 10, str(flat))
+
+
+def test_search_order_root_then_environment_then_system(tmp_path, monkeypatch):
+    from mixcollapse import data
+
+    env, system, root = (write_fake_fashionmnist(tmp_path / n, n_train=n_train, n_test=10).parents[1]
+                         for n, n_train in (("env", 30), ("system", 40), ("root", 50)))
+    spec = data.SPECS["fashionmnist"]
+    monkeypatch.setitem(data.SPECS, "fashionmnist", dataclasses.replace(spec, system_dirs=(str(system),)))
+    cfg = DataConfig(name="fashionmnist", root=str(tmp_path / "nothing-here"), download=False)
+    assert len(build_datasets(cfg).train) == 40  # only the system folder has it
+    monkeypatch.setenv(data.DATA_ENV, str(env))
+    assert len(build_datasets(cfg).train) == 30  # the environment comes before the system folder
+    cfg.root = str(root)
+    assert len(build_datasets(cfg).train) == 50  # an explicit root comes first
+    assert data.search_roots(spec, cfg.root)[:2] == [root, env]
+
+
+def test_missing_everywhere_names_each_folder_and_the_install_command(tmp_path, monkeypatch):
+    from mixcollapse import data
+
+    system = tmp_path / "usr-share"
+    spec = data.SPECS["fashionmnist"]
+    monkeypatch.setitem(data.SPECS, "fashionmnist", dataclasses.replace(spec, system_dirs=(str(system),)))
+    monkeypatch.setenv(data.DATA_ENV, str(tmp_path / "env"))
+    with pytest.raises(data.DataError) as info:
+        build_datasets(DataConfig(name="fashionmnist", root=str(tmp_path / "root"), download=False))
+    message = str(info.value)
+    assert "\n" not in message and "apt-get install dataset-fashion-mnist" in message
+    for folder in ("root", "env", "usr-share"):
+        assert f"{tmp_path / folder}/FashionMNIST/raw, {tmp_path / folder}" in message  # both layouts
+    assert "data.download=true" in message  # advised only because download is off here
+
+
+def test_real_fashionmnist_through_the_loader(real_fashionmnist, monkeypatch):
+    """The real files of Debian's package, read where they are (a read-only system folder): nothing written."""
+    from mixcollapse import data
+
+    before = sorted(os.listdir(real_fashionmnist))
+    b = build_datasets(DataConfig(name="fashionmnist", root=real_fashionmnist, download=False))
+    assert (len(b.train), len(b.test), b.num_classes, b.synthetic) == (60000, 10000, 10, False)
+    assert np.bincount(train_labels(b)).tolist() == [6000] * 10  # the real set is balanced
+    assert train_labels(b)[:5].tolist() == [9, 0, 0, 3, 0]  # its first labels: ankle boot, T-shirt, ...
+    assert b.class_names[9] == "Ankle boot" and b.source == real_fashionmnist
+    x = torch.stack([b.train[i][0] for i in range(1000)])
+    raw_mean = (x * FASHIONMNIST_STD[0] + FASHIONMNIST_MEAN[0]).mean().item()
+    assert abs(raw_mean - FASHIONMNIST_MEAN[0]) < 0.01  # the published mean pixel, 0.2860
+    assert sorted(os.listdir(real_fashionmnist)) == before
+    # Found from anywhere, through the system folder, when data.root holds nothing.
+    monkeypatch.setitem(data.SPECS, "fashionmnist",
+                        dataclasses.replace(data.SPECS["fashionmnist"], system_dirs=(real_fashionmnist,)))
+    assert data.locate_files(DataConfig(name="fashionmnist", root="/nonexistent")) == Path(real_fashionmnist)

@@ -21,6 +21,7 @@ from mixcollapse.experiments import (
     run_config,
     run_key,
     scale_epoch,
+    select_datasets,
     sweep_grid,
     trainings,
 )
@@ -174,7 +175,7 @@ def test_full_scale_refuses_missing_data_before_training(tmp_path):
         reproduce("fig7", scale="full", out=out, data_root=tmp_path / "nodata", log=lambda s: None)
     message = str(info.value)
     assert "\n" not in message
-    assert "--scale full needs the real CIFAR10 files" in message
+    assert "--scale full needs the real data: CIFAR10 data not found" in message
     assert "cifar-10-batches-py" in message and "tar xzf" in message
     assert not (out / "sweeps").exists() and not (out / "runs").exists()
 
@@ -228,3 +229,87 @@ def test_cli_errors_are_one_sentence(tmp_path):
         with pytest.raises(error, match=fragment) as info:
             args.func(args)
         assert "\n" not in str(info.value)
+
+
+def test_datasets_filter_multi_dataset_experiments():
+    fig1 = select_datasets(get_experiment("fig1"), ["fashionmnist"])
+    assert [p.run.name for row in fig1.panels for p in row] == ["wrn-fashionmnist-mixup", "vit-fashionmnist-mixup"]
+    assert fig1.title.endswith("(here: WRN and ViT × FashionMNIST)")
+    fig1 = select_datasets(get_experiment("fig1"), ["fashionmnist"], archs=("wrn",))
+    assert [k.name for k in fig1.runs] == ["wrn-fashionmnist-mixup"]
+    assert fig1.title.endswith("(here: WRN × FashionMNIST)")
+    table1 = select_datasets(get_experiment("table1"), ["fashionmnist", "cifar100"], archs=("wrn",))
+    assert table1.table.rows == (("wrn", "fashionmnist"), ("wrn", "cifar100"))
+    assert select_datasets(get_experiment("fig1"), None) == get_experiment("fig1")
+
+
+def test_datasets_move_single_dataset_experiments():
+    """Figure 2 is drawn on CIFAR10 alone: --datasets fashionmnist draws the same panels on FashionMNIST."""
+    fig2 = select_datasets(get_experiment("fig2"), ["fashionmnist"])
+    assert [k.name for k in fig2.runs] == ["wrn-fashionmnist-baseline", "wrn-fashionmnist-mse",
+                                           "wrn-fashionmnist-mixup"]
+    assert "FashionMNIST" in fig2.title and "CIFAR10" not in fig2.title
+    fig10 = select_datasets(get_experiment("fig10"), ["fashionmnist"])
+    assert [p.checkpoint_epoch for row in fig10.panels for p in row] == [100, 300, 500]
+    table2 = select_datasets(get_experiment("table2"), ["fashionmnist"])
+    assert table2.table.rows == (("wrn", "fashionmnist"), ("vit", "fashionmnist"))
+    assert "Drawn here on FashionMNIST" in table2.table.caption
+    with pytest.raises(ValueError, match="nothing to draw"):
+        select_datasets(get_experiment("fig12"), ["fashionmnist"], archs=("wrn",))  # a ViT experiment
+    with pytest.raises(ValueError, match="expected names from"):
+        select_datasets(get_experiment("fig1"), ["mnist"])
+
+
+def test_cpu_scale_is_the_measured_recipe():
+    """--scale cpu: the preset wrn-fashionmnist-cpu (real data, WRN-10-2, 2,000 images, 300 epochs), the
+    variants on top, Figure 10's epochs at the same fractions, and no sweep."""
+    from mixcollapse.experiments import cpu_bf16_supported
+
+    mixup = run_config(run_key("wrn-fashionmnist-mixup"), "cpu")
+    assert (mixup.model.depth, mixup.model.width, mixup.data.train_limit, mixup.train.epochs) == (10, 2, 2000, 300)
+    assert mixup.data.name == "fashionmnist" and mixup.data.num_workers == 0 and mixup.train.threads >= 1
+    assert mixup.train.amp == ("bf16" if cpu_bf16_supported() else "none") and mixup.train.channels_last
+    assert mixup.train.checkpoint_epochs == [scale_epoch(e, 500, 300) for e in (100, 300, 500)]
+    assert run_config(run_key("wrn-fashionmnist-mse"), "cpu").train.loss == "mse"
+    assert run_config(run_key("wrn-fashionmnist-etf"), "cpu").model.fixed_etf
+    assert run_config(run_key("wrn-fashionmnist-baseline"), "cpu").mixup.alpha == 0
+    with pytest.raises(ValueError, match="no recipe for wrn-cifar10"):
+        run_config(run_key("wrn-cifar10-mixup"), "cpu")
+    with pytest.raises(ValueError, match="no sweep"):
+        sweep_grid("wrn", "cpu")
+
+
+def test_cpu_scale_without_native_bf16_trains_in_float32(monkeypatch):
+    from mixcollapse import experiments
+
+    monkeypatch.setattr(experiments, "cpu_bf16_supported", lambda: False)
+    assert run_config(run_key("wrn-fashionmnist-mixup"), "cpu").train.amp == "none"
+    monkeypatch.setattr(experiments, "cpu_bf16_supported", lambda: True)
+    assert run_config(run_key("wrn-fashionmnist-mixup"), "cpu").train.amp == "bf16"
+
+
+def test_cpu_scale_refuses_missing_data_in_one_line(tmp_path, capsys):
+    from mixcollapse import cli
+
+    code = cli.main(["reproduce", "fig1", "--scale", "cpu", "--datasets", "fashionmnist", "--data-root",
+                     str(tmp_path / "none"), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err
+    assert "apt-get install dataset-fashion-mnist" in err and str(tmp_path / "none") in err
+    assert "data.download=true" not in err or "data.download is false" in err
+    assert not (tmp_path / "o" / "runs").exists()
+
+
+def test_cpu_scale_names_what_has_no_recipe(tmp_path):
+    with pytest.raises(ValueError, match="only WRN has a CPU recipe"):
+        reproduce("fig12", scale="cpu", datasets=["fashionmnist"], out=tmp_path, log=lambda s: None)
+    with pytest.raises(ValueError, match="no recipe for wrn-cifar10"):
+        reproduce("fig7", scale="cpu", out=tmp_path, data_root=tmp_path, log=lambda s: None)
+
+
+def test_cli_datasets_argument(capsys):
+    from mixcollapse import cli
+
+    with pytest.raises(SystemExit) as info:
+        cli.main(["reproduce", "fig1", "--datasets", "fashion"])
+    assert info.value.code == 2 and "expected a comma-separated list" in capsys.readouterr().err

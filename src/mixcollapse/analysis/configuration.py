@@ -18,6 +18,14 @@ Definitions used below (per sample; z the logits, p = softmax(z), O = classes ot
   (e.g. class means of unmixed training features, or ``same_class_means`` of an earlier run):
   t = 0 at c_b, 1 at c_a, and t = lam for linear interpolation of the centres (the MSE picture of
   Figure 2). off_channel_distance = ||h - (c_b + t (c_a - c_b))|| / ||c_a - c_b||.
+* logit position s = (z_a - z_b + 1) / 2: where the logits sit between the two classes' one-hot
+  targets (s = 1 at e_a, 0 at e_b, measured along e_a - e_b). An MSE-trained network regresses its
+  logits onto the mixed target lam e_a + (1 - lam) e_b, so s = lam there (logit_position_mae =
+  Avg |s - lam|); for cross-entropy the logits are unbounded and p_a is the measure instead.
+* channel_middle_density_ratio = (different-class pairs with t in [0.4, 0.6]) / (the mean count of
+  the two end fifths, t in [0, 0.2] and [0.8, 1]): 1 for points spread evenly along the segment
+  (linear interpolation, as MSE gives), > 1 when they crowd the middle of the channel (Figure 1:
+  "the density of different-class mixup points increases as lambda approaches 0.5").
 * lambda bins: M equal-width bins, bin k = [k/M, (k+1)/M) (floor(lam M)), lam = 1 in the last.
 """
 
@@ -33,13 +41,18 @@ F64 = torch.float64
 
 # Rows of the per-lambda-bin sums.
 _SAME_ROWS = ("count", "cos", "cos_sq", "norm", "norm_sq")
-_DIFF_ROWS = ("count", "lam", "p_a", "p_a_sq", "abs_err", "mass", "other_std", "other_gap")
-_CHAN_ROWS = ("count", "t", "t_sq", "abs_err", "off")
+_DIFF_ROWS = ("count", "lam", "p_a", "p_a_sq", "abs_err", "mass", "other_std", "other_gap", "logit_pos_err")
+_CHAN_ROWS = ("count", "t", "t_sq", "abs_err", "off", "middle", "ends")
 
 
 def lambda_bin_index(lam: Tensor, n_bins: int) -> Tensor:
     """Index of lam's equal-width bin on [0, 1]: floor(lam * n_bins), with lam = 1 in the last bin."""
     return (lam * n_bins).floor().long().clamp(0, n_bins - 1)
+
+
+def _in(t: Tensor, lo: float, hi: float) -> Tensor:
+    """1.0 where lo <= t <= hi, else 0.0."""
+    return ((t >= lo) & (t <= hi)).to(t.dtype)
 
 
 def ufm_distance(H: Tensor, H_opt: Tensor) -> float:
@@ -94,6 +107,7 @@ def _per_sample(
         "mass": p_a + p_b,
         "other_std": std_o,
         "other_gap": torch.maximum(z_a, z_b) - mean_o,
+        "logit_position": (z_a - z_b + 1.0) / 2.0,
     }
     if centres is not None:
         c_a, c_b = centres[a], centres[b]
@@ -175,7 +189,8 @@ class ConfigurationAccumulator:
         S = torch.stack([one, q["cos"], q["cos"] ** 2, q["norm"], q["norm"] ** 2])
         self.same.index_add_(1, idx, torch.where(same, S, 0.0))
         D = torch.stack(
-            [one, lam, q["p_a"], q["p_a"] ** 2, (q["p_a"] - lam).abs(), q["mass"], q["other_std"], q["other_gap"]]
+            [one, lam, q["p_a"], q["p_a"] ** 2, (q["p_a"] - lam).abs(), q["mass"], q["other_std"], q["other_gap"],
+             (q["logit_position"] - lam).abs()]
         )
         self.diff.index_add_(1, idx, torch.where(diff, D, 0.0))
         self.class_sums.index_add_(0, a, torch.where(same.unsqueeze(1), H, 0.0))
@@ -184,7 +199,8 @@ class ConfigurationAccumulator:
         if self.centres is not None:
             t = q["t"]
             ok = diff & torch.isfinite(t) & torch.isfinite(q["off"])
-            T = torch.stack([one, t, t**2, (t - lam).abs(), q["off"]])
+            ends = _in(t, 0.0, 0.2) + _in(t, 0.8, 1.0)
+            T = torch.stack([one, t, t**2, (t - lam).abs(), q["off"], _in(t, 0.4, 0.6), ends])
             self.chan.index_add_(1, idx, torch.where(ok, T, 0.0))
             lo, hi = self.position_range
             k = ((t - lo) / (hi - lo) * self.n_position_bins).floor().nan_to_num(0.0)
@@ -264,6 +280,7 @@ def _finalize(
             "diff_count": int(n_d),
             "pair_prob_mae": diff[4].sum() / n_d if n_d > 0 else nan,
             "pair_mass": diff[5].sum() / n_d if n_d > 0 else nan,
+            "logit_position_mae": diff[8].sum() / n_d if n_d > 0 else nan,
             "other_logit_spread": diff[6].sum() / diff[7].sum() if n_d > 0 and num_classes >= 3 else nan,
             "diff_counts_by_lambda": diff[0].astype(np.int64),
             "lambda_mean_by_lambda": m[1],
@@ -294,6 +311,7 @@ def _finalize(
                 "position_hist_density": hist[1:-1] / (total * (hi - lo) / n_pos) if total > 0 else hist[1:-1] * nan,
                 "position_underflow": int(hist[0]),
                 "position_overflow": int(hist[-1]),
+                "channel_middle_density_ratio": 2 * chan[5].sum() / chan[6].sum() if chan[6].sum() > 0 else nan,
             }
         )
 
@@ -335,12 +353,14 @@ def configuration_metrics_dense(
     over filled bins of the per-bin mean cosine), same_norm_lambda_cv (std / mean over filled bins
     of the per-bin mean norm ||h||);
     different-class: diff_count, pair_prob_mae = Avg |p_a - lam|, pair_mass = Avg (p_a + p_b),
+    logit_position_mae = Avg |(z_a - z_b + 1) / 2 - lam| (the MSE measure),
     other_logit_spread (module docstring), diff_counts_by_lambda, lambda_mean_by_lambda,
     pair_prob_by_lambda, pair_prob_std_by_lambda;
     with centres: channel_count, channel_position_mean, channel_position_mae = Avg |t - lam|,
     off_channel_distance, channel_position_by_lambda, channel_position_std_by_lambda,
     position_hist_edges, position_hist_counts, position_hist_density (integrates to the fraction
-    of samples inside position_range), position_underflow, position_overflow;
+    of samples inside position_range), position_underflow, position_overflow,
+    channel_middle_density_ratio (module docstring);
     with H_opt: ufm_scale, ufm_distance (``ufm_distance`` over all pairs);
     same_class_means (C, d) tensor, NaN rows for classes without same-class pairs.
     """
@@ -380,14 +400,17 @@ def configuration_metrics_dense(
         std_o = float(zo.std(correction=0)) if others else 0.0
         gap = float(max(z[i, ai], z[i, bi]) - zo.mean())
         p_a = float(P[i, ai])
-        diff_sums[:, idx[i]] += [1.0, li, p_a, p_a**2, abs(p_a - li), p_a + float(P[i, bi]), std_o, gap]
+        s_pos = float(z[i, ai] - z[i, bi] + 1.0) / 2.0
+        diff_sums[:, idx[i]] += [1.0, li, p_a, p_a**2, abs(p_a - li), p_a + float(P[i, bi]), std_o, gap,
+                                 abs(s_pos - li)]
         if centres is not None:
             c_a, c_b = centres[ai].to(dev, F64), centres[bi].to(dev, F64)
             seg = c_a - c_b
             t = float((H[i] - c_b) @ seg / (seg @ seg))
             off = float((H[i] - c_b - t * seg).norm() / seg.norm())
             if math.isfinite(t) and math.isfinite(off):
-                chan_sums[:, idx[i]] += [1.0, t, t**2, abs(t - li), off]
+                ends = float(0 <= t <= 0.2) + float(0.8 <= t <= 1)
+                chan_sums[:, idx[i]] += [1.0, t, t**2, abs(t - li), off, float(0.4 <= t <= 0.6), ends]
                 lo, hi = position_range
                 k = math.floor((t - lo) / (hi - lo) * n_position_bins)
                 hist[min(max(k, -1), n_position_bins) + 1] += 1

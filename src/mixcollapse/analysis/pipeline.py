@@ -89,7 +89,7 @@ from mixcollapse.analysis.interactive import configuration_html
 from mixcollapse.analysis.neural_collapse import measure_neural_collapse
 from mixcollapse.analysis.projection import project_classifier, projection_matrix
 from mixcollapse.checkpoint import find_checkpoint, load_model
-from mixcollapse.config import AnalysisConfig, apply_overrides
+from mixcollapse.config import AnalysisConfig, apply_overrides, model_label, training_label
 from mixcollapse.data import build_datasets
 from mixcollapse.dist import pick_device
 from mixcollapse.mixup import choose_classes, mixup_targets, pair_chunks, pair_count
@@ -110,12 +110,24 @@ CHUNK_BYTES = 4 << 20  # float64 bytes per chunk when re-reading features from d
 
 # Top-level scalars of analysis.json: the headline of each section (``mixcollapse analyze`` prints them).
 HEADLINE = {
-    "configuration": ("pair_prob_mae", "pair_mass", "other_logit_spread", "same_cos_mean", "same_cos_lambda_spread",
-                      "channel_position_mae", "off_channel_distance", "ufm_distance"),
+    "configuration": ("pair_prob_mae", "pair_mass", "other_logit_spread", "same_cos_mean", "same_cos_in_span",
+                      "offspan_energy", "same_cos_lambda_spread", "logit_position_mae", "channel_position_mae",
+                      "channel_middle_density_ratio", "off_channel_distance", "ufm_distance"),
     "neural_collapse": ("nc1", "nc2_norm_cv", "nc2_etf_distance", "nc3", "nc4_agreement"),
     "calibration": ("test_accuracy", "ece", "mce"),
     "test_pairs": ("test_pair_confidence", "test_pair_error"),
     "classifier": ("classifier_norm_cv", "classifier_cos_std", "classifier_etf_distance"),
+}
+
+
+# Which headline measures mean something for which training loss (README: "Which measure for which loss").
+# Softmax probabilities and the UFM (a cross-entropy model) say nothing about an MSE network, whose logits
+# regress onto the mixed target; the geometry of the features applies to both.
+MEASURES_BY_LOSS = {
+    "ce": ("pair_prob_mae", "pair_mass", "other_logit_spread", "same_cos_mean", "same_cos_in_span", "offspan_energy",
+           "channel_middle_density_ratio", "ufm_distance"),
+    "mse": ("logit_position_mae", "channel_position_mae", "off_channel_distance", "same_cos_mean", "same_cos_in_span",
+            "offspan_energy", "channel_middle_density_ratio"),
 }
 
 
@@ -211,10 +223,16 @@ class PairMeasures:
     theirs); ``solver=None`` skips the UFM distance. ``center`` (d,), optional, is subtracted from
     the features first (the pipeline passes the global mean of the unmixed training features);
     the logits are used as given.
+
+    ``span_rows`` (k, d), optional: the classifier rows of the analysed classes, whose span is the
+    plane of Appendix B.2's figure. Then ``same_cos_in_span`` = Avg over same-class pairs of
+    cos(P h, w_a), P the projector onto that span (the cosine the figure shows), and
+    ``offspan_energy`` = sum ||h - P h||^2 / sum ||h||^2 over all pairs (the share of the features
+    that the figure does not show).
     """
 
     def __init__(self, acc: ConfigurationAccumulator, W: Tensor, solver: Callable | None, weight_decay: float,
-                 center: Tensor | None = None, buffer_rows: int | None = None):
+                 center: Tensor | None = None, buffer_rows: int | None = None, span_rows: Tensor | None = None):
         # default: at most 4096 rows and 32 MB per float64 (rows, d) array
         if buffer_rows is None:
             buffer_rows = min(4096, max(512, (1 << 22) // W.shape[1]))
@@ -229,6 +247,10 @@ class PairMeasures:
         _, S, Vh = torch.linalg.svd(self.W, full_matrices=False)
         self._span = Vh[S > S.max() * max(self.W.shape) * eps].T
         self._sums = torch.zeros(2, dtype=torch.float64, device=self.W.device)  # ||H||^2, ||H in span||^2
+        self._rows_basis = None  # orthonormal (d, k) basis of span(span_rows)
+        if span_rows is not None:
+            self._rows_basis = torch.linalg.qr(span_rows.detach().to(self.W.device, torch.float64).T).Q
+        self._plane = torch.zeros(4, dtype=torch.float64, device=self.W.device)  # sum cos, same count, off, total
 
     def __call__(self, batch: dict) -> None:
         pairs, H = batch["pairs"], batch["features"]
@@ -250,12 +272,25 @@ class PairMeasures:
             H = H.to(torch.float64) - self.center.to(H.device, torch.float64)
         H64 = H.to(torch.float64)
         self._sums += torch.stack([(H64 * H64).sum(), ((H64 @ self._span.to(H.device)) ** 2).sum()]).to(self._sums)
+        if self._rows_basis is not None:
+            self._plane += self._plane_sums(H64, a, a == b).to(self._plane)
         H_opt = None
         if self.solver is not None:
             Y = mixup_targets(lam, a, b, self.W.shape[0])
             unique, inverse = torch.unique(Y, dim=0, return_inverse=True)
             H_opt = self.solver(self.W_given.to(H.device), unique, self.weight_decay)[inverse].to(torch.float64)
         self.acc.accumulate(H, logits, lam, a, b, a == b, H_opt=H_opt)
+
+    def _plane_sums(self, H: Tensor, a: Tensor, same: Tensor) -> Tensor:
+        """[sum of cos(P h, w_a) over same-class rows, their count, sum ||h - P h||^2, sum ||h||^2]."""
+        Q = self._rows_basis.to(H.device)
+        h_sq = (H * H).sum(1)
+        in_sq = ((H @ Q) ** 2).sum(1)
+        w_a = self.W.to(H.device)[a]
+        # <P h, w_a> = <h, w_a> because w_a lies in the span.
+        cos = (H * w_a).sum(1) / (in_sq.sqrt() * w_a.norm(dim=1)).clamp_min(torch.finfo(torch.float64).tiny)
+        return torch.stack([torch.where(same, cos, 0.0).sum(), same.sum().to(H.dtype),
+                            (h_sq - in_sq).clamp_min(0).sum(), h_sq.sum()])
 
     def compute(self) -> dict[str, float]:
         """classifier_span_energy = ||H P||^2 / ||H||^2 (P: projector onto W's row space, where the UFM
@@ -265,7 +300,12 @@ class PairMeasures:
         h_sq, span_sq = self._sums.tolist()
         dot, opt_sq = self.acc.ufm[0].item(), self.acc.ufm[1].item()
         in_span = math.sqrt(max(span_sq - dot**2 / opt_sq, 0.0) / span_sq) if opt_sq > 0 and span_sq > 0 else math.nan
-        return {"classifier_span_energy": span_sq / h_sq if h_sq > 0 else math.nan, "ufm_distance_in_span": in_span}
+        out = {"classifier_span_energy": span_sq / h_sq if h_sq > 0 else math.nan, "ufm_distance_in_span": in_span}
+        if self._rows_basis is not None:
+            cos_sum, n_same, off, total = self._plane.tolist()
+            out["same_cos_in_span"] = cos_sum / n_same if n_same > 0 else math.nan
+            out["offspan_energy"] = off / total if total > 0 else math.nan
+        return out
 
 
 def _project(features_file: Path, rows: np.ndarray, out_file: Path) -> np.ndarray:
@@ -429,7 +469,7 @@ def measure_model(
     bias = model.classifier.bias
     acc = ConfigurationAccumulator(W, None if bias is None else bias.detach(), centres=nc.means - nc.global_mean)
     extra = {"bn_mode": bn["pairs"], "recalibrate_batches": bn["recalibrate_batches"]} if batchnorm else {}
-    measure = PairMeasures(acc, W, solver, weight_decay, center=nc.global_mean)
+    measure = PairMeasures(acc, W, solver, weight_decay, center=nc.global_mean, span_rows=W[classes])
     try:
         feats = extract_pair_features(
             pair_net, train_dataset, pairs, out_dir / "features", bn_mode=pair_mode, train_batches=batches,
@@ -603,12 +643,15 @@ def analyze_run(
     rows = None
     if run_dir.is_dir() and (run_dir / "metrics.jsonl").exists():
         rows = [r for r in read_metrics(run_dir) if "classifier_norm_cv" in r] or None
-    label = f"{cfg.model.name} · {cfg.data.name} · α={cfg.mixup.alpha:g}"
+    data = f"{plain.name} (SYNTHETIC files)" if plain.synthetic else plain.name
+    label = f"{model_label(cfg)} · {data} · {training_label(cfg)}"
     result = measure_model(
         model, plain.train, plain.test, out_dir=out_dir, settings=a, alpha=cfg.mixup.alpha,
         class_names=plain.class_names, mix_batches=batches, metrics_rows=rows,
         checkpoint_epoch=_checkpoint_epoch(ckpt_path), title=label,
-        meta={"run_dir": str(run_dir), "checkpoint": str(ckpt_path), "dataset": cfg.data.name},
+        meta={"run_dir": str(run_dir), "checkpoint": str(ckpt_path), "dataset": cfg.data.name,
+              "data_source": plain.source, "synthetic_data": plain.synthetic, "training": training_label(cfg),
+              "loss": cfg.train.loss, "measures_for_this_loss": list(MEASURES_BY_LOSS[cfg.train.loss])},
         device=torch_device, num_workers=cfg.data.num_workers, draw=draw, overwrite=True, progress=progress,
     )
     return result

@@ -1,0 +1,60 @@
+"""The CPU scale on the real FashionMNIST, end to end, with the recipe shortened to seconds (slow)."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import pytest
+import yaml
+
+from mixcollapse import config, experiments
+from mixcollapse.reproduce import reproduce
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def short_recipe(tmp_path, monkeypatch):
+    """The presets, with wrn-fashionmnist-cpu cut to 2 epochs on 256 images (everything else as shipped)."""
+    presets = tmp_path / "presets"
+    shutil.copytree(config.PRESET_DIR, presets)
+    path = presets / "wrn-fashionmnist-cpu.yaml"
+    recipe = yaml.safe_load(path.read_text())
+    recipe["data"]["train_limit"] = 256
+    recipe["data"]["test_limit"] = 256
+    recipe["train"].update(epochs=2, eval_every=1, checkpoint_every=0, checkpoint_epochs=[1, 2])
+    recipe["analysis"].update(pairs_per_class_pair=20, test_pairs=64, recalibrate_batches=2)
+    path.write_text(yaml.safe_dump(recipe))
+    monkeypatch.setattr(config, "PRESET_DIR", presets)
+    monkeypatch.setattr(experiments, "PRESET_DIR", presets)
+    return recipe
+
+
+def test_fig2_on_real_fashionmnist(tmp_path, real_fashionmnist, short_recipe):
+    lines: list[str] = []
+    out = tmp_path / "out"
+    (manifest,) = reproduce("fig2", scale="cpu", datasets=["fashionmnist"], out=out, data_root=real_fashionmnist,
+                            threads=1, log=lines.append)
+    assert manifest["scale"] == "cpu" and not manifest["synthetic"]
+    assert sorted(manifest["runs"]) == ["wrn-fashionmnist-baseline", "wrn-fashionmnist-mixup", "wrn-fashionmnist-mse"]
+    assert "CPU scale" in manifest["scale_note"] and "real data" in manifest["scale_note"]
+    assert "first 256 training images of FashionMNIST" in manifest["scale_note"]
+    assert any("no learning-rate sweep" in line for line in lines)
+    titles = {p["run"]: p for p in manifest["panels"]}
+    assert set(titles) == set(manifest["runs"])
+    for run in manifest["runs"]:
+        analysis = json.loads(next((out / "analysis" / run).glob("last*/analysis.json")).read_text())
+        for key in ("same_cos_in_span", "offspan_energy", "pair_prob_mae", "pair_mass", "ufm_distance",
+                    "logit_position_mae", "channel_middle_density_ratio"):
+            assert analysis[key] is not None and math.isfinite(analysis[key]), (run, key)
+        assert 0 <= analysis["offspan_energy"] <= 1 and -1 <= analysis["same_cos_in_span"] <= 1
+        saved = yaml.safe_load((out / "runs" / run / "cpu" / "config.yaml").read_text())
+        assert saved["data"]["root"] == real_fashionmnist and saved["train"]["threads"] == 1
+    assert (out / "figures" / "fig2.png").is_file()
+    # A second call trains nothing and reuses the analyses.
+    lines.clear()
+    reproduce("fig2", scale="cpu", datasets=["fashionmnist"], out=out, data_root=real_fashionmnist, threads=1,
+              log=lines.append)
+    assert any("3 of 3 runs already finished" in line for line in lines), lines
