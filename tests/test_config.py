@@ -17,6 +17,11 @@ def test_int_is_accepted_where_a_float_is_expected():
     assert load_config(None, ["train.lr=1"]).train.lr == 1.0
 
 
+def test_exponent_without_a_dot_is_a_number():
+    """YAML 1.1 reads 5e-4 as a string; a float field takes it as the number it looks like."""
+    assert load_config(None, ["train.weight_decay=5e-4"]).train.weight_decay == 5e-4
+
+
 def test_round_trip_through_dict_and_yaml():
     import yaml
 
@@ -30,6 +35,9 @@ def test_round_trip_through_dict_and_yaml():
     [
         ("train.lrr=0.1", "unknown config key 'train.lrr'"),
         ("train.lr=fast", "train.lr: expected a number"),
+        ("train.lr=.nan", "train.lr: expected a finite number"),
+        ("mixup.alpha=.inf", "mixup.alpha: expected a finite number"),
+        ("train.weight_decay=nan", "train.weight_decay: expected a finite number"),
         ("mixup.alpha=-1", "mixup.alpha=-1.0 must be >= 0"),
         ("data.name=imagenet", "data.name='imagenet' is not one of"),
         ("analysis.classes=[0,1,12]", "index 12 out of range"),

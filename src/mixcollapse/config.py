@@ -9,6 +9,7 @@ directory and inside every checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -161,8 +162,15 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         return [_check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
     if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads 5e-4 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{where}: expected a number, got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):

@@ -24,6 +24,7 @@ import csv
 import io
 import json
 import re
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -638,11 +639,20 @@ def list_experiments() -> str:
 
 
 def _finish(fig, suptitle: str) -> None:
-    """Tight layout that leaves room for the suptitle (about a third of an inch per line)."""
-    if suptitle:
-        fig.suptitle(suptitle, fontsize=11)
-    room = 0.12 + 0.3 * (suptitle.count("\n") + 1) if suptitle else 0.0
-    fig.tight_layout(rect=(0, 0, 1, 1 - room / fig.get_figheight()))
+    """Tight layout, then the suptitle just above the highest panel (its title and colour bars included).
+
+    Placed after the layout rather than reserved as a margin: panels of equal aspect do not fill
+    their slots, and a fixed margin left a gap between the suptitle and a single panel. The figures
+    are saved with a tight bounding box, so the space above the suptitle is cropped.
+    """
+    fig.tight_layout()
+    if not suptitle:
+        return
+    width = max(40, int(fig.get_figwidth() * 12.5))  # characters at 11 pt: the title must not widen the figure
+    suptitle = "\n".join(textwrap.fill(line, width) for line in suptitle.splitlines())
+    renderer = fig.canvas.get_renderer()
+    top = max(ax.get_tightbbox(renderer).y1 for ax in fig.axes if ax.get_visible() and ax.axison) / fig.bbox.height
+    fig.suptitle(suptitle, fontsize=11, y=top + 0.08 / fig.get_figheight(), va="bottom")
 
 
 def draw_configuration_grid(rows: list[list[dict]], stem: Path, suptitle: str = "") -> list[Path]:

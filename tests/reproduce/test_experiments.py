@@ -270,7 +270,10 @@ def test_cpu_scale_is_the_measured_recipe():
     assert mixup.data.name == "fashionmnist" and mixup.data.num_workers == 0 and mixup.train.threads >= 1
     assert mixup.train.amp == ("bf16" if cpu_bf16_supported() else "none") and mixup.train.channels_last
     assert mixup.train.checkpoint_epochs == [scale_epoch(e, 500, 300) for e in (100, 300, 500)]
-    assert run_config(run_key("wrn-fashionmnist-mse"), "cpu").train.loss == "mse"
+    mse = run_config(run_key("wrn-fashionmnist-mse"), "cpu")
+    assert mse.train.loss == "mse" and mse.train.lr == 5 * mixup.train.lr  # the step size CE's recipe takes
+    assert run_config(run_key("wrn-fashionmnist-mse"), "full").train.lr == run_config(
+        run_key("wrn-fashionmnist-mixup"), "full").train.lr  # at full scale the sweep chooses
     assert run_config(run_key("wrn-fashionmnist-etf"), "cpu").model.fixed_etf
     assert run_config(run_key("wrn-fashionmnist-baseline"), "cpu").mixup.alpha == 0
     with pytest.raises(ValueError, match="no recipe for wrn-cifar10"):
