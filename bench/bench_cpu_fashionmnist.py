@@ -16,8 +16,10 @@ measured numbers beside the targets of the CPU recipe (presets/wrn-fashionmnist-
 * every run: the classifier's distance to a simplex ETF falls over training (Figure 5);
 * test accuracy and ECE of each run beside Table 1 / Table 2 (no target).
 
-Wall times are the runs' own (training only, from metrics.jsonl) and the whole command's. It is a
-benchmark, not a test: it reports what it measures, reached or not.
+Wall times are the runs' own (training only, from metrics.jsonl, with their thread counts) and the
+whole command's; the 20-minute budget per run is for a quiet machine with one thread per core
+(``--threads 1`` runs two benchmarks' worth of runs side by side, each slower). It is a benchmark,
+not a test: it reports what it measures, reached or not.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import os
 import platform
 import time
 from pathlib import Path
+
+import yaml
 
 from mixcollapse.experiments import TABLE1, available_cores, cpu_bf16_supported
 from mixcollapse.reproduce import reproduce
@@ -45,8 +49,10 @@ FIG1_FIG8_BUDGET_S = 60 * 60
 def run_numbers(out: Path, variant: str) -> dict:
     """The analysis headline, training accuracy and wall time of the run ``wrn-fashionmnist-<variant>``."""
     name = f"wrn-fashionmnist-{variant}"
-    analysis = json.loads(next((out / "analysis" / name).glob("last*/analysis.json")).read_text())
-    rows = read_metrics(out / "runs" / name / "cpu")
+    analysis = json.loads((out / "analysis" / name / "last" / "analysis.json").read_text())
+    run_dir = out / "runs" / name / "cpu"
+    rows = read_metrics(run_dir)
+    threads = yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["threads"]
     etf = [r["classifier_etf_distance"] for r in rows]
     numbers = {k: analysis.get(k) for k in KEYS}
     numbers.update(
@@ -55,6 +61,7 @@ def run_numbers(out: Path, variant: str) -> dict:
         test_ece=rows[-1]["test_ece"],
         epochs=len(rows),
         train_seconds=round(sum(r["epoch_seconds"] for r in rows), 1),
+        threads=threads,
         classifier_etf_distance_first=etf[0],
         classifier_etf_distance_last=etf[-1],
         classifier_etf_distance_ratio=etf[-1] / etf[0],
@@ -84,24 +91,36 @@ def targets(runs: dict) -> dict:
         "etf_ufm_distance_below_mixup": check(etf["ufm_distance"], mix["ufm_distance"], "<"),
     }
     for variant in RUNS:
-        out[f"{variant}_classifier_etf_distance_falls"] = check(runs[variant]["classifier_etf_distance_ratio"], 1.0,
-                                                                "<")
-        out[f"{variant}_train_seconds"] = check(runs[variant]["train_seconds"], RUN_BUDGET_S, "<=")
+        if variant != "etf":  # a fixed ETF classifier is at distance 0 throughout: nothing to converge
+            out[f"{variant}_classifier_etf_distance_falls"] = check(runs[variant]["classifier_etf_distance_ratio"],
+                                                                    1.0, "<")
     return out
 
 
-def main() -> None:
+def timing(runs: dict) -> dict:
+    """Each run's training time as it was trained, with its thread count (the 20-minute budget is for a quiet
+    machine with one thread per core; runs trained side by side with one thread each take longer)."""
+    out = {}
+    for v, r in runs.items():
+        out[v] = {"train_seconds": r["train_seconds"], "threads": r["threads"], "budget_seconds": RUN_BUDGET_S,
+                  "within_budget": r["train_seconds"] <= RUN_BUDGET_S}
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="bench_out/cpu-fashionmnist", help="reproduce output directory (shared runs)")
     parser.add_argument("--data-root", default="data", help="where FashionMNIST lives (then the usual search)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per run (default: one per core)")
     parser.add_argument("--json", default=None, help="numbers file (default: OUT/bench_cpu_fashionmnist.json)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     out = Path(args.out)
     tic = time.perf_counter()
     seconds = {}
     for name in EXPERIMENTS:
         start = time.perf_counter()
-        reproduce(name, scale="cpu", datasets=["fashionmnist"], out=out, data_root=args.data_root)
+        reproduce(name, scale="cpu", datasets=["fashionmnist"], out=out, data_root=args.data_root,
+                  threads=args.threads)
         seconds[name] = round(time.perf_counter() - start, 1)
     runs = {v: run_numbers(out, v) for v in RUNS}
     fig1_fig8 = runs["mixup"]["train_seconds"] + runs["baseline"]["train_seconds"] + \
@@ -111,6 +130,7 @@ def main() -> None:
                     "processor": platform.processor() or platform.machine()},
         "runs": runs,
         "targets": targets(runs),
+        "timing": timing(runs),
         "fig1_fig8_seconds": {"measured": round(fig1_fig8, 1), "target": f"<= {FIG1_FIG8_BUDGET_S}",
                               "met": fig1_fig8 <= FIG1_FIG8_BUDGET_S,
                               "what": "training + analysis of the mixup and baseline runs"},
@@ -127,8 +147,9 @@ def main() -> None:
         print(f"{'met   ' if t['met'] else 'MISSED'} {key}: {shown} (target {t['target']})")
     for v, r in runs.items():
         print(f"{v:>8}: test accuracy {100 * r['test_accuracy']:.2f}%, ECE {r['test_ece']:.4f}, "
-              f"train {r['train_seconds']:.0f} s over {r['epochs']} epochs")
+              f"train {r['train_seconds']:.0f} s over {r['epochs']} epochs with {r['threads']} thread(s)")
     print(f"numbers: {path}")
+    return result
 
 
 if __name__ == "__main__":

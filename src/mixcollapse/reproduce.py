@@ -401,6 +401,13 @@ def _suptitle(exp: Experiment, ctx: Context) -> str:
     title = exp.title
     if ctx.scale != "full":
         title = re.sub(r"\b(WRN|WideResNet)-40-10\b", "WRN", title).replace("ViT-B/4", "ViT")
+        kept = [p for row in exp.panels for p in row if p.checkpoint_epoch is not None and p.run.name in ctx.configs]
+        if kept:  # Figure 10's epochs at this scale: the same fractions of training
+            full, here = run_config(kept[0].run, "full").train.epochs, ctx.configs[kept[0].run.name].train.epochs
+            listed = ", ".join(str(scale_epoch(p.checkpoint_epoch, full, here)) for p in kept)
+            paper = ", ".join(str(p.checkpoint_epoch) for p in kept)
+            title = re.sub(r"at epochs [\d, and]+\d", f"at epochs {listed} of {here} (the paper: {paper} of {full})",
+                           title)
     return f"{exp.name}: {title}\n{scale_note(ctx, exp.runs)}"
 
 
@@ -717,13 +724,16 @@ def draw_trajectory_grid(rows: list[list[dict]], stem: Path, suptitle: str = "")
 
 
 def draw_classifier_curves(curves: dict[str, dict], stem: Path, suptitle: str = "") -> list[Path]:
-    """Figure 5's four panels: norm CV and cosine std against epoch, for WRN and for ViT, one line per dataset."""
+    """Figure 5's panels: norm CV and cosine std against epoch, for WRN and for ViT (those present), one line per
+    dataset."""
     import matplotlib.pyplot as plt
 
     from mixcollapse.plots import save_figure
 
-    fig, axes = plt.subplots(1, 4, figsize=(19, 3.9))
-    panels = [(arch, what) for arch in ("wrn", "vit") for what in ("norm_cv", "cos_std")]
+    archs = [a for a in ("wrn", "vit") if any(c["arch"] == a for c in curves.values())] or ["wrn", "vit"]
+    fig, axes = plt.subplots(1, 2 * len(archs), figsize=(4.75 * 2 * len(archs), 3.9), squeeze=False)
+    axes = axes[0]
+    panels = [(arch, what) for arch in archs for what in ("norm_cv", "cos_std")]
     labels = {"norm_cv": "Std(‖w_i‖) / Avg(‖w_i‖)", "cos_std": "Std of cos(w_i, w_j), i ≠ j"}
     for ax, (arch, what) in zip(axes, panels, strict=False):
         models = []
@@ -734,7 +744,8 @@ def draw_classifier_curves(curves: dict[str, dict], stem: Path, suptitle: str = 
         ax.set_title(f"{', '.join(dict.fromkeys(models)) or ARCH_TITLES[arch]}: {labels[what]}", fontsize=9)
         ax.set_xlabel("epoch")
         ax.set_ylim(bottom=0)
-        ax.legend(fontsize=7)
+        if models:
+            ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     _finish(fig, suptitle)
     return save_figure(fig, stem)

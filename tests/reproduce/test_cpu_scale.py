@@ -45,7 +45,7 @@ def test_fig2_on_real_fashionmnist(tmp_path, real_fashionmnist, short_recipe):
     titles = {p["run"]: p for p in manifest["panels"]}
     assert set(titles) == set(manifest["runs"])
     for run in manifest["runs"]:
-        analysis = json.loads(next((out / "analysis" / run).glob("last*/analysis.json")).read_text())
+        analysis = json.loads((out / "analysis" / run / "last" / "analysis.json").read_text())
         for key in ("same_cos_in_span", "offspan_energy", "pair_prob_mae", "pair_mass", "ufm_distance",
                     "logit_position_mae", "channel_middle_density_ratio"):
             assert analysis[key] is not None and math.isfinite(analysis[key]), (run, key)
@@ -58,3 +58,23 @@ def test_fig2_on_real_fashionmnist(tmp_path, real_fashionmnist, short_recipe):
     reproduce("fig2", scale="cpu", datasets=["fashionmnist"], out=out, data_root=real_fashionmnist, threads=1,
               log=lines.append)
     assert any("3 of 3 runs already finished" in line for line in lines), lines
+
+
+def test_the_cpu_benchmark_writes_every_target(tmp_path, real_fashionmnist, short_recipe):
+    """bench/bench_cpu_fashionmnist.py end to end on the shortened recipe (it measures; this only keeps it running)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "bench_cpu_fashionmnist.py"
+    spec = importlib.util.spec_from_file_location("bench_cpu_fashionmnist", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = bench.main(["--out", str(tmp_path / "out"), "--data-root", real_fashionmnist, "--threads", "1"])
+    saved = json.loads((tmp_path / "out" / "bench_cpu_fashionmnist.json").read_text())
+    assert saved["targets"].keys() == result["targets"].keys()
+    for key in ("baseline_train_accuracy_unmixed", "mixup_pair_prob_mae", "mixup_pair_mass", "mixup_same_cos_in_span",
+                "mixup_channel_middle_density_ratio", "mse_channel_position_mae", "etf_ufm_distance_below_mixup",
+                "mixup_classifier_etf_distance_falls"):
+        assert isinstance(saved["targets"][key]["met"], bool) and saved["targets"][key]["measured"] is not None
+    assert set(saved["runs"]) == {"mixup", "baseline", "mse", "etf"}
+    assert saved["table1_paper"] == {"baseline": 95.10, "mixup": 94.21}

@@ -316,3 +316,22 @@ def test_cli_datasets_argument(capsys):
     with pytest.raises(SystemExit) as info:
         cli.main(["reproduce", "fig1", "--datasets", "fashion"])
     assert info.value.code == 2 and "expected a comma-separated list" in capsys.readouterr().err
+
+
+def test_titles_name_what_is_drawn_at_smaller_scales():
+    """Figure 10's title names the epochs drawn, and the paper's model names stay at full scale."""
+    from pathlib import Path
+
+    from mixcollapse.reproduce import Context, _suptitle
+
+    fig10 = select_datasets(get_experiment("fig10"), ["fashionmnist"], archs=("wrn",))
+    key = fig10.runs[0]
+    for scale, listed in (("cpu", "60, 180, 300 of 300"), ("tiny", "1, 2, 3 of 3")):
+        ctx = Context(out=Path("."), scale=scale)
+        ctx.configs[key.name] = run_config(key, scale)
+        title = _suptitle(fig10, ctx)
+        assert f"at epochs {listed} (the paper: 100, 300, 500 of 500)" in title
+        assert "WRN-40-10" not in title and "WRN on FashionMNIST" in title
+    ctx = Context(out=Path("."), scale="full")
+    ctx.configs[key.name] = run_config(key, "full")
+    assert "WRN-40-10 on FashionMNIST at epochs 100, 300 and 500" in _suptitle(fig10, ctx)
