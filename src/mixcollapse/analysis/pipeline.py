@@ -595,6 +595,16 @@ def _draw(fig_dir: Path, xy, feats: PairFeatures, rows, classes, names, title, b
     return {k: [str(p) for p in v] for k, v in out.items()}
 
 
+def describe_data(bundle, cfg) -> str:
+    """``FashionMNIST (real data, first 2,000 training images)``, ``CIFAR10 (SYNTHETIC files, ...)``: for titles."""
+    kind = "SYNTHETIC files, not the real data" if bundle.synthetic else \
+        "embedded" if bundle.name == "digits" else "real data"
+    title = {"fashionmnist": "FashionMNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}.get(bundle.name, bundle.name)
+    if cfg.data.train_limit is not None:
+        kind += f", first {len(bundle.train):,} training images"
+    return f"{title} ({kind})"
+
+
 def _checkpoint_epoch(path: Path) -> int | None:
     try:  # mmap: reads the small entries, not the weights
         return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"])
@@ -643,8 +653,7 @@ def analyze_run(
     rows = None
     if run_dir.is_dir() and (run_dir / "metrics.jsonl").exists():
         rows = [r for r in read_metrics(run_dir) if "classifier_norm_cv" in r] or None
-    data = f"{plain.name} (SYNTHETIC files)" if plain.synthetic else plain.name
-    label = f"{model_label(cfg)} · {data} · {training_label(cfg)}"
+    label = f"{model_label(cfg)} · {training_label(cfg)}\n{describe_data(plain, cfg)}, {cfg.train.epochs} epochs"
     result = measure_model(
         model, plain.train, plain.test, out_dir=out_dir, settings=a, alpha=cfg.mixup.alpha,
         class_names=plain.class_names, mix_batches=batches, metrics_rows=rows,
