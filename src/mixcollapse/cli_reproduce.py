@@ -51,7 +51,8 @@ def _add_reproduce(sub) -> None:
                         "synthetic files when the data is absent (a smoke test)")
     p.add_argument("--datasets", default=None, type=_dataset_list, metavar="LIST",
                    help="only these datasets, e.g. fashionmnist or fashionmnist,cifar10; an experiment drawn on "
-                        "CIFAR10 alone (fig2, fig7, fig9-12, table2) is drawn on the first of them instead")
+                        "CIFAR10 alone (fig2, fig7, fig9-12, table2) is drawn on the first of them instead; "
+                        "default: all (--scale cpu: those with a CPU recipe)")
     p.add_argument("--data-root", default="data",
                    help="where the datasets live (default: data; then $MIXCOLLAPSE_DATA, then the system folder "
                         "of Debian's dataset-fashion-mnist)")

@@ -458,6 +458,11 @@ def cpu_preset(preset: str | Path) -> str:
     return name
 
 
+def cpu_datasets(archs: tuple[str, ...] = CPU_ARCHS) -> list[str]:
+    """The datasets with a CPU-scale recipe for one of ``archs`` (presets ``<arch>-<dataset>-cpu.yaml``)."""
+    return [d for d in DATASETS if any((PRESET_DIR / f"{a}-{d}-cpu.yaml").is_file() for a in archs)]
+
+
 def cpu_overrides(cfg: ExperimentConfig) -> list[str]:
     """CPU-scale settings that depend on the machine: no loader workers (the data is in memory), one torch
     thread per core available (unless the recipe fixes train.threads), bf16 autocast only where the CPU runs

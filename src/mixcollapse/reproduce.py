@@ -42,6 +42,7 @@ from mixcollapse.experiments import (
     Experiment,
     Panel,
     RunKey,
+    cpu_datasets,
     cpu_preset,
     estimate_gpu_hours,
     experiments_runs,
@@ -481,6 +482,9 @@ def reproduce(
     if scale not in SCALES:
         raise ValueError(f"--scale {scale} is not one of: {', '.join(SCALES)}")
     names = list(EXPERIMENTS) if name == "all" else [get_experiment(name).name]
+    if scale == "cpu" and datasets is None:
+        datasets = cpu_datasets()
+        log(f"[reproduce] cpu scale: the datasets with a CPU recipe, {', '.join(datasets)} (--datasets to choose)")
     exps = select_experiments(names, datasets, scale, log)
     out = Path(out)
     keys = list(dict.fromkeys(k for e in exps for k in e.runs))

@@ -307,7 +307,7 @@ def test_cpu_scale_names_what_has_no_recipe(tmp_path):
     with pytest.raises(ValueError, match="only WRN has a CPU recipe"):
         reproduce("fig12", scale="cpu", datasets=["fashionmnist"], out=tmp_path, log=lambda s: None)
     with pytest.raises(ValueError, match="no recipe for wrn-cifar10"):
-        reproduce("fig7", scale="cpu", out=tmp_path, data_root=tmp_path, log=lambda s: None)
+        reproduce("fig7", scale="cpu", datasets=["cifar10"], out=tmp_path, data_root=tmp_path, log=lambda s: None)
 
 
 def test_cli_datasets_argument(capsys):
@@ -335,3 +335,14 @@ def test_titles_name_what_is_drawn_at_smaller_scales():
     ctx = Context(out=Path("."), scale="full")
     ctx.configs[key.name] = run_config(key, "full")
     assert "WRN-40-10 on FashionMNIST at epochs 100, 300 and 500" in _suptitle(fig10, ctx)
+
+
+def test_cpu_scale_defaults_to_the_datasets_with_a_recipe(tmp_path):
+    """`reproduce fig1 --scale cpu` without --datasets draws FashionMNIST (the one recipe) and says so."""
+    from mixcollapse.experiments import cpu_datasets
+
+    assert cpu_datasets() == ["fashionmnist"]
+    lines: list[str] = []
+    with pytest.raises(ValueError, match="needs the real data: FashionMNIST data not found"):
+        reproduce("fig1", scale="cpu", out=tmp_path / "o", data_root=tmp_path / "none", log=lines.append)
+    assert any("datasets with a CPU recipe, fashionmnist" in line for line in lines)
