@@ -541,10 +541,11 @@ def scale_note(ctx: Context, keys: Sequence[RunKey]) -> str:
     from mixcollapse.data import SPECS
 
     cfgs = [ctx.configs[k.name] for k in keys if k.name in ctx.configs]
-    sources = [ctx.sources[d] for d in dict.fromkeys(k.dataset for k in keys) if d in ctx.sources]
     data = []
-    for src in sources:
-        ds = next(k.dataset for k in keys if ctx.sources.get(k.dataset) is src)
+    for ds in dict.fromkeys(k.dataset for k in keys):
+        src = ctx.sources.get(ds)
+        if src is None:
+            continue
         title = SPECS[ds].title if ds in SPECS else ds
         kind = "SYNTHETIC files, not the real data" if src.kind == "fake" else "real data"
         limits = {c.data.train_limit for c in cfgs if c.data.name == ds}
