@@ -123,3 +123,47 @@ def test_corrupt_file_is_a_one_line_data_error(tmp_path):
 def test_bad_class_index_is_a_data_error(root):
     with pytest.raises(DataError, match="0..9"):
         build_datasets(cfg(root, classes=[0, 10]))
+
+
+class _Hostile:
+    """What an attacker pickles: unpickling calls os.system('touch <marker>')."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_hostile_batch_file_runs_nothing(tmp_path):
+    """A pickle named data_batch_1 whose __reduce__ runs a command: refused with one line, the command never runs."""
+    write_fake_cifar10(tmp_path, n_train=20, n_test=10)
+    marker = tmp_path / "pwned"
+    for name in ("data_batch_1", "batches.meta"):
+        with open(tmp_path / "cifar-10-batches-py" / name, "wb") as f:
+            pickle.dump({"data": _Hostile(str(marker)), "labels": [0], "label_names": ["x"]}, f)
+        with pytest.raises(DataError) as info:
+            build_datasets(cfg(str(tmp_path)))
+        assert "refusing to load posix.system" in str(info.value) and "\n" not in str(info.value)
+        assert not marker.exists()
+        write_fake_cifar10(tmp_path, n_train=20, n_test=10)  # the real-format files back
+    pickle.loads(pickle.dumps(_Hostile(str(marker))))  # the same bytes through plain pickle do run it
+    assert marker.exists()
+
+
+def test_the_safe_loader_reads_what_torchvisions_own_loader_reads(root):
+    """torchvision's CIFAR code (md5 checks off) as the reference for every array, label and class name."""
+
+    class Plain10(torchvision.datasets.CIFAR10):
+        train_list = [[n, None] for n, _ in torchvision.datasets.CIFAR10.train_list]
+        test_list = [[n, None] for n, _ in torchvision.datasets.CIFAR10.test_list]
+        meta = {**torchvision.datasets.CIFAR10.meta, "md5": None}
+
+    from mixcollapse.data import CIFAR10Files
+
+    for train in (True, False):
+        ours, ref = CIFAR10Files(root, train=train), Plain10(root, train=train)
+        np.testing.assert_array_equal(ours.data, ref.data)
+        assert ours.targets == ref.targets and ours.classes == ref.classes and ours.class_to_idx == ref.class_to_idx
