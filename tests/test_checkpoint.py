@@ -183,3 +183,17 @@ def test_load_model_does_not_import_the_training_loop(tmp_path, tiny_config):
         [sys.executable, "-c", code, str(tmp_path)], env=env, capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 0, out.stderr
+
+
+def test_a_killed_writes_temp_files_go_when_the_run_starts_again(tmp_path, tiny_config):
+    """kill -9 during a checkpoint write leaves .last.pt.XXXX.tmp; the next start or resume removes it."""
+    from mixcollapse.rundir import checkpoint_dir, prepare_run_dir
+
+    cfg = tiny_config("train.epochs=1")
+    run = prepare_run_dir(tmp_path / "run", cfg)
+    stale = checkpoint_dir(run) / ".last.pt.k3x9q1.tmp"
+    stale.write_bytes(b"\0" * 1000)
+    kept = checkpoint_dir(run) / "epoch_0001.pt"
+    kept.write_bytes(b"not a temp file")
+    prepare_run_dir(run, cfg, resume=True)
+    assert not stale.exists() and kept.exists()

@@ -128,9 +128,22 @@ def prepare_run_dir(run_dir: str | Path, cfg: ExperimentConfig, resume: bool = F
                 f"only {', '.join(f if '.' in f else f + '.*' for f in RESUME_FREE_FIELDS)} may change on resume"
             )
     checkpoint_dir(run_dir).mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(checkpoint_dir(run_dir))
     (run_dir / FIGURES_DIR).mkdir(exist_ok=True)
     atomic_write_text(run_dir / CONFIG_FILE, dump_yaml(cfg))  # on resume: the free fields' new values
     return run_dir
+
+
+def remove_stale_temp_files(folder: str | Path) -> list[Path]:
+    """Delete the temp files of :func:`atomic_write` (``.NAME.XXXX.tmp``) that a killed process left in ``folder``.
+
+    Called when a run starts or resumes, before anything of its own writes there (one process per run
+    directory writes checkpoints), so no temp file of a live write is touched.
+    """
+    stale = [p for p in Path(folder).glob(".*.tmp") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
