@@ -43,6 +43,8 @@ def test_round_trip_through_dict_and_yaml():
         ("analysis.classes=[0,1,12]", "index 12 out of range"),
         ("data.classes=[0,10]", "index 10 out of range"),
         ("train.epochs=0", "train.epochs=0 must be >= 1"),
+        ("data.classes=[1,1,2]", "lists class 1 more than once"),
+        ("data.classes=[3]", "must list at least two class indices"),
         ("model.name=wrn", None),
         ("lr", "must look like section.key=value"),
     ],
@@ -71,3 +73,10 @@ def test_apply_overrides_can_be_limited_to_some_sections():
     with pytest.raises(ConfigError, match="override 'train.lr' is not allowed here .*analysis."):
         apply_overrides(cfg, ["train.lr=0.2"], allowed=("analysis.",))
     assert cfg.train.lr == 0.1  # nothing applied
+
+
+def test_an_empty_preset_file_is_refused(tmp_path):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing but a comment\n")
+    with pytest.raises(ConfigError, match="is empty"):
+        load_config(str(empty))

@@ -251,9 +251,11 @@ def load_config(preset: str | Path | None = None, overrides: list[str] | tuple[s
     if preset is not None:
         path = preset_path(str(preset))
         try:
-            values = yaml.safe_load(path.read_text()) or {}
+            values = yaml.safe_load(path.read_text())
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML ({err})") from None
+        if values is None:
+            raise ConfigError(f"{path} is empty: a preset sets at least one value (see the presets of mixcollapse)")
         _merge(cfg, values)
     apply_overrides(cfg, overrides)
     return cfg
@@ -301,8 +303,11 @@ def validate(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"mixup.alpha={mx.alpha} must be >= 0 (0 turns mixup off: the baseline)")
     num_classes = NUM_CLASSES[d.name]
     if d.classes is not None:
-        if len(d.classes) < 2 or len(set(d.classes)) != len(d.classes):
-            raise ConfigError(f"data.classes={d.classes} must list at least two distinct class indices")
+        twice = sorted({c for c in d.classes if d.classes.count(c) > 1})
+        if twice:
+            raise ConfigError(f"data.classes={d.classes} lists class {twice[0]} more than once; name each class once")
+        if len(d.classes) < 2:
+            raise ConfigError(f"data.classes={d.classes} must list at least two class indices")
         bad = [c for c in d.classes if not 0 <= c < num_classes]
         if bad:
             raise ConfigError(
