@@ -381,7 +381,7 @@ def model_label(cfg: ExperimentConfig) -> str:
 def training_label(cfg: ExperimentConfig) -> str:
     """What distinguishes a run's training, for titles: loss, mixup and alpha, fixed ETF, optimizer.
 
-    ``baseline CE (no mixup)``, ``CE mixup α=1``, ``MSE mixup α=1``, ``CE mixup α=1, fixed ETF classifier``.
+    ``CE baseline (no mixup)``, ``CE mixup α=1``, ``MSE mixup α=1``, ``CE mixup α=1, fixed ETF classifier``.
     """
     t, alpha = cfg.train, cfg.mixup.alpha
     text = f"{t.loss.upper()} " + ("baseline (no mixup)" if alpha == 0 else f"mixup α={alpha:g}")

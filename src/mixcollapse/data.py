@@ -153,8 +153,7 @@ class DiskSpec:
     in_channels: int
     augmentable: bool  # whether cfg.augment (crop + flip) applies
     flat: bool = False  # the files may also lie side by side in the root (basenames only)
-    system_dirs: tuple[str, ...] = ()  # where a package manager installs the dataset
-    install: str = ""  # the command that installs it there
+    system_dirs: tuple[str, ...] = ()  # where a package manager installs the dataset (`how` names the command)
 
 
 _CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -216,7 +215,6 @@ SPECS: dict[str, DiskSpec] = {
         augmentable=False,
         flat=True,
         system_dirs=("/usr/share/datasets/fashion-mnist",),
-        install="apt-get install dataset-fashion-mnist",
     ),
 }
 

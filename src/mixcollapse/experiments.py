@@ -448,19 +448,24 @@ def tiny_overrides(cfg: ExperimentConfig) -> list[str]:
     return out
 
 
+def _cpu_recipe(preset: str | Path) -> Path:
+    """Where the CPU-scale recipe of a full-scale preset lives (``wrn-fashionmnist`` -> ``wrn-fashionmnist-cpu``)."""
+    return PRESET_DIR / f"{Path(str(preset)).stem}-cpu.yaml"
+
+
 def cpu_preset(preset: str | Path) -> str:
     """The CPU-scale recipe of a full-scale preset name (``wrn-fashionmnist`` -> ``wrn-fashionmnist-cpu``)."""
-    name = f"{Path(str(preset)).stem}-cpu"
-    if not (PRESET_DIR / f"{name}.yaml").is_file():
+    path = _cpu_recipe(preset)
+    if not path.is_file():
         known = ", ".join(sorted(p.stem.removesuffix("-cpu") for p in PRESET_DIR.glob("*-cpu.yaml")))
         raise ValueError(f"--scale cpu has no recipe for {Path(str(preset)).stem} (recipes: {known}); "
                          "use --scale tiny for a smoke test or --scale full on a GPU")
-    return name
+    return path.stem
 
 
 def cpu_datasets(archs: tuple[str, ...] = CPU_ARCHS) -> list[str]:
     """The datasets with a CPU-scale recipe for one of ``archs`` (presets ``<arch>-<dataset>-cpu.yaml``)."""
-    return [d for d in DATASETS if any((PRESET_DIR / f"{a}-{d}-cpu.yaml").is_file() for a in archs)]
+    return [d for d in DATASETS if any(_cpu_recipe(f"{a}-{d}").is_file() for a in archs)]
 
 
 def cpu_overrides(cfg: ExperimentConfig) -> list[str]:

@@ -182,9 +182,7 @@ def ensure_runs(keys: Sequence[RunKey], ctx: Context, slots, runner: Runner, pru
         jobs.append(write_job(key.name, cfg, base / point, base / f"{point}.yaml", base / f"{point}.log", hyper))
         ctx.runs[key.name], ctx.hyper[key.name], ctx.configs[key.name] = base / point, list(hyper), cfg
     status = run_jobs(jobs, slots, runner, ctx.log)
-    failed = [j for j in jobs if status[j.name]["state"] != "finished"]
-    if failed:
-        raise ValueError(f"run {failed[0].name} failed; see {failed[0].log_path} (a rerun resumes it)")
+    _raise_on_failure(jobs, status)
 
 
 def _ensure_single_runs(keys: Sequence[RunKey], ctx: Context, slots, runner: Runner, late: dict) -> None:
@@ -198,6 +196,10 @@ def _ensure_single_runs(keys: Sequence[RunKey], ctx: Context, slots, runner: Run
     ctx.log(f"[reproduce] cpu scale: no learning-rate sweep; each of the {len(jobs)} runs trains once with its "
             "recipe's settings (presets/<arch>-<dataset>-cpu.yaml)")
     status = run_jobs(jobs, slots, runner, ctx.log)
+    _raise_on_failure(jobs, status)
+
+
+def _raise_on_failure(jobs, status: dict) -> None:
     failed = [j for j in jobs if status[j.name]["state"] != "finished"]
     if failed:
         raise ValueError(f"run {failed[0].name} failed; see {failed[0].log_path} (a rerun resumes it)")

@@ -90,7 +90,7 @@ from mixcollapse.analysis.neural_collapse import measure_neural_collapse
 from mixcollapse.analysis.projection import project_classifier, projection_matrix
 from mixcollapse.checkpoint import find_checkpoint, load_model
 from mixcollapse.config import AnalysisConfig, apply_overrides, model_label, training_label
-from mixcollapse.data import build_datasets
+from mixcollapse.data import SPECS, build_datasets
 from mixcollapse.dist import pick_device
 from mixcollapse.mixup import choose_classes, mixup_targets, pair_chunks, pair_count
 from mixcollapse.plots import (
@@ -599,7 +599,7 @@ def describe_data(bundle, cfg) -> str:
     """``FashionMNIST (real data, first 2,000 training images)``, ``CIFAR10 (SYNTHETIC files, ...)``: for titles."""
     kind = "SYNTHETIC files, not the real data" if bundle.synthetic else \
         "embedded" if bundle.name == "digits" else "real data"
-    title = {"fashionmnist": "FashionMNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}.get(bundle.name, bundle.name)
+    title = SPECS[bundle.name].title if bundle.name in SPECS else bundle.name
     if cfg.data.train_limit is not None:
         kind += f", first {len(bundle.train):,} training images"
     return f"{title} ({kind})"
