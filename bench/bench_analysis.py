@@ -46,17 +46,17 @@ from mixcollapse.analysis.extract import (
     write_pairs,
 )
 from mixcollapse.analysis.heldout import MixedPairImages, make_test_pairs, measure_mixed_pairs
-from mixcollapse.analysis.neural_collapse import measure_neural_collapse
-from mixcollapse.analysis.pipeline import (
+from mixcollapse.analysis.measure import (
     DEFAULT_UFM_WEIGHT_DECAY,
     PairMeasures,
     dataset_labels,
     measure_model,
     ufm_solver,
 )
-from mixcollapse.checkpoint import load_model
-from mixcollapse.data import build_datasets
+from mixcollapse.analysis.neural_collapse import measure_neural_collapse
+from mixcollapse.data.datasets import build_datasets
 from mixcollapse.mixup import pair_chunks, pair_count
+from mixcollapse.training.checkpoint import load_model
 
 CLASSES = [0, 1, 2]
 
@@ -249,7 +249,7 @@ def memory(run: Path, sizes: list[int]) -> list[dict]:
 
 def _trained_run(epochs: int) -> Path:
     from mixcollapse.config import load_config
-    from mixcollapse.train import train
+    from mixcollapse.training.loop import train
 
     run = Path(tempfile.mkdtemp(prefix="bench-analysis-run-")) / "digits"
     print(f"training the digits preset for {epochs} epochs into {run}", flush=True)

@@ -33,9 +33,9 @@ from pathlib import Path
 
 import yaml
 
-from mixcollapse.experiments import TABLE1, available_cores, cpu_bf16_supported
-from mixcollapse.reproduce import reproduce
-from mixcollapse.rundir import atomic_write_text, read_metrics
+from mixcollapse.experiments.registry import TABLE1, available_cores, cpu_bf16_supported
+from mixcollapse.experiments.reproduce import reproduce
+from mixcollapse.training.rundir import atomic_write_text, read_metrics
 
 EXPERIMENTS = ("fig1", "fig8", "fig2", "fig7", "fig5", "table1", "table2")
 RUNS = ("mixup", "baseline", "mse", "etf")

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from mixcollapse.demo import run_demo
+from mixcollapse.experiments.demo import run_demo
 
 BUDGET_SECONDS = 300.0
 

@@ -34,8 +34,8 @@ import torch  # noqa: E402
 from scipy import optimize  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from mixcollapse.analysis.projection import projection_matrix  # noqa: E402
 from mixcollapse.etf import simplex_etf  # noqa: E402
+from mixcollapse.metrics.projection import projection_matrix  # noqa: E402
 from mixcollapse.mixup import mixup_targets  # noqa: E402
 from mixcollapse.theory.closed_form import amplified_coefficients, different_class_logits, theorem_coefficients  # noqa: E402
 from mixcollapse.theory.loss import monte_carlo_loss, pair_grid, sample_lambdas  # noqa: E402

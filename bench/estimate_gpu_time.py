@@ -11,7 +11,7 @@ every training it needs (sweep points included, runs shared with other experimen
 within the experiment) divided by an assumed sustained throughput, 40% of the dense bf16 peak
 (A100: 312 TFLOP/s, H100 SXM: 989 TFLOP/s). Not counted: batch norm, activations, softmax, the
 optimizer step, data loading, the analysis (minutes). These are estimates, not measurements; the
-FLOPs per image are also stored in mixcollapse.experiments.FLOPS_PER_IMAGE, which `reproduce --list`
+FLOPs per image are also stored in mixcollapse.experiments.registry.FLOPS_PER_IMAGE, which `reproduce --list`
 uses: this script says when they disagree.
 """
 
@@ -23,7 +23,7 @@ import sys
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from mixcollapse.experiments import (
+from mixcollapse.experiments.registry import (
     ARCHS,
     DATASETS,
     EXPERIMENTS,

@@ -49,7 +49,7 @@ def no_machine_datasets(monkeypatch):
     """Tests see only the data they write: $MIXCOLLAPSE_DATA and the system folders (Debian's FashionMNIST)
     are not searched, so a machine with the real data installed runs the same tests as one without.
     Tests of the real data use ``real_fashionmnist`` instead."""
-    from mixcollapse import data
+    from mixcollapse.data import datasets as data
 
     monkeypatch.delenv(data.DATA_ENV, raising=False)
     for name, spec in list(data.SPECS.items()):

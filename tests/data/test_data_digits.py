@@ -7,7 +7,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from mixcollapse.config import DataConfig
-from mixcollapse.data import build_datasets, digits_split, train_labels
+from mixcollapse.data.datasets import build_datasets, digits_split, train_labels
 
 
 def test_split_is_deterministic_disjoint_complete_and_stratified():

@@ -14,8 +14,8 @@ import torch
 import torchvision
 
 from mixcollapse.config import DataConfig
-from mixcollapse.data import FASHIONMNIST_MEAN, FASHIONMNIST_STD, build_datasets, read_idx, train_labels
-from mixcollapse.fakedata import write_fake_fashionmnist
+from mixcollapse.data.datasets import FASHIONMNIST_MEAN, FASHIONMNIST_STD, build_datasets, read_idx, train_labels
+from mixcollapse.data.fake import write_fake_fashionmnist
 
 RAW = "FashionMNIST/raw"
 
@@ -112,7 +112,7 @@ def test_flat_layout_of_the_distribution(tmp_path):
 
 
 def test_search_order_root_then_environment_then_system(tmp_path, monkeypatch):
-    from mixcollapse import data
+    from mixcollapse.data import datasets as data
 
     env, system, root = (write_fake_fashionmnist(tmp_path / n, n_train=n_train, n_test=10).parents[1]
                          for n, n_train in (("env", 30), ("system", 40), ("root", 50)))
@@ -128,7 +128,7 @@ def test_search_order_root_then_environment_then_system(tmp_path, monkeypatch):
 
 
 def test_missing_everywhere_names_each_folder_and_the_install_command(tmp_path, monkeypatch):
-    from mixcollapse import data
+    from mixcollapse.data import datasets as data
 
     system = tmp_path / "usr-share"
     spec = data.SPECS["fashionmnist"]
@@ -145,7 +145,7 @@ def test_missing_everywhere_names_each_folder_and_the_install_command(tmp_path, 
 
 def test_real_fashionmnist_through_the_loader(real_fashionmnist, monkeypatch):
     """The real files of Debian's package, read where they are (a read-only system folder): nothing written."""
-    from mixcollapse import data
+    from mixcollapse.data import datasets as data
 
     before = sorted(os.listdir(real_fashionmnist))
     b = build_datasets(DataConfig(name="fashionmnist", root=real_fashionmnist, download=False))

@@ -6,7 +6,7 @@ import torch
 import torch.distributed as dist
 
 from mixcollapse.config import DataConfig
-from mixcollapse.data import ShardSampler, build_datasets, build_loaders
+from mixcollapse.data.datasets import ShardSampler, build_datasets, build_loaders
 
 
 def bundle(limit: int = 50):

@@ -10,9 +10,9 @@ import urllib.request
 
 import pytest
 
-from mixcollapse import data
 from mixcollapse.config import DataConfig
-from mixcollapse.data import DataError, build_datasets
+from mixcollapse.data import datasets as data
+from mixcollapse.data.datasets import DataError, build_datasets
 
 EXPECTED = {
     "cifar10": ["cifar-10-batches-py/data_batch_1..5, test_batch, batches.meta", "cifar-10-python.tar.gz"],

@@ -314,7 +314,7 @@ def test_etf_in_dimension_C_minus_1():
 
 
 def _cli(argv: list[str]):
-    from mixcollapse import cli_theory
+    from mixcollapse.cli import theory as cli_theory
 
     parser = argparse.ArgumentParser(prog="mixcollapse")
     cli_theory.add_parser(parser.add_subparsers(dest="command"))

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from mixcollapse.analysis.calibration import CalibrationAccumulator, ConfidenceByLambdaAccumulator
+from mixcollapse.metrics.calibration import CalibrationAccumulator, ConfidenceByLambdaAccumulator
 from mixcollapse.mixup import MixedPairImages, PairSet, make_pairs
 
 ECE_BINS = 15  # the toolkit's ECE everywhere (Appendix C; training uses the same)

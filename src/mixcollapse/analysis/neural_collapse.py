@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from mixcollapse.analysis.collapse import CovarianceAccumulator, MeanAccumulator, nc_metrics
+from mixcollapse.metrics.collapse import CovarianceAccumulator, MeanAccumulator, nc_metrics
 
 
 @dataclass

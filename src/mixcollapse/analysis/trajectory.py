@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from mixcollapse.analysis.extract import has_batchnorm, recalibrate_batchnorm
-from mixcollapse.analysis.projection import project_classifier, projection_matrix, triangle_vertices
+from mixcollapse.metrics.projection import project_classifier, projection_matrix, triangle_vertices
 from mixcollapse.mixup import mix_images
 
 PROJECTIONS = ("auto", "classifier", "probe")

@@ -36,7 +36,7 @@ def figure6_data(
     (n, 2), ``classifier_xy`` (3, 2), and ``optimal_loss`` / ``amplified_loss`` (dicts of
     ``loss.monte_carlo_loss``).
     """
-    from mixcollapse.analysis.projection import project_classifier, projection_matrix
+    from mixcollapse.metrics.projection import project_classifier, projection_matrix
 
     C, m, lam_h = check_ufm(num_classes, multiplier, weight_decay)
     d = check_dim(dim, C)
@@ -68,7 +68,7 @@ def figure6_data(
 
 def draw_figure6(data: dict, out_dir: str | Path, stem: str = "figure6") -> list[Path]:
     """Both panels side by side, each titled with its loss; PNG and PDF written atomically."""
-    from mixcollapse.plots import configuration_figure
+    from mixcollapse.plots.figures import configuration_figure
 
     panels = [
         dict(

@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 import torch
 
-from mixcollapse.analysis.geometry import classifier_geometry
+from mixcollapse.metrics.geometry import classifier_geometry
 from mixcollapse.mixup import mixup_targets
 from mixcollapse.theory.checks import check_classes, check_dim, check_positive
 from mixcollapse.theory.loss import beta_quadrature
@@ -48,7 +48,7 @@ def solve_joint(
 
     Keys: ``W``; ``objective`` (F, all terms); ``data_loss`` (F without lambda_W/2 ||W||^2);
     ``classifier_term``; ``grad_norm`` (of F in W at the end); ``iterations``; ``geometry``
-    (``mixcollapse.analysis.geometry.classifier_geometry``: norm_cv, cos_mean, cos_std, etf_cos,
+    (``mixcollapse.metrics.geometry.classifier_geometry``: norm_cv, cos_mean, cos_std, etf_cos,
     etf_distance, ...).
     """
     C = check_classes(num_classes)

@@ -1,0 +1,167 @@
+"""Subcommands ``reproduce``, ``sweep`` and ``report``: argument parsing only (cli.py wires them in).
+
+Each handler returns an exit code; bad input raises ValueError or FileNotFoundError with one clear
+sentence, which ``mixcollapse.cli.main`` prints as one line with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+LAUNCHER_HELP = ("how training runs start: inprocess (train() here: one CPU process), subprocess "
+                 "(python -m mixcollapse train, torchrun for --nproc-per-node > 1), auto: in-process on one "
+                 "CPU process, subprocesses otherwise (default)")
+GPUS_HELP = ("GPUs to spread runs over, as CUDA_VISIBLE_DEVICES entries: auto (every visible GPU; default), "
+             "none, or a list such as 0,1,2,3")
+
+
+def add_parsers(subparsers) -> None:
+    """Register ``reproduce``, ``sweep`` and ``report`` on ``subparsers`` (argparse's add_subparsers())."""
+    _add_reproduce(subparsers)
+    _add_sweep(subparsers)
+    _add_report(subparsers)
+
+
+def _add_launch_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--gpus", default="auto", help=GPUS_HELP)
+    p.add_argument("--nproc-per-node", type=int, default=1,
+                   help="processes (GPUs) per run; > 1 launches each run with torchrun DDP (default 1)")
+    p.add_argument("--launcher", default="auto", choices=("auto", "subprocess", "inprocess"), help=LAUNCHER_HELP)
+    p.add_argument("--prune-checkpoints", action="store_true",
+                   help="delete the checkpoints of sweep runs as soon as they can no longer be the best (their "
+                        "metrics stay and they are never retrained): a sweep then holds the running jobs' "
+                        "checkpoints plus one")
+
+
+def _add_reproduce(sub) -> None:
+    p = sub.add_parser(
+        "reproduce", help="reproduce a figure or table of the paper (fig1 ... table2, or all)",
+        description="Reproduce a figure or table of Fisher, Meng & Papyan (ICLR 2024). Runs shared between "
+                    "experiments are trained once per --out; a killed command continues where it stopped.",
+    )
+    p.add_argument("experiment", nargs="?", help="fig1, fig2, fig3, fig5, fig7, fig8, fig9, fig10, fig11, fig12, "
+                                                 "table1, table2, or all")
+    p.add_argument("--list", action="store_true", help="list the experiments with their estimated GPU time")
+    p.add_argument("--scale", default="full", choices=("tiny", "cpu", "full"),
+                   help="full: the paper's settings (default; needs the real data and GPUs); cpu: the real data with "
+                        "a recipe that reaches the terminal phase on a 2-core CPU (WRN on FashionMNIST, at most 20 "
+                        "minutes per run, no sweep); tiny: small models, few images and epochs, minutes on a CPU, "
+                        "synthetic files when the data is absent (a smoke test)")
+    p.add_argument("--datasets", default=None, type=_dataset_list, metavar="LIST",
+                   help="only these datasets, e.g. fashionmnist or fashionmnist,cifar10; an experiment drawn on "
+                        "CIFAR10 alone (fig2, fig7, fig9-12, table2) is drawn on the first of them instead; "
+                        "default: all (--scale cpu: those with a CPU recipe)")
+    p.add_argument("--data-root", default="data",
+                   help="where the datasets live (default: data; then $MIXCOLLAPSE_DATA, then the system folder "
+                        "of Debian's dataset-fashion-mnist)")
+    p.add_argument("--out", default="reproduce_out", help="output directory, shared by experiments (default: "
+                                                          "reproduce_out)")
+    p.add_argument("--download", action="store_true",
+                   help="at full scale, let torchvision download missing datasets into --data-root")
+    p.add_argument("--allow-cpu", action="store_true", help="run --scale full even without a GPU")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads of every training run (default: the preset's; at --scale cpu one per core)")
+    _add_launch_options(p)
+    p.set_defaults(func=run_reproduce)
+
+
+def run_reproduce(args) -> int:
+    from mixcollapse.experiments.reproduce import list_experiments, reproduce
+
+    if args.list:
+        print(list_experiments())
+        return 0
+    if not args.experiment:
+        raise ValueError("name an experiment (e.g. mixcollapse reproduce fig1) or pass --list to see them")
+    reproduce(args.experiment, scale=args.scale, out=args.out, data_root=args.data_root, datasets=args.datasets,
+              threads=args.threads, gpus=args.gpus,
+              nproc_per_node=args.nproc_per_node, download=args.download, launcher=args.launcher,
+              allow_cpu=args.allow_cpu, prune_checkpoints=args.prune_checkpoints)
+    return 0
+
+
+def _dataset_list(text: str) -> list[str]:
+    from mixcollapse.experiments.registry import DATASETS
+
+    names = [t.strip().lower() for t in text.split(",") if t.strip()]
+    bad = [n for n in names if n not in DATASETS]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"'{text}': expected a comma-separated list of {', '.join(DATASETS)}")
+    return list(dict.fromkeys(names))
+
+
+def _add_sweep(sub) -> None:
+    p = sub.add_parser(
+        "sweep", help="train a grid of runs resumably and pick the best by test accuracy (Appendix B.1)",
+        description="Train every point of a hyper-parameter grid (resumable: finished runs are never redone) and "
+                    "write DIR/sweep.json with each run's final test accuracy and the best.",
+    )
+    p.add_argument("--preset", required=True, help="preset name or YAML file, e.g. wrn-cifar10")
+    p.add_argument("--out", required=True, help="sweep directory")
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=VALUES",
+                   help="a swept key, repeatable: train.lr=logspace(0.01,0.25,10), train.weight_decay="
+                        "linspace(0,0.05,3), train.weight_decay=[0,0.05]; default: the preset's grid of Appendix "
+                        "B.1 (WRN and ViT presets)")
+    p.add_argument("--scale", default="full", choices=("tiny", "full"),
+                   help="tiny shrinks the preset as `reproduce --scale tiny` does (and its default grid to 2 runs)")
+    p.add_argument("--data-root", default=None, help="where the datasets live (sets data.root)")
+    _add_launch_options(p)
+    p.add_argument("overrides", nargs="*", help="config overrides applied to every run, e.g. train.epochs=100")
+    p.set_defaults(func=run_sweep_command)
+
+
+def run_sweep_command(args) -> int:
+    from mixcollapse.experiments.registry import GRIDS, scale_threads, scaled_config, sweep_grid
+    from mixcollapse.experiments.reproduce import data_overrides, resolve_data
+    from mixcollapse.experiments.sweep import (
+        format_sweep,
+        make_slots,
+        parse_gpus,
+        parse_grid,
+        pick_runner,
+        run_sweep,
+    )
+
+    base = scaled_config(args.preset, args.overrides, args.scale)
+    if args.grid:
+        grid = parse_grid(args.grid)
+    elif base.model.name in GRIDS:
+        grid = sweep_grid(base.model.name, args.scale)
+    else:
+        raise ValueError(f"preset '{args.preset}' ({base.model.name}) has no default grid; pass --grid, e.g. "
+                         "--grid train.lr=logspace(0.01,0.25,10)")
+    late: list[str] = []
+    if base.data.name != "digits":
+        root = args.data_root or base.data.root
+        late = data_overrides(resolve_data(base.data.name, args.scale, root, args.out, base.data.download))
+    elif args.data_root:
+        late = [f"data.root={args.data_root}"]
+    slots = make_slots(parse_gpus(args.gpus), args.nproc_per_node)
+    with scale_threads(args.scale):
+        result = run_sweep(args.out, grid, lambda hyper: scaled_config(args.preset, [*args.overrides, *hyper],
+                                                                       args.scale, late),
+                           slots=slots, runner=pick_runner(args.launcher, slots), prune=args.prune_checkpoints)
+    print(format_sweep(result))
+    best = result["best"]
+    if best is None:
+        raise ValueError(f"no run of the sweep in {args.out} finished; see {Path(args.out) / 'logs'} and rerun")
+    print(f"best: {best['name']} (test accuracy {100 * best['test_accuracy']:.2f}%): "
+          f"{Path(args.out) / best['run_dir']}; {Path(args.out) / 'sweep.json'}")
+    return 0 if result["complete"] else 1
+
+
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", help="gather a reproduce directory's figures and tables into one HTML page")
+    p.add_argument("dir", help="output directory of `mixcollapse reproduce`")
+    p.add_argument("--out", default=None, help="HTML file to write (default: DIR/report.html)")
+    p.set_defaults(func=run_report)
+
+
+def run_report(args) -> int:
+    from mixcollapse.experiments.report import build_report
+
+    path = build_report(args.dir, args.out)
+    print(json.dumps({"report": str(path)}))
+    return 0

@@ -1,0 +1,8 @@
+"""The paper's experiments: which runs, at which scale, gathered into its figures and tables.
+
+registry   every figure and table: its runs, presets and scales
+reproduce  one command per figure or table
+sweep      many runs over the devices of one machine, resumable
+report     one HTML page of everything reproduced
+demo       mixup against a baseline on the embedded digits data
+"""

@@ -1,0 +1,601 @@
+"""The paper's experiments as named presets plus their analysis steps: one table, one place.
+
+Vocabulary (docs/reproduce.md has the long version):
+
+* **preset**: one YAML per (architecture, dataset) in ``presets/`` with Appendix B.1's values
+  (``wrn-cifar10``, ``vit-fashionmnist``, ...).
+* **variant**: overrides on a preset: ``mixup`` (alpha = 1), ``baseline`` (alpha = 0), ``mse``,
+  ``etf`` (fixed simplex-ETF classifier), ``alpha0.4``, ``adamw``.
+* **run**: (architecture, dataset, variant), named ``wrn-cifar10-mixup``; trained once per output
+  directory and shared by every experiment that needs it.
+* **sweep**: Appendix B.1's grid, over which a run's hyper-parameters are chosen by final test
+  accuracy. Variants that change the loss or the optimizer (mixup, mse, adamw) get their own
+  sweep; variants that change only the data mixing or freeze the classifier (baseline, etf,
+  alpha0.4) reuse the best hyper-parameters of the preset's mixup sweep, as the paper did for
+  the baseline ("the experiment with the highest test accuracy is repeated without mixup").
+* **experiment**: a figure or table of the paper (``fig1`` ... ``table2``): the runs it needs and
+  which of four analysis steps (``configuration``, ``trajectory``, ``classifier``, ``table``)
+  turns them into figures and numbers (the steps live in :mod:`mixcollapse.experiments.reproduce`).
+* **scale**: ``full`` is the paper's settings; ``tiny`` shrinks any config in one place
+  (:func:`tiny_overrides`, big_vision's ``runlocal``) so that every experiment runs end to end on
+  a 2-core CPU through the same code path; ``cpu`` trains on the real data with a recipe chosen by
+  measurement to reach the terminal phase on a 2-core CPU in at most 20 minutes per run (the
+  presets ``<arch>-<dataset>-cpu``; today WRN on FashionMNIST), one run per variant, no sweep.
+* **datasets** (:func:`select_datasets`): an experiment can be limited to some datasets; one drawn
+  on a single dataset that is not chosen (Figures 2, 7, 9-12, Table 2: CIFAR10) is drawn on the
+  first chosen dataset instead, so ``--datasets fashionmnist`` gives a FashionMNIST Figure 2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mixcollapse.config import PRESET_DIR, ExperimentConfig, load_config
+from mixcollapse.experiments.sweep import parse_grid
+
+ARCHS = ("wrn", "vit")
+DATASETS = ("fashionmnist", "cifar10", "cifar100")
+SCALES = ("tiny", "cpu", "full")
+CPU_ARCHS = ("wrn",)  # architectures with a CPU-scale recipe (presets/<arch>-<dataset>-cpu.yaml)
+ARCH_TITLES = {"wrn": "WideResNet-40-10", "vit": "ViT-B/4"}
+ARCH_SHORT = {"wrn": "WRN", "vit": "ViT"}
+DATASET_TITLES = {"fashionmnist": "FashionMNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
+
+# Appendix B.1's sweeps. Values are rounded to 4 significant digits (sweep.parse_grid), so run
+# names and configs agree. The paper gives no count for the ViT weight decays "from 0 to 0.05":
+# we take three evenly spaced values, {0, 0.025, 0.05}; pass --grid to the sweep for others.
+GRIDS: dict[str, tuple[str, ...]] = {
+    "wrn": ("train.lr=logspace(0.01,0.25,10)",),
+    "vit": ("train.lr=logspace(1e-4,3e-3,10)", "train.weight_decay=linspace(0,0.05,3)"),
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Overrides on a preset; ``sweep``: its own grid search, else the best of the preset's mixup sweep."""
+
+    name: str
+    overrides: tuple[str, ...]
+    sweep: bool
+    label: str
+    cpu: tuple[str, ...] = ()  # at the CPU scale, which has no sweep: what the sweep would have chosen
+
+
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant("mixup", ("mixup.alpha=1.0",), True, "mixup α=1"),
+        Variant("baseline", ("mixup.alpha=0.0",), False, "baseline (no mixup)"),
+        # MSE's gradient on the logits is 2 (z - y) / C per sample against CE's (p - y): at the CPU scale
+        # (no sweep) its learning rate is 5x the recipe's 0.1, so both losses take steps of similar size.
+        Variant("mse", ("mixup.alpha=1.0", "train.loss=mse"), True, "MSE mixup", cpu=("train.lr=0.5",)),
+        Variant("etf", ("mixup.alpha=1.0", "model.fixed_etf=true"), False, "mixup, fixed simplex-ETF classifier"),
+        Variant("alpha0.4", ("mixup.alpha=0.4",), False, "mixup α=0.4"),
+        Variant("adamw", ("mixup.alpha=1.0", "train.optimizer=adamw"), True, "mixup, AdamW"),
+    )
+}
+
+# Overrides of single runs. Figure 10 reads the configuration at epochs 100, 300 and 500 of the
+# WRN/CIFAR10 mixup run, so every member of that sweep keeps those checkpoints (~0.45 GB each).
+RUN_EXTRAS: dict[str, tuple[str, ...]] = {
+    "wrn-cifar10-mixup": ("train.checkpoint_epochs=[100,300,500]",),
+}
+
+
+
+@dataclass(frozen=True, order=True)
+class RunKey:
+    """One training run of the paper: architecture, dataset, variant."""
+
+    arch: str
+    dataset: str
+    variant: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.arch}-{self.dataset}-{self.variant}"
+
+    @property
+    def preset(self) -> str:
+        return f"{self.arch}-{self.dataset}"
+
+    @property
+    def swept(self) -> bool:
+        return VARIANTS[self.variant].sweep
+
+    def sweep_source(self) -> RunKey:
+        """The run whose sweep chooses this run's hyper-parameters (itself when it is swept)."""
+        return self if self.swept else RunKey(self.arch, self.dataset, "mixup")
+
+    @property
+    def title(self) -> str:
+        return f"{ARCH_TITLES[self.arch]} · {DATASET_TITLES[self.dataset]} · {VARIANTS[self.variant].label}"
+
+
+def run_key(name: str) -> RunKey:
+    """``"wrn-cifar10-mixup"`` -> RunKey; ValueError naming the known parts otherwise."""
+    parts = name.split("-", 2)
+    if len(parts) != 3 or parts[0] not in ARCHS or parts[1] not in DATASETS or parts[2] not in VARIANTS:
+        raise ValueError(
+            f"'{name}' is not a run of the paper: expected ARCH-DATASET-VARIANT with ARCH in {', '.join(ARCHS)}, "
+            f"DATASET in {', '.join(DATASETS)}, VARIANT in {', '.join(VARIANTS)}"
+        )
+    return RunKey(*parts)
+
+
+# ---- experiments ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One configuration scatter: a run, at a checkpoint, for a subset of three classes."""
+
+    run: RunKey
+    checkpoint_epoch: int | None = None  # a full-scale epoch (scaled at tiny scale); None: the final one
+    seed: int | None = None  # analysis.seed, which picks the three classes; None: the run's own (0)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table of one final-epoch metric, rows (arch, dataset) by variant columns, with the paper's values."""
+
+    metric: str  # a key of metrics.jsonl: test_accuracy | test_ece
+    percent: bool
+    rows: tuple[tuple[str, str], ...]
+    columns: tuple[tuple[str, str], ...]  # (variant, column title)
+    paper: dict  # {(arch, dataset, variant): value as printed in the paper}
+    caption: str
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A figure or table of the paper: what it shows, which runs, which analysis step."""
+
+    name: str
+    title: str
+    step: str  # configuration | trajectory | classifier | table (dispatched in reproduce.STEPS)
+    expected: str  # the paper's result in words
+    panels: tuple[tuple[Panel, ...], ...] = ()  # rows of configuration panels
+    tiny_panels: int | None = None  # at tiny scale keep the first n panels, in one row
+    runs_extra: tuple[RunKey, ...] = ()  # runs of the trajectory and classifier steps
+    table: Table | None = None
+    lams: tuple[float, ...] = ()  # the trajectory step's mixing weights
+    tiny_lams: tuple[float, ...] = ()
+
+    @property
+    def runs(self) -> tuple[RunKey, ...]:
+        """Every run this experiment reads, in first-use order."""
+        keys = [p.run for row in self.panels for p in row] + list(self.runs_extra)
+        if self.table is not None:
+            keys += [RunKey(a, d, v) for a, d in self.table.rows for v, _ in self.table.columns]
+        return tuple(dict.fromkeys(keys))
+
+
+def _grid(variant: str, archs=ARCHS, datasets=DATASETS) -> tuple[tuple[Panel, ...], ...]:
+    return tuple(tuple(Panel(RunKey(a, d, variant)) for d in datasets) for a in archs)
+
+
+_ALL = tuple((a, d) for a in ARCHS for d in DATASETS)
+_C10 = ("cifar10",)
+
+TABLE1 = Table(
+    metric="test_accuracy",
+    percent=True,
+    rows=_ALL,
+    columns=(("baseline", "Baseline"), ("mixup", "Mixup")),
+    paper={
+        ("wrn", "fashionmnist", "baseline"): 95.10, ("wrn", "fashionmnist", "mixup"): 94.21,
+        ("wrn", "cifar10", "baseline"): 96.2, ("wrn", "cifar10", "mixup"): 97.30,
+        ("wrn", "cifar100", "baseline"): 80.03, ("wrn", "cifar100", "mixup"): 81.42,
+        ("vit", "fashionmnist", "baseline"): 93.71, ("vit", "fashionmnist", "mixup"): 94.24,
+        ("vit", "cifar10", "baseline"): 86.92, ("vit", "cifar10", "mixup"): 92.56,
+        ("vit", "cifar100", "baseline"): 59.95, ("vit", "cifar100", "mixup"): 69.83,
+    },  # fmt: skip
+    caption="Table 1: test accuracy (%) for experiments in Figures 1 and 8.",
+)
+
+TABLE2 = Table(
+    metric="test_ece",
+    percent=False,
+    rows=(("wrn", "cifar10"), ("vit", "cifar10")),
+    columns=(("baseline", "Baseline"), ("mixup", "Mixup (α=1.0)"), ("alpha0.4", "Mixup (α=0.4)")),
+    paper={
+        ("wrn", "cifar10", "baseline"): 0.024, ("wrn", "cifar10", "mixup"): 0.077,
+        ("wrn", "cifar10", "alpha0.4"): 0.013,
+        ("vit", "cifar10", "baseline"): 0.122, ("vit", "cifar10", "mixup"): 0.014,
+        ("vit", "cifar10", "alpha0.4"): 0.019,
+    },  # fmt: skip
+    caption="Table 2: CIFAR10 expected calibration error (15 bins, Appendix C).",
+)
+
+_WRN_C10 = RunKey("wrn", "cifar10", "mixup")
+
+EXPERIMENTS: dict[str, Experiment] = {
+    e.name: e
+    for e in (
+        Experiment(
+            "fig1", "Last-layer features of mixup training data: WRN and ViT × FashionMNIST, CIFAR10, CIFAR100",
+            "configuration",
+            "Same-class mixup features collapse onto their classifier's vertex (a simplex ETF); different-class "
+            "features form channels along the decision boundaries, denser as λ nears 0.5.",
+            panels=_grid("mixup"),
+        ),
+        Experiment(
+            "fig2", "WRN-40-10 on CIFAR10: baseline cross-entropy, MSE mixup, cross-entropy mixup", "configuration",
+            "Baseline: mixup points loosely aligned with the classifiers, noisy in between. MSE mixup: features "
+            "are convex combinations of the class features (straight segments). CE mixup: the channels of Figure 1.",
+            panels=((Panel(RunKey("wrn", "cifar10", "baseline")), Panel(RunKey("wrn", "cifar10", "mse")),
+                     Panel(_WRN_C10)),),
+        ),
+        Experiment(
+            "fig3", "Layer-wise trajectories of mixed inputs (ViT: CLS token per block; WRN: pooled features per "
+                    "stage, not shown in the paper)", "trajectory",
+            "Paths start at the origin; for a different-class mix with small λ the network first heads towards "
+            "one class and only in deeper layers bends towards the mix: manifold-mixup-like behaviour.",
+            runs_extra=(RunKey("vit", "cifar10", "mixup"), _WRN_C10),
+            lams=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+            tiny_lams=(0.0, 0.25, 0.5, 0.75, 1.0),
+        ),
+        Experiment(
+            "fig5", "Convergence of the classifier to a simplex ETF during mixup training", "classifier",
+            "The coefficient of variation of the classifier norms and the std of the cosines between classifiers "
+            "both fall towards 0 as training progresses, for every architecture and dataset.",
+            runs_extra=tuple(RunKey(a, d, "mixup") for a, d in _ALL),
+        ),
+        Experiment(
+            "fig7", "Mixup with the classifier fixed to a simplex ETF (WRN-40-10, CIFAR10)", "configuration",
+            "Different-class features form a more hexagonal pattern, closer to the UFM optimum of Figure 6; "
+            "test accuracy 97.35%.",
+            panels=((Panel(RunKey("wrn", "cifar10", "etf")),),),
+        ),
+        Experiment(
+            "fig8", "Baselines (no mixup): last-layer features of mixup data for all six combinations",
+            "configuration",
+            "Without mixup the configuration of Figure 1 does not appear: mixup points lie loosely along the "
+            "classifiers and the region between them is noisy, filled with λ near 0.5.",
+            panels=_grid("baseline"),
+        ),
+        Experiment(
+            "fig9", "Mixup with α = 0.4 for WRN-40-10 and ViT-B/4 on CIFAR10", "configuration",
+            "The same configuration as with α = 1, with fewer points near λ = 0.5 (Beta(0.4, 0.4) puts its mass "
+            "near 0 and 1).",
+            panels=((Panel(RunKey("wrn", "cifar10", "alpha0.4")), Panel(RunKey("vit", "cifar10", "alpha0.4"))),),
+        ),
+        Experiment(
+            "fig10", "The configuration during training: WRN-40-10 on CIFAR10 at epochs 100, 300 and 500",
+            "configuration",
+            "As training progresses, different-class mixup points are pushed towards the decision boundary and "
+            "converge to the configuration of Figure 1.",
+            panels=(tuple(Panel(_WRN_C10, checkpoint_epoch=e) for e in (100, 300, 500)),),
+        ),
+        Experiment(
+            "fig11", "Several random subsets of three classes of one model (WRN-40-10, CIFAR10)", "configuration",
+            "Every subset shows the same configuration.",
+            panels=tuple(tuple(Panel(_WRN_C10, seed=s) for s in row) for row in ((1, 2, 3, 4), (5, 6, 7, 8))),
+            tiny_panels=3,
+        ),
+        Experiment(
+            "fig12", "ViT-B/4 on CIFAR10 trained with AdamW", "configuration",
+            "The configuration of Figure 1 also appears with AdamW (decoupled weight decay).",
+            panels=((Panel(RunKey("vit", "cifar10", "adamw")),),),
+        ),
+        Experiment(
+            "table1", "Test accuracy, baseline against mixup, for the six combinations", "table",
+            "Mixup improves test accuracy except for WRN on FashionMNIST (Table 1).",
+            table=TABLE1,
+        ),
+        Experiment(
+            "table2", "CIFAR10 expected calibration error: baseline, α = 1, α = 0.4", "table",
+            "Mixup lowers the ECE of the ViT a lot (0.122 -> 0.014); for the WRN α = 0.4 is best (0.013).",
+            table=TABLE2,
+        ),
+    )
+}
+
+
+def get_experiment(name: str) -> Experiment:
+    """The experiment named ``name``; ValueError listing the known names otherwise."""
+    try:
+        return EXPERIMENTS[name]
+    except KeyError:
+        raise ValueError(f"unknown experiment '{name}' (known: {', '.join(EXPERIMENTS)}, or all)") from None
+
+
+def select_datasets(experiment: Experiment, datasets: tuple[str, ...] | list[str] | None,
+                    archs: tuple[str, ...] | None = None) -> Experiment:
+    """``experiment`` limited to ``datasets`` (None: all) and ``archs`` (None: all); ValueError when nothing is left.
+
+    Runs on other datasets are dropped; when none of the experiment's datasets is chosen (it is
+    drawn on one dataset, e.g. Figure 2 on CIFAR10), its runs move to the first chosen dataset.
+    Table rows follow the same rule, and a moved table gets the paper's values of its new rows
+    where the paper has them (none for Table 2 off CIFAR10).
+    """
+    if datasets is not None:
+        unknown = [d for d in datasets if d not in DATASETS]
+        if unknown or not datasets:
+            raise ValueError(f"--datasets {','.join(datasets)}: expected names from {', '.join(DATASETS)}")
+    own = {k.dataset for k in experiment.runs}
+    chosen = tuple(datasets) if datasets is not None else tuple(DATASETS)
+    moved = not own & set(chosen)
+
+    def keep(key: RunKey) -> RunKey | None:
+        if moved:
+            key = RunKey(key.arch, chosen[0], key.variant)
+        if key.dataset not in chosen or (archs is not None and key.arch not in archs):
+            return None
+        return key
+
+    def keep_panel(p: Panel) -> Panel | None:
+        key = keep(p.run)
+        return None if key is None else dataclasses.replace(p, run=key)
+
+    panels = tuple(r for r in (tuple(p for p in map(keep_panel, row) if p) for row in experiment.panels) if r)
+    extra = tuple(k for k in map(keep, experiment.runs_extra) if k)
+    table = experiment.table
+    if table is not None:
+        rows = tuple(dict.fromkeys((k.arch, k.dataset) for k in (keep(RunKey(a, d, table.columns[0][0]))
+                                                                   for a, d in table.rows) if k))
+        caption = table.caption
+        if moved:
+            names = dict.fromkeys(DATASET_TITLES[d] for _, d in rows)
+            caption = f"{caption} Drawn here on {', '.join(names)}."
+        table = dataclasses.replace(table, rows=rows, caption=caption) if rows else None
+    if not panels and not extra and table is None:
+        what = f"datasets {', '.join(chosen)}" + (f" and architectures {', '.join(archs)}" if archs else "")
+        raise ValueError(f"{experiment.name} has nothing to draw for {what}")
+    title = _moved_title(experiment, chosen[0]) if moved else experiment.title
+    kept = dataclasses.replace(experiment, panels=panels, runs_extra=extra, table=table, title=title)
+    if not moved and set(kept.runs) != set(experiment.runs):
+        shown = {k.arch: None for k in kept.runs}, {k.dataset: None for k in kept.runs}
+        kept = dataclasses.replace(kept, title=f"{title} (here: {' and '.join(ARCH_SHORT[a] for a in shown[0])}"
+                                   f" × {', '.join(DATASET_TITLES[d] for d in shown[1])})")
+    return kept
+
+
+def _moved_title(experiment: Experiment, dataset: str) -> str:
+    title = experiment.title
+    for text in DATASET_TITLES.values():
+        title = title.replace(text, DATASET_TITLES[dataset])
+    return title
+
+
+def panel_rows(experiment: Experiment, scale: str) -> list[list[Panel]]:
+    """The panels to draw at ``scale``: all of them, or the first ``tiny_panels`` in one row at tiny scale."""
+    rows = [list(row) for row in experiment.panels]
+    if scale == "tiny" and experiment.tiny_panels is not None:
+        rows = [[p for row in rows for p in row][: experiment.tiny_panels]]
+    return rows
+
+
+def trajectory_lams(experiment: Experiment, scale: str) -> tuple[float, ...]:
+    return experiment.tiny_lams if scale == "tiny" and experiment.tiny_lams else experiment.lams
+
+
+# ---- configs at a scale -----------------------------------------------------------------------
+
+# The tiny scale, in one place (big_vision's runlocal): same model families, same analysis, same
+# code path; a few images, a few epochs, small models. The checkpoint epochs of Figure 10 keep their
+# fractions of training (100, 300, 500 of 500 -> 1, 2, 3 of 3).
+TINY_EPOCHS = 3
+TINY_BATCH = 32
+TINY_TRAIN_IMAGES = 128  # at least TINY_IMAGES_PER_CLASS per class on average (CIFAR100: 500)
+TINY_IMAGES_PER_CLASS = 5
+TINY_TEST_IMAGES = 64
+TINY_THREADS = 1  # torch intra-op threads while a tiny experiment runs (see scale_threads)
+TINY_MODELS = {
+    "wrn": ("model.depth=10", "model.width=1"),  # WRN-10-1: stage widths 16, 32, 64
+    "vit": ("model.embed_dim=32", "model.vit_depth=2", "model.num_heads=2"),  # patch size 4 kept
+    "small": ("model.hidden=16",),
+}
+
+
+@contextlib.contextmanager
+def scale_threads(scale: str):
+    """Run the block with one intra-op thread at tiny scale (restored afterwards).
+
+    The tiny models are too small to gain from intra-op parallelism, and on a shared CPU OpenMP
+    threads that wait for a descheduled sibling make a tiny WRN step up to 20x slower.
+    """
+    if scale != "tiny":
+        yield
+        return
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(TINY_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def scale_epoch(epoch: int, full_epochs: int, epochs: int = TINY_EPOCHS) -> int:
+    """A full-scale epoch at the same fraction of a ``epochs``-epoch run (at least 1)."""
+    return min(epochs, max(1, math.floor(epoch * epochs / full_epochs + 0.5)))
+
+
+def tiny_overrides(cfg: ExperimentConfig) -> list[str]:
+    """Overrides that shrink the resolved full-scale ``cfg`` to a run of seconds on a CPU."""
+    from mixcollapse.config import num_classes
+
+    t = cfg.train
+    train_images = max(TINY_TRAIN_IMAGES, TINY_IMAGES_PER_CLASS * num_classes(cfg))
+    kept = sorted({scale_epoch(e, t.epochs) for e in t.checkpoint_epochs})
+    out = [
+        f"train.epochs={TINY_EPOCHS}",
+        f"train.batch_size={TINY_BATCH}",
+        f"train.checkpoint_epochs={kept}",
+        "train.checkpoint_every=0",
+        "train.progress=false",
+        "train.amp=none",
+        "train.channels_last=false",
+        f"data.train_limit={train_images}",
+        f"data.test_limit={TINY_TEST_IMAGES}",
+        "data.num_workers=0",
+        "analysis.pairs_per_class_pair=16",
+        f"analysis.batch_size={TINY_BATCH}",
+        "analysis.recalibrate_batches=2",
+        "analysis.test_pairs=64",
+        *TINY_MODELS.get(cfg.model.name, ()),
+    ]
+    if t.warmup_epochs > 0:
+        out.append("train.warmup_epochs=1")
+    return out
+
+
+def _cpu_recipe(preset: str | Path) -> Path:
+    """Where the CPU-scale recipe of a full-scale preset lives (``wrn-fashionmnist`` -> ``wrn-fashionmnist-cpu``)."""
+    return PRESET_DIR / f"{Path(str(preset)).stem}-cpu.yaml"
+
+
+def cpu_preset(preset: str | Path) -> str:
+    """The CPU-scale recipe of a full-scale preset name (``wrn-fashionmnist`` -> ``wrn-fashionmnist-cpu``)."""
+    path = _cpu_recipe(preset)
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem.removesuffix("-cpu") for p in PRESET_DIR.glob("*-cpu.yaml")))
+        raise ValueError(f"--scale cpu has no recipe for {Path(str(preset)).stem} (recipes: {known}); "
+                         "use --scale tiny for a smoke test or --scale full on a GPU")
+    return path.stem
+
+
+def cpu_datasets(archs: tuple[str, ...] = CPU_ARCHS) -> list[str]:
+    """The datasets with a CPU-scale recipe for one of ``archs`` (presets ``<arch>-<dataset>-cpu.yaml``)."""
+    return [d for d in DATASETS if any(_cpu_recipe(f"{a}-{d}").is_file() for a in archs)]
+
+
+def cpu_overrides(cfg: ExperimentConfig) -> list[str]:
+    """CPU-scale settings that depend on the machine: no loader workers (the data is in memory), one torch
+    thread per core available (unless the recipe fixes train.threads), bf16 autocast only where the CPU runs
+    bf16 natively (elsewhere it is slower than float32)."""
+    out = ["data.num_workers=0"]
+    if cfg.train.threads == 0:
+        out.append(f"train.threads={available_cores()}")
+    if cfg.train.amp == "bf16" and not cpu_bf16_supported():
+        out.append("train.amp=none")
+    return out
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
+
+
+def cpu_bf16_supported() -> bool:
+    """Whether this CPU runs bf16 natively (AVX512-BF16 or AMX): autocast is then about 2x faster, else slower."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # pragma: no cover - builds without oneDNN
+        return False
+
+
+def scaled_config(preset: str | Path, overrides: list[str] | tuple[str, ...] = (), scale: str = "full",
+                  late: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """``load_config(preset, overrides)`` at ``scale``: shrunk by :func:`tiny_overrides` at tiny scale, the
+    ``<preset>-cpu`` recipe at cpu scale; ``late`` last."""
+    if scale not in SCALES:
+        raise ValueError(f"scale '{scale}' is not one of: {', '.join(SCALES)}")
+    if scale == "cpu":
+        preset = cpu_preset(preset)
+    cfg = load_config(preset, [*overrides, *late])
+    if scale == "tiny":
+        cfg = load_config(preset, [*overrides, *tiny_overrides(cfg), *late])
+    elif scale == "cpu":
+        cfg = load_config(preset, [*overrides, *cpu_overrides(cfg), *late])
+    return cfg
+
+
+def run_overrides(key: RunKey, scale: str = "full") -> list[str]:
+    """The overrides that make ``key`` from its preset (hyper-parameters excluded)."""
+    variant = VARIANTS[key.variant]
+    if scale == "cpu":  # the CPU recipes keep Figure 10's epochs themselves
+        return [f"name={key.name}", *variant.overrides, *variant.cpu]
+    return [f"name={key.name}", *variant.overrides, *RUN_EXTRAS.get(key.name, ())]
+
+
+def run_config(key: RunKey, scale: str = "full", hyper: list[str] | tuple[str, ...] = (),
+               late: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """The resolved config of run ``key`` at ``scale`` with hyper-parameter overrides ``hyper``."""
+    return scaled_config(key.preset, [*run_overrides(key, scale), *hyper], scale, late)
+
+
+def sweep_grid(arch: str, scale: str = "full") -> dict[str, list]:
+    """Appendix B.1's grid for ``arch``; at tiny scale the first and last learning rate, other keys their last value."""
+    grid = parse_grid(GRIDS[arch])
+    if scale == "cpu":
+        raise ValueError("the CPU scale trains each run once with its recipe's settings: no sweep")
+    if scale == "tiny":
+        grid = {k: ([v[0], v[-1]] if k == "train.lr" else [v[-1]]) for k, v in grid.items()}
+    return grid
+
+
+@dataclass
+class Plan:
+    """What to train for a set of runs: the sweeps first, then the runs that reuse a sweep's best."""
+
+    swept: list[RunKey] = field(default_factory=list)
+    inherited: list[RunKey] = field(default_factory=list)
+
+
+def plan_runs(keys) -> Plan:
+    """Sweeps (each once) and inheriting runs needed for ``keys``, in a stable order."""
+    swept = sorted({k.sweep_source() for k in keys})
+    inherited = sorted({k for k in keys if not k.swept})
+    return Plan(swept, inherited)
+
+
+def experiments_runs(names) -> list[RunKey]:
+    """The runs that the named experiments read, each once, in first-use order."""
+    return list(dict.fromkeys(k for n in names for k in get_experiment(n).runs))
+
+
+# ---- GPU-time estimates -----------------------------------------------------------------------
+
+# FLOPs per image of one forward+backward (train) and one forward (eval) of the full-size models,
+# counted by bench/estimate_gpu_time.py with torch.utils.flop_counter.FlopCounterMode at batch 128
+# (on the meta device; rerun it after changing a model and paste its output here).
+FLOPS_PER_IMAGE: dict[tuple[str, str], tuple[float, float]] = {
+    ("wrn", "fashionmnist"): (37.09e9, 12.36e9),
+    ("wrn", "cifar10"): (48.45e9, 16.15e9),
+    ("wrn", "cifar100"): (48.45e9, 16.15e9),
+    ("vit", "fashionmnist"): (25.76e9, 8.587e9),
+    ("vit", "cifar10"): (33.60e9, 11.20e9),
+    ("vit", "cifar100"): (33.60e9, 11.20e9),
+}
+DATASET_SIZES = {"fashionmnist": (60000, 10000), "cifar10": (50000, 10000), "cifar100": (50000, 10000)}
+# Assumed sustained throughput: 40% of the dense bf16 peak (A100: 312 TFLOP/s, H100 SXM: 989 TFLOP/s).
+MFU = 0.40
+PEAK_BF16 = {"A100": 312e12, "H100": 989e12}
+
+
+def run_flops(key: RunKey, flops: dict | None = None) -> float:
+    """FLOPs of one full-scale training of ``key``: every epoch's steps plus its test-set evaluation."""
+    cfg = run_config(key, "full")
+    train_f, eval_f = (flops or FLOPS_PER_IMAGE)[(key.arch, key.dataset)]
+    n_train, n_test = DATASET_SIZES[key.dataset]
+    t = cfg.train
+    per_epoch = (n_train // t.batch_size) * t.batch_size * train_f
+    evals = math.ceil(t.epochs / t.eval_every)
+    return t.epochs * per_epoch + evals * n_test * eval_f
+
+
+def trainings(keys) -> list[tuple[RunKey, int]]:
+    """(run, number of full-scale trainings) for everything ``keys`` needs: sweeps counted point by point."""
+    plan = plan_runs(keys)
+    out = [(k, math.prod(len(v) for v in sweep_grid(k.arch, "full").values())) for k in plan.swept]
+    return out + [(k, 1) for k in plan.inherited]
+
+
+def estimate_gpu_hours(names, gpu: str = "A100", flops: dict | None = None) -> float:
+    """GPU-hours for the named experiments at full scale, shared runs counted once (an estimate)."""
+    total = sum(n * run_flops(k, flops) for k, n in trainings(experiments_runs(names)))
+    return total / (MFU * PEAK_BF16[gpu]) / 3600

@@ -1,0 +1,168 @@
+"""``mixcollapse report DIR``: one self-contained HTML page of a reproduce directory's figures and tables.
+
+Reads the manifests ``DIR/experiments/*.json`` written by :mod:`mixcollapse.experiments.reproduce` (in the
+paper's order) and writes ``DIR/report.html``: every PNG figure embedded as base64 (the page needs
+no other file), every table with the measured values beside the paper's, the runs behind each
+experiment, and a banner when any result comes from synthetic data. The file is written atomically.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import time
+from pathlib import Path
+
+from mixcollapse.training.rundir import atomic_write_text
+
+STYLE = """
+body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1200px;
+       color: #222; line-height: 1.45; padding: 0 1em; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
+.banner { background: #fff3cd; border: 1px solid #e0c060; padding: .7em 1em; border-radius: 4px; }
+.expected { background: #f4f6fa; border-left: 4px solid #6c8ebf; padding: .5em 1em; }
+img { max-width: 100%; border: 1px solid #eee; margin: .5em 0; }
+table { border-collapse: collapse; margin: .6em 0; font-size: .92em; }
+th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: left; }
+th { background: #f0f0f0; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.paper, th.paper { background: #eef5ee; }
+.meta { color: #666; font-size: .88em; }
+nav a { margin-right: .8em; }
+"""
+
+
+def load_manifests(directory: str | Path) -> list[dict]:
+    """The manifests of ``directory``, in the paper's order (unknown names last, alphabetically)."""
+    from mixcollapse.experiments.registry import EXPERIMENTS
+
+    folder = Path(directory) / "experiments"
+    manifests = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    order = {name: i for i, name in enumerate(EXPERIMENTS)}
+    return sorted(manifests, key=lambda m: (order.get(m.get("name"), len(order)), m.get("name", "")))
+
+
+def _e(value) -> str:
+    return html.escape(str(value))
+
+
+def _number(value, percent: bool = False) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{100 * value:.2f}%" if percent else f"{value:.4g}"
+    return _e(value)
+
+
+def _image(path: Path) -> str:
+    if not path.is_file():
+        return f"<p class='meta'>missing figure: {_e(path)}</p>"
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f"<img alt='{_e(path.name)}' src='data:image/png;base64,{data}'>"
+
+
+def _table(table: dict) -> str:
+    """A measured-vs-paper table: columns whose header says (paper) are shaded."""
+    header = table["header"]
+    paper_cols = {i for i, h in enumerate(header) if "(paper)" in str(h)}
+    out = [f"<table><caption>{_e(table.get('caption', ''))}</caption><tr>"]
+    out += [f"<th class='{'paper' if i in paper_cols else ''}'>{_e(h)}</th>" for i, h in enumerate(header)]
+    out.append("</tr>")
+    for row in table["rows"]:
+        cells = []
+        for i, v in enumerate(row):
+            cls = ("paper " if i in paper_cols else "") + ("num" if isinstance(v, (int, float)) else "")
+            cells.append(f"<td class='{cls.strip()}'>{'–' if v is None else _e(v)}</td>")
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
+def _rows_table(header: list[str], rows: list[list]) -> str:
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return "<table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr>" + body + "</table>"
+
+
+def _section(m: dict, directory: Path) -> str:
+    parts = [f"<h2 id='{_e(m['name'])}'>{_e(m['name'])}: {_e(m.get('title', ''))}</h2>"]
+    parts.append(f"<p class='expected'><b>The paper:</b> {_e(m.get('expected', ''))}</p>")
+    meta = [f"scale: <b>{_e(m.get('scale_note') or m.get('scale'))}</b>"]
+    gpu = m.get("estimated_gpu_hours_full_scale") or {}
+    if gpu:
+        meta.append(f"full scale: {m.get('trainings_full_scale', '?')} trainings, about {gpu.get('A100')} "
+                    f"A100-hours / {gpu.get('H100')} H100-hours (estimate)")
+    meta.append(f"this run: {m.get('seconds_training', 0)} s training (shared), {m.get('seconds_analysis', 0)} s "
+                "analysis")
+    parts.append(f"<p class='meta'>{' · '.join(meta)}</p>")
+    for line in (m.get("data") or {}).values():
+        cls = "banner" if "SYNTHETIC" in line else "meta"
+        parts.append(f"<p class='{cls}'>data: {_e(line)}</p>")
+    for fig in m.get("figures", []):
+        if str(fig).endswith(".png"):
+            parts.append(_image(directory / fig))
+    for table in m.get("tables", []):
+        parts.append(_table(table))
+    if m.get("panels"):
+        rows = [[_e(p["run"]), _e(p.get("epoch")), _e(", ".join(p.get("class_names") or map(str, p["classes"]))),
+                 _e(p.get("bn_mode")), _number(p.get("test_accuracy"), True), _number(p.get("pair_prob_mae"))]
+                for p in m["panels"]]
+        parts.append(_rows_table(["panel: run", "epoch", "classes", "batch norm", "test acc", "mean |p_a − λ|"], rows))
+    for t in m.get("trajectories", []):
+        r2 = ", ".join("–" if v is None else f"{v:.2f}" for v in (t.get("probe_r2") or []))
+        parts.append(f"<p class='meta'>{_e(t['run'])}: projection <b>{_e(t['projection'])}</b>, batch norm "
+                     f"{_e(t.get('bn_mode'))}, classes {_e(', '.join(t.get('class_names', [])))}"
+                     + (f", probe R² per layer: {_e(r2)}" if r2 else "") + "</p>")
+    if m.get("final"):
+        rows = [[_e(k), _number(v.get("norm_cv")), _number(v.get("cos_std"))] for k, v in m["final"].items()]
+        parts.append(_rows_table(["run", "final norm CV", "final cosine std"], rows))
+    runs = m.get("runs") or {}
+    if runs:
+        rows = [[_e(k), _e(r.get("run_dir")), _e(" ".join(r.get("hyper") or []) or "–"), _e(r.get("epochs")),
+                 _number(r.get("test_accuracy"), True), _number(r.get("test_ece"))] for k, r in runs.items()]
+        parts.append("<details><summary>runs behind this experiment</summary>"
+                     + _rows_table(["run", "directory", "hyper-parameters (best of sweep)", "epochs", "test acc",
+                                    "ECE"], rows) + "</details>")
+    return "\n".join(parts)
+
+
+def render_report(manifests: list[dict], directory: str | Path) -> str:
+    """The HTML text of the report for ``manifests`` (figures read from ``directory``)."""
+    directory = Path(directory)
+    scales = sorted({str(m.get("scale")) for m in manifests})
+    synthetic = [m["name"] for m in manifests if m.get("synthetic")]
+    head = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        "<title>mixcollapse: Pushing Boundaries, reproduced</title>",
+        f"<style>{STYLE}</style></head><body>",
+        "<h1>Pushing Boundaries: Mixup's Influence on Neural Collapse (Fisher, Meng, Papyan, ICLR 2024), "
+        "reproduced with mixcollapse</h1>",
+        f"<p class='meta'>{_e(directory)} · scale: {_e(', '.join(scales))} · "
+        f"generated {time.strftime('%Y-%m-%d %H:%M')}</p>",
+    ]
+    if "tiny" in scales:
+        head.append("<p class='banner'>Tiny scale: small models, a few images and epochs, for checking the pipeline; "
+                    "numbers are not comparable with the paper's. Use <code>--scale full</code> for those.</p>")
+    if "cpu" in scales:
+        head.append("<p class='meta'>CPU scale: the real data with a small network on a subset of the training "
+                    "images, trained once per variant (no sweep) into the terminal phase; the configuration is "
+                    "comparable with the paper's, test accuracy is not (presets/*-cpu.yaml).</p>")
+    if synthetic:
+        head.append(f"<p class='banner'><b>Synthetic data</b> ({_e(', '.join(synthetic))}): these results come from "
+                    "synthetic files written in the datasets' real on-disk formats, not from the real datasets.</p>")
+    head.append("<nav>" + "".join(f"<a href='#{_e(m['name'])}'>{_e(m['name'])}</a>" for m in manifests) + "</nav>")
+    body = [_section(m, directory) for m in manifests]
+    return "\n".join(head + body + ["</body></html>"]) + "\n"
+
+
+def build_report(directory: str | Path, path: str | Path | None = None) -> Path:
+    """Write the report of ``directory`` to ``path`` (default ``directory/report.html``) and return its path."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory} is not a directory; run mixcollapse reproduce --out {directory} first")
+    manifests = load_manifests(directory)
+    if not manifests:
+        raise FileNotFoundError(f"{directory} holds no reproduce results (no experiments/*.json); run "
+                                f"mixcollapse reproduce EXPERIMENT --out {directory} first")
+    path = Path(path) if path is not None else directory / "report.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_text(path, render_report(manifests, directory))

@@ -1,0 +1,156 @@
+"""An interactive configuration scatter: one self-contained HTML file beside the static figures.
+
+Draws saved numbers only (the projected points of Appendix B.2 and the pairs' metadata), like
+``plots``. Hovering a point shows its two classes, lambda and the dataset indices of the two
+source images, so an odd point can be traced back to its images; clicking a legend entry hides
+or shows the same-class or the different-class points (double-click isolates one group). The
+colours follow the static figure (green map for same-class, purple-orange for different-class,
+each with its own colour bar). plotly.js is embedded in the file (no CDN): it opens offline.
+
+Large pair sets are thinned to ``max_points`` randomly chosen points (seeded; the title says
+how many are shown) so the file stays small enough for a browser; the static figure and every
+number use all pairs.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from mixcollapse.plots.figures import FILE_MODE
+
+# The static figure's colour maps (plots.SAME_CMAP: Greens 0.3-0.95, plots.DIFF_CMAP: plasma
+# 0.12-0.92), sampled for plotly.
+_SAME_SCALE = [[0.0, "#a0d99b"], [0.5, "#41ab5d"], [1.0, "#00441b"]]
+_DIFF_SCALE = [[0.0, "#3e049c"], [0.25, "#8606a6"], [0.5, "#cc4778"], [0.75, "#f48849"], [1.0, "#f4ee27"]]
+
+MAX_POINTS = 20000
+
+
+def configuration_html(
+    path: str | Path,
+    xy: np.ndarray,
+    lam: np.ndarray,
+    class_a: np.ndarray,
+    class_b: np.ndarray,
+    index_a: np.ndarray,
+    index_b: np.ndarray,
+    *,
+    class_names: Sequence[str] | dict | None = None,
+    classifier_xy: np.ndarray | None = None,
+    classifier_labels: Sequence[str] | None = None,
+    title: str = "",
+    max_points: int = MAX_POINTS,
+    seed: int = 0,
+) -> Path:
+    """Write the interactive scatter of projected mixup-pair features ``xy`` (N, 2) to ``path`` (.html).
+
+    ``class_a``/``class_b`` are model class indices, named through ``class_names`` (a list indexed
+    by class, or a dict); ``classifier_xy`` (k, 2), optional, are the projected classifier rows,
+    drawn as black spokes scaled to the points like the static figure. Written atomically.
+    """
+    import plotly.graph_objects as go  # plotly is heavy to import; only this figure needs it
+
+    xy = np.asarray(xy, dtype=float)
+    lam = np.asarray(lam, dtype=float)
+    class_a, class_b = np.asarray(class_a), np.asarray(class_b)
+    index_a, index_b = np.asarray(index_a), np.asarray(index_b)
+    n = len(xy)
+    shown = np.arange(n)
+    if n > max_points:
+        shown = np.sort(np.random.default_rng(seed).choice(n, size=max_points, replace=False))
+
+    def name(c: int) -> str:
+        if class_names is None:
+            return str(int(c))
+        return str(class_names[int(c)])
+
+    names = {int(c): name(c) for c in np.unique(np.concatenate([class_a, class_b]))}
+    fig = go.Figure()
+    same = class_a == class_b
+    groups = (
+        ("same class", same, _SAME_SCALE, "square", 1.0),
+        ("different class", ~same, _DIFF_SCALE, "circle", 1.22),
+    )
+    for label, mask, scale, symbol, bar_x in groups:
+        idx = shown[mask[shown]]
+        # lambda near 0.5 drawn last, on top, as in the static figure
+        idx = idx[np.argsort(-np.abs(lam[idx] - 0.5), kind="stable")]
+        custom = np.stack(
+            [
+                [names[int(c)] for c in class_a[idx]],
+                [names[int(c)] for c in class_b[idx]],
+                np.round(lam[idx], 4).astype(str),
+                index_a[idx].astype(str),
+                index_b[idx].astype(str),
+            ],
+            axis=1,
+        ) if len(idx) else np.empty((0, 5), dtype=str)
+        fig.add_trace(
+            go.Scattergl(
+                x=xy[idx, 0],
+                y=xy[idx, 1],
+                mode="markers",
+                name=f"{label} ({int(mask.sum())})",
+                legendgroup=label,
+                marker=dict(
+                    color=lam[idx],
+                    colorscale=scale,
+                    cmin=0.0,
+                    cmax=1.0,
+                    size=5 if symbol == "circle" else 6,
+                    symbol=symbol,
+                    opacity=0.85,
+                    colorbar=dict(title=dict(text=f"λ, {label}", side="right"), x=bar_x, len=0.8, thickness=12),
+                ),
+                customdata=custom,
+                hovertemplate=(
+                    "class a: %{customdata[0]} (image %{customdata[3]})<br>"
+                    "class b: %{customdata[1]} (image %{customdata[4]})<br>"
+                    "λ = %{customdata[2]}<extra>" + label + "</extra>"
+                ),
+            )
+        )
+    if classifier_xy is not None:
+        vertices = np.asarray(classifier_xy, dtype=float)
+        radius = float(np.abs(xy).max()) if n else 1.0
+        vertices = vertices / np.linalg.norm(vertices, axis=1, keepdims=True) * radius * 1.08
+        xs, ys = [], []
+        for vx, vy in vertices:
+            xs += [0.0, vx, None]
+            ys += [0.0, vy, None]
+        labels = list(classifier_labels) if classifier_labels is not None else [""] * len(vertices)
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color="black", width=1.5), name="classifier rows",
+                                 legendgroup="classifier", hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=vertices[:, 0], y=vertices[:, 1], mode="markers+text", text=labels,
+                                 textposition="top right", marker=dict(color="black", size=8), legendgroup="classifier",
+                                 showlegend=False, hovertemplate="classifier row of %{text}<extra></extra>"))
+    subtitle = f"{len(shown)} of {n} pairs shown" if len(shown) < n else f"{n} pairs"
+    fig.update_layout(
+        title=dict(text=f"{title}<br><sup>{subtitle}; click a legend entry to hide or show a group</sup>"
+                   if title else subtitle),
+        xaxis=dict(visible=False, scaleanchor="y", scaleratio=1),
+        yaxis=dict(visible=False),
+        plot_bgcolor="white",
+        legend=dict(x=0.0, y=1.0, bgcolor="rgba(255,255,255,0.7)"),
+        width=820,
+        height=680,
+        margin=dict(l=20, r=20, t=80, b=20),
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        fig.write_html(tmp, include_plotlyjs=True, full_html=True, include_mathjax=False,
+                       config={"displaylogo": False, "scrollZoom": True})
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

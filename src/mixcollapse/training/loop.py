@@ -1,0 +1,352 @@
+"""The training loop: mixup (eq. 1), loss, optimizer and schedule of Appendix B.1, DDP, checkpoints.
+
+``train(cfg, run_dir)`` is one linear loop over plain functions, ``train_one_epoch`` and
+``evaluate`` (torchvision references' shape); it runs unchanged under ``python`` and under
+``torchrun --nproc_per_node N`` (DDP; nccl on GPUs, gloo on CPU; see ``mixcollapse.training.dist``).
+
+Per epoch, rank 0 appends one JSON line to ``run_dir/metrics.jsonl``:
+
+    epoch            1-based
+    train_loss       mean mixup loss over the epoch's batches (weighted by batch size, all ranks)
+    train_accuracy   argmax of the mixed input vs its dominant label (label_a when lambda >= 0.5,
+                     else label_b); plain training accuracy when mixup.alpha = 0
+    test_loss        cross-entropy on one-hot test labels (whatever the training loss)
+    test_accuracy    on the whole test set
+    test_ece         expected calibration error (Appendix C), 15 equal-width bins, torchmetrics'
+                     binning (mixcollapse.metrics.calibration.CalibrationAccumulator)
+    lr               learning rate of the epoch's first optimizer step
+    epoch_seconds    wall time of training and evaluation in this epoch
+    classifier_*     mixcollapse.metrics.geometry.classifier_geometry of W (Figure 5): norm_cv,
+                     cos_mean, cos_std, cos_max_dev, norm_mean, etf_cos, etf_distance, num_classes
+The test_* keys are null on epochs skipped by ``train.eval_every`` (the final epoch is always
+evaluated); non-finite numbers are written as null.
+
+Resume is exact (bitwise on the same machine and thread count, tested on one and two processes)
+with ``data.num_workers = 0``: the checkpoint restores every random stream, including the single-
+process loader's shuffling Generator. With worker processes it is not: persistent workers keep
+their own random state (augmentation) and draw their base seed from the loader's Generator only
+when first started, so the order and augmentation after a resume differ from an uninterrupted run.
+
+Distributed details: ``train.batch_size`` is the global batch; each of N ranks takes
+batch_size / N and mixes within its own share. Evaluation is exact: each rank evaluates a
+disjoint, unpadded shard of the test set (``build_loaders``' ShardSampler) with rank 0's
+batch-norm buffers, and the sums (loss, correct, count, calibration bins) are all-reduced.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from mixcollapse.config import ExperimentConfig, MixupConfig, config_from_dict, to_dict, validate
+from mixcollapse.data.datasets import build_datasets, build_loaders
+from mixcollapse.losses import get_loss
+from mixcollapse.metrics.calibration import CalibrationAccumulator
+from mixcollapse.metrics.geometry import classifier_geometry
+from mixcollapse.mixup import mix_batch
+from mixcollapse.models import build_model
+from mixcollapse.training import dist
+from mixcollapse.training.checkpoint import (
+    CheckpointError,
+    build_checkpoint,
+    capture_rng,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
+from mixcollapse.training.optim import build_optimizer, build_scheduler, current_lr
+from mixcollapse.training.rundir import (
+    RunDirError,
+    append_metrics,
+    config_differences,
+    epoch_checkpoint_path,
+    last_checkpoint_path,
+    prepare_run_dir,
+    truncate_metrics,
+)
+
+ECE_BINS = 15  # Appendix C / Table 2
+
+
+def _autocast(device: torch.device, amp: str):
+    """bf16 autocast when ``amp == 'bf16'`` (no loss scaling needed), else a no-op context."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp == "bf16")
+
+
+def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    x = x.to(device, non_blocking=True)
+    if channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    data_loader: DataLoader,
+    device: torch.device,
+    epoch: int,
+    *,
+    num_classes: int,
+    mixup: MixupConfig,
+    rng: np.random.Generator,
+    amp: str = "none",
+    channels_last: bool = False,
+    progress: bool = False,
+) -> dict[str, float]:
+    """One pass over ``data_loader`` with mixup (eq. 1); the scheduler steps per iteration.
+
+    Every batch is mixed with a permutation of itself, lambda ~ Beta(alpha, alpha) per batch (or
+    per sample); alpha = 0 is the baseline (one-hot targets). Returns train_loss, train_accuracy
+    (vs the dominant label) and lr (of the first step), reduced over all ranks.
+    """
+    model.train()
+    lr = current_lr(optimizer)
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss * B, correct, B
+    for x, y in tqdm(data_loader, desc=f"epoch {epoch}", disable=not progress, leave=False, dynamic_ncols=True):
+        x, y = _to_device(x, device, channels_last), y.to(device, non_blocking=True)
+        batch = mix_batch(x, y, num_classes, mixup.alpha, rng, per_sample=mixup.per_sample)
+        with _autocast(device, amp):
+            logits = model(batch.x)  # (B, C)
+        loss = loss_fn(logits, batch.target)  # the losses compute in float32
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        with torch.no_grad():
+            dominant = torch.where(batch.lam >= 0.5, batch.label_a, batch.label_b)
+            sums[0] += loss.detach().double() * y.shape[0]
+            sums[1] += (logits.argmax(dim=1) == dominant).sum()
+            sums[2] += y.shape[0]
+    dist.all_reduce_sum(sums)
+    loss_sum, correct, count = sums.tolist()
+    if count == 0:
+        raise ValueError("the training loader yielded no batches (training set smaller than one batch?)")
+    train_loss = loss_sum / count
+    if not np.isfinite(train_loss):
+        raise FloatingPointError(f"training diverged in epoch {epoch} (train loss {train_loss}); lower train.lr")
+    return {"train_loss": train_loss, "train_accuracy": correct / count, "lr": lr}
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    data_loader: DataLoader,
+    device: torch.device,
+    num_classes: int,
+    *,
+    amp: str = "none",
+    channels_last: bool = False,
+) -> dict[str, float]:
+    """test_loss (CE on one-hot labels), test_accuracy and test_ece over the whole test set.
+
+    Under DDP each rank passes its own disjoint shard and gets the totals of all shards; pass the
+    unwrapped model.
+    """
+    model.eval()
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # CE sum, correct, count
+    calib = CalibrationAccumulator(ECE_BINS)
+    # An empty update creates the bins, so a rank with an empty shard still takes part in the reduction.
+    calib.accumulate(torch.zeros(0, num_classes, device=device), torch.zeros(0, dtype=torch.long, device=device))
+    for x, y in data_loader:
+        x, y = _to_device(x, device, channels_last), y.to(device, non_blocking=True)
+        with _autocast(device, amp):
+            logits = model(x)
+        logits = logits.float()  # (B, C)
+        sums[0] += F.cross_entropy(logits, y, reduction="sum").double()
+        sums[1] += (logits.argmax(dim=1) == y).sum()
+        sums[2] += y.shape[0]
+        calib.accumulate(logits, y)
+    dist.all_reduce_sum(sums)
+    for bins in (calib.count, calib.conf_sum, calib.correct_sum):
+        dist.all_reduce_sum(bins)
+    loss_sum, correct, count = sums.tolist()
+    if count == 0:
+        raise ValueError("the test set is empty")
+    return {"test_loss": loss_sum / count, "test_accuracy": correct / count, "test_ece": calib.compute()["ece"]}
+
+
+def _format_row(row: dict, epochs: int) -> str:
+    text = f"epoch {row['epoch']}/{epochs}  train loss {row['train_loss']:.4f} acc {100 * row['train_accuracy']:.2f}%"
+    if row.get("test_loss") is not None:
+        text += f"  test loss {row['test_loss']:.4f} acc {100 * row['test_accuracy']:.2f}% ece {row['test_ece']:.4f}"
+    return text + f"  lr {row['lr']:.3g}  {row['epoch_seconds']:.1f}s"
+
+
+def _prepare_on_main(run_dir: Path, cfg: ExperimentConfig, resume: bool) -> None:
+    """prepare_run_dir on rank 0; every rank raises if it failed (no rank waits forever)."""
+    error: BaseException | None = None
+    if dist.is_main():
+        try:
+            prepare_run_dir(run_dir, cfg, resume)
+        except Exception as err:  # re-raised on every rank below
+            error = err
+    message = dist.broadcast_object(None if error is None else str(error))
+    if error is not None:
+        raise error
+    if message is not None:
+        raise RunDirError(message)
+
+
+def train(
+    cfg: ExperimentConfig, run_dir: str | Path, *, resume: bool = False, stop_after_epoch: int | None = None
+) -> Path:
+    """Train ``cfg`` into ``run_dir`` (config.yaml, metrics.jsonl, checkpoints/); return ``run_dir``.
+
+    ``resume=True`` continues from ``checkpoints/last.pt`` (the same config is required, see
+    mixcollapse.training.rundir) and reproduces the uninterrupted run: weights, optimizer, schedule, RNG
+    states and the shuffling order are restored and metrics of epochs after the checkpoint are
+    dropped. Without a checkpoint, a resumed run starts from scratch; a finished run returns at once.
+
+    ``stop_after_epoch=N`` returns after epoch N's bookkeeping as if the process were killed there
+    (for tests of resumption; checkpoints are written only where they are due).
+    """
+    validate(cfg)  # a config built in Python has not been through load_config's checks
+    if cfg.train.threads > 0:
+        torch.set_num_threads(cfg.train.threads)
+    _, device = dist.setup(cfg.train.device)
+    try:
+        out = _train(cfg, Path(run_dir), device, resume, stop_after_epoch)
+    except BaseException:
+        dist.abandon()  # no collective on the error path: the other ranks may be anywhere
+        raise
+    dist.cleanup()
+    return out
+
+
+def _train(
+    cfg: ExperimentConfig, run_dir: Path, device: torch.device, resume: bool, stop_after_epoch: int | None
+) -> Path:
+    t = cfg.train
+    rank, world, main = dist.rank(), dist.world_size(), dist.is_main()
+    if t.batch_size % world != 0:
+        raise ValueError(f"train.batch_size={t.batch_size} (the global batch) must be divisible by {world} processes")
+    _prepare_on_main(run_dir, cfg, resume)
+
+    # Same initial weights on every rank (DDP would broadcast rank 0's anyway); then per-rank streams.
+    torch.manual_seed(t.seed)
+    bundle = build_datasets(cfg.data)
+    model = build_model(cfg.model, bundle.num_classes, bundle.in_channels, bundle.image_size).to(device)
+    if t.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model_args = {"num_classes": bundle.num_classes, "in_channels": bundle.in_channels, "image_size": bundle.image_size}
+    torch.manual_seed(t.seed + rank)
+    random.seed(t.seed + rank)
+    mixup_rng = np.random.default_rng(t.seed + rank)
+    train_loader, test_loader = build_loaders(
+        bundle,
+        t.batch_size // world,
+        num_workers=cfg.data.num_workers,
+        seed=t.seed,
+        distributed=world > 1,
+        pin_memory=device.type == "cuda",
+    )
+    optimizer = build_optimizer(t, model)
+    scheduler = build_scheduler(t, optimizer, len(train_loader))
+    loss_fn = get_loss(t.loss)
+
+    start = 0
+    last_path = last_checkpoint_path(run_dir)
+    if resume and last_path.is_file():
+        state = load_checkpoint(last_path, map_location="cpu")
+        diffs = config_differences(config_from_dict(state["config"]), cfg)
+        if diffs:
+            raise CheckpointError(f"checkpoint {last_path} was trained with another config ({'; '.join(diffs)})")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start = int(state["epoch"])
+        if len(state["rng"]) == world:
+            restore_rng(state["rng"][rank], mixup_rng, device)
+            if state["loader"] is not None and train_loader.generator is not None:
+                train_loader.generator.set_state(state["loader"])
+        else:
+            warnings.warn(
+                f"checkpoint was written by {len(state['rng'])} processes, resuming with {world}: "
+                "random streams are reseeded, so the run will not match an uninterrupted one",
+                stacklevel=2,
+            )
+            torch.manual_seed(t.seed + 1000 * start + rank)
+            mixup_rng = np.random.default_rng([t.seed, start, rank])
+    if main and resume:
+        truncate_metrics(run_dir, start)  # drop epochs after the checkpoint: they are trained again
+    if main:
+        what = f"resuming after epoch {start}" if start else "starting"
+        how = f"{'bf16 autocast' if t.amp == 'bf16' else 'float32'}{', channels_last' if t.channels_last else ''}"
+        if device.type == "cpu":
+            how += f", {torch.get_num_threads()} torch thread{'s' if torch.get_num_threads() > 1 else ''}"
+        print(f"[train] {what}: {cfg.name} -> {run_dir} on {device} x{world} ({how})", flush=True)
+    if start >= t.epochs:
+        return run_dir
+
+    ddp_model = dist.wrap(model, device)
+    for epoch in range(start + 1, t.epochs + 1):
+        if hasattr(train_loader.sampler, "set_epoch"):  # DistributedSampler: the order is a function of the epoch
+            train_loader.sampler.set_epoch(epoch - 1)
+        tic = time.perf_counter()
+        row: dict = {"epoch": epoch}
+        row.update(
+            train_one_epoch(
+                ddp_model,
+                loss_fn,
+                optimizer,
+                scheduler,
+                train_loader,
+                device,
+                epoch,
+                num_classes=bundle.num_classes,
+                mixup=cfg.mixup,
+                rng=mixup_rng,
+                amp=t.amp,
+                channels_last=t.channels_last,
+                progress=t.progress and main,
+            )
+        )
+        if epoch % t.eval_every == 0 or epoch == t.epochs:
+            dist.broadcast_buffers(model)
+            row.update(
+                evaluate(model, test_loader, device, bundle.num_classes, amp=t.amp, channels_last=t.channels_last)
+            )
+        else:
+            row.update(test_loss=None, test_accuracy=None, test_ece=None)
+        row["epoch_seconds"] = time.perf_counter() - tic
+        row.update({f"classifier_{k}": v for k, v in classifier_geometry(model.classifier.weight).items()})
+        if main:
+            append_metrics(run_dir, row)
+            print(_format_row(row, t.epochs), flush=True)
+
+        keep = epoch in t.checkpoint_epochs
+        if keep or epoch == t.epochs or (t.checkpoint_every > 0 and epoch % t.checkpoint_every == 0):
+            rng_states = dist.all_gather_object(capture_rng(mixup_rng, device))
+            if main:
+                loader_state = train_loader.generator.get_state() if train_loader.generator is not None else None
+                state = build_checkpoint(
+                    model=model,
+                    optimizer=optimizer,
+                    scheduler=scheduler,
+                    epoch=epoch,
+                    config=to_dict(cfg),
+                    model_args=model_args,
+                    rng=rng_states,
+                    loader=loader_state,
+                    metrics=row,
+                )
+                if keep:
+                    save_checkpoint(state, epoch_checkpoint_path(run_dir, epoch))
+                save_checkpoint(state, last_path)
+            dist.barrier()
+        if stop_after_epoch is not None and epoch >= stop_after_epoch:
+            break
+    return run_dir

@@ -1,0 +1,42 @@
+"""The HTML report: self-contained (figures embedded), tables with the paper's values side by side."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib.pyplot as plt
+import pytest
+
+from mixcollapse.experiments.report import build_report
+from mixcollapse.plots.figures import save_figure
+
+
+def write_manifest(out, name="table2", **extra):
+    (out / "experiments").mkdir(parents=True, exist_ok=True)
+    manifest = {"name": name, "title": "CIFAR10 expected calibration error", "expected": "ECE falls with mixup",
+                "step": "table", "scale": "tiny", "synthetic": True,
+                "data": {"cifar10": "cifar10: SYNTHETIC files in the real format in x, not the real dataset"},
+                "runs": {}, **extra}
+    (out / "experiments" / f"{name}.json").write_text(json.dumps(manifest))
+
+
+def test_report_embeds_figures_and_shows_paper_values(tmp_path):
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    save_figure(fig, tmp_path / "figures" / "fig9")
+    write_manifest(tmp_path, "fig9", figures=["figures/fig9.png", "figures/fig9.pdf"])
+    table = {"caption": "Table 2", "header": ["Network", "Dataset", "Baseline (measured)", "Baseline (paper)"],
+             "rows": [["ViT-B/4", "CIFAR10", 0.3, 0.122]]}
+    write_manifest(tmp_path, "table2", tables=[table])
+    path = build_report(tmp_path)
+    text = path.read_text()
+    assert path == tmp_path / "report.html"
+    assert text.count("data:image/png;base64,") == 1 and "src='figures/" not in text
+    assert "0.122" in text and "Baseline (paper)" in text and "class='paper" in text
+    assert "Synthetic data" in text
+    assert text.index("id='fig9'") < text.index("id='table2'")  # the paper's order
+
+
+def test_report_of_a_directory_without_results(tmp_path):
+    with pytest.raises(FileNotFoundError, match="holds no reproduce results"):
+        build_report(tmp_path)

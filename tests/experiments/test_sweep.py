@@ -1,0 +1,175 @@
+"""Sweeps: grid syntax, slots, scheduling over fake GPUs with a stub runner, resumability, a real CPU sweep."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+import torch
+
+from mixcollapse.config import load_config
+from mixcollapse.experiments.sweep import (
+    Job,
+    Slot,
+    check_run_dir,
+    job_environment,
+    make_slots,
+    parse_gpus,
+    parse_grid,
+    pick_runner,
+    point_name,
+    read_sweep,
+    run_sweep,
+    subprocess_runner,
+    train_command,
+)
+from mixcollapse.training.rundir import append_metrics, last_checkpoint_path, prepare_run_dir
+
+DIGITS = ("data.train_limit=256", "train.batch_size=64", "model.hidden=16", "train.progress=false",
+          "train.epochs=2", "train.checkpoint_every=0")
+
+
+def configure(hyper):
+    return load_config("digits", [*DIGITS, *hyper])
+
+
+class StubRunner:
+    """Pretends to train: writes config, metrics rows and last.pt; records calls, slots and overlap."""
+
+    def __init__(self, accuracy=lambda job: 0.5, fail=(), delay=0.0):
+        self.calls, self.accuracy, self.fail, self.delay = [], accuracy, set(fail), delay
+        self.active, self.max_active, self.active_devices = 0, 0, set()
+        self.lock = threading.Lock()
+
+    def __call__(self, job: Job, slot: Slot) -> int:
+        with self.lock:
+            assert not (set(slot.devices) & self.active_devices), "two jobs on one GPU at once"
+            self.active_devices |= set(slot.devices)
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+            self.calls.append((job.name, slot.devices))
+        time.sleep(self.delay)
+        try:
+            if job.run_dir.name in self.fail:
+                return 1
+            cfg = load_config(job.config_path)
+            prepare_run_dir(job.run_dir, cfg, resume=True)
+            for epoch in range(1, job.epochs + 1):
+                append_metrics(job.run_dir, {"epoch": epoch, "test_accuracy": self.accuracy(job), "test_ece": 0.1})
+            torch.save({"fake": True}, last_checkpoint_path(job.run_dir))
+            return 0
+        finally:
+            with self.lock:
+                self.active -= 1
+                self.active_devices -= set(slot.devices)
+
+
+def test_grid_syntax():
+    grid = parse_grid(["train.lr=logspace(0.01,0.25,10)", "train.weight_decay=linspace(0,0.05,3)",
+                       "mixup.alpha=[0.4, 1.0]", "train.epochs=5"])
+    lr = grid["train.lr"]
+    assert len(lr) == 10 and lr[0] == 0.01 and lr[-1] == 0.25 and lr == sorted(lr)
+    ratios = [b / a for a, b in zip(lr, lr[1:], strict=False)]
+    assert max(ratios) / min(ratios) < 1.001  # log-spaced (4 significant digits)
+    assert grid["train.weight_decay"] == [0.0, 0.025, 0.05]
+    assert grid["mixup.alpha"] == [0.4, 1.0] and grid["train.epochs"] == [5]
+    assert point_name({"train.lr": 0.0143, "train.weight_decay": 0.025}) == "lr=0.0143_wd=0.025"
+    for bad in ("train.lr", "lr=0.1", "train.lr=logspace(0,1,3)", "train.lr=linspace(1,2)"):
+        with pytest.raises(ValueError):
+            parse_grid([bad])
+    with pytest.raises(ValueError, match="twice"):
+        parse_grid(["train.lr=0.1", "train.lr=0.2"])
+
+
+def test_slots_and_commands(tmp_path):
+    assert make_slots([], 1) == [Slot((), 1)]
+    assert make_slots(["0", "1", "2", "3"], 2) == [Slot(("0", "1"), 2), Slot(("2", "3"), 2)]
+    assert len(make_slots(["0", "1", "2"], 1)) == 3
+    with pytest.raises(ValueError, match="needs as many GPUs"):
+        make_slots(["0"], 2)
+    assert parse_gpus("none") == [] and parse_gpus("0,3") == ["0", "3"]
+    job = Job("x", tmp_path / "run", tmp_path / "x.yaml", tmp_path / "x.log", 2)
+    single = train_command(job, Slot(("0",), 1))
+    assert single[1:4] == ["-m", "mixcollapse", "train"] and "--resume" in single
+    ddp = train_command(job, Slot(("0", "1"), 2))
+    assert ddp[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    assert job_environment(Slot(("2", "3"), 2))["CUDA_VISIBLE_DEVICES"] == "2,3"
+    assert job_environment(Slot((), 1))["CUDA_VISIBLE_DEVICES"] == ""  # a CPU slot hides the GPUs
+    assert pick_runner("auto", [Slot()]).__name__ == "inprocess_runner"
+    assert pick_runner("auto", make_slots(["0", "1"], 1)) is subprocess_runner
+    with pytest.raises(ValueError):
+        pick_runner("inprocess", make_slots(["0"], 1))
+
+
+def test_sweep_spreads_runs_over_gpus_and_picks_the_best(tmp_path):
+    grid = parse_grid(["train.lr=logspace(0.01,0.25,6)"])
+    acc = {0.01: 0.2, 0.25: 0.9}
+    runner = StubRunner(accuracy=lambda job: acc.get(load_config(job.config_path).train.lr, 0.5), delay=0.05)
+    result = run_sweep(tmp_path / "s", grid, configure, slots=make_slots(["0", "1", "2"], 1), runner=runner,
+                       log=lambda s: None)
+    assert len(runner.calls) == 6 and len({name for name, _ in runner.calls}) == 6
+    assert 1 < runner.max_active <= 3
+    assert result["complete"] and result["best"]["name"] == "lr=0.25" and result["best"]["test_accuracy"] == 0.9
+    assert result["best"]["overrides"] == ["train.lr=0.25"]
+    saved = read_sweep(tmp_path / "s")
+    assert saved["best"] == result["best"] and all(r["state"] == "finished" for r in saved["runs"])
+    assert (tmp_path / "s" / "configs" / "lr=0.25.yaml").is_file()
+
+
+def test_a_finished_run_is_never_redone_and_a_killed_sweep_continues(tmp_path):
+    grid = parse_grid(["train.lr=[0.01,0.02,0.03,0.04]"])
+    first = StubRunner(fail={"lr=0.03", "lr=0.04"})  # as if killed after two runs
+    result = run_sweep(tmp_path / "s", grid, configure, runner=first, log=lambda s: None)
+    assert len(first.calls) == 4 and not result["complete"]
+    assert [r["state"] for r in result["runs"]] == ["finished", "finished", "failed", "failed"]
+    assert result["best"]["name"] in ("lr=0.01", "lr=0.02")
+    # A partial run (config and some epochs, no final checkpoint) is resumed, not skipped.
+    cfg = configure(["train.lr=0.04"])
+    prepare_run_dir(tmp_path / "s" / "lr=0.04", cfg, resume=True)
+    append_metrics(tmp_path / "s" / "lr=0.04", {"epoch": 1, "test_accuracy": 0.3})
+    second = StubRunner()
+    result = run_sweep(tmp_path / "s", grid, configure, runner=second, log=lambda s: None)
+    assert sorted(name for name, _ in second.calls) == ["lr=0.03", "lr=0.04"]
+    assert result["complete"]
+    third = StubRunner()
+    run_sweep(tmp_path / "s", grid, configure, runner=third, log=lambda s: None)
+    assert third.calls == []
+
+
+def test_a_run_directory_of_another_config_is_refused(tmp_path):
+    cfg = configure(["train.lr=0.01"])
+    prepare_run_dir(tmp_path / "r", cfg)
+    check_run_dir(tmp_path / "r", configure(["train.lr=0.01", "train.progress=true"]))  # resume-free field
+    with pytest.raises(ValueError, match="holds a run of another config"):
+        check_run_dir(tmp_path / "r", configure(["train.lr=0.02"]))
+
+
+@pytest.mark.slow
+def test_a_real_cpu_sweep_of_two_runs_through_subprocesses(tmp_path):
+    grid = parse_grid(["train.lr=[0.02,0.1]"])
+    result = run_sweep(tmp_path / "s", grid, configure, runner=subprocess_runner, log=lambda s: None)
+    assert result["complete"], json.dumps(result, indent=1)
+    for row in result["runs"]:
+        assert row["epochs_done"] == 2 and 0 <= row["test_accuracy"] <= 1
+        assert (tmp_path / "s" / row["log"]).is_file()
+    assert result["best"]["test_accuracy"] == max(r["test_accuracy"] for r in result["runs"])
+    stub = StubRunner()
+    again = run_sweep(tmp_path / "s", grid, configure, runner=stub, log=lambda s: None)
+    assert stub.calls == [] and again["best"] == result["best"]
+
+
+def test_pruning_keeps_only_the_best_checkpoints_and_never_retrains(tmp_path):
+    grid = parse_grid(["train.lr=[0.01,0.02,0.03]"])
+    acc = {0.01: 0.4, 0.02: 0.8, 0.03: 0.6}
+    runner = StubRunner(accuracy=lambda job: acc[load_config(job.config_path).train.lr])
+    result = run_sweep(tmp_path / "s", grid, configure, runner=runner, log=lambda s: None, prune=True)
+    assert result["best"]["name"] == "lr=0.02"
+    for name in ("lr=0.01", "lr=0.03"):
+        folder = tmp_path / "s" / name / "checkpoints"
+        assert not list(folder.glob("*.pt")) and (folder / "PRUNED.txt").is_file()
+    assert (tmp_path / "s" / "lr=0.02" / "checkpoints" / "last.pt").is_file()
+    again = StubRunner()
+    result = run_sweep(tmp_path / "s", grid, configure, runner=again, log=lambda s: None, prune=True)
+    assert again.calls == [] and result["complete"] and result["best"]["name"] == "lr=0.02"

@@ -1,0 +1,247 @@
+"""The training loop on the embedded digits: loss goes down, exact resume, DDP, run directories."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torchmetrics.functional.classification import multiclass_calibration_error
+
+from mixcollapse.config import load_config
+from mixcollapse.data.datasets import build_datasets, build_loaders
+from mixcollapse.training.checkpoint import CheckpointError, load_checkpoint, load_model
+from mixcollapse.training.loop import evaluate, train
+from mixcollapse.training.rundir import (
+    RunDirError,
+    append_metrics,
+    prepare_run_dir,
+    read_config,
+    read_metrics,
+    truncate_metrics,
+)
+
+TIMING = ("epoch_seconds",)
+GEOMETRY = ("norm_cv", "cos_mean", "cos_std", "etf_cos", "etf_distance", "num_classes")
+
+
+def _without_timing(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
+
+
+def _weights(run_dir: Path) -> dict:
+    return load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]
+
+
+# ---- training -----------------------------------------------------------------------------------
+
+
+def test_short_run_lowers_the_loss_and_writes_the_run_directory(tmp_path, tiny_config):
+    cfg = tiny_config("train.epochs=4", "train.lr=0.05", "train.checkpoint_every=0", "train.checkpoint_epochs=[2]")
+    out = train(cfg, tmp_path / "run")
+    assert out == tmp_path / "run"
+    rows = read_metrics(out)
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    expected = {
+        "epoch",
+        "train_loss",
+        "train_accuracy",
+        "test_loss",
+        "test_accuracy",
+        "test_ece",
+        "lr",
+        "epoch_seconds",
+        *(f"classifier_{k}" for k in GEOMETRY),
+    }
+    assert expected <= set(rows[0])
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    assert rows[-1]["test_accuracy"] > 0.5  # ten classes: chance is 0.1
+    assert 0 <= rows[-1]["test_ece"] <= 1
+    assert [r["lr"] for r in rows] == pytest.approx([0.05, 0.005, 0.0005, 0.0005])  # milestones 1, 2, 4 of 4
+    assert read_config(out) == cfg
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch_0002.pt", "last.pt"]
+    assert (out / "figures").is_dir()
+    assert load_checkpoint(out / "checkpoints" / "epoch_0002.pt")["epoch"] == 2
+    last = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert last["epoch"] == 4 and last["metrics"]["epoch"] == 4
+
+
+def test_baseline_fixed_etf_mse_and_per_sample_mixup(tmp_path, tiny_config):
+    cfg = tiny_config("train.epochs=1", "mixup.alpha=0", "model.fixed_etf=true", "train.loss=mse")
+    before = load_config("digits", ["model.fixed_etf=true", "model.hidden=32"])
+    from mixcollapse.models import build_model
+
+    etf = build_model(before.model, 10, 1, 8).classifier.weight.detach().clone()
+    run = train(cfg, tmp_path / "etf")
+    assert torch.equal(_weights(run)["classifier.weight"], etf)  # frozen: never trained
+    row = read_metrics(run)[0]
+    assert row["classifier_etf_distance"] == pytest.approx(0.0, abs=1e-6)
+    assert row["classifier_cos_mean"] == pytest.approx(-1 / 9, abs=1e-6)
+    run = train(tiny_config("train.epochs=1", "mixup.per_sample=true", "mixup.alpha=0.4"), tmp_path / "ps")
+    assert len(read_metrics(run)) == 1
+
+
+def test_bf16_autocast_and_channels_last_run_on_cpu(tmp_path, tiny_config):
+    cfg = tiny_config("train.epochs=1", "train.amp=bf16", "train.channels_last=true", "train.eval_every=5")
+    row = read_metrics(train(cfg, tmp_path / "bf16"))[0]
+    assert all(row[k] is not None and row[k] == row[k] for k in ("train_loss", "test_loss", "test_accuracy"))
+
+
+def test_evaluate_is_exact_over_the_whole_test_set(tiny_config):
+    cfg = tiny_config("data.test_limit=101")
+    bundle = build_datasets(cfg.data)
+    _, test_loader = build_loaders(bundle, 32)
+    torch.manual_seed(0)
+    from mixcollapse.models import build_model
+
+    model = build_model(cfg.model, 10, 1, 8).eval()
+    got = evaluate(model, test_loader, torch.device("cpu"), 10)
+    x = torch.stack([bundle.test[i][0] for i in range(len(bundle.test))])
+    y = torch.tensor([bundle.test[i][1] for i in range(len(bundle.test))])
+    with torch.no_grad():
+        logits = model(x)
+    assert len(y) == 101
+    assert got["test_loss"] == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-5)
+    assert got["test_accuracy"] == (logits.argmax(1) == y).sum().item() / 101
+    probs = torch.softmax(logits.double(), dim=1)
+    ece = multiclass_calibration_error(probs, y, 10, n_bins=15, norm="l1").item()
+    assert got["test_ece"] == pytest.approx(ece, abs=1e-6)
+
+
+# ---- resume -------------------------------------------------------------------------------------
+
+
+def test_resume_after_interruption_equals_the_uninterrupted_run(tmp_path, tiny_config):
+    cfg = tiny_config("train.epochs=4", "train.checkpoint_every=2")
+    straight = train(cfg, tmp_path / "straight")
+    cut = train(cfg, tmp_path / "cut", stop_after_epoch=3)  # killed after epoch 3, last checkpoint: epoch 2
+    assert [r["epoch"] for r in read_metrics(cut)] == [1, 2, 3]
+    assert load_checkpoint(cut / "checkpoints" / "last.pt")["epoch"] == 2
+    train(cfg, cut, resume=True)  # drops epoch 3's line, trains epochs 3 and 4 again
+    assert _without_timing(read_metrics(cut)) == _without_timing(read_metrics(straight))
+    a, b = _weights(straight), _weights(cut)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_without_a_checkpoint_starts_over_and_a_finished_run_returns(tmp_path, tiny_config):
+    cfg = tiny_config("train.epochs=2", "train.checkpoint_every=0")
+    reference = train(cfg, tmp_path / "ref")
+    run = train(cfg, tmp_path / "run", stop_after_epoch=1)  # no checkpoint: checkpoint_every=0
+    assert not (run / "checkpoints" / "last.pt").exists() and len(read_metrics(run)) == 1
+    train(cfg, run, resume=True)
+    assert _without_timing(read_metrics(run)) == _without_timing(read_metrics(reference))
+    before = (run / "metrics.jsonl").read_text()
+    train(cfg, run, resume=True)  # finished: nothing to do
+    assert (run / "metrics.jsonl").read_text() == before
+
+
+def test_resume_refuses_another_config(tmp_path, tiny_config):
+    run = train(tiny_config("train.epochs=1"), tmp_path / "run")
+    with pytest.raises(RunDirError, match=r"train\.lr: 0\.1 -> 0\.2"):
+        train(tiny_config("train.epochs=1", "train.lr=0.2"), run, resume=True)
+    with pytest.raises(RunDirError, match="epochs"):
+        train(tiny_config("train.epochs=2"), run, resume=True)
+    # fields that do not change what is trained may differ; config.yaml then holds the new values
+    free = tiny_config("train.epochs=1", "train.progress=true", "train.device=cpu", "analysis.seed=5")
+    train(free, run, resume=True)
+    assert read_config(run) == free
+
+
+def test_resume_checks_the_checkpoint_config(tmp_path, tiny_config):
+    cfg = tiny_config("train.epochs=2", "train.checkpoint_every=1")
+    run = train(cfg, tmp_path / "run", stop_after_epoch=1)
+    (run / "config.yaml").unlink()  # config.yaml lost: the checkpoint's own config still guards resume
+    with pytest.raises(CheckpointError, match="another config"):
+        train(tiny_config("train.epochs=2", "train.checkpoint_every=1", "mixup.alpha=0.2"), run, resume=True)
+
+
+# ---- run directory ------------------------------------------------------------------------------
+
+
+def test_a_new_run_refuses_a_directory_holding_a_run(tmp_path, tiny_config):
+    cfg = tiny_config()
+    prepare_run_dir(tmp_path / "run", cfg)
+    with pytest.raises(RunDirError) as err:
+        prepare_run_dir(tmp_path / "run", cfg)
+    message = str(err.value)
+    assert message == (
+        f"run directory {tmp_path / 'run'} already holds a run; pass --resume to continue it or choose another --out"
+    )
+    prepare_run_dir(tmp_path / "run", cfg, resume=True)  # same config: fine
+    (tmp_path / "empty").mkdir()
+    prepare_run_dir(tmp_path / "empty", cfg)  # an empty directory is not a run
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RunDirError, match="is a file"):
+        prepare_run_dir(tmp_path / "file", cfg)
+
+
+def test_metrics_file_helpers(tmp_path):
+    for epoch in (1, 2, 3):
+        append_metrics(tmp_path, {"epoch": epoch, "loss": float("nan") if epoch == 2 else 0.5})
+    assert read_metrics(tmp_path)[1]["loss"] is None  # strict JSON: NaN is written as null
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"epoch": 4, "lo')  # cut off by a kill
+    assert [r["epoch"] for r in read_metrics(tmp_path)] == [1, 2, 3]
+    truncate_metrics(tmp_path, 2)
+    assert (tmp_path / "metrics.jsonl").read_text().count("\n") == 2
+    assert [r["epoch"] for r in read_metrics(tmp_path)] == [1, 2]
+    with pytest.raises(RunDirError, match="does not exist"):
+        read_metrics(tmp_path / "missing")
+
+
+# ---- DDP ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_two_process_gloo_ddp_run_through_the_cli(tmp_path, torchrun):
+    """torchrun --nproc_per_node 2 -m mixcollapse train: rank 0 writes, evaluation is exact."""
+    out = tmp_path / "ddp"
+    overrides = ["train.epochs=2", "train.batch_size=64", "data.train_limit=384", "data.test_limit=121",
+                 "model.hidden=32", "train.progress=false", "train.device=cpu", "train.checkpoint_every=1"]  # fmt: skip
+    proc = torchrun(["-m", "mixcollapse", "train", "--preset", "digits", "--out", str(out), *overrides])
+    rows = read_metrics(out)
+    assert [r["epoch"] for r in rows] == [1, 2]  # one line per epoch: rank 0 only
+    assert rows[1]["train_loss"] < rows[0]["train_loss"]
+    state = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert state["epoch"] == 2 and state["world_size"] == 2 and len(state["rng"]) == 2
+    assert not any(k.startswith("module.") for k in state["model"])  # the unwrapped model
+    assert proc.stdout.count("epoch 2/2") == 1  # one summary line per epoch, from rank 0
+    # Sharded evaluation with rank 0's buffers = one process evaluating the saved model on the whole set.
+    model, cfg = load_model(out)
+    _, test_loader = build_loaders(build_datasets(cfg.data), 64)
+    single = evaluate(model, test_loader, torch.device("cpu"), 10)
+    assert rows[1]["test_accuracy"] == single["test_accuracy"]
+    assert rows[1]["test_loss"] == pytest.approx(single["test_loss"], rel=1e-6)
+    assert rows[1]["test_ece"] == pytest.approx(single["test_ece"], abs=1e-9)
+    json.dumps(rows)  # strict JSON
+
+
+DDP_SCRIPT = """
+import sys
+from mixcollapse.config import load_config
+from mixcollapse.training.loop import train
+
+cfg = load_config("digits", sys.argv[4:])
+train(cfg, sys.argv[1], resume=sys.argv[3] == "resume", stop_after_epoch=int(sys.argv[2]) or None)
+"""
+
+
+@pytest.mark.slow
+def test_two_process_resume_equals_the_uninterrupted_ddp_run(tmp_path, torchrun):
+    """Per-rank RNG states (mixup lambdas, partners) and the sampler epoch survive a DDP resume."""
+    script = tmp_path / "ddp_train.py"
+    script.write_text(DDP_SCRIPT)
+    overrides = ["train.epochs=3", "train.batch_size=64", "data.train_limit=256", "model.hidden=16",
+                 "train.progress=false", "train.device=cpu", "train.checkpoint_every=1"]  # fmt: skip
+
+    def launch(out: Path, stop: int, mode: str) -> None:
+        torchrun([str(script), str(out), str(stop), mode, *overrides])
+
+    launch(tmp_path / "straight", 0, "new")
+    launch(tmp_path / "cut", 2, "new")
+    launch(tmp_path / "cut", 0, "resume")
+    assert _without_timing(read_metrics(tmp_path / "cut")) == _without_timing(read_metrics(tmp_path / "straight"))
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "cut")
+    assert all(torch.equal(a[k], b[k]) for k in a)
