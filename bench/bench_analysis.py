@@ -46,15 +46,10 @@ from mixcollapse.analysis.extract import (
     write_pairs,
 )
 from mixcollapse.analysis.heldout import MixedPairImages, make_test_pairs, measure_mixed_pairs
-from mixcollapse.analysis.measure import (
-    DEFAULT_UFM_WEIGHT_DECAY,
-    PairMeasures,
-    dataset_labels,
-    measure_model,
-    ufm_solver,
-)
+from mixcollapse.analysis.measure import measure_model
 from mixcollapse.analysis.neural_collapse import measure_neural_collapse
-from mixcollapse.data.datasets import build_datasets
+from mixcollapse.analysis.ufm import DEFAULT_UFM_WEIGHT_DECAY, PairMeasures, ufm_solver
+from mixcollapse.data.datasets import build_datasets, dataset_labels
 from mixcollapse.mixup import pair_chunks, pair_count
 from mixcollapse.training.checkpoint import load_model
 

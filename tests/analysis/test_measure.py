@@ -14,12 +14,14 @@ from torchmetrics.functional.classification import multiclass_calibration_error
 
 from mixcollapse.analysis.configuration import ConfigurationAccumulator
 from mixcollapse.analysis.extract import recalibrate_batchnorm
-from mixcollapse.analysis.measure import ANALYSIS_FILE, HEADLINE, PairMeasures, measure_model, with_linear_head
+from mixcollapse.analysis.measure import ANALYSIS_FILE, HEADLINE, measure_model
 from mixcollapse.analysis.neural_collapse import measure_neural_collapse
+from mixcollapse.analysis.ufm import PairMeasures
 from mixcollapse.config import AnalysisConfig
 from mixcollapse.etf import simplex_etf
 from mixcollapse.metrics.collapse import nc_metrics_dense
 from mixcollapse.mixup import PairSet, mixup_targets
+from mixcollapse.models.adapter import with_linear_head
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -252,7 +254,7 @@ def test_configuration_metrics_on_the_exact_ufm_optimum():
 
 
 def test_analyze_run_wraps_measure_model_with_the_run_history(tmp_path, tiny_config):
-    from mixcollapse.analysis.measure import analyze_run
+    from mixcollapse.analysis.run import analyze_run
     from mixcollapse.training.loop import train
 
     run = tmp_path / "run"

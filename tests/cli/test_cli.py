@@ -1,25 +1,28 @@
-"""The command line: bad input gives one clear line on stderr, exit code 2, and no traceback."""
+"""The command line, in process through ``main([...])``: bad input gives one clear line on stderr, exit code 2."""
 
-import subprocess
-import sys
+import json
 
 import pytest
 
+from conftest import TINY_OVERRIDES
 from mixcollapse.cli import main
 
 
-def run_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "mixcollapse", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=120)
+def run(*argv: str) -> int:
+    """``mixcollapse ARGV`` in process; its exit code (argparse's errors exit through SystemExit)."""
+    try:
+        return main(list(argv))
+    except SystemExit as stop:
+        return stop.code
 
 
-def assert_one_clear_line(result, *fragments):
-    assert result.returncode == 2, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
+def one_line_error(capsys, *argv: str) -> str:
+    """Run ``mixcollapse ARGV``, expect exit code 2, and return its single stderr line."""
+    code = run(*argv)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
 
 
 @pytest.mark.parametrize(
@@ -30,26 +33,53 @@ def assert_one_clear_line(result, *fragments):
         ("analysis.classes=[0,1,10]", ["index 10 out of range", "0..9"]),
     ],
 )
-def test_train_rejects_bad_config_values(tmp_path, override, fragments):
-    result = run_cli("train", "--out", str(tmp_path / "run"), override)
-    assert_one_clear_line(result, "mixcollapse train: error:", *fragments)
+def test_train_rejects_bad_config_values(tmp_path, capsys, override, fragments):
+    line = one_line_error(capsys, "train", "--out", str(tmp_path / "run"), override)
+    assert line.startswith("mixcollapse train: error:") and all(f in line for f in fragments)
     assert not (tmp_path / "run").exists()  # nothing written
 
 
-def test_missing_dataset_offline_names_the_files(tmp_path):
-    result = run_cli("train", "--out", str(tmp_path / "run"), "--data-root", str(tmp_path / "nodata"),
-                     "data.name=cifar10", "data.download=false", "model.name=small")
-    assert_one_clear_line(result, "cifar-10-batches-py", "data_batch_1")
+def test_missing_dataset_offline_names_the_files(tmp_path, capsys):
+    line = one_line_error(capsys, "train", "--out", str(tmp_path / "run"), "--data-root", str(tmp_path / "nodata"),
+                          "data.name=cifar10", "data.download=false", "model.name=small")
+    assert "cifar-10-batches-py" in line and "data_batch_1" in line
 
 
 def test_unknown_preset_and_analyze_of_a_missing_run(tmp_path, capsys):
-    assert main(["train", "--preset", "nope", "--out", str(tmp_path / "r")]) == 2
-    assert "no preset or YAML file 'nope'" in capsys.readouterr().err
-    assert main(["analyze", str(tmp_path / "missing")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("mixcollapse analyze: error:") and "\n" not in err
+    assert "no preset or YAML file 'nope'" in one_line_error(capsys, "train", "--preset", "nope", "--out",
+                                                              str(tmp_path / "r"))
+    assert one_line_error(capsys, "analyze", str(tmp_path / "missing")).startswith("mixcollapse analyze: error:")
 
 
-def test_argparse_errors_exit_2():
-    result = run_cli("train", "--no-such-flag")
-    assert result.returncode == 2 and "unrecognized arguments" in result.stderr
+@pytest.mark.parametrize("argv", [["train", "--no-such-flag"], ["theory", "--classes", "1"], ["frobnicate"],
+                                  ["reproduce", "fig1", "--scale", "huge"]])
+def test_argument_errors_are_one_line_with_exit_2(capsys, argv):
+    line = one_line_error(capsys, *argv)
+    assert "error:" in line and "--help" in line
+
+
+def test_report_of_a_missing_directory(tmp_path, capsys):
+    assert one_line_error(capsys, "report", str(tmp_path / "none")).startswith("mixcollapse report: error:")
+
+
+def test_sweep_of_a_preset_without_a_grid(tmp_path, capsys):
+    line = one_line_error(capsys, "sweep", "--preset", "digits", "--out", str(tmp_path / "s"))
+    assert "has no default grid; pass --grid" in line
+
+
+def test_version_and_list(capsys):
+    assert run("--version") == 0 and capsys.readouterr().out.startswith("mixcollapse ")
+    assert main(["reproduce", "--list"]) == 0
+    assert "fig1" in capsys.readouterr().out
+
+
+def test_train_then_analyze_print_progress_and_the_headline(tmp_path, capsys, tiny_config):
+    run_dir = tmp_path / "run"
+    assert main(["train", "--out", str(run_dir), *TINY_OVERRIDES, "train.epochs=1"]) == 0
+    printed = capsys.readouterr().out
+    assert "[train] starting" in printed and "epoch 1/1" in printed  # the training loop's log lines, shown
+    assert main(["analyze", str(run_dir), "analysis.pairs_per_class_pair=20", "analysis.test_pairs=0",
+                 "--out", str(tmp_path / "a")]) == 0
+    headline = json.loads(capsys.readouterr().out)
+    assert 0 <= headline["test_accuracy"] <= 1 and headline["pair_prob_mae"] >= 0
+    assert (tmp_path / "a" / "analysis.json").is_file()

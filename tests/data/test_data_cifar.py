@@ -10,8 +10,9 @@ import torch
 import torchvision
 
 from mixcollapse.config import DataConfig
-from mixcollapse.data.datasets import CIFAR10_MEAN, CIFAR10_STD, DataError, build_datasets, train_labels
+from mixcollapse.data.datasets import build_datasets, train_labels
 from mixcollapse.data.fake import CIFAR10_NAMES, CIFAR100_NAMES, write_fake_cifar10, write_fake_cifar100
+from mixcollapse.data.specs import CIFAR10_MEAN, CIFAR10_STD, DataError
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +162,7 @@ def test_the_safe_loader_reads_what_torchvisions_own_loader_reads(root):
         test_list = [[n, None] for n, _ in torchvision.datasets.CIFAR10.test_list]
         meta = {**torchvision.datasets.CIFAR10.meta, "md5": None}
 
-    from mixcollapse.data.datasets import CIFAR10Files
+    from mixcollapse.data.formats import CIFAR10Files
 
     for train in (True, False):
         ours, ref = CIFAR10Files(root, train=train), Plain10(root, train=train)

@@ -14,8 +14,10 @@ import torch
 import torchvision
 
 from mixcollapse.config import DataConfig
-from mixcollapse.data.datasets import FASHIONMNIST_MEAN, FASHIONMNIST_STD, build_datasets, read_idx, train_labels
+from mixcollapse.data.datasets import build_datasets, train_labels
 from mixcollapse.data.fake import write_fake_fashionmnist
+from mixcollapse.data.formats import read_idx
+from mixcollapse.data.specs import FASHIONMNIST_MEAN, FASHIONMNIST_STD
 
 RAW = "FashionMNIST/raw"
 

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from mixcollapse.config import DataConfig
-from mixcollapse.data.datasets import FAKE_MARKER, DataError, build_datasets, train_labels
+from mixcollapse.data.datasets import build_datasets, train_labels
 from mixcollapse.data.fake import DataSource, ensure_data, write_fake_cifar10, write_fake_fashionmnist
+from mixcollapse.data.specs import FAKE_MARKER, DataError
 
 
 def test_deterministic_from_seed(tmp_path):

@@ -8,6 +8,7 @@ from synthetic files in its real on-disk format.
 from __future__ import annotations
 
 import json
+import logging
 import time
 
 import pytest
@@ -25,11 +26,12 @@ def tiny_out(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", list(EXPERIMENTS))
-def test_experiment_runs_at_tiny_scale(name, tiny_out, capsys):
+def test_experiment_runs_at_tiny_scale(name, tiny_out, caplog):
+    caplog.set_level(logging.INFO, logger="mixcollapse")
     tic = time.perf_counter()
     (manifest,) = reproduce(name, scale="tiny", out=tiny_out, data_root=tiny_out / "no-real-data")
     TIMES[name] = time.perf_counter() - tic
-    out = capsys.readouterr().out
+    out = caplog.text
     assert "SYNTHETIC files in the real format" in out
     assert manifest["scale"] == "tiny" and manifest["synthetic"]
     saved = json.loads((tiny_out / "experiments" / f"{name}.json").read_text())
@@ -54,10 +56,11 @@ def test_experiment_runs_at_tiny_scale(name, tiny_out, capsys):
         assert run["epochs"] == 3
 
 
-def test_rerun_trains_nothing_and_report(tiny_out, capsys):
+def test_rerun_trains_nothing_and_report(tiny_out, caplog):
+    caplog.set_level(logging.INFO, logger="mixcollapse")
     tic = time.perf_counter()
     reproduce("table1", scale="tiny", out=tiny_out, data_root=tiny_out / "no-real-data")
-    out = capsys.readouterr().out
+    out = caplog.text
     assert "0 to run" in out and "[train]" not in out
     print(f"rerun of table1 with every run finished: {time.perf_counter() - tic:.1f}s")
     from mixcollapse.experiments.report import build_report

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
-import json
 import math
 import os
 import subprocess
@@ -311,84 +308,6 @@ def test_etf_in_dimension_C_minus_1():
     assert torch.allclose(W.norm(dim=1), torch.full((5,), 2.0, dtype=torch.float64))
     G = W @ W.T / 4.0
     assert torch.allclose(G[~torch.eye(5, dtype=torch.bool)], torch.tensor(-0.25, dtype=torch.float64))
-
-
-def _cli(argv: list[str]):
-    from mixcollapse.cli import theory as cli_theory
-
-    parser = argparse.ArgumentParser(prog="mixcollapse")
-    cli_theory.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-SMALL = [
-    "--num-classes",
-    "4",
-    "--dim",
-    "5",
-    "--samples",
-    "300",
-    "--joint-nodes",
-    "4",
-    "--weight-decay-w",
-    "1e-2",
-    "--weight-decay-h",
-    "1e-2",
-]
-
-
-def test_cli_json_has_the_required_keys(tmp_path, capsys):
-    assert _cli(["theory", "--json", "--out", str(tmp_path), *SMALL]) == 0
-    out = json.loads(capsys.readouterr().out)
-    for key in ("same_class_K", "expected_loss", "mc_loss", "amplified_mc_loss", "etf_check", "settings"):
-        assert key in out
-    assert out["settings"]["num_classes"] == 4 and len(out["settings"]["classes"]) == 3
-    assert out["etf_check"]["etf_distance"] < 1e-3
-    assert (tmp_path / "figure6.png").stat().st_size > 0 and (tmp_path / "figure6.pdf").stat().st_size > 0
-
-
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["--num-classes", "1"],
-        ["--dim", "2"],
-        ["--weight-decay-h", "0"],
-        ["--alpha", "-1"],
-        ["--classes", "0", "1", "9"],
-        ["--multiplier", "0"],
-        ["--classes", "0", "0", "1"],
-        ["--weight-decay-w", "0"],
-    ],
-)
-def test_cli_bad_parameters_exit_2_with_one_line(argv, capsys, tmp_path):
-    code = _cli(["theory", "--no-joint", "--no-figure", "--out", str(tmp_path), *SMALL, *argv])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and err[0].startswith("mixcollapse theory: error: ")
-
-
-def test_python_dash_m_mixcollapse_theory(tmp_path):
-    if importlib.util.find_spec("mixcollapse.__main__") is None:
-        pytest.skip("src/mixcollapse/__main__.py does not exist yet")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "mixcollapse", "theory", "--json", "--no-joint", "--out", str(tmp_path), *SMALL],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "mc_loss" in json.loads(proc.stdout)
-    bad = subprocess.run(
-        [sys.executable, "-m", "mixcollapse", "theory", "--alpha", "0", "--no-joint"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    assert bad.returncode == 2 and bad.stderr.strip().startswith("mixcollapse theory: error:")
-    assert "Traceback" not in bad.stderr
 
 
 @pytest.mark.slow

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -167,22 +165,6 @@ def test_find_checkpoint(tmp_path, tiny_config):
         find_checkpoint(tmp_path / "checkpoints")
     with pytest.raises(CheckpointError, match="neither"):
         find_checkpoint(tmp_path / "nowhere")
-
-
-def test_load_model_does_not_import_the_training_loop(tmp_path, tiny_config):
-    """Analysis rebuilds models through mixcollapse.training.checkpoint; imports flow one way."""
-    _, state = _state(tiny_config())
-    save_checkpoint(state, tmp_path / "checkpoints" / "last.pt")
-    code = (
-        "import sys; from mixcollapse.training.checkpoint import load_model; load_model(sys.argv[1]); "
-        "assert 'mixcollapse.training.loop' not in sys.modules, 'train imported'; "
-        "assert 'mixcollapse.plots.figures' not in sys.modules, 'plots imported'"
-    )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path)], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert out.returncode == 0, out.stderr
 
 
 def test_a_killed_writes_temp_files_go_when_the_run_starts_again(tmp_path, tiny_config):

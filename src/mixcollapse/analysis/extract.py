@@ -40,9 +40,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from mixcollapse.metrics.projection import projection_matrix
 from mixcollapse.mixup import PAIR_DTYPES, PAIR_FIELDS, MixedPairImages, PairSet, mix_batch
 
 FORMAT_VERSION = 1
+PROJECTION_CHUNK_BYTES = 4 << 20  # float64 bytes per chunk when re-reading features for the projection (4 MiB)
 BatchCallback = Callable[[dict], None]
 
 
@@ -365,3 +367,22 @@ def load_pair_features(path: str | Path) -> PairFeatures:
         classifier_bias=np.load(bias_path) if bias_path.exists() else None,
         meta=meta,
     )
+
+
+def write_projection(features_file: Path, rows: np.ndarray, out_file: Path) -> np.ndarray:
+    """Appendix B.2's projection of all features, centred by their mean, into ``out_file`` (N, 2).
+
+    Two passes of plain chunked reads (the mean first, then the centred points, appended to
+    ``out_file``), so memory does not grow with N; returns ``out_file`` memory-mapped.
+    """
+    P = projection_matrix(rows).T  # (d, 2)
+    total, count = np.zeros(2), 0
+    for block in iter_npy_rows(features_file, PROJECTION_CHUNK_BYTES):
+        total += (block.astype(np.float64) @ P).sum(axis=0)
+        count += len(block)
+    mean = total / max(count, 1)  # centring the features centres their projections
+    out = NpyAppender(out_file, (count, 2), np.float64)
+    with out:
+        for block in iter_npy_rows(features_file, PROJECTION_CHUNK_BYTES):
+            out.append(block.astype(np.float64) @ P - mean)
+    return np.load(out_file, mmap_mode="r")

@@ -1,4 +1,4 @@
-"""Subcommands ``reproduce``, ``sweep`` and ``report``: argument parsing only (cli.py wires them in).
+"""Subcommands ``reproduce``, ``sweep`` and ``report``: argument parsing only (``cli.main`` wires them in).
 
 Each handler returns an exit code; bad input raises ValueError or FileNotFoundError with one clear
 sentence, which ``mixcollapse.cli.main`` prints as one line with exit code 2.
@@ -113,36 +113,12 @@ def _add_sweep(sub) -> None:
 
 
 def run_sweep_command(args) -> int:
-    from mixcollapse.experiments.registry import GRIDS, scale_threads, scaled_config, sweep_grid
-    from mixcollapse.experiments.reproduce import data_overrides, resolve_data
-    from mixcollapse.experiments.sweep import (
-        format_sweep,
-        make_slots,
-        parse_gpus,
-        parse_grid,
-        pick_runner,
-        run_sweep,
-    )
+    from mixcollapse.experiments.sweep import format_sweep
+    from mixcollapse.experiments.tune import sweep_preset
 
-    base = scaled_config(args.preset, args.overrides, args.scale)
-    if args.grid:
-        grid = parse_grid(args.grid)
-    elif base.model.name in GRIDS:
-        grid = sweep_grid(base.model.name, args.scale)
-    else:
-        raise ValueError(f"preset '{args.preset}' ({base.model.name}) has no default grid; pass --grid, e.g. "
-                         "--grid train.lr=logspace(0.01,0.25,10)")
-    late: list[str] = []
-    if base.data.name != "digits":
-        root = args.data_root or base.data.root
-        late = data_overrides(resolve_data(base.data.name, args.scale, root, args.out, base.data.download))
-    elif args.data_root:
-        late = [f"data.root={args.data_root}"]
-    slots = make_slots(parse_gpus(args.gpus), args.nproc_per_node)
-    with scale_threads(args.scale):
-        result = run_sweep(args.out, grid, lambda hyper: scaled_config(args.preset, [*args.overrides, *hyper],
-                                                                       args.scale, late),
-                           slots=slots, runner=pick_runner(args.launcher, slots), prune=args.prune_checkpoints)
+    result = sweep_preset(args.preset, args.out, args.grid, scale=args.scale, data_root=args.data_root,
+                          overrides=args.overrides, gpus=args.gpus, nproc_per_node=args.nproc_per_node,
+                          launcher=args.launcher, prune=args.prune_checkpoints)
     print(format_sweep(result))
     best = result["best"]
     if best is None:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-
-PAPER_FIGURE6_LOSS = {"optimal": 0.33457, "amplified": 0.33465}
+import logging
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -50,76 +48,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-figure", action="store_true", help="compute the numbers only")
     p.add_argument("--out", default="theory_out", help="directory for figure6.png and figure6.pdf")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
-
-    def one_line_error(message: str) -> None:
-        print(f"mixcollapse theory: error: {message}", file=sys.stderr)
-        sys.exit(2)
-
-    p.error = one_line_error  # type: ignore[method-assign]
     p.set_defaults(func=run)
 
 
-def compute(args: argparse.Namespace) -> dict:
-    """Every number of the subcommand as one JSON-ready dict (raises ValueError on bad settings)."""
-    from mixcollapse.theory.checks import check_classes, check_dim, check_positive, check_ufm
-    from mixcollapse.theory.closed_form import same_class_K
-    from mixcollapse.theory.figure6 import draw_figure6, figure6_data
-    from mixcollapse.theory.loss import expected_loss
-
-    C, m, lam_h = check_ufm(args.num_classes, args.multiplier, args.weight_decay_h)
-    if C < 3:
-        check_classes(C)
-        raise ValueError(f"the theory command projects onto 3 classes, got --num-classes {C}; use at least 3")
-    d = check_dim(args.dim, C)
-    check_positive("the classifier weight decay lambda_W (--weight-decay-w)", args.weight_decay_w)
-    data = figure6_data(C, d, m, lam_h, args.alpha, args.samples, args.classes, args.seed)
-    settings = {
-        "num_classes": C,
-        "dim": d,
-        "multiplier": m,
-        "weight_decay_h": lam_h,
-        "weight_decay_w": args.weight_decay_w,
-        "alpha": args.alpha,
-        "samples": args.samples,
-        "classes": data["classes"],
-        "seed": args.seed,
-        "joint_nodes": args.joint_nodes,
-    }
-    quad = expected_loss(C, m, lam_h, args.alpha, data["classes"])
-    result = {
-        "settings": settings,
-        "same_class_K": same_class_K(C, m, lam_h),
-        "expected_loss": quad["loss"],
-        "expected_loss_parts": quad,
-        "mc_loss": data["optimal_loss"]["loss"],
-        "mc_stderr": data["optimal_loss"]["stderr"],
-        "amplified_mc_loss": data["amplified_loss"]["loss"],
-        "mc_parts": {"optimal": data["optimal_loss"], "amplified": data["amplified_loss"]},
-        # lambda_W/2 ||W||_F^2 of the ETF classifier (rows of norm m); not part of the losses above
-        "classifier_term": 0.5 * args.weight_decay_w * C * m**2,
-        "paper_figure6_loss": PAPER_FIGURE6_LOSS,
-        "etf_check": None,
-        "figures": [],
-    }
-    if not args.no_joint:
-        from mixcollapse.theory.joint import solve_joint
-
-        joint = solve_joint(C, d, lam_h, args.weight_decay_w, args.alpha, args.joint_nodes, args.seed)
-        joint.pop("W")
-        geometry = joint.pop("geometry")
-        result["etf_check"] = {**geometry, **joint}
-    if not args.no_figure:
-        result["figures"] = [str(path) for path in draw_figure6(data, args.out)]
-    return result
-
-
 def run(args: argparse.Namespace) -> int:
-    """Entry point of ``mixcollapse theory``: exit code 0, or 2 with one line on stderr for bad input."""
-    try:
-        result = compute(args)
-    except ValueError as err:
-        print(f"mixcollapse theory: error: {str(err).strip().splitlines()[0]}", file=sys.stderr)
-        return 2
+    """``mixcollapse theory``: the numbers as a summary (or one JSON object with --json) and the figure."""
+    from mixcollapse.theory.summary import PAPER_FIGURE6_LOSS, ufm_summary
+
+    if args.json:  # standard output holds the JSON object alone
+        logging.getLogger("mixcollapse").setLevel(logging.WARNING)
+    result = ufm_summary(args.num_classes, args.dim, args.multiplier, args.weight_decay_h, args.weight_decay_w,
+                         args.alpha, args.samples, args.classes, args.seed, args.joint_nodes, joint=not args.no_joint,
+                         figure_dir=None if args.no_figure else args.out)
     if args.json:
         print(json.dumps(result, allow_nan=True))
         return 0

@@ -29,7 +29,6 @@ folder searched, the expected files and how to install them.
 
 from __future__ import annotations
 
-import gzip
 import os
 import pickle
 import socket
@@ -47,176 +46,21 @@ from torchvision import transforms as T
 from torchvision.datasets.utils import check_integrity
 
 from mixcollapse.config import DATASETS, NUM_CLASSES, DataConfig
-
-# Per-channel mean/std of each training set (pixels scaled to [0, 1]).
-CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
-CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
-FASHIONMNIST_MEAN, FASHIONMNIST_STD = (0.2860,), (0.3530,)
-
-DATA_ENV = "MIXCOLLAPSE_DATA"  # a folder searched after data.root
-FAKE_MARKER = "FAKE_DATA.txt"  # written by mixcollapse.data.fake into every root of synthetic files
-DOWNLOAD_HINT = ", or run with data.download=true on a machine with network access"
-PROBE_TIMEOUT_S = 3.0  # reachability probe before a download (DNS can hang when offline)
-DOWNLOAD_TIMEOUT_S = 30.0  # per socket operation while torchvision downloads
-
-
-class DataError(ValueError):
-    """Data is missing or unreadable; the one-line message names the files and how to provide them."""
-
-
-# The globals a CIFAR batch file may name: numpy's array reconstruction (numpy 1 and 2 spellings). Dicts,
-# lists, strings, bytes and numbers need none. Anything else (os.system via __reduce__, ...) is refused.
-_CIFAR_PICKLE_GLOBALS = frozenset(
-    (module, name)
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray")
-    for name in ("_reconstruct", "scalar")
-) | {("numpy", "ndarray"), ("numpy", "dtype")}
-
-
-class _CIFARUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
-        if (module, name) in _CIFAR_PICKLE_GLOBALS:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(
-            f"refusing to load {module}.{name}: a CIFAR file holds only arrays, lists, strings and numbers"
-        )
-
-
-def load_cifar_pickle(path: str | Path) -> dict:
-    """A CIFAR batch or meta file, unpickled with only numpy's array globals allowed (no code runs from it)."""
-    with open(path, "rb") as f:
-        entry = _CIFARUnpickler(f, encoding="latin1").load()
-    if not isinstance(entry, dict):
-        raise pickle.UnpicklingError(f"{path} holds a {type(entry).__name__}, not a CIFAR dict")
-    return entry
-
-
-class _SafeCIFAR:
-    """torchvision's CIFAR loading with two changes.
-
-    Presence, not md5: torchvision compares every batch file's md5 with the official archive's, so files in the real
-    format written by anything else (mixcollapse.data.fake, a re-pickled copy) are rejected; the download still
-    verifies the archive (tgz_md5 is kept). No code from data files: torchvision unpickles the files as they
-    are, so a hostile ``data_batch_1`` would run its ``__reduce__``; here :func:`load_cifar_pickle` admits only
-    numpy's array globals.
-    """
-
-    def __init__(self, root, train: bool = True, transform=None, target_transform=None, download: bool = False):
-        tvd.VisionDataset.__init__(self, root, transform=transform, target_transform=target_transform)
-        self.train = train
-        if download:
-            self.download()
-        if not self._check_integrity():
-            raise RuntimeError("Dataset not found or corrupted. You can use download=True to download it")
-        data, targets = [], []
-        for file_name, _ in self.train_list if train else self.test_list:
-            entry = load_cifar_pickle(os.path.join(self.root, self.base_folder, file_name))
-            data.append(entry["data"])
-            targets.extend(entry["labels"] if "labels" in entry else entry["fine_labels"])
-        self.data = np.vstack(data).reshape(-1, 3, 32, 32).transpose((0, 2, 3, 1))  # HWC
-        self.targets = targets
-        meta = load_cifar_pickle(os.path.join(self.root, self.base_folder, self.meta["filename"]))
-        self.classes = meta[self.meta["key"]]
-        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
-
-
-class CIFAR10Files(_SafeCIFAR, tvd.CIFAR10):
-    """torchvision's CIFAR10 reading any files in the real layout (presence, not md5), running no code from them."""
-
-    train_list = [[name, None] for name, _ in tvd.CIFAR10.train_list]
-    test_list = [[name, None] for name, _ in tvd.CIFAR10.test_list]
-    meta = {**tvd.CIFAR10.meta, "md5": None}
-
-
-class CIFAR100Files(_SafeCIFAR, tvd.CIFAR100):
-    """torchvision's CIFAR100 reading any files in the real layout (presence, not md5), running no code from them."""
-
-    train_list = [[name, None] for name, _ in tvd.CIFAR100.train_list]
-    test_list = [[name, None] for name, _ in tvd.CIFAR100.test_list]
-    meta = {**tvd.CIFAR100.meta, "md5": None}
-
-
-@dataclass(frozen=True)
-class DiskSpec:
-    """Where a torchvision dataset's files live, how to get them, and its image statistics."""
-
-    title: str
-    loader: type
-    files: tuple[str, ...]  # relative to root; all must exist (FashionMNIST: or their .gz)
-    expected: str  # the files as named in messages, relative to root
-    how: str  # how to provide them; {root} is filled in
-    url: str  # probed before a download
-    archive: str | None  # the official archive torchvision downloads into root (CIFAR)
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    image_size: int
-    in_channels: int
-    augmentable: bool  # whether cfg.augment (crop + flip) applies
-    flat: bool = False  # the files may also lie side by side in the root (basenames only)
-    system_dirs: tuple[str, ...] = ()  # where a package manager installs the dataset (`how` names the command)
-
-
-_CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-_CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
-_FASHION_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
-_FASHION_FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
+from mixcollapse.data.formats import CIFAR10Files, CIFAR100Files, IDXImages, ImageTensors, read_idx
+from mixcollapse.data.specs import (
+    DATA_ENV,
+    DOWNLOAD_HINT,
+    DOWNLOAD_TIMEOUT_S,
+    FAKE_MARKER,
+    PROBE_TIMEOUT_S,
+    SPECS,
+    DataError,
+    DiskSpec,
 )
 
-SPECS: dict[str, DiskSpec] = {
-    "cifar10": DiskSpec(
-        title="CIFAR10",
-        loader=CIFAR10Files,
-        files=tuple(
-            f"cifar-10-batches-py/{n}"
-            for n in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
-        ),
-        expected="cifar-10-batches-py/data_batch_1..5, test_batch, batches.meta",
-        how=f"download {_CIFAR10_URL} and extract it into {{root}} (tar xzf cifar-10-python.tar.gz -C {{root}})",
-        url=_CIFAR10_URL,
-        archive="cifar-10-python.tar.gz",
-        mean=CIFAR10_MEAN,
-        std=CIFAR10_STD,
-        image_size=32,
-        in_channels=3,
-        augmentable=True,
-    ),
-    "cifar100": DiskSpec(
-        title="CIFAR100",
-        loader=CIFAR100Files,
-        files=("cifar-100-python/train", "cifar-100-python/test", "cifar-100-python/meta"),
-        expected="cifar-100-python/train, test, meta",
-        how=f"download {_CIFAR100_URL} and extract it into {{root}} (tar xzf cifar-100-python.tar.gz -C {{root}})",
-        url=_CIFAR100_URL,
-        archive="cifar-100-python.tar.gz",
-        mean=CIFAR100_MEAN,
-        std=CIFAR100_STD,
-        image_size=32,
-        in_channels=3,
-        augmentable=True,
-    ),
-    "fashionmnist": DiskSpec(
-        title="FashionMNIST",
-        loader=tvd.FashionMNIST,
-        files=tuple(f"FashionMNIST/raw/{n}" for n in _FASHION_FILES),
-        expected="FashionMNIST/raw/" + ", ".join(f"{n}(.gz)" for n in _FASHION_FILES),
-        how=f"install them with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or put the four .gz files "
-        f"from {_FASHION_URL} (or github.com/zalandoresearch/fashion-mnist, data/fashion) into one folder and pass "
-        f"--data-root or set {DATA_ENV}",
-        url=_FASHION_URL,
-        archive=None,
-        mean=FASHIONMNIST_MEAN,
-        std=FASHIONMNIST_STD,
-        image_size=28,
-        in_channels=1,
-        augmentable=False,
-        flat=True,
-        system_dirs=("/usr/share/datasets/fashion-mnist",),
-    ),
-}
+# The torchvision reader of each dataset with files (by DiskSpec.title).
+_LOADERS = {"CIFAR10": CIFAR10Files, "CIFAR100": CIFAR100Files, "FashionMNIST": tvd.FashionMNIST}
+
 
 
 @dataclass(frozen=True)
@@ -234,62 +78,6 @@ class DataBundle:
     std: tuple[float, ...]
     synthetic: bool = False  # files written by mixcollapse.data.fake, not the real dataset
     source: str = ""  # the folder the files were read from ("" for the embedded digits)
-
-
-class ImageTensors(Dataset):
-    """In-memory images (N, C, H, W) and int labels (the embedded digits)."""
-
-    def __init__(self, images: torch.Tensor, labels: np.ndarray) -> None:
-        self.images = images
-        self.targets = np.asarray(labels, dtype=np.int64)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self.images[index], int(self.targets[index])
-
-
-class IDXImages(Dataset):
-    """Grey images held as one uint8 tensor (N, H, W), normalized per sample on access.
-
-    ``x = (uint8 / 255 - mean) / std`` with the same float32 operations as torchvision's
-    ToTensor + Normalize, so a sample is bitwise the one torchvision's FashionMNIST would give.
-    """
-
-    def __init__(self, images: torch.Tensor, labels: np.ndarray, classes: list[str],
-                 mean: tuple[float, ...], std: tuple[float, ...]) -> None:
-        self.images = images
-        self.targets = np.asarray(labels, dtype=np.int64)
-        self.classes = list(classes)
-        self._mean = torch.as_tensor(mean, dtype=torch.float32).view(-1, 1, 1)
-        self._std = torch.as_tensor(std, dtype=torch.float32).view(-1, 1, 1)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        x = self.images[index].unsqueeze(0).to(torch.float32).div(255)
-        return x.sub_(self._mean).div_(self._std), int(self.targets[index])
-
-
-def read_idx(path: str | Path) -> np.ndarray:
-    """An IDX file (the MNIST format: big-endian header, then the array), plain or .gz, read in memory.
-
-    Hand-written because torchvision's reader takes only an uncompressed path, and decompressing
-    next to a read-only system copy is not possible; ``tests`` compare it with torchvision's reader.
-    """
-    path = str(path)
-    with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as f:
-        data = f.read()
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise ValueError(f"{path} is not an IDX file of unsigned bytes (bad magic number)")
-    ndim = data[3]
-    dims = [int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4)]
-    array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if array.size != int(np.prod(dims)):
-        raise ValueError(f"{path} holds {array.size} values where its header says {dims} (truncated?)")
-    return array.reshape(dims)
 
 
 class LabeledView(Dataset):
@@ -344,6 +132,18 @@ def build_datasets(cfg: DataConfig, *, train_augment: bool | None = None) -> Dat
         synthetic=synthetic,
         source=source,
     )
+
+
+def dataset_labels(dataset) -> np.ndarray:
+    """Int labels of a dataset in index order: its ``labels``/``targets`` or a TensorDataset's last tensor,
+    else read sample by sample."""
+    for name in ("labels", "targets"):
+        labels = getattr(dataset, name, None)
+        if labels is not None and len(labels) == len(dataset):
+            return np.asarray(labels, dtype=np.int64)
+    if isinstance(dataset, torch.utils.data.TensorDataset):
+        return dataset.tensors[-1].cpu().numpy().astype(np.int64)
+    return np.array([int(dataset[i][1]) for i in range(len(dataset))], dtype=np.int64)
 
 
 def train_labels(bundle: DataBundle) -> np.ndarray:
@@ -525,13 +325,14 @@ def _ensure_files(spec: DiskSpec, cfg: DataConfig) -> Path:
     if not cfg.download:
         raise DataError(_missing(spec, cfg, "data.download is false"))
     # A complete official archive in root is extracted by torchvision without the network.
-    archive_here = spec.archive is not None and check_integrity(os.path.join(root, spec.archive), spec.loader.tgz_md5)
+    archive = None if spec.archive is None else os.path.join(root, spec.archive)
+    archive_here = archive is not None and check_integrity(archive, _LOADERS[spec.title].tgz_md5)
     if not archive_here and not _reachable(spec.url):
         raise DataError(_missing(spec, cfg, f"no network: cannot reach {urlparse(spec.url).hostname}"))
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # fail instead of hanging on a stalled connection
     try:
-        spec.loader(root, train=True, download=True)
+        _LOADERS[spec.title](root, train=True, download=True)
     except Exception as err:  # URLError, socket errors, HTTP errors, md5 RuntimeError, bad archives
         raise DataError(_missing(spec, cfg, f"download failed: {_one_line(err)}")) from None
     finally:
@@ -558,7 +359,7 @@ def _load(spec: DiskSpec, root: Path, train: bool, transform: Callable) -> Datas
     try:
         if spec.flat:
             return _read_fashionmnist(spec, root, train)
-        return spec.loader(str(root), train=train, transform=transform, download=False)
+        return _LOADERS[spec.title](str(root), train=train, transform=transform, download=False)
     except _READ_ERRORS as err:
         where = os.path.join(root, os.path.dirname(spec.files[0]))
         raise DataError(
@@ -576,9 +377,9 @@ def _read_fashionmnist(spec: DiskSpec, root: Path, train: bool) -> IDXImages:
     images, labels = read_idx(paths[first]), read_idx(paths[first + 1])
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise ValueError(f"images {images.shape} and labels {labels.shape} do not match")
-    if labels.size and labels.max() >= len(spec.loader.classes):
-        raise ValueError(f"label {int(labels.max())} out of range 0..{len(spec.loader.classes) - 1}")
-    return IDXImages(torch.from_numpy(images.copy()), labels, spec.loader.classes, spec.mean, spec.std)
+    if labels.size and labels.max() >= len(_LOADERS[spec.title].classes):
+        raise ValueError(f"label {int(labels.max())} out of range 0..{len(_LOADERS[spec.title].classes) - 1}")
+    return IDXImages(torch.from_numpy(images.copy()), labels, _LOADERS[spec.title].classes, spec.mean, spec.std)
 
 
 def _missing(spec: DiskSpec, cfg: DataConfig, reason: str) -> str:

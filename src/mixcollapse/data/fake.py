@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from mixcollapse.config import DataConfig
-from mixcollapse.data.datasets import FAKE_MARKER, DataError, ensure_files, files_present
+from mixcollapse.data.datasets import ensure_files, files_present
+from mixcollapse.data.specs import FAKE_MARKER, DataError
 
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 CIFAR100_NAMES = (

@@ -15,12 +15,14 @@ the last digit from the training log's final epoch (which uses the stored statis
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
 from pathlib import Path
 
-from mixcollapse.analysis.measure import ANALYSIS_FILE, analyze_run
+from mixcollapse.analysis.measure import ANALYSIS_FILE
+from mixcollapse.analysis.run import analyze_run
 from mixcollapse.config import load_config
 from mixcollapse.metrics.projection import project_classifier
 from mixcollapse.plots.figures import (
@@ -31,6 +33,8 @@ from mixcollapse.plots.figures import (
 )
 from mixcollapse.training.loop import train
 from mixcollapse.training.rundir import read_metrics
+
+_log = logging.getLogger(__name__)
 
 RUNS = (("mixup", 1.0), ("baseline", 0.0))
 # Headline numbers copied from each run's analysis.json into summary.json (see analysis.pipeline).
@@ -58,9 +62,9 @@ def run_demo(out_dir: str | Path = "demo_out", overrides: list[str] | tuple[str,
         run_dir = out_dir / "runs" / name
         if overwrite and summary_path.exists():
             shutil.rmtree(run_dir, ignore_errors=True)
-        print(f"[demo] training {name} (alpha={alpha:g}) into {run_dir}", flush=True)
+        _log.info(f"[demo] training {name} (alpha={alpha:g}) into {run_dir}")
         train(cfg, run_dir, resume=_has_run(run_dir))
-        print(f"[demo] measuring {name}: mixup-pair features, neural collapse, calibration", flush=True)
+        _log.info(f"[demo] measuring {name}: mixup-pair features, neural collapse, calibration")
         result = analyze_run(run_dir, overwrite=True, progress=progress)
         analysis, feats = result.summary, result.features
         rows = feats.classifier_weight[analysis["classes"]]
@@ -105,8 +109,8 @@ def run_demo(out_dir: str | Path = "demo_out", overrides: list[str] | tuple[str,
     tmp = summary_path.with_name(".summary.json.tmp")
     tmp.write_text(json.dumps(summary, indent=2))
     os.replace(tmp, summary_path)
-    print(format_table(results))
-    print(f"[demo] figures: {side_by_side[0]}\n[demo] summary: {summary_path}")
+    _log.info(format_table(results))
+    _log.info(f"[demo] figures: {side_by_side[0]}\n[demo] summary: {summary_path}")
     return summary
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import re
 import textwrap
 import time
@@ -72,6 +73,8 @@ from mixcollapse.experiments.sweep import (
 from mixcollapse.experiments.sweep import prune_checkpoints as prune_sweep
 from mixcollapse.training.rundir import atomic_write_text, read_metrics
 
+_log = logging.getLogger(__name__)
+
 MANIFEST_DIR = "experiments"
 
 
@@ -87,7 +90,7 @@ class Context:
     configs: dict = field(default_factory=dict)  # run name -> its resolved ExperimentConfig at this scale
     sweeps: dict[str, Path] = field(default_factory=dict)  # run name -> its sweep directory (swept runs)
     overrides: list[str] = field(default_factory=list)  # applied last to every run (e.g. train.threads)
-    log: Callable[[str], None] = print
+    log: Callable[[str], None] = _log.info
 
     def rel(self, path: str | Path) -> str:
         """``path`` relative to the output directory (manifests stay valid when ``out`` moves)."""
@@ -109,8 +112,8 @@ def resolve_data(dataset: str, scale: str, data_root: str | Path, out: str | Pat
     one line naming the folders searched and how to install the data when they are missing.
     """
     from mixcollapse.config import DataConfig
-    from mixcollapse.data.datasets import DOWNLOAD_HINT, SPECS, DataError
     from mixcollapse.data.fake import ensure_data
+    from mixcollapse.data.specs import DOWNLOAD_HINT, SPECS, DataError
 
     root = str(Path(data_root).expanduser().resolve())
     cfg = DataConfig(name=dataset, root=root, download=download and scale == "full")
@@ -238,7 +241,8 @@ def _pct(x) -> str:
 def analyse_panel(panel: Panel, ctx: Context) -> dict:
     """Features, projection and numbers of one configuration panel (analysis cached under ``<out>/analysis``)."""
     from mixcollapse.analysis.extract import load_pair_features
-    from mixcollapse.analysis.measure import ANALYSIS_FILE, analyze_run
+    from mixcollapse.analysis.measure import ANALYSIS_FILE
+    from mixcollapse.analysis.run import analyze_run
     from mixcollapse.metrics.projection import project_classifier, project_features
     from mixcollapse.training.checkpoint import find_checkpoint
 
@@ -470,7 +474,7 @@ def reproduce(
     allow_cpu: bool = False,
     prune_checkpoints: bool = False,
     runner: Runner | None = None,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = _log.info,
 ) -> list[dict]:
     """Reproduce experiment ``name`` (or ``all``) into ``out``; return the manifests written.
 
@@ -514,7 +518,7 @@ def reproduce(
 
 
 def select_experiments(names: Sequence[str], datasets: Sequence[str] | None, scale: str,
-                       log: Callable[[str], None] = print) -> list[Experiment]:
+                       log: Callable[[str], None] = _log.info) -> list[Experiment]:
     """The named experiments limited to ``datasets`` and, at cpu scale, to the architectures with a CPU recipe.
 
     A single experiment with nothing left is an error; within ``all`` it is skipped with one line.
@@ -540,7 +544,7 @@ def select_experiments(names: Sequence[str], datasets: Sequence[str] | None, sca
 
 def scale_note(ctx: Context, keys: Sequence[RunKey]) -> str:
     """One line for titles and captions: the scale and the data of ``keys``' runs (real or synthetic, sizes)."""
-    from mixcollapse.data.datasets import SPECS
+    from mixcollapse.data.specs import SPECS
 
     cfgs = [ctx.configs[k.name] for k in keys if k.name in ctx.configs]
     data = []

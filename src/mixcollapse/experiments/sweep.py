@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import math
 import os
 import queue
@@ -48,6 +49,7 @@ from typing import Any
 import yaml
 
 from mixcollapse.config import ExperimentConfig, dump_yaml
+from mixcollapse.data.specs import FAKE_MARKER
 from mixcollapse.training.rundir import (
     CONFIG_FILE,
     RESUME_FREE_FIELDS,
@@ -58,11 +60,12 @@ from mixcollapse.training.rundir import (
     read_metrics,
 )
 
+_log = logging.getLogger(__name__)
+
 SWEEP_FILE = "sweep.json"
 PRUNED_MARKER = "PRUNED.txt"  # in a run's checkpoints/: its checkpoints were deleted after the sweep chose another
 SELECTION = "highest final-epoch test_accuracy (Appendix B.1); ties: the first in grid order"
 SHORT_NAMES = {"train.lr": "lr", "train.weight_decay": "wd", "mixup.alpha": "alpha", "train.batch_size": "bs"}
-FAKE_MARKER = "FAKE_DATA.txt"  # mixcollapse.data.datasets.FAKE_MARKER (not imported: keeps this module free of torchvision)
 
 
 # ---- grids ------------------------------------------------------------------------------------
@@ -337,7 +340,7 @@ def pick_runner(launcher: str, slots: Sequence[Slot]) -> Runner:
 
 
 def run_jobs(jobs: Sequence[Job], slots: Sequence[Slot], runner: Runner = subprocess_runner,
-             log: Callable[[str], None] = print,
+             log: Callable[[str], None] = _log.info,
              on_done: Callable[[Job, dict[str, dict]], None] | None = None) -> dict[str, dict]:
     """Bring every job to its final epoch: finished ones are skipped, the rest run on free slots.
 
@@ -432,7 +435,7 @@ def summarize_sweep(sweep_dir: str | Path, jobs: Sequence[Job], grid: dict[str, 
 
 def run_sweep(sweep_dir: str | Path, grid: dict[str, list], configure: Callable[[list[str]], ExperimentConfig], *,
               slots: Sequence[Slot] = (Slot(),), runner: Runner = subprocess_runner,
-              log: Callable[[str], None] = print, prune: bool = False) -> dict:
+              log: Callable[[str], None] = _log.info, prune: bool = False) -> dict:
     """Plan, run (resumably) and summarize one sweep; return the contents of ``sweep.json``.
 
     ``sweep.json`` is rewritten after every run; ``prune`` deletes the checkpoints of finished runs
@@ -447,7 +450,7 @@ def run_sweep(sweep_dir: str | Path, grid: dict[str, list], configure: Callable[
 
 
 def sweep_progress(sweep_dir: str | Path, jobs: Sequence[Job], grid: dict[str, list], prune: bool,
-                   log: Callable[[str], None] = print) -> Callable[[Job, dict[str, dict]], None]:
+                   log: Callable[[str], None] = _log.info) -> Callable[[Job, dict[str, dict]], None]:
     """An ``on_done`` for run_jobs: rewrite the sweep's sweep.json (and prune) when one of its jobs ends."""
     names = {job.name for job in jobs}
 

@@ -35,6 +35,7 @@ batch-norm buffers, and the sums (loss, correct, count, calibration bins) are al
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 import warnings
@@ -74,6 +75,8 @@ from mixcollapse.training.rundir import (
     prepare_run_dir,
     truncate_metrics,
 )
+
+_log = logging.getLogger(__name__)
 
 ECE_BINS = 15  # Appendix C / Table 2
 
@@ -287,7 +290,7 @@ def _train(
         how = f"{'bf16 autocast' if t.amp == 'bf16' else 'float32'}{', channels_last' if t.channels_last else ''}"
         if device.type == "cpu":
             how += f", {torch.get_num_threads()} torch thread{'s' if torch.get_num_threads() > 1 else ''}"
-        print(f"[train] {what}: {cfg.name} -> {run_dir} on {device} x{world} ({how})", flush=True)
+        _log.info(f"[train] {what}: {cfg.name} -> {run_dir} on {device} x{world} ({how})")
     if start >= t.epochs:
         return run_dir
 
@@ -325,7 +328,7 @@ def _train(
         row.update({f"classifier_{k}": v for k, v in classifier_geometry(model.classifier.weight).items()})
         if main:
             append_metrics(run_dir, row)
-            print(_format_row(row, t.epochs), flush=True)
+            _log.info(_format_row(row, t.epochs))
 
         keep = epoch in t.checkpoint_epochs
         if keep or epoch == t.epochs or (t.checkpoint_every > 0 and epoch % t.checkpoint_every == 0):

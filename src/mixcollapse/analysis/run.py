@@ -1,0 +1,92 @@
+"""A run directory's checkpoint through ``measure_model``: ``mixcollapse analyze RUN``.
+
+Loads the model and its resolved config from the checkpoint, builds the run's datasets, and adds
+the run's per-epoch classifier geometry (metrics.jsonl, Figure 5) to the figures and the JSON.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from mixcollapse.analysis.extract import has_batchnorm, mixup_training_batches
+from mixcollapse.analysis.measure import ANALYSIS_FILE, MEASURES_BY_LOSS, Analysis, measure_model
+from mixcollapse.analysis.ufm import DEFAULT_UFM_WEIGHT_DECAY
+from mixcollapse.config import apply_overrides, model_label, training_label
+from mixcollapse.data.datasets import build_datasets
+from mixcollapse.data.specs import SPECS
+from mixcollapse.training.checkpoint import find_checkpoint, load_model
+from mixcollapse.training.dist import pick_device
+from mixcollapse.training.rundir import read_metrics
+
+
+def describe_data(bundle, cfg) -> str:
+    """``FashionMNIST (real data, first 2,000 training images)``, ``CIFAR10 (SYNTHETIC files, ...)``: for titles."""
+    kind = "SYNTHETIC files, not the real data" if bundle.synthetic else \
+        "embedded" if bundle.name == "digits" else "real data"
+    title = SPECS[bundle.name].title if bundle.name in SPECS else bundle.name
+    if cfg.data.train_limit is not None:
+        kind += f", first {len(bundle.train):,} training images"
+    return f"{title} ({kind})"
+
+
+def _checkpoint_epoch(path: Path) -> int | None:
+    try:  # mmap: reads the small entries, not the weights
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"])
+    except Exception:  # noqa: BLE001 - only a figure annotation depends on it
+        return None
+
+
+def analyze_run(
+    run_dir: str | Path,
+    *,
+    checkpoint: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    data_root: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    overwrite: bool = False,
+    device: str = "auto",
+    progress: bool = True,
+    draw: bool = True,
+) -> Analysis:
+    """Measure a run's checkpoint with ``measure_model``: output under ``RUN/analysis/<checkpoint name>/``.
+
+    Loads the model and its resolved config from the checkpoint, builds the run's datasets (un-
+    augmented for pairs and NC; augmented mixup batches for batch-norm recalibration, as trained),
+    and adds the run's per-epoch classifier geometry (metrics.jsonl) to the figures and JSON.
+    lambda_H of the UFM defaults to the run's train.weight_decay.
+    """
+    run_dir = Path(run_dir)
+    ckpt_path = find_checkpoint(run_dir, checkpoint)
+    torch_device = pick_device(device)
+    model, cfg = load_model(ckpt_path, device=torch_device)
+    if data_root is not None:
+        cfg.data.root = data_root
+    apply_overrides(cfg, overrides, allowed=("analysis.", "data.root", "data.num_workers"))
+    out_dir = Path(out_dir) if out_dir is not None else run_dir / "analysis" / ckpt_path.stem
+    if (out_dir / ANALYSIS_FILE).exists() and not overwrite:
+        raise FileExistsError(f"{out_dir} already holds an analysis; pass --overwrite to replace it or choose --out")
+    a = cfg.analysis
+    if a.ufm_weight_decay is None:
+        a.ufm_weight_decay = cfg.train.weight_decay if cfg.train.weight_decay > 0 else DEFAULT_UFM_WEIGHT_DECAY
+    plain = build_datasets(cfg.data, train_augment=False)
+    batches = None
+    if a.bn_mode in ("recalibrate", "train") and has_batchnorm(model):
+        augmented = build_datasets(cfg.data, train_augment=None)
+        batches = mixup_training_batches(augmented.train, plain.num_classes, cfg.mixup.alpha, cfg.train.batch_size,
+                                         seed=a.seed)
+    rows = None
+    if run_dir.is_dir() and (run_dir / "metrics.jsonl").exists():
+        rows = [r for r in read_metrics(run_dir) if "classifier_norm_cv" in r] or None
+    label = f"{model_label(cfg)} · {training_label(cfg)}\n{describe_data(plain, cfg)}, {cfg.train.epochs} epochs"
+    result = measure_model(
+        model, plain.train, plain.test, out_dir=out_dir, settings=a, alpha=cfg.mixup.alpha,
+        class_names=plain.class_names, mix_batches=batches, metrics_rows=rows,
+        checkpoint_epoch=_checkpoint_epoch(ckpt_path), title=label,
+        meta={"run_dir": str(run_dir), "checkpoint": str(ckpt_path), "dataset": cfg.data.name,
+              "data_source": plain.source, "synthetic_data": plain.synthetic, "training": training_label(cfg),
+              "loss": cfg.train.loss, "measures_for_this_loss": list(MEASURES_BY_LOSS[cfg.train.loss])},
+        device=torch_device, num_workers=cfg.data.num_workers, draw=draw, overwrite=True, progress=progress,
+    )
+    return result

@@ -1,0 +1,37 @@
+"""The hyper-parameter sweep of one preset (Appendix B.1): its grid, its data, its runs, the best by test accuracy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from mixcollapse.experiments.registry import GRIDS, scale_threads, scaled_config, sweep_grid
+from mixcollapse.experiments.reproduce import data_overrides, resolve_data
+from mixcollapse.experiments.sweep import make_slots, parse_gpus, parse_grid, pick_runner, run_sweep
+
+
+def sweep_preset(preset: str, out: str | Path, grid: Sequence[str] = (), *, scale: str = "full",
+                 data_root: str | None = None, overrides: Sequence[str] = (), gpus: str = "auto",
+                 nproc_per_node: int = 1, launcher: str = "auto", prune: bool = False) -> dict:
+    """Train every point of ``grid`` (``KEY=VALUES`` strings; default: the preset's Appendix B.1 grid) into ``out``.
+
+    Resumable: finished runs are never redone. Returns ``run_sweep``'s result (runs, best, complete).
+    """
+    base = scaled_config(preset, list(overrides), scale)
+    if grid:
+        points = parse_grid(list(grid))
+    elif base.model.name in GRIDS:
+        points = sweep_grid(base.model.name, scale)
+    else:
+        raise ValueError(f"preset '{preset}' ({base.model.name}) has no default grid; pass --grid, e.g. "
+                         "--grid train.lr=logspace(0.01,0.25,10)")
+    late: list[str] = []
+    if base.data.name != "digits":
+        root = data_root or base.data.root
+        late = data_overrides(resolve_data(base.data.name, scale, root, out, base.data.download))
+    elif data_root:
+        late = [f"data.root={data_root}"]
+    slots = make_slots(parse_gpus(gpus), nproc_per_node)
+    with scale_threads(scale):
+        return run_sweep(out, points, lambda hyper: scaled_config(preset, [*overrides, *hyper], scale, late),
+                         slots=slots, runner=pick_runner(launcher, slots), prune=prune)
