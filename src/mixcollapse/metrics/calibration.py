@@ -20,33 +20,8 @@ import math
 import numpy as np
 import torch
 from torch import Tensor
-from torchmetrics.functional.classification import multiclass_calibration_error
 
 F64 = torch.float64
-
-
-def _probabilities(scores: Tensor, from_logits: bool) -> Tensor:
-    """Softmax of logits in float64, or the given probabilities as float64."""
-    scores = scores.detach().to(F64)
-    return torch.softmax(scores, dim=1) if from_logits else scores
-
-
-def expected_calibration_error(scores: Tensor, targets: Tensor, n_bins: int = 15, *, from_logits: bool = True) -> float:
-    """ECE (Appendix C; Pakdaman Naeini et al. 2015) of logits or probabilities (N, C), via torchmetrics.
-
-    Probabilities are formed here so torchmetrics never has to guess whether its input is logits
-    (it takes any input inside [0, 1] for probabilities).
-    """
-    probs = _probabilities(scores, from_logits)
-    ce = multiclass_calibration_error(probs, targets.to(probs.device), probs.shape[1], n_bins=n_bins, norm="l1")
-    return float(ce)
-
-
-def max_calibration_error(scores: Tensor, targets: Tensor, n_bins: int = 15, *, from_logits: bool = True) -> float:
-    """MCE: the largest |acc - conf| over bins (norm='max' in torchmetrics); empty bins count as 0."""
-    probs = _probabilities(scores, from_logits)
-    ce = multiclass_calibration_error(probs, targets.to(probs.device), probs.shape[1], n_bins=n_bins, norm="max")
-    return float(ce)
 
 
 class CalibrationAccumulator:
@@ -67,7 +42,8 @@ class CalibrationAccumulator:
     @torch.no_grad()
     def accumulate(self, scores: Tensor, targets: Tensor) -> None:
         """Add logits (or probabilities if from_logits=False) (B, C) and integer targets (B,)."""
-        probs = _probabilities(scores, self.from_logits)
+        scores = scores.detach().to(F64)
+        probs = torch.softmax(scores, dim=1) if self.from_logits else scores
         if self.count is None:
             dev = probs.device
             self.count = torch.zeros(self.n_bins + 1, dtype=F64, device=dev)
@@ -82,7 +58,7 @@ class CalibrationAccumulator:
         self.correct_sum.index_add_(0, idx, correct)
 
     def compute(self) -> dict:
-        """ece, mce, num_samples and the reliability diagram (see ``reliability_diagram_data``)."""
+        """ece, mce, num_samples and the reliability diagram: bin_edges, bin_centers, accuracy, confidence, counts."""
         if self.count is None:
             raise RuntimeError("CalibrationAccumulator.compute() called before any accumulate()")
         n = self.count.sum()
@@ -112,18 +88,6 @@ class CalibrationAccumulator:
             "confidence": confidence,
             "counts": count_np.astype(np.int64),
         }
-
-
-def reliability_diagram_data(probs: Tensor, targets: Tensor, n_bins: int = 15) -> dict:
-    """Per-bin accuracy, mean confidence and counts of probabilities (N, C) for a reliability diagram.
-
-    Hand-written because torchmetrics returns only the scalar error, not its bins. Keys: bin_edges
-    (n_bins+1,), bin_centers, accuracy, confidence (NaN for empty bins), counts (numpy arrays), and
-    ece, mce, num_samples. Bins follow torchmetrics' convention (module docstring).
-    """
-    acc = CalibrationAccumulator(n_bins, from_logits=False)
-    acc.accumulate(probs, targets)
-    return acc.compute()
 
 
 class ConfidenceByLambdaAccumulator:
@@ -178,13 +142,3 @@ class ConfidenceByLambdaAccumulator:
             "mean_confidence": float(s[1].sum() / n) if n > 0 else math.nan,
             "error_rate_overall": float(s[2].sum() / n) if n > 0 else math.nan,
         }
-
-
-def confidence_by_lambda(lam: Tensor, probs: Tensor, class_a: Tensor, class_b: Tensor, n_bins: int = 10) -> dict:
-    """Per lambda-bin mean confidence, misclassification rate and counts of mixed pairs (Figure 4).
-
-    See ``ConfidenceByLambdaAccumulator`` for the definition of a correct prediction and the keys.
-    """
-    acc = ConfidenceByLambdaAccumulator(n_bins)
-    acc.accumulate(lam, probs, class_a, class_b)
-    return acc.compute()

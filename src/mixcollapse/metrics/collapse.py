@@ -3,7 +3,7 @@
 Two streaming passes keep memory independent of the number of samples (C x d and d x d state):
 ``MeanAccumulator`` (class means) then ``CovarianceAccumulator`` (within-class covariance and the
 NC4 agreement, which both need the means). ``nc_metrics`` turns the results into numbers.
-``nc_metrics_dense`` is the plain all-in-memory reference the tests hold the streaming path to.
+The tests hold the streaming path to a plain all-in-memory reference (tests/reference.py).
 Classes without samples are ignored throughout (their mean rows are zero and their counts 0).
 """
 
@@ -160,41 +160,3 @@ def nc_metrics(
     }
     out.update({f"w_{k}": v for k, v in classifier_geometry(W).items() if k not in ("num_classes", "etf_cos")})
     return out
-
-
-def nc_metrics_dense(H: Tensor, y: Tensor, logits: Tensor, W: Tensor, rtol: float = NC1_RTOL) -> dict[str, float]:
-    """All-in-memory reference for ``nc_metrics`` on features H (N, d), labels y (N,), logits (N, C)."""
-    H = H.detach().to(F64)
-    y = y.to(H.device, torch.long)
-    W = W.detach().to(H.device, F64)
-    classes = [c for c in range(W.shape[0]) if bool((y == c).any())]
-    C = len(classes)
-    M = torch.stack([H[y == c].mean(0) for c in classes])  # (C, d)
-    mu_G = H.mean(0)
-    Mc = M - mu_G
-    # Within-class covariance over all samples; between-class covariance over classes.
-    centre_of = torch.zeros(W.shape[0], H.shape[1], dtype=F64, device=H.device)
-    centre_of[classes] = M
-    D = H - centre_of[y]
-    sigma_w = D.T @ D / H.shape[0]
-    sigma_b = sum(torch.outer(m, m) for m in Mc) / C
-    nc1 = float(torch.trace(sigma_w @ torch.linalg.pinv(sigma_b, rtol=rtol, hermitian=True)) / C)
-
-    norms = Mc.norm(dim=1)
-    cos = torch.tensor(
-        [float(Mc[i] @ Mc[j] / (norms[i] * norms[j])) for i in range(C) for j in range(C) if i != j], dtype=F64
-    )
-    Wp = W[classes]
-    dist = torch.cdist(H, M)  # (N, C)
-    ncc = torch.tensor(classes, device=H.device)[dist.argmin(1)]
-    return {
-        "num_classes": C,
-        "num_samples": H.shape[0],
-        "nc1": nc1,
-        "nc2_norm_cv": float(norms.std(correction=0) / norms.mean()),
-        "nc2_cos_mean": float(cos.mean()),
-        "nc2_cos_std": float(cos.std(correction=0)),
-        "nc2_max_angle": float((cos + 1.0 / (C - 1)).abs().mean()),
-        "nc3": float((Wp / Wp.norm() - Mc / Mc.norm()).norm()),
-        "nc4_agreement": float((ncc == logits.to(H.device).argmax(1)).to(F64).mean()),
-    }

@@ -80,55 +80,13 @@ def configuration_html(
         idx = shown[mask[shown]]
         # lambda near 0.5 drawn last, on top, as in the static figure
         idx = idx[np.argsort(-np.abs(lam[idx] - 0.5), kind="stable")]
-        custom = np.stack(
-            [
-                [names[int(c)] for c in class_a[idx]],
-                [names[int(c)] for c in class_b[idx]],
-                np.round(lam[idx], 4).astype(str),
-                index_a[idx].astype(str),
-                index_b[idx].astype(str),
-            ],
-            axis=1,
-        ) if len(idx) else np.empty((0, 5), dtype=str)
-        fig.add_trace(
-            go.Scattergl(
-                x=xy[idx, 0],
-                y=xy[idx, 1],
-                mode="markers",
-                name=f"{label} ({int(mask.sum())})",
-                legendgroup=label,
-                marker=dict(
-                    color=lam[idx],
-                    colorscale=scale,
-                    cmin=0.0,
-                    cmax=1.0,
-                    size=5 if symbol == "circle" else 6,
-                    symbol=symbol,
-                    opacity=0.85,
-                    colorbar=dict(title=dict(text=f"λ, {label}", side="right"), x=bar_x, len=0.8, thickness=12),
-                ),
-                customdata=custom,
-                hovertemplate=(
-                    "class a: %{customdata[0]} (image %{customdata[3]})<br>"
-                    "class b: %{customdata[1]} (image %{customdata[4]})<br>"
-                    "λ = %{customdata[2]}<extra>" + label + "</extra>"
-                ),
-            )
-        )
+        fig.add_trace(_pair_trace(go, xy, lam, idx, label, int(mask.sum()), scale, symbol, bar_x,
+                                  [names[int(c)] for c in class_a[idx]], [names[int(c)] for c in class_b[idx]],
+                                  index_a[idx], index_b[idx]))
     if classifier_xy is not None:
-        vertices = np.asarray(classifier_xy, dtype=float)
         radius = float(np.abs(xy).max()) if n else 1.0
-        vertices = vertices / np.linalg.norm(vertices, axis=1, keepdims=True) * radius * 1.08
-        xs, ys = [], []
-        for vx, vy in vertices:
-            xs += [0.0, vx, None]
-            ys += [0.0, vy, None]
-        labels = list(classifier_labels) if classifier_labels is not None else [""] * len(vertices)
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color="black", width=1.5), name="classifier rows",
-                                 legendgroup="classifier", hoverinfo="skip"))
-        fig.add_trace(go.Scatter(x=vertices[:, 0], y=vertices[:, 1], mode="markers+text", text=labels,
-                                 textposition="top right", marker=dict(color="black", size=8), legendgroup="classifier",
-                                 showlegend=False, hovertemplate="classifier row of %{text}<extra></extra>"))
+        for trace in _classifier_traces(go, np.asarray(classifier_xy, dtype=float), radius, classifier_labels):
+            fig.add_trace(trace)
     subtitle = f"{len(shown)} of {n} pairs shown" if len(shown) < n else f"{n} pairs"
     fig.update_layout(
         title=dict(text=f"{title}<br><sup>{subtitle}; click a legend entry to hide or show a group</sup>"
@@ -141,7 +99,11 @@ def configuration_html(
         height=680,
         margin=dict(l=20, r=20, t=80, b=20),
     )
-    path = Path(path)
+    return _write_html(fig, Path(path))
+
+
+def _write_html(fig, path: Path) -> Path:
+    """``fig`` as one self-contained HTML file (plotly.js inlined), written atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -154,3 +116,50 @@ def configuration_html(
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _pair_trace(go, xy, lam, idx, label, total, scale, symbol, bar_x, names_a, names_b, index_a, index_b):
+    """One group of pairs (same or different class) as a WebGL scatter coloured by lambda, with hover text."""
+    custom = np.stack(
+        [names_a, names_b, np.round(lam[idx], 4).astype(str), index_a.astype(str), index_b.astype(str)], axis=1,
+    ) if len(idx) else np.empty((0, 5), dtype=str)
+    return go.Scattergl(
+        x=xy[idx, 0],
+        y=xy[idx, 1],
+        mode="markers",
+        name=f"{label} ({total})",
+        legendgroup=label,
+        marker=dict(
+            color=lam[idx],
+            colorscale=scale,
+            cmin=0.0,
+            cmax=1.0,
+            size=5 if symbol == "circle" else 6,
+            symbol=symbol,
+            opacity=0.85,
+            colorbar=dict(title=dict(text=f"λ, {label}", side="right"), x=bar_x, len=0.8, thickness=12),
+        ),
+        customdata=custom,
+        hovertemplate=(
+            "class a: %{customdata[0]} (image %{customdata[3]})<br>"
+            "class b: %{customdata[1]} (image %{customdata[4]})<br>"
+            "λ = %{customdata[2]}<extra>" + label + "</extra>"
+        ),
+    )
+
+
+def _classifier_traces(go, vertices: np.ndarray, radius: float, labels: Sequence[str] | None) -> list:
+    """The projected classifier rows as black spokes from the origin, scaled to the points, with their labels."""
+    vertices = vertices / np.linalg.norm(vertices, axis=1, keepdims=True) * radius * 1.08
+    xs, ys = [], []
+    for vx, vy in vertices:
+        xs += [0.0, vx, None]
+        ys += [0.0, vy, None]
+    labels = list(labels) if labels is not None else [""] * len(vertices)
+    return [
+        go.Scatter(x=xs, y=ys, mode="lines", line=dict(color="black", width=1.5), name="classifier rows",
+                   legendgroup="classifier", hoverinfo="skip"),
+        go.Scatter(x=vertices[:, 0], y=vertices[:, 1], mode="markers+text", text=labels, textposition="top right",
+                   marker=dict(color="black", size=8), legendgroup="classifier", showlegend=False,
+                   hovertemplate="classifier row of %{text}<extra></extra>"),
+    ]

@@ -184,17 +184,6 @@ def inner_product_from_K(
     return big if larger else small
 
 
-def printed_theorem_inner_product(
-    K: np.ndarray | float, num_classes: int, multiplier: float, weight_decay: float, sign: float = 1.0
-) -> np.ndarray:
-    """Theorem 3.1's formula exactly as printed in the main text (kept to show that it does not hold)."""
-    C, m, lam_h = num_classes, multiplier, weight_decay
-    K = np.asarray(K, dtype=np.float64)
-    Q = C * m**2 / ((1 - C) * K * lam_h)
-    with np.errstate(invalid="ignore", over="ignore"):
-        return K + np.log(2 - C + Q + sign * 0.5 * np.sqrt((C - 2 - Q) ** 2 - 4 * np.exp(-C * K)))
-
-
 def multiplier_of(W: torch.Tensor) -> float:
     """The ETF multiplier |m| of W (rows of norm |m|), from its Frobenius norm."""
     return float(W.detach().double().norm() / math.sqrt(W.shape[0]))

@@ -285,6 +285,11 @@ def _newton_chunk(
     tol = 1e-6 the last step takes about half the CG iterations. Only there: for W W^T with
     condition number 1e6 (where float32 is not used) the looser linear rate makes the error
     estimate up to 7x optimistic.
+
+    The one function in the package over 80 lines, on purpose: the Newton loop shares a dozen
+    per-sample tensors (the active set, step history, error estimates) that it shrinks in place as
+    samples converge; split into helpers they would travel as long argument lists, and the loop is
+    the solver's hot path, checked against the closed form and scipy (tests/theory).
     """
     n, C = Y.shape
     z, Gz, f, fnoise = (t.clone() for t in start)

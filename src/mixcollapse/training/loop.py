@@ -40,6 +40,7 @@ import random
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from mixcollapse.config import ExperimentConfig, MixupConfig, config_from_dict, to_dict, validate
-from mixcollapse.data.datasets import build_datasets, build_loaders
+from mixcollapse.data.datasets import DataBundle, build_datasets, build_loaders
 from mixcollapse.losses import get_loss
 from mixcollapse.metrics.calibration import CalibrationAccumulator
 from mixcollapse.metrics.geometry import classifier_geometry
@@ -229,17 +230,25 @@ def train(
     return out
 
 
-def _train(
-    cfg: ExperimentConfig, run_dir: Path, device: torch.device, resume: bool, stop_after_epoch: int | None
-) -> Path:
-    t = cfg.train
-    rank, world, main = dist.rank(), dist.world_size(), dist.is_main()
-    if t.batch_size % world != 0:
-        raise ValueError(f"train.batch_size={t.batch_size} (the global batch) must be divisible by {world} processes")
-    _prepare_on_main(run_dir, cfg, resume)
+@dataclass
+class _Session:
+    """Everything one training process holds: data, model, optimizer, schedule, loss and its random streams."""
 
-    # Same initial weights on every rank (DDP would broadcast rank 0's anyway); then per-rank streams.
-    torch.manual_seed(t.seed)
+    bundle: DataBundle
+    model: nn.Module
+    model_args: dict
+    train_loader: DataLoader
+    test_loader: DataLoader
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    loss_fn: Callable
+    mixup_rng: np.random.Generator
+
+
+def _build_session(cfg: ExperimentConfig, device: torch.device, rank: int, world: int) -> _Session:
+    """Data, model and optimizer of ``cfg``; the same initial weights on every rank, then per-rank streams."""
+    t = cfg.train
+    torch.manual_seed(t.seed)  # DDP would broadcast rank 0's weights anyway
     bundle = build_datasets(cfg.data)
     model = build_model(cfg.model, bundle.num_classes, bundle.in_channels, bundle.image_size).to(device)
     if t.channels_last:
@@ -248,108 +257,113 @@ def _train(
     torch.manual_seed(t.seed + rank)
     random.seed(t.seed + rank)
     mixup_rng = np.random.default_rng(t.seed + rank)
-    train_loader, test_loader = build_loaders(
-        bundle,
-        t.batch_size // world,
-        num_workers=cfg.data.num_workers,
-        seed=t.seed,
-        distributed=world > 1,
-        pin_memory=device.type == "cuda",
-    )
+    train_loader, test_loader = build_loaders(bundle, t.batch_size // world, num_workers=cfg.data.num_workers,
+                                              seed=t.seed, distributed=world > 1, pin_memory=device.type == "cuda")
     optimizer = build_optimizer(t, model)
     scheduler = build_scheduler(t, optimizer, len(train_loader))
-    loss_fn = get_loss(t.loss)
+    return _Session(bundle, model, model_args, train_loader, test_loader, optimizer, scheduler, get_loss(t.loss),
+                    mixup_rng)
 
+
+def _restore(s: _Session, cfg: ExperimentConfig, last_path: Path, device: torch.device, rank: int,
+             world: int) -> int:
+    """Load the last checkpoint into the session (weights, optimizer, schedule, random streams); its epoch."""
+    state = load_checkpoint(last_path, map_location="cpu")
+    diffs = config_differences(config_from_dict(state["config"]), cfg)
+    if diffs:
+        raise CheckpointError(f"checkpoint {last_path} was trained with another config ({'; '.join(diffs)})")
+    s.model.load_state_dict(state["model"])
+    s.optimizer.load_state_dict(state["optimizer"])
+    s.scheduler.load_state_dict(state["scheduler"])
+    start = int(state["epoch"])
+    if len(state["rng"]) == world:
+        restore_rng(state["rng"][rank], s.mixup_rng, device)
+        if state["loader"] is not None and s.train_loader.generator is not None:
+            s.train_loader.generator.set_state(state["loader"])
+    else:
+        warnings.warn(
+            f"checkpoint was written by {len(state['rng'])} processes, resuming with {world}: "
+            "random streams are reseeded, so the run will not match an uninterrupted one",
+            stacklevel=3,
+        )
+        torch.manual_seed(cfg.train.seed + 1000 * start + rank)
+        s.mixup_rng = np.random.default_rng([cfg.train.seed, start, rank])
+    return start
+
+
+def _run_epoch(s: _Session, ddp_model: nn.Module, cfg: ExperimentConfig, epoch: int, device: torch.device,
+               main: bool) -> dict:
+    """One epoch of mixup training, the test set when due (train.eval_every), and the classifier's geometry."""
+    t = cfg.train
+    if hasattr(s.train_loader.sampler, "set_epoch"):  # DistributedSampler: the order is a function of the epoch
+        s.train_loader.sampler.set_epoch(epoch - 1)
+    tic = time.perf_counter()
+    row: dict = {"epoch": epoch}
+    row.update(train_one_epoch(ddp_model, s.loss_fn, s.optimizer, s.scheduler, s.train_loader, device, epoch,
+                               num_classes=s.bundle.num_classes, mixup=cfg.mixup, rng=s.mixup_rng, amp=t.amp,
+                               channels_last=t.channels_last, progress=t.progress and main))
+    if epoch % t.eval_every == 0 or epoch == t.epochs:
+        dist.broadcast_buffers(s.model)
+        row.update(evaluate(s.model, s.test_loader, device, s.bundle.num_classes, amp=t.amp,
+                            channels_last=t.channels_last))
+    else:
+        row.update(test_loss=None, test_accuracy=None, test_ece=None)
+    row["epoch_seconds"] = time.perf_counter() - tic
+    row.update({f"classifier_{k}": v for k, v in classifier_geometry(s.model.classifier.weight).items()})
+    return row
+
+
+def _save(s: _Session, cfg: ExperimentConfig, run_dir: Path, epoch: int, row: dict, device: torch.device,
+          main: bool) -> None:
+    """The checkpoint of ``epoch`` (last.pt, and epoch_NNNN.pt when kept), written by rank 0."""
+    rng_states = dist.all_gather_object(capture_rng(s.mixup_rng, device))
+    if main:
+        loader_state = s.train_loader.generator.get_state() if s.train_loader.generator is not None else None
+        state = build_checkpoint(model=s.model, optimizer=s.optimizer, scheduler=s.scheduler, epoch=epoch,
+                                 config=to_dict(cfg), model_args=s.model_args, rng=rng_states, loader=loader_state,
+                                 metrics=row)
+        if epoch in cfg.train.checkpoint_epochs:
+            save_checkpoint(state, epoch_checkpoint_path(run_dir, epoch))
+        save_checkpoint(state, last_checkpoint_path(run_dir))
+    dist.barrier()
+
+
+def _start_line(cfg: ExperimentConfig, run_dir: Path, device: torch.device, world: int, start: int) -> str:
+    t = cfg.train
+    what = f"resuming after epoch {start}" if start else "starting"
+    how = f"{'bf16 autocast' if t.amp == 'bf16' else 'float32'}{', channels_last' if t.channels_last else ''}"
+    if device.type == "cpu":
+        how += f", {torch.get_num_threads()} torch thread{'s' if torch.get_num_threads() > 1 else ''}"
+    return f"[train] {what}: {cfg.name} -> {run_dir} on {device} x{world} ({how})"
+
+
+def _train(
+    cfg: ExperimentConfig, run_dir: Path, device: torch.device, resume: bool, stop_after_epoch: int | None
+) -> Path:
+    t = cfg.train
+    rank, world, main = dist.rank(), dist.world_size(), dist.is_main()
+    if t.batch_size % world != 0:
+        raise ValueError(f"train.batch_size={t.batch_size} (the global batch) must be divisible by {world} processes")
+    _prepare_on_main(run_dir, cfg, resume)
+    session = _build_session(cfg, device, rank, world)
     start = 0
-    last_path = last_checkpoint_path(run_dir)
-    if resume and last_path.is_file():
-        state = load_checkpoint(last_path, map_location="cpu")
-        diffs = config_differences(config_from_dict(state["config"]), cfg)
-        if diffs:
-            raise CheckpointError(f"checkpoint {last_path} was trained with another config ({'; '.join(diffs)})")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start = int(state["epoch"])
-        if len(state["rng"]) == world:
-            restore_rng(state["rng"][rank], mixup_rng, device)
-            if state["loader"] is not None and train_loader.generator is not None:
-                train_loader.generator.set_state(state["loader"])
-        else:
-            warnings.warn(
-                f"checkpoint was written by {len(state['rng'])} processes, resuming with {world}: "
-                "random streams are reseeded, so the run will not match an uninterrupted one",
-                stacklevel=2,
-            )
-            torch.manual_seed(t.seed + 1000 * start + rank)
-            mixup_rng = np.random.default_rng([t.seed, start, rank])
+    if resume and last_checkpoint_path(run_dir).is_file():
+        start = _restore(session, cfg, last_checkpoint_path(run_dir), device, rank, world)
     if main and resume:
         truncate_metrics(run_dir, start)  # drop epochs after the checkpoint: they are trained again
     if main:
-        what = f"resuming after epoch {start}" if start else "starting"
-        how = f"{'bf16 autocast' if t.amp == 'bf16' else 'float32'}{', channels_last' if t.channels_last else ''}"
-        if device.type == "cpu":
-            how += f", {torch.get_num_threads()} torch thread{'s' if torch.get_num_threads() > 1 else ''}"
-        _log.info(f"[train] {what}: {cfg.name} -> {run_dir} on {device} x{world} ({how})")
+        _log.info(_start_line(cfg, run_dir, device, world, start))
     if start >= t.epochs:
         return run_dir
-
-    ddp_model = dist.wrap(model, device)
+    ddp_model = dist.wrap(session.model, device)
     for epoch in range(start + 1, t.epochs + 1):
-        if hasattr(train_loader.sampler, "set_epoch"):  # DistributedSampler: the order is a function of the epoch
-            train_loader.sampler.set_epoch(epoch - 1)
-        tic = time.perf_counter()
-        row: dict = {"epoch": epoch}
-        row.update(
-            train_one_epoch(
-                ddp_model,
-                loss_fn,
-                optimizer,
-                scheduler,
-                train_loader,
-                device,
-                epoch,
-                num_classes=bundle.num_classes,
-                mixup=cfg.mixup,
-                rng=mixup_rng,
-                amp=t.amp,
-                channels_last=t.channels_last,
-                progress=t.progress and main,
-            )
-        )
-        if epoch % t.eval_every == 0 or epoch == t.epochs:
-            dist.broadcast_buffers(model)
-            row.update(
-                evaluate(model, test_loader, device, bundle.num_classes, amp=t.amp, channels_last=t.channels_last)
-            )
-        else:
-            row.update(test_loss=None, test_accuracy=None, test_ece=None)
-        row["epoch_seconds"] = time.perf_counter() - tic
-        row.update({f"classifier_{k}": v for k, v in classifier_geometry(model.classifier.weight).items()})
+        row = _run_epoch(session, ddp_model, cfg, epoch, device, main)
         if main:
             append_metrics(run_dir, row)
             _log.info(_format_row(row, t.epochs))
-
-        keep = epoch in t.checkpoint_epochs
-        if keep or epoch == t.epochs or (t.checkpoint_every > 0 and epoch % t.checkpoint_every == 0):
-            rng_states = dist.all_gather_object(capture_rng(mixup_rng, device))
-            if main:
-                loader_state = train_loader.generator.get_state() if train_loader.generator is not None else None
-                state = build_checkpoint(
-                    model=model,
-                    optimizer=optimizer,
-                    scheduler=scheduler,
-                    epoch=epoch,
-                    config=to_dict(cfg),
-                    model_args=model_args,
-                    rng=rng_states,
-                    loader=loader_state,
-                    metrics=row,
-                )
-                if keep:
-                    save_checkpoint(state, epoch_checkpoint_path(run_dir, epoch))
-                save_checkpoint(state, last_path)
-            dist.barrier()
+        if epoch in t.checkpoint_epochs or epoch == t.epochs or (t.checkpoint_every > 0
+                                                                   and epoch % t.checkpoint_every == 0):
+            _save(session, cfg, run_dir, epoch, row, device, main)
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             break
     return run_dir
