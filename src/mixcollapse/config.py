@@ -286,6 +286,48 @@ def _choice(value: str, options: tuple[str, ...], where: str) -> None:
         raise ConfigError(f"{where}='{value}' is not one of: {', '.join(options)}")
 
 
+MIN_IMAGE_SIZE = 8  # the convolutional nets downsample by 2 (small) or 4 (WRN) before pooling
+
+
+def check_model(m: ModelConfig, num_classes: int | None = None, in_channels: int | None = None,
+                image_size: int | None = None) -> None:
+    """Raise ConfigError for an architecture that cannot be built (and for sizes it cannot take, when given).
+
+    The one place for these checks: ``validate`` calls it on a config, ``models.build_model`` with the
+    data's sizes.
+    """
+    _choice(m.name, MODELS, "model.name")
+    if num_classes is not None and num_classes < 2:
+        raise ConfigError(f"num_classes={num_classes} must be >= 2")
+    if in_channels is not None and in_channels < 1:
+        raise ConfigError(f"in_channels={in_channels} must be >= 1")
+    if image_size is not None and m.name in ("small", "wrn") and image_size < MIN_IMAGE_SIZE:
+        raise ConfigError(f"model '{m.name}' needs image_size >= {MIN_IMAGE_SIZE}, got {image_size}")
+    if m.name == "wrn" and ((m.depth - 4) % 6 != 0 or m.depth < 10 or m.width < 1):
+        raise ConfigError(f"WRN-{m.depth}-{m.width}: model.depth must be 6n + 4 >= 10 (e.g. 16, 28, 40) and "
+                          "model.width >= 1")
+    if m.name == "small" and m.hidden < 1:
+        raise ConfigError(f"model.hidden={m.hidden} must be >= 1")
+    if m.name == "vit":
+        if m.num_heads < 1 or m.embed_dim % m.num_heads != 0:
+            raise ConfigError(f"model.embed_dim={m.embed_dim} is not divisible by model.num_heads={m.num_heads}")
+        if m.vit_depth < 1:
+            raise ConfigError(f"model.vit_depth={m.vit_depth} must be >= 1")
+        if m.patch_size < 1 or (image_size is not None and image_size % m.patch_size != 0):
+            raise ConfigError(f"image_size={image_size} is not divisible by model.patch_size={m.patch_size}")
+
+
+def check_analysis_classes(classes, num_classes: int, where: str = "classes") -> list[int]:
+    """The three analysis classes as ints; ConfigError unless they are three distinct indices in 0..C-1."""
+    classes = [int(c) for c in classes]
+    if len(classes) != 3 or len(set(classes)) != 3:
+        raise ConfigError(f"{where}={classes} must be three distinct class indices")
+    bad = [c for c in classes if not 0 <= c < num_classes]
+    if bad:
+        raise ConfigError(f"{where} has index {bad[0]} out of range: the model has classes 0..{num_classes - 1}")
+    return classes
+
+
 def validate(cfg: ExperimentConfig) -> None:
     """Raise ConfigError with one clear sentence for the first invalid value."""
     d, m, mx, t, a = cfg.data, cfg.model, cfg.mixup, cfg.train, cfg.analysis
@@ -315,13 +357,7 @@ def validate(cfg: ExperimentConfig) -> None:
             )
         num_classes = len(d.classes)
     if a.classes is not None:
-        if len(a.classes) != 3 or len(set(a.classes)) != 3:
-            raise ConfigError(f"analysis.classes={a.classes} must be three distinct class indices")
-        bad = [c for c in a.classes if not 0 <= c < num_classes]
-        if bad:
-            raise ConfigError(
-                f"analysis.classes has index {bad[0]} out of range: the model has classes 0..{num_classes - 1}"
-            )
+        check_analysis_classes(a.classes, num_classes, "analysis.classes")
     elif num_classes < 3:
         raise ConfigError("the analysis needs at least three classes; use more classes in data.classes")
     for name in ("epochs", "batch_size"):
@@ -343,10 +379,7 @@ def validate(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"train.eval_every={t.eval_every} must be >= 1")
     if any(e < 1 or e > t.epochs for e in t.checkpoint_epochs):
         raise ConfigError(f"train.checkpoint_epochs={t.checkpoint_epochs} must lie in 1..train.epochs={t.epochs}")
-    if m.name == "wrn" and (m.depth - 4) % 6 != 0:
-        raise ConfigError(f"model.depth={m.depth}: a WideResNet needs depth = 6n + 4 (e.g. 16, 28, 40)")
-    if m.name == "vit" and m.embed_dim % m.num_heads != 0:
-        raise ConfigError(f"model.embed_dim={m.embed_dim} must be divisible by model.num_heads={m.num_heads}")
+    check_model(m)
     if m.fixed_etf and m.etf_multiplier == 0:
         raise ConfigError("model.etf_multiplier must be non-zero")
     if a.ufm_weight_decay is not None and a.ufm_weight_decay <= 0:

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+import mixcollapse.analysis.extract as extract
 from mixcollapse.analysis.extract import (
     NpyAppender,
     StoredPairs,
@@ -16,7 +17,9 @@ from mixcollapse.analysis.extract import (
     mixup_training_batches,
     recalibrate_batchnorm,
     write_pairs,
+    write_projection,
 )
+from mixcollapse.metrics.projection import project_features
 from mixcollapse.mixup import MixedPairImages, make_pairs, pair_chunks
 
 
@@ -180,3 +183,17 @@ def test_write_pairs_leaves_no_partial_file(tmp_path, toy):
     with pytest.raises(RuntimeError, match="rows written"):
         write_pairs(tmp_path / "pairs", [pairs.subset(slice(0, 10))], 60)  # fewer pairs than announced
     assert [p.name for p in (tmp_path / "pairs").iterdir() if p.name.startswith(".")] == []
+
+
+def test_the_saved_projection_is_project_features_of_the_saved_features(tmp_path, monkeypatch):
+    """write_projection streams in chunks; it must equal Appendix B.2's projection of all features at once,
+    centred by their mean (features with a large common offset, read back in several chunks)."""
+    rng = np.random.default_rng(0)
+    H = (rng.normal(size=(5000, 7)) + 30.0).astype(np.float32)  # a ReLU network's common component
+    np.save(tmp_path / "features.npy", H)
+    rows = rng.normal(size=(3, 7))
+    monkeypatch.setattr(extract, "PROJECTION_CHUNK_BYTES", 7 * 8 * 1000)  # five chunks
+    xy = write_projection(tmp_path / "features.npy", rows, tmp_path / "projection.npy")
+    np.testing.assert_allclose(xy, project_features(H.astype(np.float64), rows), atol=1e-9)
+    np.testing.assert_allclose(np.asarray(xy).mean(axis=0), 0.0, atol=1e-9)
+

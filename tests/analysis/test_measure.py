@@ -19,6 +19,7 @@ from mixcollapse.analysis.neural_collapse import measure_neural_collapse
 from mixcollapse.analysis.ufm import PairMeasures
 from mixcollapse.config import AnalysisConfig
 from mixcollapse.etf import simplex_etf
+from mixcollapse.metrics.projection import project_features
 from mixcollapse.mixup import PairSet, mixup_targets
 from mixcollapse.models.adapter import with_linear_head
 from reference import nc_metrics_dense
@@ -110,6 +111,10 @@ def test_measure_model_writes_every_section_and_figure(tmp_path, data):
     assert summary["bn"]["pairs"] == "recalibrate" and summary["bn_mode"] == "recalibrate"
     assert summary["bn"]["unmixed"].startswith("recalibrate")
     assert result.xy.shape == (120, 2) and summary["class_names"] == ["c0", "c2", "c4"]
+    # The saved projection is Appendix B.2's of the saved features, centred by their mean.
+    features, W = np.load(out / "features" / "features.npy"), np.load(out / "features" / "classifier_weight.npy")
+    np.testing.assert_allclose(np.load(out / "features" / "projection.npy"),
+                               project_features(features.astype(np.float64), W[[0, 2, 4]]), atol=1e-9)
 
     files = summary["figure_files"]
     for name in ("configuration", "configuration_measures", "reliability", "confidence_by_lambda",

@@ -63,3 +63,17 @@ def test_projection_rejects_wrong_inputs():
         projection_matrix(np.ones((4, 5)))
     with pytest.raises(ValueError, match="zero"):
         projection_matrix(np.array([[1.0, 0], [0, 1], [0, 0]]))
+
+
+def test_rows_of_unequal_norm_are_normalised_before_the_svd():
+    """By hand: rows s_k u_k with u_k = A's columns (a unit triangle in R^2). Normalised, W* = A^T, whose
+    polar factor is A^T / sqrt(3/2) (A A^T = 3/2 I), so P = A Q = sqrt(3/2) I whatever the scales s_k;
+    the rows' own scales (1, 2, 5) would tilt the polar factor."""
+    A = triangle_vertices()
+    rows = np.diag([1.0, 2.0, 5.0]) @ A.T  # (3, 2)
+    np.testing.assert_allclose(A @ A.T, 1.5 * np.eye(2), atol=1e-15)
+    np.testing.assert_allclose(projection_matrix(rows), np.sqrt(1.5) * np.eye(2), atol=1e-12)
+    np.testing.assert_allclose(project_classifier(rows), np.sqrt(1.5) * A.T, atol=1e-12)
+    # The same in R^5: rows R^T-embedded by orthonormal R (2, 5) give P = sqrt(3/2) R.
+    R = np.linalg.qr(np.random.default_rng(3).normal(size=(5, 2)))[0].T
+    np.testing.assert_allclose(projection_matrix(rows @ R), np.sqrt(1.5) * R, atol=1e-12)

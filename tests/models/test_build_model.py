@@ -48,7 +48,7 @@ def test_fixed_etf_is_seeded() -> None:
 @pytest.mark.parametrize(
     ("cfg", "num_classes", "in_channels", "image_size", "match"),
     [
-        (ModelConfig(name="resnet"), 10, 3, 32, "unknown model 'resnet'"),
+        (ModelConfig(name="resnet"), 10, 3, 32, "model.name='resnet' is not one of: small, wrn, vit"),
         (ModelConfig(name="vit", embed_dim=32, num_heads=2), 10, 3, 30, "not divisible by model.patch_size"),
         (ModelConfig(name="vit", embed_dim=30, num_heads=4), 10, 3, 32, "not divisible by model.num_heads"),
         (ModelConfig(name="wrn", depth=11), 10, 3, 32, "depth must be 6n"),

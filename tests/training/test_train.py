@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torchmetrics.functional.classification import multiclass_calibration_error
 
-from mixcollapse.config import load_config
+from mixcollapse.config import MixupConfig, load_config
 from mixcollapse.data.datasets import build_datasets, build_loaders
 from mixcollapse.training.checkpoint import CheckpointError, load_checkpoint, load_model
-from mixcollapse.training.loop import evaluate, train
+from mixcollapse.training.loop import evaluate, train, train_one_epoch
 from mixcollapse.training.rundir import (
     RunDirError,
     append_metrics,
@@ -87,6 +88,33 @@ def test_bf16_autocast_and_channels_last_run_on_cpu(tmp_path, tiny_config):
     cfg = tiny_config("train.epochs=1", "train.amp=bf16", "train.channels_last=true", "train.eval_every=5")
     row = read_metrics(train(cfg, tmp_path / "bf16"))[0]
     assert all(row[k] is not None and row[k] == row[k] for k in ("train_loss", "test_loss", "test_accuracy"))
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_train_one_epoch_hands_the_loss_the_mixed_targets(per_sample):
+    """Images that are their own one-hot label: a mixed image lam e_a + (1 - lam) e_b *is* its mixup target,
+    so the target the loss receives must equal the input the model received, batch after batch."""
+    C = 6
+    y = torch.arange(48) % C
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(F.one_hot(y, C).float(), y), batch_size=8,
+                                         shuffle=True, generator=torch.Generator().manual_seed(0))
+    seen_inputs, seen_targets = [], []
+    model = torch.nn.Linear(C, C)
+    model.register_forward_pre_hook(lambda module, args: seen_inputs.append(args[0].detach().clone()))
+
+    def loss_fn(logits, target):
+        seen_targets.append(target.detach().clone())
+        return F.mse_loss(logits, target)
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    train_one_epoch(model, loss_fn, optimizer, scheduler, loader, torch.device("cpu"), 1, num_classes=C,
+                    mixup=MixupConfig(alpha=1.0, per_sample=per_sample), rng=np.random.default_rng(0))
+    assert len(seen_targets) == len(seen_inputs) == 6
+    for x, target in zip(seen_inputs, seen_targets, strict=True):
+        torch.testing.assert_close(target, x, rtol=0, atol=1e-6)
+    mixed = torch.cat(seen_targets)
+    assert ((mixed > 1e-3) & (mixed < 1 - 1e-3)).any()  # really mixed, not one-hot
 
 
 def test_evaluate_is_exact_over_the_whole_test_set(tiny_config):

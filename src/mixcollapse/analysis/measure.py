@@ -40,7 +40,7 @@ from mixcollapse.analysis.extract import (
 from mixcollapse.analysis.heldout import make_test_pairs, measure_calibration, measure_mixed_pairs
 from mixcollapse.analysis.neural_collapse import NeuralCollapse, measure_neural_collapse
 from mixcollapse.analysis.ufm import DEFAULT_UFM_WEIGHT_DECAY, PairMeasures, ufm_solver
-from mixcollapse.config import AnalysisConfig
+from mixcollapse.config import AnalysisConfig, check_analysis_classes
 from mixcollapse.data.datasets import dataset_labels
 from mixcollapse.metrics.geometry import classifier_geometry
 from mixcollapse.metrics.projection import project_classifier
@@ -190,10 +190,7 @@ def resolve_classes(classes: Sequence[int] | None, settings: AnalysisConfig, num
     """The three analysis classes: as given, else ``settings.classes``, else three drawn with ``settings.seed``."""
     if classes is None:
         classes = settings.classes if settings.classes is not None else choose_classes(num_classes, settings.seed)
-    classes = [int(c) for c in classes]
-    if len(classes) != 3 or len(set(classes)) != 3 or not all(0 <= c < num_classes for c in classes):
-        raise ValueError(f"classes={classes} must be three distinct class indices in 0..{num_classes - 1}")
-    return classes
+    return check_analysis_classes(classes, num_classes)
 
 
 def measure_model(
