@@ -12,15 +12,10 @@ import torch
 from torch import nn
 from torchmetrics.functional.classification import multiclass_calibration_error
 
-from mixcollapse.analysis.configuration import ConfigurationAccumulator
 from mixcollapse.analysis.extract import recalibrate_batchnorm
 from mixcollapse.analysis.measure import ANALYSIS_FILE, HEADLINE, measure_model
-from mixcollapse.analysis.neural_collapse import measure_neural_collapse
-from mixcollapse.analysis.ufm import PairMeasures
 from mixcollapse.config import AnalysisConfig
-from mixcollapse.etf import simplex_etf
 from mixcollapse.metrics.projection import project_features
-from mixcollapse.mixup import PairSet, mixup_targets
 from mixcollapse.models.adapter import with_linear_head
 from reference import nc_metrics_dense
 
@@ -206,75 +201,6 @@ def test_any_model_through_with_linear_head(tmp_path, data):
     assert s["ece"] is None and np.isfinite(s["nc1"]) and s["configuration"]["ufm"]["bias"] == "none"
 
 
-def test_neural_collapse_passes_match_the_dense_computation_on_random_data():
-    d, n = 12, 301
-    gen = torch.Generator().manual_seed(3)
-    H = torch.randn(n, d, generator=gen, dtype=torch.float64) * 2 + 0.5
-    y = torch.randint(0, 6, (n,), generator=gen)
-    H[y == 2] += 3.0  # unequal class geometry
-    model = nn.Module()
-    model.features = nn.Identity()
-    model.classifier = nn.Linear(d, 6).double()
-    nc = measure_neural_collapse(model, torch.utils.data.TensorDataset(H, y), 6, batch_size=37)
-    with torch.no_grad():
-        dense = nc_metrics_dense(H, y, model.classifier(H), model.classifier.weight)
-    for key, value in dense.items():
-        # float32 on the scratch round trip: features are written as float32 between the passes
-        assert nc.metrics[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
-    means = torch.stack([H[y == c].mean(0) for c in range(6)])
-    torch.testing.assert_close(nc.means, means)
-
-
-def test_configuration_metrics_on_the_exact_ufm_optimum():
-    """Features = the UFM optimum for an ETF classifier: distance 0, Theorem 3.1's same-class and K_lambda,
-    and p_a = lam up to the weight decay's offset, p_a - lam = -lambda_H (C-1)/(C m^2) z_a exactly."""
-    from mixcollapse.theory import optimal_features
-
-    C_, d, m, decay = 4, 6, 2.0, 1e-3
-    W = simplex_etf(C_, d, multiplier=m, seed=0)
-    lam = np.tile(np.linspace(0.0, 1.0, 21), 6)
-    ab = np.repeat(np.array([[0, 0], [1, 1], [2, 2], [0, 1], [1, 2], [0, 2]]), 21, axis=0)
-    pairs = PairSet(np.arange(len(lam)), np.arange(len(lam)), lam, ab[:, 0], ab[:, 1])
-    Y = mixup_targets(torch.as_tensor(lam), torch.as_tensor(ab[:, 0]), torch.as_tensor(ab[:, 1]), C_)
-    H = optimal_features(W, Y, decay)
-    logits = H @ W.T
-    acc = ConfigurationAccumulator(W)
-    measure = PairMeasures(acc, W, optimal_features, decay, buffer_rows=40)
-    for lo in range(0, len(lam), 25):  # streamed in batches, as during extraction
-        sl = slice(lo, lo + 25)
-        measure({"features": H[sl], "logits": logits[sl], "pairs": pairs.subset(sl)})
-    span = measure.compute()
-    out = acc.compute()
-    assert acc.ufm[3] == len(lam)  # every pair measured once
-    assert out["ufm_distance"] < 1e-6 and out["ufm_scale"] == pytest.approx(1.0, abs=1e-6)
-    assert span["ufm_distance_in_span"] < 1e-6 and span["classifier_span_energy"] == pytest.approx(1.0, abs=1e-12)
-    assert out["same_cos_mean"] == pytest.approx(1.0, abs=1e-9)
-    assert out["same_cos_lambda_spread"] < 1e-9 and out["same_norm_lambda_cv"] < 1e-6
-    assert out["other_logit_spread"] < 1e-6  # all other logits equal (K_lambda)
-    diff = ab[:, 0] != ab[:, 1]
-    z_a = logits[torch.arange(len(lam)), torch.as_tensor(ab[:, 0])].numpy()
-    offset = decay * (C_ - 1) / (C_ * m**2) * np.abs(z_a[diff])
-    assert out["pair_prob_mae"] == pytest.approx(offset.mean(), rel=1e-5)
-    assert out["pair_prob_mae"] < 0.01  # p_a follows lam
-
-
-def test_analyze_run_wraps_measure_model_with_the_run_history(tmp_path, tiny_config):
-    from mixcollapse.analysis.run import analyze_run
-    from mixcollapse.training.loop import train
-
-    run = tmp_path / "run"
-    train(tiny_config("train.epochs=2", "analysis.pairs_per_class_pair=10", "analysis.test_pairs=100",
-                      "analysis.recalibrate_batches=2", "data.test_limit=100"), run)
-    result = analyze_run(run, device="cpu", progress=False, draw=False)
-    s = json.loads((run / "analysis" / "last" / ANALYSIS_FILE).read_text())
-    assert s == result.summary and s["checkpoint"].endswith("last.pt") and s["dataset"] == "digits"
-    assert s["classifier"]["history"]["epoch"] == [1, 2]
-    assert s["configuration"]["ufm"]["weight_decay"] == 1e-4  # the run's train.weight_decay
-    assert s["bn"]["pairs"] == "recalibrate" and s["calibration"]["num_samples"] == 100
-    with pytest.raises(FileExistsError):
-        analyze_run(run, device="cpu", progress=False, draw=False)
-
-
 @pytest.mark.slow
 def test_analysis_benchmark_runs_end_to_end_on_a_small_run():
     # the benchmark measures, it is not a test of speed or memory: this only keeps the script working
@@ -287,35 +213,3 @@ def test_analysis_benchmark_runs_end_to_end_on_a_small_run():
     assert "overhead within each measured run" in proc.stdout and "median anon" in proc.stdout
 
 
-def test_cosine_in_the_classifier_plane_and_the_energy_outside_it():
-    """h = w_a + v with v outside span{w_0, w_1, w_2}: the figure's plane shows h at w_a (cosine 1 in the span)
-    while the full-space cosine is ||w_a|| / ||h||, and the energy outside is ||v||^2 / ||h||^2; by hand."""
-    gen = torch.Generator().manual_seed(0)
-    C_, d = 5, 8
-    W = torch.randn(C_, d, generator=gen, dtype=torch.float64)
-    rows = W[[0, 1, 2]]
-    Q = torch.linalg.qr(rows.T).Q  # (d, 3) basis of the plane's span
-    v = torch.randn(6, d, generator=gen, dtype=torch.float64)
-    v -= (v @ Q) @ Q.T  # outside the span (but not outside W's span: rows 3, 4 remain)
-    a = torch.tensor([0, 1, 2, 0, 1, 2])
-    b = torch.tensor([0, 1, 2, 1, 2, 0])  # three same-class pairs, three different-class pairs
-    H = W[a] + v
-    H[3:] = 0.5 * (W[a[3:]] + W[b[3:]]) + v[3:]
-    lam = np.full(6, 0.5)
-    pairs = PairSet(np.arange(6), np.arange(6), lam, a.numpy(), b.numpy())
-    measure = PairMeasures(ConfigurationAccumulator(W), W, None, 1e-4, span_rows=rows)
-    measure({"features": H, "logits": H @ W.T, "pairs": pairs})
-    out = measure.compute()
-    assert out["same_cos_in_span"] == pytest.approx(1.0, abs=1e-12)
-    in_plane = H - v
-    assert out["offspan_energy"] == pytest.approx(((v**2).sum() / (H**2).sum()).item(), rel=1e-12)
-    full_cos = ((H[:3] * W[a[:3]]).sum(1) / (H[:3].norm(dim=1) * W[a[:3]].norm(dim=1))).mean().item()
-    assert full_cos < 0.99 and (in_plane[:3] - W[a[:3]]).abs().max() < 1e-12
-    # Tilting a same-class feature inside the plane lowers the in-span cosine to the plane's own cosine.
-    tilt = H.clone()
-    tilt[0] = W[0] + 0.3 * W[1] + v[0]
-    measure = PairMeasures(ConfigurationAccumulator(W), W, None, 1e-4, span_rows=rows)
-    measure({"features": tilt, "logits": tilt @ W.T, "pairs": pairs})
-    p = W[0] + 0.3 * W[1]
-    expected = (2 + (p @ W[0] / (p.norm() * W[0].norm())).item()) / 3
-    assert measure.compute()["same_cos_in_span"] == pytest.approx(expected, rel=1e-12)

@@ -12,7 +12,7 @@ needed, so nothing is written to disk. Different-class and same-class pairs are 
 the argument is about different-class pairs (same-class mixtures keep a one-hot target).
 
 Both put the network in eval mode and restore its mode on return: pass the network in the
-batch-norm state the measurement is about (see ``pipeline``).
+batch-norm state the measurement is about (see docs/analysis.md).
 """
 
 from __future__ import annotations

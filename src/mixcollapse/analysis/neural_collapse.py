@@ -11,7 +11,7 @@ The class means double as the class centres of the channel position in the mixup
 (``ConfigurationAccumulator(centres=...)``).
 
 Batch norm: pass the network in the state the measurement is about; ``measure_neural_collapse``
-puts it in eval mode for the passes and restores its mode afterwards (see ``pipeline`` for which
+puts it in eval mode for the passes and restores its mode afterwards (see docs/analysis.md for which
 statistics it holds: the recalibrated copy, or the stored ones).
 """
 

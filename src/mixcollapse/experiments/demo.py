@@ -37,7 +37,7 @@ from mixcollapse.training.rundir import read_metrics
 _log = logging.getLogger(__name__)
 
 RUNS = (("mixup", 1.0), ("baseline", 0.0))
-# Headline numbers copied from each run's analysis.json into summary.json (see analysis.pipeline).
+# Headline numbers copied from each run's analysis.json into summary.json (see analysis.measure.HEADLINE).
 HEADLINE_KEYS = ("mce", "pair_mass", "other_logit_spread", "same_cos_mean", "same_cos_lambda_spread",
                  "channel_position_mae", "ufm_distance", "nc1", "nc3", "nc4_agreement", "test_pair_confidence",
                  "test_pair_error", "classifier_etf_distance")

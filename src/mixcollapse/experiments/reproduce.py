@@ -11,7 +11,7 @@
    best hyper-parameters (``<out>/runs/<run>/<best point>/``). A finished run is never trained
    again; a killed one resumes.
 3. **analysis**: the experiment's step (``STEPS``; the one place where step names are dispatched):
-   ``configuration`` panels (analysis.pipeline.analyze_run, cached in ``<out>/analysis``),
+   ``configuration`` panels (analysis.run.analyze_run, cached in ``<out>/analysis``),
    ``trajectory`` (analysis.trajectory), ``classifier`` curves (metrics.jsonl) or a ``table``.
 4. **outputs**: ``<out>/figures/<experiment>.{png,pdf}``, ``<out>/tables/<experiment>.{csv,json,md}``
    and ``<out>/experiments/<experiment>.json`` (what ran, on which data, the numbers, the files),
@@ -20,12 +20,9 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import re
-import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -71,6 +68,8 @@ from mixcollapse.experiments.sweep import (
     write_job,
 )
 from mixcollapse.experiments.sweep import prune_checkpoints as prune_sweep
+from mixcollapse.experiments.tables import format_table, write_table
+from mixcollapse.plots.paper import draw_classifier_curves, draw_configuration_grid, draw_trajectory_grid
 from mixcollapse.training.rundir import atomic_write_text, read_metrics
 
 _log = logging.getLogger(__name__)
@@ -364,7 +363,8 @@ def classifier_step(exp: Experiment, ctx: Context) -> dict:
     data_path = ctx.out / "figures" / f"{exp.name}.json"
     data_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(data_path, json.dumps(curves, indent=2))
-    figure = draw_classifier_curves(curves, ctx.out / "figures" / exp.name, _suptitle(exp, ctx))
+    figure = draw_classifier_curves(curves, ctx.out / "figures" / exp.name, _suptitle(exp, ctx), DATASET_TITLES,
+                                    ARCH_TITLES)
     final = {k: {"norm_cv": c["norm_cv"][-1] if c["norm_cv"] else None,
                  "cos_std": c["cos_std"][-1] if c["cos_std"] else None} for k, c in curves.items()}
     return {"figures": [ctx.rel(p) for p in figure], "curves": ctx.rel(data_path), "final": final}
@@ -416,35 +416,6 @@ def _suptitle(exp: Experiment, ctx: Context) -> str:
             title = re.sub(r"at epochs [\d, and]+\d", f"at epochs {listed} of {here} (the paper: {paper} of {full})",
                            title)
     return f"{exp.name}: {title}\n{scale_note(ctx, exp.runs)}"
-
-
-def format_table(header: list[str], rows: list[list], caption: str = "") -> str:
-    """A plain-text table (what ``reproduce`` prints)."""
-    text = [[str(h) for h in header]] + [["-" if v is None else str(v) for v in row] for row in rows]
-    widths = [max(len(r[i]) for r in text) for i in range(len(header))]
-    lines = [caption] if caption else []
-    for i, r in enumerate(text):
-        lines.append("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=False)))
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def write_table(stem: Path, header: list[str], rows: list[list], caption: str, scale: str) -> list[Path]:
-    """``stem.csv``, ``stem.json`` and ``stem.md``, each written atomically."""
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows([header, *rows])
-    cell = lambda v: "–" if v is None else str(v)  # noqa: E731
-    md = [caption, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    md += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    out = []
-    for suffix, text in ((".csv", buf.getvalue()),
-                         (".json", json.dumps({"caption": caption, "scale": scale, "header": header, "rows": rows},
-                                              indent=2)),
-                         (".md", "\n".join(md) + "\n")):
-        out.append(atomic_write_text(stem.with_suffix(suffix), text))
-    return out
 
 
 # The one place where an experiment's step name becomes code.
@@ -651,112 +622,3 @@ def list_experiments() -> str:
                  "FLOPs at 40% of the bf16 peak (docs/reproduce.md). Experiments share runs through --out.")
     lines.append("Run one: mixcollapse reproduce fig1 [--scale tiny|full] [--data-root DIR] [--out DIR]")
     return "\n".join(lines)
-
-
-# ---- figures (drawing only: every number comes from the steps above) -------------------------
-
-
-def _finish(fig, suptitle: str) -> None:
-    """Tight layout, then the suptitle just above the highest panel (its title and colour bars included).
-
-    Placed after the layout rather than reserved as a margin: panels of equal aspect do not fill
-    their slots, and a fixed margin left a gap between the suptitle and a single panel. The figures
-    are saved with a tight bounding box, so the space above the suptitle is cropped.
-    """
-    fig.tight_layout()
-    if not suptitle:
-        return
-    width = max(40, int(fig.get_figwidth() * 12.5))  # characters at 11 pt: the title must not widen the figure
-    suptitle = "\n".join(textwrap.fill(line, width) for line in suptitle.splitlines())
-    renderer = fig.canvas.get_renderer()
-    top = max(ax.get_tightbbox(renderer).y1 for ax in fig.axes if ax.get_visible() and ax.axison) / fig.bbox.height
-    fig.suptitle(suptitle, fontsize=11, y=top + 0.08 / fig.get_figheight(), va="bottom")
-
-
-def draw_configuration_grid(rows: list[list[dict]], stem: Path, suptitle: str = "") -> list[Path]:
-    """Rows of configuration panels (plots.scatter_configuration's arguments) in one figure."""
-    import matplotlib.pyplot as plt
-
-    from mixcollapse.plots.figures import save_figure, scatter_configuration
-
-    n_rows, n_cols = len(rows), max(len(r) for r in rows)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(5.8 * n_cols, 4.6 * n_rows), squeeze=False)
-    for i in range(n_rows):
-        for j in range(n_cols):
-            if j < len(rows[i]):
-                scatter_configuration(axes[i][j], **rows[i][j])
-            else:
-                axes[i][j].axis("off")
-    _finish(fig, suptitle)
-    return save_figure(fig, stem)
-
-
-def draw_trajectories(ax, xy: np.ndarray, lam: np.ndarray, same: np.ndarray, classifier_xy: np.ndarray,
-                      title: str = "", class_names: Sequence[str] | None = None) -> None:
-    """Paths (P, L, 2) coloured by lambda (plots' same-class and different-class maps), classifiers in black."""
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
-
-    from mixcollapse.plots.figures import DIFF_CMAP, SAME_CMAP, draw_classifier_rows
-
-    xy = np.asarray(xy)
-    for path, value, is_same in zip(xy, np.asarray(lam), np.asarray(same, dtype=bool), strict=False):
-        colour = (SAME_CMAP if is_same else DIFF_CMAP)(float(value))
-        ax.plot(path[:, 0], path[:, 1], "-", color=colour, linewidth=1.3, alpha=0.9)
-        ax.scatter(path[1:-1, 0], path[1:-1, 1], color=colour, s=10, zorder=3)
-        ax.scatter(path[-1:, 0], path[-1:, 1], color=colour, s=45, marker="*", edgecolors="black", linewidths=0.3,
-                   zorder=4)
-    draw_classifier_rows(ax, classifier_xy, float(np.abs(xy).max()) if xy.size else 1.0, class_names,
-                         linewidth=1.0, markersize=4)
-    ax.plot(0, 0, "k+", markersize=8)
-    ax.set_aspect("equal")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(title, fontsize=8)
-    cmap = SAME_CMAP if np.asarray(same, dtype=bool).all() else DIFF_CMAP
-    bar = ax.figure.colorbar(ScalarMappable(Normalize(0, 1), cmap), ax=ax, fraction=0.046, pad=0.04)
-    bar.set_label("λ (weight of the first image)", fontsize=7)
-    bar.ax.tick_params(labelsize=6)
-
-
-def draw_trajectory_grid(rows: list[list[dict]], stem: Path, suptitle: str = "") -> list[Path]:
-    """Rows of trajectory panels (draw_trajectories' arguments); paths start at the origin (+), end at stars."""
-    import matplotlib.pyplot as plt
-
-    from mixcollapse.plots.figures import save_figure
-
-    n_rows, n_cols = len(rows), max(len(r) for r in rows)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(5.8 * n_cols, 4.8 * n_rows), squeeze=False)
-    for i, row in enumerate(rows):
-        for j, panel in enumerate(row):
-            draw_trajectories(axes[i][j], **panel)
-    _finish(fig, suptitle)
-    return save_figure(fig, stem)
-
-
-def draw_classifier_curves(curves: dict[str, dict], stem: Path, suptitle: str = "") -> list[Path]:
-    """Figure 5's panels: norm CV and cosine std against epoch, for WRN and for ViT (those present), one line per
-    dataset."""
-    import matplotlib.pyplot as plt
-
-    from mixcollapse.plots.figures import save_figure
-
-    archs = [a for a in ("wrn", "vit") if any(c["arch"] == a for c in curves.values())] or ["wrn", "vit"]
-    fig, axes = plt.subplots(1, 2 * len(archs), figsize=(4.75 * 2 * len(archs), 3.9), squeeze=False)
-    axes = axes[0]
-    panels = [(arch, what) for arch in archs for what in ("norm_cv", "cos_std")]
-    labels = {"norm_cv": "Std(‖w_i‖) / Avg(‖w_i‖)", "cos_std": "Std of cos(w_i, w_j), i ≠ j"}
-    for ax, (arch, what) in zip(axes, panels, strict=False):
-        models = []
-        for c in curves.values():
-            if c["arch"] == arch and c["epoch"]:
-                ax.plot(c["epoch"], c[what], label=DATASET_TITLES[c["dataset"]], marker=".", linewidth=1.5)
-                models.append(c.get("model", ARCH_TITLES[arch]))
-        ax.set_title(f"{', '.join(dict.fromkeys(models)) or ARCH_TITLES[arch]}: {labels[what]}", fontsize=9)
-        ax.set_xlabel("epoch")
-        ax.set_ylim(bottom=0)
-        if models:
-            ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
-    _finish(fig, suptitle)
-    return save_figure(fig, stem)

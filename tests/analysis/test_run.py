@@ -1,0 +1,24 @@
+"""analyze_run: a run directory's checkpoint through measure_model, with the run's history."""
+
+import json
+
+import pytest
+
+from mixcollapse.analysis.measure import ANALYSIS_FILE
+
+
+def test_analyze_run_wraps_measure_model_with_the_run_history(tmp_path, tiny_config):
+    from mixcollapse.analysis.run import analyze_run
+    from mixcollapse.training.loop import train
+
+    run = tmp_path / "run"
+    train(tiny_config("train.epochs=2", "analysis.pairs_per_class_pair=10", "analysis.test_pairs=100",
+                      "analysis.recalibrate_batches=2", "data.test_limit=100"), run)
+    result = analyze_run(run, device="cpu", progress=False, draw=False)
+    s = json.loads((run / "analysis" / "last" / ANALYSIS_FILE).read_text())
+    assert s == result.summary and s["checkpoint"].endswith("last.pt") and s["dataset"] == "digits"
+    assert s["classifier"]["history"]["epoch"] == [1, 2]
+    assert s["configuration"]["ufm"]["weight_decay"] == 1e-4  # the run's train.weight_decay
+    assert s["bn"]["pairs"] == "recalibrate" and s["calibration"]["num_samples"] == 100
+    with pytest.raises(FileExistsError):
+        analyze_run(run, device="cpu", progress=False, draw=False)
