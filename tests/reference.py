@@ -49,23 +49,7 @@ def configuration_metrics_dense(
 
     A Python loop over samples (slow): for real data feed ``ConfigurationAccumulator`` instead.
 
-    Keys (scalars are floats, curves numpy arrays over lambda bins, NaN for empty bins):
-    lambda_bin_edges, lambda_bin_centers;
-    same-class: same_count, same_cos_mean, same_cos_std (of cos(h, w_a)), same_norm_mean,
-    same_counts_by_lambda, same_cos_by_lambda, same_norm_by_lambda, same_cos_lambda_spread (std
-    over filled bins of the per-bin mean cosine), same_norm_lambda_cv (std / mean over filled bins
-    of the per-bin mean norm ||h||);
-    different-class: diff_count, pair_prob_mae = Avg |p_a - lam|, pair_mass = Avg (p_a + p_b),
-    logit_position_mae = Avg |(z_a - z_b + 1) / 2 - lam| (the MSE measure),
-    other_logit_spread (module docstring), diff_counts_by_lambda, lambda_mean_by_lambda,
-    pair_prob_by_lambda, pair_prob_std_by_lambda;
-    with centres: channel_count, channel_position_mean, channel_position_mae = Avg |t - lam|,
-    off_channel_distance, channel_position_by_lambda, channel_position_std_by_lambda,
-    position_hist_edges, position_hist_counts, position_hist_density (integrates to the fraction
-    of samples inside position_range), position_underflow, position_overflow,
-    channel_middle_density_ratio (module docstring);
-    with H_opt: ufm_scale, ufm_distance (``ufm_distance`` over all pairs);
-    same_class_means (C, d) tensor, NaN rows for classes without same-class pairs.
+    Keys: those of ``ConfigurationAccumulator.compute``.
     """
     W = W.detach().to(F64)
     dev = W.device

@@ -62,15 +62,8 @@ def test_report_of_a_missing_directory(tmp_path, capsys):
     assert one_line_error(capsys, "report", str(tmp_path / "none")).startswith("mixcollapse report: error:")
 
 
-def test_sweep_of_a_preset_without_a_grid(tmp_path, capsys):
-    line = one_line_error(capsys, "sweep", "--preset", "digits", "--out", str(tmp_path / "s"))
-    assert "has no default grid; pass --grid" in line
-
-
-def test_version_and_list(capsys):
+def test_version(capsys):
     assert run("--version") == 0 and capsys.readouterr().out.startswith("mixcollapse ")
-    assert main(["reproduce", "--list"]) == 0
-    assert "fig1" in capsys.readouterr().out
 
 
 def test_train_then_analyze_print_progress_and_the_headline(tmp_path, capsys, tiny_config):

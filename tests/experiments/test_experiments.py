@@ -45,19 +45,6 @@ def test_list_shows_every_experiment_of_the_paper():
     assert "A100-h" in text and "all" in listed
 
 
-def test_cli_list(capsys):
-    import argparse
-
-    from mixcollapse.cli.reproduce import add_parsers
-
-    parser = argparse.ArgumentParser()
-    add_parsers(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["reproduce", "--list"])
-    assert args.func(args) == 0
-    out = capsys.readouterr().out
-    assert all(name in out for name in PAPER_ITEMS)
-
-
 @pytest.mark.parametrize("dataset", DATASETS)
 def test_full_scale_wrn_presets_match_appendix_b1(dataset):
     cfg = run_config(RunKey("wrn", dataset, "mixup"), "full")
@@ -180,18 +167,6 @@ def test_full_scale_refuses_missing_data_before_training(tmp_path):
     assert not (out / "sweeps").exists() and not (out / "runs").exists()
 
 
-def test_full_scale_cli_error_is_one_line(tmp_path, capsys):
-    from mixcollapse import cli
-
-    parser = cli.build_parser()
-    if "reproduce" not in parser._subparsers._group_actions[0].choices:  # noqa: SLF001
-        pytest.skip("cli.py does not register cli_reproduce.add_parsers yet")
-    code = cli.main(["reproduce", "fig2", "--scale", "full", "--data-root", str(tmp_path / "none"),
-                     "--out", str(tmp_path / "o")])
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and "\n" not in err and err.startswith("mixcollapse reproduce: error:")
-
-
 def test_full_scale_refuses_to_train_without_a_gpu(tmp_path):
     from mixcollapse.data.fake import write_fake_cifar10
 
@@ -210,25 +185,6 @@ def test_full_scale_refuses_synthetic_files(tmp_path):
     write_fake_cifar10(tmp_path / "data", n_train=20, n_test=10)
     with pytest.raises(ValueError, match="holds synthetic"):
         reproduce("fig7", scale="full", out=tmp_path / "out", data_root=tmp_path / "data", log=lambda s: None)
-
-
-def test_cli_errors_are_one_sentence(tmp_path):
-    import argparse
-
-    from mixcollapse.cli.reproduce import add_parsers
-
-    parser = argparse.ArgumentParser()
-    add_parsers(parser.add_subparsers(dest="command"))
-    for argv, error, fragment in (
-        (["reproduce"], ValueError, "name an experiment"),
-        (["reproduce", "fig4", "--scale", "tiny"], ValueError, "unknown experiment 'fig4'"),
-        (["sweep", "--preset", "digits", "--out", str(tmp_path / "s")], ValueError, "has no default grid"),
-        (["report", str(tmp_path)], FileNotFoundError, "holds no reproduce results"),
-    ):
-        args = parser.parse_args(argv)
-        with pytest.raises(error, match=fragment) as info:
-            args.func(args)
-        assert "\n" not in str(info.value)
 
 
 def test_datasets_filter_multi_dataset_experiments():

@@ -85,6 +85,7 @@ WORKER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # two torchrun processes: about 6 s of start-up
 def test_two_process_gloo_helpers(tmp_path, torchrun):
     """Two processes under torchrun talk through gloo; every helper gives the distributed answer."""
     script = tmp_path / "worker.py"

@@ -273,7 +273,7 @@ def extract_pair_features(
     train_mode = batchnorm and bn_mode == "train"
     was_training = model.training
     model = model.to(device)
-    net = _network_for(model, bn_mode if batchnorm else "eval", batch_iter, recalibrate_batches, device)
+    net = bn_network(model, bn_mode, batch_iter, recalibrate_batches, device)
     classifier = net.classifier
     weight = classifier.weight.detach().cpu().float().numpy()
     bias = classifier.bias.detach().cpu().float().numpy() if classifier.bias is not None else None
@@ -324,18 +324,23 @@ def _save_pairs_and_classifier(out_dir: Path, pairs, weight: np.ndarray, bias: n
     _atomic_json(out_dir / "meta.json", info)
 
 
-def _network_for(model: nn.Module, bn_mode: str, batches: Iterator | None, recalibrate_batches: int,
-                 device: torch.device) -> nn.Module:
-    """The network that extracts: a recalibrated copy, a copy using batch statistics (train), or ``model`` in eval."""
+def bn_network(model: nn.Module, bn_mode: str, batches: Iterator[torch.Tensor] | None, recalibrate_batches: int,
+               device) -> nn.Module:
+    """The model as it should run for ``bn_mode``: a recalibrated copy (recalibrate), a copy using batch
+    statistics with its running statistics untouched (train), or ``model`` in eval mode (eval, or no batch norm)."""
+    if not has_batchnorm(model) or bn_mode == "eval":
+        return model.eval()
+    if batches is None:
+        raise ValueError(f"bn_mode='{bn_mode}' needs mixed training batches")
     if bn_mode == "recalibrate":
         return recalibrate_batchnorm(model, batches, recalibrate_batches, device)
     if bn_mode == "train":
         net = copy.deepcopy(model).train()
         for m in net.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.momentum = 0.0  # use batch statistics, leave running statistics untouched
+                m.momentum = 0.0  # batch statistics, running statistics untouched
         return net
-    return model.eval()
+    raise ValueError(f"bn_mode='{bn_mode}' is not one of: recalibrate, train, eval")
 
 
 @torch.no_grad()

@@ -27,7 +27,6 @@ inside batches filled up with mixup training samples, ``recalibrate`` and ``eval
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -37,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mixcollapse.analysis.extract import has_batchnorm, recalibrate_batchnorm
+from mixcollapse.analysis.extract import bn_network, has_batchnorm
 from mixcollapse.metrics.projection import project_classifier, projection_matrix, triangle_vertices
 from mixcollapse.mixup import mix_images
 
@@ -55,24 +54,6 @@ def pick_pairs(labels: np.ndarray, classes: Sequence[int], seed: int = 0) -> dic
         raise ValueError(f"classes {classes[0]} and {classes[1]} need training images for the trajectories")
     same = rng.choice(a, size=2, replace=len(a) < 2)
     return {"same": (int(same[0]), int(same[1])), "different": (int(rng.choice(a)), int(rng.choice(b)))}
-
-
-def _network(model: nn.Module, bn_mode: str, batches: Iterator[torch.Tensor] | None, recalibrate_batches: int,
-             device) -> nn.Module:
-    """The model as it should run for ``bn_mode`` (a copy when batch-norm statistics are touched)."""
-    if not has_batchnorm(model) or bn_mode == "eval":
-        return model.eval()
-    if batches is None:
-        raise ValueError(f"bn_mode='{bn_mode}' needs mixed training batches")
-    if bn_mode == "recalibrate":
-        return recalibrate_batchnorm(model, batches, recalibrate_batches, device)
-    if bn_mode == "train":
-        net = copy.deepcopy(model).train()
-        for m in net.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.momentum = 0.0  # batch statistics, running statistics untouched
-        return net
-    raise ValueError(f"bn_mode='{bn_mode}' is not one of: recalibrate, train, eval")
 
 
 @torch.no_grad()
@@ -166,7 +147,7 @@ def layer_trajectories(
     was_training = model.training
     batches = iter(reference_batches)
     try:
-        net = _network(model, bn_mode, batches, recalibrate_batches, device)
+        net = bn_network(model, bn_mode, batches, recalibrate_batches, device)
         in_train_mode = net.training
         ref_parts: list[list[np.ndarray]] = []
         count = 0

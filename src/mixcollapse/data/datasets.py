@@ -2,29 +2,17 @@
 
 Every dataset in a :class:`DataBundle` is a :class:`LabeledView`: samples ``(x, y)`` with ``x`` a
 normalized float tensor (C, H, W) and ``y`` an int, plus a ``labels`` array readable without
-decoding a single image (the analysis draws mixup pairs by class from it).
+decoding a single image (the analysis draws mixup pairs by class from it). Augmentation (training
+set only, ``cfg.augment``): CIFAR gets RandomCrop(32, padding) + RandomHorizontalFlip, the mixup
+papers' recipe; FashionMNIST and digits are never augmented (README, "Decisions where the paper is
+silent"). Normalization uses per-channel training-set mean and std (``specs``).
 
-Augmentation (training set only, ``cfg.augment``): CIFAR10/100 get the standard mixup-paper
-recipe, RandomCrop(32, padding=cfg.crop_padding) + RandomHorizontalFlip (when cfg.flip).
-FashionMNIST and digits are never augmented: the paper does not say it augmented FashionMNIST,
-neural-collapse studies usually train it without augmentation, and a random crop of an 8x8 digit
-removes much of the digit. ``cfg.augment`` therefore switches only the CIFAR recipe.
-
-Normalization uses per-channel training-set mean/std: the standard CIFAR10, CIFAR100 and
-FashionMNIST values below; for digits they are computed on the digits training split.
-
-Where the files are found (:func:`locate_files`), first match wins: ``cfg.root`` (``--data-root``),
-then the folder named by the environment variable ``MIXCOLLAPSE_DATA``, then the system folders
-where a package manager installs the dataset (FashionMNIST: ``/usr/share/datasets/fashion-mnist``,
-from Debian's ``apt-get install dataset-fashion-mnist``). In each folder torchvision's layout
-(``ROOT/FashionMNIST/raw/*``, ``ROOT/cifar-10-batches-py/*``) is accepted, and for FashionMNIST also
-the four files side by side (``ROOT/*-ubyte.gz``, the layout of the original distribution and of the
-Debian package). FashionMNIST is read where it lies: the .gz files are decompressed in memory and
-the images are held as one uint8 tensor (47 MB), so nothing is ever written next to the data (the
-system folder is read-only) and no per-image PIL conversion is paid. When the files are found
-nowhere, torchvision's download into ``cfg.root`` is tried (``cfg.download``) after a quick
-reachability probe; any failure becomes a :class:`DataError` whose one-line message names every
-folder searched, the expected files and how to install them.
+Where the files are found (:func:`locate_files`, first match wins): ``cfg.root``, then
+``$MIXCOLLAPSE_DATA``, then the system folders of ``specs.SPECS`` (Debian's FashionMNIST), each in
+torchvision's layout or, for FashionMNIST, the four .gz files side by side; read in place, nothing
+written next to them. Missing everywhere: torchvision's download when ``cfg.download``, after a
+quick reachability probe; any failure is a ``DataError`` naming every folder searched and how to
+install the files.
 """
 
 from __future__ import annotations
