@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 
 import pytest
@@ -31,6 +32,27 @@ def tiny_config():
         return load_config("digits", [*TINY_OVERRIDES, *overrides])
 
     return make
+
+
+@pytest.fixture(scope="session")
+def _tiny_run_once(tmp_path_factory):
+    from mixcollapse.training.loop import train
+
+    run = tmp_path_factory.mktemp("tiny-run") / "run"
+    train(load_config("digits", [*TINY_OVERRIDES, *TINY_RUN_SETTINGS]), run, stop_after_epoch=1)
+    return run
+
+
+TINY_RUN_SETTINGS = ("train.epochs=2", "train.checkpoint_every=1")
+
+
+@pytest.fixture
+def tiny_run(_tiny_run_once, tmp_path):
+    """A copy of one tiny digits run (TINY_OVERRIDES + TINY_RUN_SETTINGS) killed after epoch 1's checkpoint:
+    trained once per session, copied for each test that changes it."""
+    import shutil
+
+    return shutil.copytree(_tiny_run_once, tmp_path / "tiny-run")
 
 
 @pytest.fixture(autouse=True)
@@ -102,3 +124,39 @@ def torchrun(tmp_path):
         return proc
 
     return run
+
+
+class _Disk:
+    """Files of at most ``capacity`` bytes each: a write beyond raises ENOSPC, as a full disk's write does."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.real_fdopen = os.fdopen
+
+    def fdopen(self, fd, mode="r", *args, **kwargs):
+        f = self.real_fdopen(fd, mode, *args, **kwargs)
+        if "w" not in mode:
+            return f
+        disk, written = self, [0]
+        real_write = f.write
+
+        def write(data):
+            if written[0] + len(data) > disk.capacity:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            written[0] += len(data)
+            return real_write(data)
+
+        f.write = write
+        return f
+
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    """``full_disk(capacity)``: from then on, until ``monkeypatch.undo()``, every file opened for writing through
+    os.fdopen (atomic writes: checkpoints, config.yaml) takes at most ``capacity`` bytes and then fails with
+    ENOSPC, as on a full disk."""
+
+    def fill(capacity: int) -> None:
+        monkeypatch.setattr(os, "fdopen", _Disk(capacity).fdopen)
+
+    return fill

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import TINY_OVERRIDES
+from conftest import TINY_OVERRIDES, TINY_RUN_SETTINGS
 from mixcollapse.cli import main
 
 
@@ -60,6 +60,43 @@ def test_argument_errors_are_one_line_with_exit_2(capsys, argv):
 
 def test_report_of_a_missing_directory(tmp_path, capsys):
     assert one_line_error(capsys, "report", str(tmp_path / "none")).startswith("mixcollapse report: error:")
+
+
+def test_a_diverging_run_ends_in_one_line_naming_the_epoch_and_settings(tmp_path, capsys):
+    line = one_line_error(capsys, "train", "--out", str(tmp_path / "run"), *TINY_OVERRIDES, "train.epochs=2",
+                          "train.lr=1e6")
+    assert line.startswith("mixcollapse train: error: training diverged in epoch 1 (train loss ")
+    assert "train.lr=1e+06" in line and "mixup.alpha=1" in line and "lower train.lr" in line
+
+
+def test_output_paths_the_system_refuses_are_one_line(tmp_path, capsys):
+    (tmp_path / "a_file").write_text("x")
+    line = one_line_error(capsys, "train", "--out", str(tmp_path / "a_file" / "run"), *TINY_OVERRIDES)
+    assert "Not a directory" in line and "a part of that path is a file" in line
+    line = one_line_error(capsys, "theory", "--out", str(tmp_path / "a_file"), "--no-joint", "--samples", "50")
+    assert "File exists" in line and "choose another path" in line
+    assert (tmp_path / "a_file").read_text() == "x"
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(tiny_run, capsys, full_disk, monkeypatch):
+    before = (tiny_run / "checkpoints" / "last.pt").read_bytes()
+    full_disk(8192)  # config.yaml fits, a checkpoint does not
+    line = one_line_error(capsys, "train", "--out", str(tiny_run), "--resume", *TINY_OVERRIDES, *TINY_RUN_SETTINGS)
+    monkeypatch.undo()
+    assert "No space left on device" in line and "rerun with --resume" in line
+    assert (tiny_run / "checkpoints" / "last.pt").read_bytes() == before
+    assert not list((tiny_run / "checkpoints").glob(".*.tmp"))
+
+
+def test_a_checkpoint_whose_weights_do_not_fit_is_one_line(tiny_run, capsys):
+    import torch
+
+    path = tiny_run / "checkpoints" / "last.pt"
+    state = torch.load(path, weights_only=True)
+    state["config"]["model"]["hidden"] = 48
+    torch.save(state, path)
+    line = one_line_error(capsys, "analyze", str(tiny_run))
+    assert "weights do not fit the model its config describes" in line and "size mismatch" in line
 
 
 def test_version(capsys):

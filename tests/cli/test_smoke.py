@@ -47,6 +47,7 @@ def test_demo_refuses_bad_overrides(tmp_path):
     assert_one_line(mixcollapse("demo", "--out", str(tmp_path / "d"), "train.lr=-1"), "mixcollapse demo: error:")
 
 
+@pytest.mark.slow
 def test_reproduce_list_sweep_and_report(tmp_path):
     proc = mixcollapse("reproduce", "--list")
     assert proc.returncode == 0 and "fig1" in proc.stdout and "table2" in proc.stdout

@@ -141,6 +141,8 @@ def test_a_finished_run_is_never_redone_and_a_killed_sweep_continues(tmp_path):
 def test_a_run_directory_of_another_config_is_refused(tmp_path):
     cfg = configure(["train.lr=0.01"])
     prepare_run_dir(tmp_path / "r", cfg)
+    check_run_dir(tmp_path / "r", configure(["train.lr=0.02"]))  # no checkpoint yet: a failed start, taken over
+    (tmp_path / "r" / "checkpoints" / "last.pt").write_bytes(b"")
     check_run_dir(tmp_path / "r", configure(["train.lr=0.01", "train.progress=true"]))  # resume-free field
     with pytest.raises(ValueError, match="holds a run of another config"):
         check_run_dir(tmp_path / "r", configure(["train.lr=0.02"]))

@@ -45,7 +45,11 @@ def pair_targets(C: int, lam: np.ndarray, i: int = 0, ip: int = 1) -> torch.Tens
     return mixup_targets(torch.as_tensor(lam), torch.full((n,), i), torch.full((n,), ip), C)
 
 
-GRID = [(C, m, lam_h) for C in (2, 10, 1000) for m in (0.1, 30.0) for lam_h in (1e-9, 10.0)]
+# C = 1000 costs about a second a case: one of its four runs with the quick tests, the rest with the slow ones.
+GRID = [
+    pytest.param(C, m, lam_h, marks=[pytest.mark.slow] if C == 1000 and (m, lam_h) != (30.0, 1e-9) else [])
+    for C in (2, 10, 1000) for m in (0.1, 30.0) for lam_h in (1e-9, 10.0)
+]
 
 
 @pytest.mark.parametrize("C, m, lam_h", GRID)

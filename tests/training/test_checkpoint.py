@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -179,3 +180,28 @@ def test_a_killed_writes_temp_files_go_when_the_run_starts_again(tmp_path, tiny_
     kept.write_bytes(b"not a temp file")
     prepare_run_dir(run, cfg, resume=True)
     assert not stale.exists() and kept.exists()
+
+
+def test_a_full_disk_during_a_checkpoint_write_keeps_the_previous_one(tmp_path, tiny_config, full_disk, monkeypatch):
+    """torch's writer turns the failed write into "unexpected pos ..."; the ENOSPC itself is raised, the
+    previous checkpoint is intact and no temp file is left."""
+    _, old = _state(tiny_config(), epoch=1)
+    _, new = _state(tiny_config(), epoch=2)
+    path = save_checkpoint(old, tmp_path / "last.pt")
+    full_disk(4096)
+    with pytest.raises(OSError) as err:
+        save_checkpoint(new, path)
+    monkeypatch.undo()
+    assert err.value.errno == errno.ENOSPC
+    assert load_checkpoint(path)["epoch"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_weights_that_do_not_fit_their_config_are_one_line(tmp_path, tiny_config):
+    cfg = tiny_config()
+    _, state = _state(cfg)
+    wider = tiny_config("model.hidden=48")  # the config says 48 units, the weights have 32
+    path = save_checkpoint({**state, "config": to_dict(wider)}, tmp_path / "last.pt")
+    with pytest.raises(CheckpointError, match="weights do not fit the model its config describes") as err:
+        load_model(path)
+    assert "size mismatch" in _one_line(err)

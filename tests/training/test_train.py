@@ -13,11 +13,13 @@ from torchmetrics.functional.classification import multiclass_calibration_error
 
 from mixcollapse.config import MixupConfig, load_config
 from mixcollapse.data.datasets import build_datasets, build_loaders
+from mixcollapse.data.specs import DataError
 from mixcollapse.training.checkpoint import CheckpointError, load_checkpoint, load_model
 from mixcollapse.training.loop import evaluate, train, train_one_epoch
 from mixcollapse.training.rundir import (
     RunDirError,
     append_metrics,
+    holds_run,
     prepare_run_dir,
     read_config,
     read_metrics,
@@ -165,6 +167,24 @@ def test_resume_without_a_checkpoint_starts_over_and_a_finished_run_returns(tmp_
     assert (run / "metrics.jsonl").read_text() == before
 
 
+def test_a_failed_start_never_blocks_its_retry(tmp_path, tiny_config):
+    """A start that fails before its first checkpoint (missing data; Ctrl-C or a divergence after an epoch)
+    leaves config.yaml and perhaps metrics rows, but no run: the plain rerun takes the directory over."""
+    run = tmp_path / "run"
+    with pytest.raises(DataError):
+        train(tiny_config("data.name=fashionmnist", f"data.root={tmp_path / 'none'}"), run)
+    assert (run / "config.yaml").exists() and not holds_run(run)
+    cfg = tiny_config("train.epochs=2", "train.checkpoint_every=0")
+    train(cfg, run, stop_after_epoch=1)  # killed after one epoch, before any checkpoint
+    assert len(read_metrics(run)) == 1 and not holds_run(run)
+    train(cfg, run)  # no --resume needed, nothing refused
+    reference = train(cfg, tmp_path / "ref")
+    assert _without_timing(read_metrics(run)) == _without_timing(read_metrics(reference))  # each epoch once
+    assert read_config(run) == cfg and holds_run(run)
+    with pytest.raises(RunDirError, match="already holds a run"):
+        train(cfg, run)
+
+
 def test_resume_refuses_another_config(tmp_path, tiny_config):
     run = train(tiny_config("train.epochs=1"), tmp_path / "run")
     with pytest.raises(RunDirError, match=r"train\.lr: 0\.1 -> 0\.2"):
@@ -191,6 +211,8 @@ def test_resume_checks_the_checkpoint_config(tmp_path, tiny_config):
 def test_a_new_run_refuses_a_directory_holding_a_run(tmp_path, tiny_config):
     cfg = tiny_config()
     prepare_run_dir(tmp_path / "run", cfg)
+    prepare_run_dir(tmp_path / "run", cfg)  # no checkpoint yet: not a run, taken over
+    (tmp_path / "run" / "checkpoints" / "epoch_0001.pt").write_bytes(b"")  # now something to resume from
     with pytest.raises(RunDirError) as err:
         prepare_run_dir(tmp_path / "run", cfg)
     message = str(err.value)

@@ -10,6 +10,7 @@ standard output as plain lines.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 
@@ -44,6 +45,31 @@ def show_logs(level: int = logging.INFO) -> None:
     logger.setLevel(level)
 
 
+# What to do about an OSError, by errno; the message says what the system refused and where.
+_OS_HINTS = {
+    errno.ENOSPC: "free some space and rerun with --resume (the last complete checkpoint is kept)",
+    errno.EDQUOT: "free some space and rerun with --resume (the last complete checkpoint is kept)",
+    errno.ENOTDIR: "a part of that path is a file, not a folder; choose another path",
+    errno.EISDIR: "that path is a folder; give a file",
+    errno.EEXIST: "something that is not a folder is in the way; choose another path",
+    errno.EACCES: "choose a path you can write to",
+    errno.EPERM: "choose a path you can write to",
+    errno.EROFS: "that file system is read-only; choose another path",
+    errno.ENOENT: "check the path",
+}
+
+
+def error_line(err: BaseException) -> str:
+    """The one line a user error becomes: its own first line, or for an OSError from the system (one with an
+    errno) what the system refused, on which path, and what to do."""
+    if not (isinstance(err, OSError) and err.errno is not None):
+        return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    where = f": {err.filename}" if err.filename else ""
+    what = err.strerror or str(err).splitlines()[0] or type(err).__name__
+    hint = _OS_HINTS.get(err.errno, "")
+    return f"{what}{where}" + (f"; {hint}" if hint else "")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``mixcollapse`` argument parser with every subcommand."""
     parser = OneLineParser(
@@ -66,9 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     show_logs()
     try:
         return int(args.func(args) or 0)
-    except USER_ERRORS as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"mixcollapse {args.command}: error: {message}", file=sys.stderr)
+    except (*USER_ERRORS, OSError) as err:  # OSError: a full disk, a path through a file, no permission
+        print(f"mixcollapse {args.command}: error: {error_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"mixcollapse {args.command}: interrupted; rerun with --resume to continue", file=sys.stderr)

@@ -55,6 +55,7 @@ from mixcollapse.training.rundir import (
     RESUME_FREE_FIELDS,
     atomic_write_text,
     config_differences,
+    holds_run,
     last_checkpoint_path,
     read_config,
     read_metrics,
@@ -241,8 +242,8 @@ def check_run_dir(run_dir: Path, cfg: ExperimentConfig) -> None:
     ``analysis.*`` settings are ignored: they never change training, and the analysis is given its
     settings explicitly.
     """
-    if not (run_dir / CONFIG_FILE).exists():
-        return
+    if not holds_run(run_dir) or not (run_dir / CONFIG_FILE).exists():
+        return  # nothing trained yet: a failed start is taken over
     saved = read_config(run_dir)
     diffs = [d for d in config_differences(saved, cfg, ignore=RESUME_FREE_FIELDS) if not d.startswith("analysis.")]
     if _synthetic(saved.data.root) != _synthetic(cfg.data.root):

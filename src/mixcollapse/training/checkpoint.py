@@ -105,7 +105,36 @@ def save_checkpoint(state: dict, path: str | Path) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write(path, lambda f: torch.save(state, f))
+    writer = _WriteErrors()
+    try:
+        return atomic_write(path, lambda f: torch.save(state, writer.wrap(f)))
+    except RuntimeError:
+        if writer.error is not None:  # torch reports a failed write as "unexpected pos ...": raise the cause
+            raise writer.error from None
+        raise
+
+
+class _WriteErrors:
+    """Remembers the OSError (ENOSPC, EIO, ...) a file's write raised, which torch's writer replaces by its own."""
+
+    def __init__(self) -> None:
+        self.error: OSError | None = None
+
+    def wrap(self, f):
+        outer = self
+
+        class _File:
+            def write(self, data) -> int:
+                try:
+                    return f.write(data)
+                except OSError as err:
+                    outer.error = outer.error or err
+                    raise
+
+            def flush(self) -> None:
+                f.flush()
+
+        return _File()
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
@@ -197,5 +226,15 @@ def load_model(
         raise CheckpointError(f"checkpoint {path} holds an invalid config ({err})") from None
     args = state["model_args"]
     model = build_model(cfg.model, int(args["num_classes"]), int(args["in_channels"]), int(args["image_size"]))
-    model.load_state_dict(state["model"])
+    load_weights(model, state["model"], path)
     return model.to(device).eval(), cfg
+
+
+def load_weights(model: nn.Module, weights: dict, path: str | Path) -> None:
+    """``model.load_state_dict(weights)``; CheckpointError with one line when they do not fit the model."""
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:  # missing or unexpected keys, size mismatches: torch lists each on its own line
+        detail = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), str(err).splitlines()[0])
+        raise CheckpointError(f"checkpoint {path}: its weights do not fit the model its config describes ({detail}); "
+                              "the file was changed after training or belongs to another config") from None

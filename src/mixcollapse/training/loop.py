@@ -63,6 +63,7 @@ from mixcollapse.training.checkpoint import (
     build_checkpoint,
     capture_rng,
     load_checkpoint,
+    load_weights,
     restore_rng,
     save_checkpoint,
 )
@@ -78,6 +79,10 @@ from mixcollapse.training.rundir import (
 )
 
 _log = logging.getLogger(__name__)
+
+
+class DivergedError(ValueError):
+    """The training loss became inf or NaN; the message names the epoch, the loss and the settings to change."""
 
 ECE_BINS = 15  # Appendix C / Table 2
 
@@ -140,7 +145,7 @@ def train_one_epoch(
         raise ValueError("the training loader yielded no batches (training set smaller than one batch?)")
     train_loss = loss_sum / count
     if not np.isfinite(train_loss):
-        raise FloatingPointError(f"training diverged in epoch {epoch} (train loss {train_loss}); lower train.lr")
+        raise DivergedError(f"training diverged in epoch {epoch} (train loss {train_loss})")
     return {"train_loss": train_loss, "train_accuracy": correct / count, "lr": lr}
 
 
@@ -272,7 +277,7 @@ def _restore(s: _Session, cfg: ExperimentConfig, last_path: Path, device: torch.
     diffs = config_differences(config_from_dict(state["config"]), cfg)
     if diffs:
         raise CheckpointError(f"checkpoint {last_path} was trained with another config ({'; '.join(diffs)})")
-    s.model.load_state_dict(state["model"])
+    load_weights(s.model, state["model"], last_path)
     s.optimizer.load_state_dict(state["optimizer"])
     s.scheduler.load_state_dict(state["scheduler"])
     start = int(state["epoch"])
@@ -349,15 +354,20 @@ def _train(
     start = 0
     if resume and last_checkpoint_path(run_dir).is_file():
         start = _restore(session, cfg, last_checkpoint_path(run_dir), device, rank, world)
-    if main and resume:
-        truncate_metrics(run_dir, start)  # drop epochs after the checkpoint: they are trained again
+    if main:
+        truncate_metrics(run_dir, start)  # epochs after the checkpoint (or of a failed start) are trained again
     if main:
         _log.info(_start_line(cfg, run_dir, device, world, start))
     if start >= t.epochs:
         return run_dir
     ddp_model = dist.wrap(session.model, device)
     for epoch in range(start + 1, t.epochs + 1):
-        row = _run_epoch(session, ddp_model, cfg, epoch, device, main)
+        try:
+            row = _run_epoch(session, ddp_model, cfg, epoch, device, main)
+        except DivergedError as err:
+            raise DivergedError(f"{err} with train.lr={t.lr:g}, train.weight_decay={t.weight_decay:g}, "
+                                f"train.batch_size={t.batch_size}, mixup.alpha={cfg.mixup.alpha:g}; lower train.lr "
+                                "(or add train.warmup_epochs) and train again") from None
         if main:
             append_metrics(run_dir, row)
             _log.info(_format_row(row, t.epochs))

@@ -64,10 +64,12 @@ def epoch_checkpoint_path(run_dir: str | Path, epoch: int) -> Path:
 
 
 def holds_run(run_dir: str | Path) -> bool:
-    """Whether ``run_dir`` already holds a run: config.yaml, metrics.jsonl or any checkpoint."""
-    run_dir = Path(run_dir)
-    if (run_dir / CONFIG_FILE).exists() or (run_dir / METRICS_FILE).exists():
-        return True
+    """Whether ``run_dir`` holds a run: a checkpoint, something to resume from.
+
+    A start that failed before its first checkpoint (missing data, a late config error, a
+    divergence, Ctrl-C) leaves config.yaml and perhaps some metrics rows, but nothing a resume
+    could use; its plain rerun takes the directory over instead of being refused.
+    """
     ckpts = checkpoint_dir(run_dir)
     return ckpts.is_dir() and any(ckpts.glob("*.pt"))
 
@@ -106,7 +108,8 @@ def config_differences(saved: ExperimentConfig, requested: ExperimentConfig, ign
 def prepare_run_dir(run_dir: str | Path, cfg: ExperimentConfig, resume: bool = False) -> Path:
     """Create (or, with ``resume``, check) the run directory and write config.yaml; return its path.
 
-    New run: refuses a directory that already holds a run. Resume: the saved config must equal
+    New run: refuses a directory that already holds a run (a checkpoint; see :func:`holds_run`). Resume: the
+    saved config must equal
     ``cfg`` except for RESUME_FREE_FIELDS; a directory without a run starts one (so ``--resume`` is
     safe to pass always, e.g. in a job script that may be re-queued). config.yaml is (re)written
     with ``cfg``, so it holds the config the run continues with, as its next checkpoint does.
