@@ -30,3 +30,21 @@ def test_errors_are_one_sentence(tmp_path, capsys, argv, fragment):
     code = main([a.format(tmp=tmp_path) for a in argv])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err and fragment in err, err
+
+
+@pytest.mark.slow  # two real (tiny) trainings through the sweep
+def test_a_sweep_with_failed_runs_says_so_on_stderr(tmp_path, capsys, monkeypatch):
+    from conftest import TINY_OVERRIDES
+    from mixcollapse.experiments import tune
+    from mixcollapse.experiments.sweep import inprocess_runner
+
+    fail_one = lambda job, slot: 1 if "0.02" in job.name else inprocess_runner(job, slot)  # noqa: E731
+    monkeypatch.setattr(tune, "pick_runner", lambda launcher, slots: fail_one)
+    code = main(["sweep", "--preset", "digits", "--out", str(tmp_path / "s"), "--grid", "train.lr=[0.02,0.05]",
+                 "--gpus", "none", *TINY_OVERRIDES, "train.epochs=1"])
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert code == 1 and len(lines) == 1, captured.err
+    assert lines[0].startswith("mixcollapse sweep: 1 of 2 runs did not finish (lr=0.02)") and "rerun" in lines[0]
+    assert "best: lr=0.05" in captured.out
+

@@ -1,4 +1,5 @@
-"""ECE/MCE: torchmetrics, the streaming accumulator and an independent numpy Appendix C all agree."""
+"""ECE/MCE as Appendix C defines them: the streaming accumulator against a numpy Appendix C and hand
+computations, and against torchmetrics where the two conventions agree."""
 
 import math
 
@@ -66,32 +67,29 @@ def test_ece_three_ways(N, C, n_bins, seed):
     assert ours["num_samples"] == N
 
 
-def test_bin_edges_and_saturated_confidence_match_torchmetrics():
-    """Confidences exactly on torchmetrics' float32 edges and exactly 1.0 bin as torchmetrics bins them."""
-    n_bins = 10
-    edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float32)
-    upper = edges[edges > 0.5]  # 0.6, ..., 1.0 as float32 values: each is a valid top probability
-    top = upper.double().repeat(30)
-    probs = torch.stack([top, 1 - top, torch.zeros_like(top)], 1)
-    gen = torch.Generator().manual_seed(0)
-    targets = torch.where(torch.rand(len(top), generator=gen) < 0.7, 0, 1)
-    targets[top == upper[-2].double()] = 0  # bin [0.9, 1) over-accurate, the [1, 1] bin over-confident
-    # Saturated logits: float32 softmax confidence rounds to exactly 1.0, some of them wrong.
-    sat = torch.tensor([[40.0, 0.0, 0.0]] * 20, dtype=F64)
-    sat_targets = torch.tensor([0] * 13 + [2] * 7)
-    probs = torch.cat([probs, torch.softmax(sat, 1)])
-    targets = torch.cat([targets, sat_targets])
-    assert (probs.max(1).values.float() == 1.0).sum() == 50
-    for norm, key in (("l1", "ece"), ("max", "mce")):
-        tm = float(multiclass_calibration_error(probs, targets, 3, n_bins=n_bins, norm=norm))
-        ours = _stream(probs, targets, [17, 100, len(targets) - 117], n_bins, from_logits=False)[key]
-        assert ours == pytest.approx(tm, abs=1e-6), norm
-    # The [1, 1] bin is separate in torchmetrics: merging it into the last bin would change the ECE.
-    diagram = reliability_diagram_data(probs, targets, n_bins)
-    merged = np.nansum(
-        diagram["counts"] / diagram["counts"].sum() * np.abs(diagram["accuracy"] - diagram["confidence"])
-    )
-    assert abs(merged - diagram["ece"]) > 1e-3
+def test_a_confidence_of_one_counts_in_the_last_bin_as_appendix_c_says():
+    """By hand, M = 15, last bin [14/15, 1]: confidences 0.95, 0.95, 1.0, 1.0 with the last one wrong share it:
+    acc 3/4, conf 0.975, ECE = MCE = 0.225. torchmetrics gives 1.0 a bin of its own (0.025 + 0.25 = 0.275)."""
+    probs = torch.tensor([[0.95, 0.05, 0.0], [0.95, 0.05, 0.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0]], dtype=F64)
+    targets = torch.tensor([0, 0, 0, 1])
+    ours = _stream(probs, targets, [3, 1], 15, from_logits=False)
+    assert ours["ece"] == pytest.approx(0.225, abs=1e-15) and ours["mce"] == pytest.approx(0.225, abs=1e-15)
+    assert ours["counts"][-1] == 4 and ours["counts"][:-1].sum() == 0
+    assert ours["ece"] == pytest.approx(appendix_c_reference(probs.numpy(), targets.numpy(), 15)[0], abs=1e-15)
+    tm = float(multiclass_calibration_error(probs, targets, 3, n_bins=15, norm="l1"))
+    assert tm == pytest.approx(0.275, abs=1e-6)  # the convention this toolkit does not follow
+    # Saturated logits: float64 softmax rounds the top probability to exactly 1.0; the same bin.
+    logits = torch.tensor([[40.0, 0.0, 0.0]] * 4, dtype=F64)
+    assert (torch.softmax(logits, 1).max(1).values == 1.0).all()
+    assert _stream(logits, targets, [4], 15)["ece"] == pytest.approx(0.25, abs=1e-15)  # acc 3/4, conf 1
+
+
+def test_confidences_are_binned_in_float64():
+    """0.6 + 1e-12 lies in [0.6, 0.7) in float64; rounded to float32 (0.6000000238...) it would too, but
+    0.7 - 1e-12 would round up to 0.7 (the next bin) in float32. float64 keeps it below the edge."""
+    probs = torch.tensor([[0.7 - 1e-12, 0.3 + 1e-12], [0.6 + 1e-12, 0.4 - 1e-12]], dtype=F64)
+    d = _stream(probs, torch.tensor([0, 1]), [2], 10, from_logits=False)
+    assert d["counts"][6] == 2 and d["counts"].sum() == 2
 
 
 def test_reliability_diagram_known_answers():

@@ -323,3 +323,30 @@ def test_speed_benchmark_runs_end_to_end_on_a_small_problem():
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "solver random W: 300 samples" in proc.stdout and "ours at scipy's accuracy" in proc.stdout
+
+
+@pytest.mark.parametrize("m, lam_h", [(1000.0, 1e-12), (1.0, 1e-3), (30.0, 1e-9)])
+def test_two_class_logits_against_a_60_digit_solution(m, lam_h):
+    """C = 2: sigmoid(2a) + mu a = lambda solved by bisection in 60-digit arithmetic (mpmath); near lambda = 1
+    with m^2/lambda_H large, a plain sigmoid(2a) - lambda cancels; at lambda = 1 a equals -K (same class)."""
+    import mpmath
+
+    mpmath.mp.dps = 60
+    mu = mpmath.mpf(lam_h) / (2 * mpmath.mpf(m) ** 2)
+
+    def exact(lam: float):
+        lo, hi = mpmath.mpf(-100), mpmath.mpf(100)
+        for _ in range(260):
+            mid = (lo + hi) / 2
+            if 1 / (1 + mpmath.exp(-2 * mid)) + mu * mid > lam:
+                hi = mid
+            else:
+                lo = mid
+        return (lo + hi) / 2
+
+    lams = np.array([1.0, 1 - 1e-12, 1 - 1e-6, 0.9, 0.5, 0.1, 1e-9, 0.0])
+    a = different_class_logits(lams, 2, m, lam_h).inner_i
+    for lam, got in zip(lams, a, strict=True):
+        want = exact(float(lam))
+        assert abs(got - want) <= 1e-14 * max(1.0, abs(float(want))), (lam, got, float(want))
+    assert a[0] == pytest.approx(-same_class_K(2, m, lam_h), rel=1e-14)

@@ -155,6 +155,24 @@ def test_resume_after_interruption_equals_the_uninterrupted_run(tmp_path, tiny_c
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow  # worker processes start every epoch: about 10 s
+def test_resume_with_loader_workers_equals_the_uninterrupted_run(tmp_path, tiny_config):
+    """Two workers drawing random crops and flips (CIFAR's augmentation): each epoch's worker seeds come from the
+    checkpointed loader generator, so a resumed run sees the same augmentations as an uninterrupted one."""
+    from mixcollapse.data.fake import write_fake_cifar10
+
+    write_fake_cifar10(tmp_path / "data", n_train=128, n_test=40)
+    cfg = tiny_config("data.name=cifar10", f"data.root={tmp_path / 'data'}", "data.num_workers=2",
+                      "data.train_limit=128", "train.batch_size=32", "train.epochs=4", "train.checkpoint_every=2")
+    assert cfg.data.augment
+    straight = train(cfg, tmp_path / "straight")
+    cut = train(cfg, tmp_path / "cut", stop_after_epoch=3)
+    train(cfg, cut, resume=True)
+    assert _without_timing(read_metrics(cut)) == _without_timing(read_metrics(straight))
+    a, b = _weights(straight), _weights(cut)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_resume_without_a_checkpoint_starts_over_and_a_finished_run_returns(tmp_path, tiny_config):
     cfg = tiny_config("train.epochs=2", "train.checkpoint_every=0")
     reference = train(cfg, tmp_path / "ref")

@@ -1,7 +1,7 @@
 """Measurements on held-out test data: calibration (Section 2.5, Appendix C) and Figure 4 made measurable.
 
 ``measure_calibration`` streams the test set once into a ``CalibrationAccumulator`` (ECE and MCE
-with torchmetrics' 15-bin convention, the reliability diagram), with accuracy and loss.
+with Appendix C's 15 bins, the reliability diagram), with accuracy and loss.
 
 ``measure_mixed_pairs`` streams mixed test pairs x = lam x_a + (1 - lam) x_b through the network
 and records, per lambda bin, the mean top-1 confidence and the misclassification rate against

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 LAUNCHER_HELP = ("how training runs start: inprocess (train() here: one CPU process), subprocess "
@@ -125,7 +126,13 @@ def run_sweep_command(args) -> int:
         raise ValueError(f"no run of the sweep in {args.out} finished; see {Path(args.out) / 'logs'} and rerun")
     print(f"best: {best['name']} (test accuracy {100 * best['test_accuracy']:.2f}%): "
           f"{Path(args.out) / best['run_dir']}; {Path(args.out) / 'sweep.json'}")
-    return 0 if result["complete"] else 1
+    if result["complete"]:
+        return 0
+    unfinished = [r["name"] for r in result["runs"] if r["state"] != "finished"]
+    print(f"mixcollapse sweep: {len(unfinished)} of {len(result['runs'])} runs did not finish "
+          f"({', '.join(unfinished)}); see {Path(args.out) / 'logs'} and rerun the same command to retry them",
+          file=sys.stderr)
+    return 1
 
 
 def _add_report(sub) -> None:

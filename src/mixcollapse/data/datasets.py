@@ -158,7 +158,9 @@ def build_loaders(
     the test set by disjoint unpadded shards ``rank::world``, so summed counts are exact.
     ``drop_last`` is ignored when a rank holds fewer than ``batch_size`` training samples (tiny runs).
     """
-    extra = {"num_workers": num_workers, "pin_memory": pin_memory, "persistent_workers": num_workers > 0}
+    # Workers start anew each epoch (not persistent), seeded from the loader's generator, which the checkpoint
+    # holds: the augmentations of an epoch depend only on (seed, epoch), so a resumed run sees the same ones.
+    extra = {"num_workers": num_workers, "pin_memory": pin_memory, "persistent_workers": False}
     if distributed:
         train_sampler: Sampler = DistributedSampler(bundle.train, shuffle=True, seed=seed)
         test_sampler: Sampler | None = ShardSampler(len(bundle.test))

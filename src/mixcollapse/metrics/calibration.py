@@ -1,16 +1,13 @@
 """Calibration: ECE/MCE (Section 2.5, Table 2, Appendix C), reliability diagrams, Figure 4's argument.
 
-The toolkit's ECE is torchmetrics' ``multiclass_calibration_error`` (equal-width bins on the top-1
-softmax probability, Appendix C's formula). ``CalibrationAccumulator`` streams the same per-bin
-sums in O(n_bins) memory and reproduces torchmetrics' binning convention exactly:
-
-* bin k holds confidences in [k/M, (k+1)/M) (left-closed, right-open; ``torch.bucketize(...,
-  right=True) - 1``), with bin edges ``torch.linspace(0, 1, M+1)`` in float32;
-* the confidence is rounded to float32 before binning (torchmetrics casts it with ``.float()``);
-* a confidence of exactly 1.0 falls in an extra (M+1)-th bin [1, 1] of its own. Float32 softmax
-  rounds any top probability above 1 - 3e-8 to 1.0, so confident networks fill this bin, and
-  merging it into the last bin would change the ECE. Reliability diagrams (for drawing) show M bins
-  with that extra bin merged into the last one, i.e. the last bin drawn is [1 - 1/M, 1].
+ECE as Appendix C defines it (Pakdaman Naeini et al. 2015): the top-1 softmax confidences are
+gathered into M equal-width bins, bin k = [k/M, (k+1)/M) for k < M - 1 and the last bin
+[(M-1)/M, 1] closed, so a confidence of exactly 1.0 counts in the last bin; ECE = sum_m |B_m|/n
+|acc(B_m) - conf(B_m)|, MCE the largest gap. Everything is float64. (torchmetrics'
+``multiclass_calibration_error`` differs in two ways: it bins float32 confidences and gives a
+confidence of exactly 1.0 a bin of its own, which float32 softmax fills for any top probability
+above 1 - 3e-8; on saturated networks the two ECEs differ. The tests hold this module to a hand
+computation of Appendix C, and to torchmetrics where the conventions agree.)
 """
 
 from __future__ import annotations
@@ -24,20 +21,24 @@ from torch import Tensor
 F64 = torch.float64
 
 
-class CalibrationAccumulator:
-    """Streams (scores, targets) batches into per-bin counts, confidence sums and correct sums.
+def confidence_bins(conf: Tensor, n_bins: int) -> Tensor:
+    """Appendix C's bin of each confidence in [0, 1]: floor(conf M), a confidence of 1.0 in the last bin."""
+    return (conf.to(F64) * n_bins).floor().long().clamp_(0, n_bins - 1)
 
-    ECE, MCE and the reliability diagram come from these O(n_bins) sums and equal torchmetrics'
-    on the same inputs (its binning convention is reproduced; see the module docstring).
+
+class CalibrationAccumulator:
+    """Streams (scores, targets) batches into per-bin counts, confidence sums and correct sums (float64).
+
+    ECE, MCE and the reliability diagram come from these O(n_bins) sums (module docstring), so memory
+    does not grow with the number of samples.
     """
 
     def __init__(self, n_bins: int = 15, *, from_logits: bool = True) -> None:
         self.n_bins = int(n_bins)
         self.from_logits = from_logits
-        self.count: Tensor | None = None  # (n_bins + 1,) float64, last slot: confidence == 1.0
+        self.count: Tensor | None = None  # (n_bins,) float64
         self.conf_sum: Tensor | None = None
         self.correct_sum: Tensor | None = None
-        self._edges32: Tensor | None = None
 
     @torch.no_grad()
     def accumulate(self, scores: Tensor, targets: Tensor) -> None:
@@ -45,14 +46,12 @@ class CalibrationAccumulator:
         scores = scores.detach().to(F64)
         probs = torch.softmax(scores, dim=1) if self.from_logits else scores
         if self.count is None:
-            dev = probs.device
-            self.count = torch.zeros(self.n_bins + 1, dtype=F64, device=dev)
+            self.count = torch.zeros(self.n_bins, dtype=F64, device=probs.device)
             self.conf_sum = torch.zeros_like(self.count)
             self.correct_sum = torch.zeros_like(self.count)
-            self._edges32 = torch.linspace(0, 1, self.n_bins + 1, dtype=torch.float32, device=dev)
         conf, pred = probs.max(dim=1)
         correct = (pred == targets.to(probs.device)).to(F64)
-        idx = torch.bucketize(conf.float(), self._edges32, right=True) - 1  # torchmetrics' convention
+        idx = confidence_bins(conf, self.n_bins)
         self.count.index_add_(0, idx, torch.ones_like(conf))
         self.conf_sum.index_add_(0, idx, conf)
         self.correct_sum.index_add_(0, idx, correct)
@@ -62,25 +61,15 @@ class CalibrationAccumulator:
         if self.count is None:
             raise RuntimeError("CalibrationAccumulator.compute() called before any accumulate()")
         n = self.count.sum()
-        nonempty = self.count > 0
-        gap = torch.where(nonempty, (self.correct_sum - self.conf_sum).abs() / self.count.clamp_min(1), 0.0)
-        ece = float((gap * self.count).sum() / n)
-        mce = float(gap.max())
-        # Drawn bins: merge the [1, 1] slot into the last bin.
-        count = self.count[:-1].clone()
-        conf = self.conf_sum[:-1].clone()
-        correct = self.correct_sum[:-1].clone()
-        count[-1] += self.count[-1]
-        conf[-1] += self.conf_sum[-1]
-        correct[-1] += self.correct_sum[-1]
+        gap = torch.where(self.count > 0, (self.correct_sum - self.conf_sum).abs() / self.count.clamp_min(1), 0.0)
+        count_np = self.count.cpu().numpy()
         with np.errstate(invalid="ignore", divide="ignore"):
-            count_np = count.cpu().numpy()
-            accuracy = np.where(count_np > 0, correct.cpu().numpy() / count_np, np.nan)
-            confidence = np.where(count_np > 0, conf.cpu().numpy() / count_np, np.nan)
+            accuracy = np.where(count_np > 0, self.correct_sum.cpu().numpy() / count_np, np.nan)
+            confidence = np.where(count_np > 0, self.conf_sum.cpu().numpy() / count_np, np.nan)
         edges = np.linspace(0.0, 1.0, self.n_bins + 1)
         return {
-            "ece": ece,
-            "mce": mce,
+            "ece": float((gap * self.count).sum() / n),
+            "mce": float(gap.max()),
             "num_samples": int(n),
             "bin_edges": edges,
             "bin_centers": (edges[:-1] + edges[1:]) / 2,

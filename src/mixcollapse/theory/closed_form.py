@@ -148,14 +148,24 @@ def different_class_logits(
 
 
 def _two_class_logits(lam: np.ndarray, m: float, lam_h: float, mu: float, shape: tuple) -> PairLogits:
-    """C = 2: z = (a, -a) with sigmoid(2a) + mu a = lambda, a between -t_1 and t_1 (t_1 at lambda = 1)."""
+    """C = 2: z = (a, -a) with sigmoid(2a) + mu a = lambda; a(1 - lambda) = -a(lambda).
+
+    Solved for lambda' = max(lambda, 1 - lambda) >= 1/2, where a >= 0, in log space:
+    log(mu a + 1 - lambda') + softplus(2a) = 0 (the same equation, since 1 - sigmoid(2a) =
+    1 / (1 + e^{2a})), increasing in a on [0, t_1], t_1 = a at lambda = 1 = -K (same class). Written
+    as sigmoid(2a) - lambda it would cancel catastrophically near lambda = 1 when m^2/lambda_H is large.
+    """
     t1 = -same_class_K(2, m, lam_h)
+    rest = np.minimum(lam, 1.0 - lam)  # 1 - lambda', exact
 
-    def f(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        s = 0.5 * (1.0 + np.tanh(a))  # sigmoid(2a), overflow-free
-        return s + mu * a - lam, 2.0 * s * (1.0 - s) + mu
+    def g(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        r = mu * a + rest
+        with np.errstate(divide="ignore"):
+            val = np.log(r) + np.logaddexp(0.0, 2.0 * a)
+            return val, mu / r + (1.0 + np.tanh(a))  # 2 sigmoid(2a) = 1 + tanh(a)
 
-    a = solve_increasing(f, np.full_like(lam, -t1 * (1 + 1e-12)), np.full_like(lam, t1 * (1 + 1e-12)))
+    a = solve_increasing(g, np.zeros_like(lam), np.full_like(lam, t1 * (1 + 1e-12)))
+    a = np.where(lam >= 0.5, a, -a)
     return PairLogits(np.full(shape, np.nan), a.reshape(shape), (-a).reshape(shape))
 
 

@@ -12,8 +12,8 @@ Per epoch, rank 0 appends one JSON line to ``run_dir/metrics.jsonl``:
                      else label_b); plain training accuracy when mixup.alpha = 0
     test_loss        cross-entropy on one-hot test labels (whatever the training loss)
     test_accuracy    on the whole test set
-    test_ece         expected calibration error (Appendix C), 15 equal-width bins, torchmetrics'
-                     binning (mixcollapse.metrics.calibration.CalibrationAccumulator)
+    test_ece         expected calibration error (Appendix C), 15 equal-width bins, float64
+                     (mixcollapse.metrics.calibration.CalibrationAccumulator)
     lr               learning rate of the epoch's first optimizer step
     epoch_seconds    wall time of training and evaluation in this epoch
     classifier_*     mixcollapse.metrics.geometry.classifier_geometry of W (Figure 5): norm_cv,
