@@ -256,6 +256,8 @@ def load_config(preset: str | Path | None = None, overrides: list[str] | tuple[s
             raise ConfigError(f"{path}: not valid YAML ({err})") from None
         if values is None:
             raise ConfigError(f"{path} is empty: a preset sets at least one value (see the presets of mixcollapse)")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections (data:, model:, train:, ...), got {values!r}")
         _merge(cfg, values)
     apply_overrides(cfg, overrides)
     return cfg

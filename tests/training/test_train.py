@@ -186,12 +186,12 @@ def test_resume_without_a_checkpoint_starts_over_and_a_finished_run_returns(tmp_
 
 
 def test_a_failed_start_never_blocks_its_retry(tmp_path, tiny_config):
-    """A start that fails before its first checkpoint (missing data; Ctrl-C or a divergence after an epoch)
-    leaves config.yaml and perhaps metrics rows, but no run: the plain rerun takes the directory over."""
+    """Missing data is found before anything is written; a start that fails later but before its first
+    checkpoint (Ctrl-C, a divergence) leaves config.yaml and metrics rows but no run: a plain rerun takes it over."""
     run = tmp_path / "run"
     with pytest.raises(DataError):
         train(tiny_config("data.name=fashionmnist", f"data.root={tmp_path / 'none'}"), run)
-    assert (run / "config.yaml").exists() and not holds_run(run)
+    assert not run.exists()  # nothing is written before the data and the model are built
     cfg = tiny_config("train.epochs=2", "train.checkpoint_every=0")
     train(cfg, run, stop_after_epoch=1)  # killed after one epoch, before any checkpoint
     assert len(read_metrics(run)) == 1 and not holds_run(run)

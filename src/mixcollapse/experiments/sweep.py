@@ -194,6 +194,10 @@ def parse_gpus(spec: str | Sequence[str] | None) -> list[str]:
     if spec in ("", "none", "cpu"):
         return []
     gpus = [g.strip() for g in spec.split(",") if g.strip()]
+    bad = [g for g in gpus if not (g.isdigit() or g.startswith(("GPU-", "MIG-")))]
+    if bad:
+        raise ValueError(f"--gpus {spec}: '{bad[0]}' is not a GPU index (0, 1, ...) or UUID (GPU-..., MIG-...); "
+                         "pass auto, none, or a list such as 0,1")
     if len(set(gpus)) != len(gpus):
         raise ValueError(f"--gpus {spec} names a GPU twice")
     return gpus

@@ -71,6 +71,7 @@ from mixcollapse.training.optim import build_optimizer, build_scheduler, current
 from mixcollapse.training.rundir import (
     RunDirError,
     append_metrics,
+    check_run_dir,
     config_differences,
     epoch_checkpoint_path,
     last_checkpoint_path,
@@ -194,12 +195,12 @@ def _format_row(row: dict, epochs: int) -> str:
     return text + f"  lr {row['lr']:.3g}  {row['epoch_seconds']:.1f}s"
 
 
-def _prepare_on_main(run_dir: Path, cfg: ExperimentConfig, resume: bool) -> None:
-    """prepare_run_dir on rank 0; every rank raises if it failed (no rank waits forever)."""
+def _on_main(step: Callable[[], object]) -> None:
+    """``step()`` on rank 0 (a run-directory check or write); every rank raises if it failed (none waits forever)."""
     error: BaseException | None = None
     if dist.is_main():
         try:
-            prepare_run_dir(run_dir, cfg, resume)
+            step()
         except Exception as err:  # re-raised on every rank below
             error = err
     message = dist.broadcast_object(None if error is None else str(error))
@@ -349,11 +350,14 @@ def _train(
     rank, world, main = dist.rank(), dist.world_size(), dist.is_main()
     if t.batch_size % world != 0:
         raise ValueError(f"train.batch_size={t.batch_size} (the global batch) must be divisible by {world} processes")
-    _prepare_on_main(run_dir, cfg, resume)
+    # Nothing is written until the data, the model and the checkpoint to resume from have been read: input
+    # that fails (missing data, a corrupt checkpoint) leaves the run directory as it was.
+    _on_main(lambda: check_run_dir(run_dir, cfg, resume))
     session = _build_session(cfg, device, rank, world)
     start = 0
     if resume and last_checkpoint_path(run_dir).is_file():
         start = _restore(session, cfg, last_checkpoint_path(run_dir), device, rank, world)
+    _on_main(lambda: prepare_run_dir(run_dir, cfg, resume))
     if main:
         truncate_metrics(run_dir, start)  # epochs after the checkpoint (or of a failed start) are trained again
     if main:

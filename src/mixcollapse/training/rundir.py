@@ -105,15 +105,12 @@ def config_differences(saved: ExperimentConfig, requested: ExperimentConfig, ign
     ]
 
 
-def prepare_run_dir(run_dir: str | Path, cfg: ExperimentConfig, resume: bool = False) -> Path:
-    """Create (or, with ``resume``, check) the run directory and write config.yaml; return its path.
+def check_run_dir(run_dir: str | Path, cfg: ExperimentConfig, resume: bool = False) -> Path:
+    """Raise RunDirError unless ``cfg`` may start (or, with ``resume``, continue) in ``run_dir``; writes nothing.
 
     New run: refuses a directory that already holds a run (a checkpoint; see :func:`holds_run`). Resume: the
-    saved config must equal
-    ``cfg`` except for RESUME_FREE_FIELDS; a directory without a run starts one (so ``--resume`` is
-    safe to pass always, e.g. in a job script that may be re-queued). config.yaml is (re)written
-    with ``cfg``, so it holds the config the run continues with, as its next checkpoint does.
-    Call on one process only (rank 0).
+    saved config must equal ``cfg`` except for RESUME_FREE_FIELDS; a directory without a run starts one (so
+    ``--resume`` is safe to pass always, e.g. in a job script that may be re-queued).
     """
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
@@ -130,6 +127,16 @@ def prepare_run_dir(run_dir: str | Path, cfg: ExperimentConfig, resume: bool = F
                 f"cannot resume {run_dir}: its config differs from the requested one ({'; '.join(diffs)}); "
                 f"only {', '.join(f if '.' in f else f + '.*' for f in RESUME_FREE_FIELDS)} may change on resume"
             )
+    return run_dir
+
+
+def prepare_run_dir(run_dir: str | Path, cfg: ExperimentConfig, resume: bool = False) -> Path:
+    """Check the run directory (:func:`check_run_dir`), then create it and write config.yaml; return its path.
+
+    config.yaml is (re)written with ``cfg``, so on resume it holds the config the run continues with, as
+    its next checkpoint does. Call on one process only (rank 0).
+    """
+    run_dir = check_run_dir(run_dir, cfg, resume)
     checkpoint_dir(run_dir).mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(checkpoint_dir(run_dir))
     (run_dir / FIGURES_DIR).mkdir(exist_ok=True)
