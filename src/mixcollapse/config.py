@@ -122,6 +122,9 @@ class AnalysisConfig:
     ufm_weight_decay: float | None = None
     # mixed test pairs over all classes for Figure 4's confidence/error against lambda; 0 skips them
     test_pairs: int = 2000
+    # neural collapse (and the channels' class centres) on this many training samples drawn with `seed`;
+    # None = the whole training set
+    nc_samples: int | None = None
 
 
 @dataclass
@@ -388,6 +391,8 @@ def validate(cfg: ExperimentConfig) -> None:
         raise ConfigError(
             f"analysis.ufm_weight_decay={a.ufm_weight_decay} must be > 0 (or null: the training weight decay)"
         )
+    if a.nc_samples is not None and a.nc_samples < 1:
+        raise ConfigError(f"analysis.nc_samples={a.nc_samples} must be >= 1 (or null: the whole training set)")
     if a.test_pairs < 0:
         raise ConfigError(f"analysis.test_pairs={a.test_pairs} must be >= 0 (0 skips the mixed test pairs)")
     if a.pairs_per_class_pair < 1 or a.batch_size < 1 or a.grid_size < 2:

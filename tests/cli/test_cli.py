@@ -99,6 +99,25 @@ def test_a_checkpoint_whose_weights_do_not_fit_is_one_line(tiny_run, capsys):
     assert "weights do not fit the model its config describes" in line and "size mismatch" in line
 
 
+def test_overrides_are_accepted_anywhere_on_the_line_in_their_order():
+    from mixcollapse.cli.main import build_parser, parse_args
+
+    args = parse_args(build_parser(), ["train", "train.lr=0.1", "--out", "x", "train.lr=0.2", "--resume", "a.b=[1,2]"])
+    assert args.overrides == ["train.lr=0.1", "train.lr=0.2", "a.b=[1,2]"] and args.out == "x" and args.resume
+    args = parse_args(build_parser(), ["analyze", "RUN", "--checkpoint", "F", "analysis.classes=[0,3,8]"])
+    assert args.run == "RUN" and args.checkpoint == "F" and args.overrides == ["analysis.classes=[0,3,8]"]
+
+
+def test_analyze_prints_a_short_table_and_names_its_folder_after_the_classes(tiny_run, capsys):
+    assert main(["analyze", str(tiny_run), "--threads", "1", "analysis.classes=[0,3,8]",
+                 "analysis.pairs_per_class_pair=10", "analysis.test_pairs=0", "analysis.nc_samples=100"]) == 0
+    out = capsys.readouterr().out
+    assert "classes: 0 (0), 3 (3), 8 (8); 60 mixup pairs" in out and "neural_collapse:" in out and "figures:" in out
+    summary = json.loads((tiny_run / "analysis" / "last_classes-0-3-8" / "analysis.json").read_text())
+    assert summary["neural_collapse"]["num_samples"] == 100
+    assert not (tiny_run / "analysis" / "last").exists()
+
+
 def test_version(capsys):
     assert run("--version") == 0 and capsys.readouterr().out.startswith("mixcollapse ")
 
@@ -108,8 +127,8 @@ def test_train_then_analyze_print_progress_and_the_headline(tmp_path, capsys, ti
     assert main(["train", "--out", str(run_dir), *TINY_OVERRIDES, "train.epochs=1"]) == 0
     printed = capsys.readouterr().out
     assert "[train] starting" in printed and "epoch 1/1" in printed  # the training loop's log lines, shown
-    assert main(["analyze", str(run_dir), "analysis.pairs_per_class_pair=20", "analysis.test_pairs=0",
-                 "--out", str(tmp_path / "a")]) == 0
+    assert main(["analyze", str(run_dir), "--out", str(tmp_path / "a"), "--json", "analysis.pairs_per_class_pair=20",
+                 "analysis.test_pairs=0"]) == 0  # overrides after the options
     headline = json.loads(capsys.readouterr().out)
     assert 0 <= headline["test_accuracy"] <= 1 and headline["pair_prob_mae"] >= 0
     assert (tmp_path / "a" / "analysis.json").is_file()

@@ -23,6 +23,28 @@ def test_demo_end_to_end_shows_mixup_following_lambda(tmp_path, capsys):
         assert all(Path(p).exists() for p in run["figures"])
     # Measured: about 0.10 against 0.21; mixed 8x8 digits leak ~10% probability to third classes.
     assert mixup["pair_prob_mae"] < 0.6 * baseline["pair_prob_mae"]
-    # A finished demo is never overwritten silently.
+    # Run again, a finished demo shows its results (exit 0) and changes nothing; other settings are refused.
+    before = (out / "summary.json").read_text()
+    assert main(["demo", "--out", str(out), "train.progress=false", "analysis.pairs_per_class_pair=150"]) == 0
+    printed = capsys.readouterr().out
+    assert "holds a finished demo" in printed and "mixup" in printed and "ECE" in printed
+    assert (out / "summary.json").read_text() == before
     assert main(["demo", "--out", str(out)]) == 2
-    assert "already holds a finished demo" in capsys.readouterr().err
+    assert "finished demo with other settings" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_overwrite_restarts_an_interrupted_demo_with_new_settings(tmp_path, tiny_config):
+    from conftest import TINY_OVERRIDES
+    from mixcollapse.experiments.demo import run_demo
+    from mixcollapse.training.loop import train
+    from mixcollapse.training.rundir import read_metrics
+
+    out = tmp_path / "demo"
+    # interrupted: the mixup run exists (one epoch of two done), no summary yet
+    train(tiny_config("train.epochs=2", "train.checkpoint_every=1", "name=digits-mixup"), out / "runs" / "mixup",
+          stop_after_epoch=1)
+    settings = [*TINY_OVERRIDES, "train.epochs=1", "analysis.pairs_per_class_pair=10", "analysis.test_pairs=50"]
+    summary = run_demo(out, overrides=settings, overwrite=True, progress=False)  # other settings: starts over
+    assert summary["overrides"] == settings and len(summary["runs"]) == 2
+    assert [row["epoch"] for row in read_metrics(out / "runs" / "mixup")] == [1]

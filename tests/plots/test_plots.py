@@ -94,3 +94,49 @@ def test_configuration_scatter_still_draws(tmp_path):
     panel = dict(xy=rng.normal(size=(50, 2)), lam=rng.uniform(size=50), same=rng.uniform(size=50) < 0.3,
                  classifier_xy=np.array([[0, 1], [-0.87, -0.5], [0.87, -0.5]]), title="t", class_names=["a", "b", "c"])
     assert_written(plots.configuration_figure([panel, panel], tmp_path / "cfg"), tmp_path / "cfg")
+
+
+def _kept_figure(monkeypatch, module):
+    """Make ``module.save_figure`` keep the figure instead of writing it; returns the list it lands in."""
+    kept = []
+    monkeypatch.setattr(module, "save_figure", lambda fig, stem, *args, **kwargs: kept.append(fig) or [])
+    return kept
+
+
+def _panel(seed, n=300):
+    rng = np.random.default_rng(seed)
+    xy = rng.normal(size=(n, 2)) * (1 + seed)  # panels with different data ranges
+    A = np.array([[0.0, 1.0], [-0.87, -0.5], [0.87, -0.5]])
+    return dict(xy=xy, lam=rng.uniform(size=n), same=rng.uniform(size=n) < 0.3, classifier_xy=A,
+                title=f"panel {seed}", class_names=["a", "b", "c"])
+
+
+def test_a_row_of_panels_has_equal_panels_and_one_pair_of_colour_bars(tmp_path, monkeypatch):
+    from mixcollapse.plots import paper
+
+    row, grid = _kept_figure(monkeypatch, plots), _kept_figure(monkeypatch, paper)
+    plots.configuration_figure([_panel(0), _panel(2)], tmp_path / "row")
+    paper.draw_configuration_grid([[_panel(0), _panel(1), _panel(2)], [_panel(3)]], tmp_path / "grid", "title")
+    for fig, n_panels in zip(row + grid, (2, 4), strict=True):
+        bars = [ax for ax in fig.axes if getattr(ax, "_colorbar", None) is not None]
+        panels = [ax for ax in fig.axes if ax.axison and ax not in bars]
+        assert len(bars) == 2 and len(panels) == n_panels
+        fig.canvas.draw()
+        sizes = {(round(ax.get_position().width, 4), round(ax.get_position().height, 4)) for ax in panels}
+        assert len(sizes) == 1, sizes  # every panel the same size, whatever its data
+
+
+def test_epoch_axes_show_whole_epochs(tmp_path, monkeypatch):
+    """Figure 5's curves over a 3-epoch run: ticks at epochs 1, 2, 3, never 1.25 or 2.5."""
+    from mixcollapse.plots import paper
+
+    kept = _kept_figure(monkeypatch, paper)
+    curves = {"r": {"arch": "wrn", "dataset": "fashionmnist", "epoch": [1, 2, 3], "norm_cv": [0.3, 0.2, 0.1],
+                    "cos_std": [0.2, 0.15, 0.1]}}
+    paper.draw_classifier_curves(curves, tmp_path / "fig5", "Figure 5", {"fashionmnist": "FashionMNIST"},
+                                 {"wrn": "WRN"})
+    (fig,) = kept
+    fig.canvas.draw()
+    for ax in fig.axes:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks

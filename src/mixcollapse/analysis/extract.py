@@ -38,10 +38,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from mixcollapse.metrics.projection import projection_matrix
 from mixcollapse.mixup import PAIR_DTYPES, PAIR_FIELDS, MixedPairImages, PairSet, mix_batch
+from mixcollapse.progress import progress_bar
 
 FORMAT_VERSION = 1
 PROJECTION_CHUNK_BYTES = 4 << 20  # float64 bytes per chunk when re-reading features for the projection (4 MiB)
@@ -355,7 +355,7 @@ def _stream_features(net: nn.Module, loader, pairs, out_dir: Path, batch_size: i
     C, d = net.classifier.weight.shape
     feats = NpyAppender(out_dir / "features.npy", (len(pairs), d), np.float32)
     logits = NpyAppender(out_dir / "logits.npy", (len(pairs), C), np.float32)
-    for x, idx in tqdm(loader, desc="features", disable=not progress, leave=False):
+    for x, idx in progress_bar(loader, "features", progress):
         x = x.to(device)
         h = net.features(torch.cat([x, filler(batch_size - len(x))]))[: len(x)] if filler else net.features(x)
         z = net.classifier(h)

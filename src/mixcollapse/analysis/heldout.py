@@ -23,10 +23,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from mixcollapse.metrics.calibration import CalibrationAccumulator, ConfidenceByLambdaAccumulator
 from mixcollapse.mixup import MixedPairImages, PairSet, make_pairs
+from mixcollapse.progress import progress_bar
 
 ECE_BINS = 15  # the toolkit's ECE everywhere (Appendix C; training uses the same)
 LAMBDA_BINS = 10
@@ -56,7 +56,7 @@ def measure_calibration(
     correct, loss, n = 0, 0.0, 0
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     try:
-        for x, y in tqdm(loader, desc="test calibration", disable=not progress, leave=False):
+        for x, y in progress_bar(loader, "test calibration", progress):
             y = torch.as_tensor(y).to(device)
             z = net.classifier(net.features(x.to(device))).float()  # (B, C)
             acc.accumulate(z, y)
@@ -136,7 +136,7 @@ def measure_mixed_pairs(
     loader = torch.utils.data.DataLoader(MixedPairImages(dataset, pairs), batch_size=batch_size, shuffle=False,
                                          num_workers=num_workers)
     try:
-        for x, idx in tqdm(loader, desc="mixed test pairs", disable=not progress, leave=False):
+        for x, idx in progress_bar(loader, "mixed test pairs", progress):
             probs = torch.softmax(net.classifier(net.features(x.to(device))).double(), dim=1)  # (B, C)
             sl = slice(int(idx[0]), int(idx[-1]) + 1)  # the loader keeps the pairs' order
             lam, a, b = (torch.from_numpy(np.asarray(v[sl])).to(device) for v in (pairs.lam, pairs.class_a,

@@ -76,6 +76,25 @@ MEASURES_BY_LOSS = {
 }
 
 
+def headline_table(summary: dict) -> str:
+    """A short plain-text report of one analysis: the classes, the headline numbers by section, the figures."""
+    named = ", ".join(f"{c} ({n})" for c, n in zip(summary["classes"], summary["class_names"], strict=True))
+    lines = [f"classes: {named}; {summary['num_pairs']} mixup pairs; batch norm: {summary['bn_mode']}"]
+    for section, keys in HEADLINE.items():
+        cells = [f"{k} {_number(summary.get(k))}" for k in keys if summary.get(k) is not None]
+        if cells:
+            lines.append(f"{section + ':':<17}" + "  ".join(cells))
+    figures = summary.get("figure_files", {})
+    if figures:
+        main = [paths[0] for paths in figures.values() if paths]
+        lines.append(f"figures: {main[0]} (+{len(main) - 1} more in {Path(main[0]).parent})")
+    return "\n".join(lines)
+
+
+def _number(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 @dataclass
 class Analysis:
     """What measure_model / analyze_run produced: the saved summary, the projected points and the features."""
@@ -186,6 +205,15 @@ def classifier_section(W: Tensor, metrics_rows: Sequence[dict] | None = None) ->
     return classifier
 
 
+def nc_subset(train_dataset, settings: AnalysisConfig):
+    """The training samples neural collapse is measured on: all, or ``settings.nc_samples`` drawn with its seed."""
+    n = len(train_dataset)
+    if settings.nc_samples is None or settings.nc_samples >= n:
+        return train_dataset
+    chosen = np.sort(np.random.default_rng(settings.seed).choice(n, settings.nc_samples, replace=False))
+    return torch.utils.data.Subset(train_dataset, chosen.tolist())
+
+
 def resolve_classes(classes: Sequence[int] | None, settings: AnalysisConfig, num_classes: int) -> list[int]:
     """The three analysis classes: as given, else ``settings.classes``, else three drawn with ``settings.seed``."""
     if classes is None:
@@ -245,7 +273,7 @@ def measure_model(
     network = prepare_network(model, train_dataset, a, alpha, mix_batches, mix_batch_size, device)
     clock.lap("recalibrate")
     out_dir.mkdir(parents=True, exist_ok=True)
-    nc = measure_neural_collapse(network.net, train_dataset, C, scratch_dir=out_dir, **loader_args)
+    nc = measure_neural_collapse(network.net, nc_subset(train_dataset, a), C, scratch_dir=out_dir, **loader_args)
     clock.lap("neural_collapse")
     feats, configuration = measure_pairs(network, model, train_dataset, classes, names, nc, a, alpha, weight_decay,
                                          out_dir, meta, **loader_args)
@@ -347,6 +375,19 @@ class _Clock:
         now = time.perf_counter()
         self.laps[name] = round(now - self._last, 3)
         self._last = now
+        _log.info(f"[analyze] {_STAGES.get(name, name)}: {self.laps[name]:.1f}s")
+
+
+# What each timed stage of an analysis did, for its log line.
+_STAGES = {
+    "recalibrate": "network prepared (batch norm)",
+    "neural_collapse": "neural collapse on the training data",
+    "pairs": "mixup-pair features and the configuration",
+    "calibration": "test-set calibration",
+    "test_pairs": "mixed test pairs",
+    "projection": "projection (Appendix B.2)",
+    "figures": "figures and summary",
+}
 
 
 def _write_json(path: Path, obj: dict) -> None:

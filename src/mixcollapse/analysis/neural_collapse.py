@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from mixcollapse.metrics.collapse import CovarianceAccumulator, MeanAccumulator, nc_metrics
+from mixcollapse.progress import progress_bar
 
 
 @dataclass
@@ -73,8 +73,7 @@ def measure_neural_collapse(
         with tempfile.TemporaryDirectory(dir=scratch_dir, prefix="mixcollapse-nc-") as tmp:
             scratch = Path(tmp) / "unmixed.bin"
             with open(scratch, "wb") as f:
-                for x, y in tqdm(_loader(dataset, batch_size, num_workers), desc="NC pass 1", disable=not progress,
-                                 leave=False):
+                for x, y in progress_bar(_loader(dataset, batch_size, num_workers), "NC pass 1", progress):
                     y = torch.as_tensor(y).to(device)
                     h = net.features(x.to(device))  # (B, d)
                     z = net.classifier(h)  # (B, C)

@@ -49,13 +49,17 @@ def analyze_run(
     device: str = "auto",
     progress: bool = True,
     draw: bool = True,
+    threads: int | None = None,
 ) -> Analysis:
-    """Measure a run's checkpoint with ``measure_model``: output under ``RUN/analysis/<checkpoint name>/``.
+    """Measure a run's checkpoint with ``measure_model``: output under ``RUN/analysis/<name>/``.
 
-    Loads the model and its resolved config from the checkpoint, builds the run's datasets (un-
-    augmented for pairs and NC; augmented mixup batches for batch-norm recalibration, as trained),
-    and adds the run's per-epoch classifier geometry (metrics.jsonl) to the figures and JSON.
-    lambda_H of the UFM defaults to the run's train.weight_decay.
+    ``<name>`` is the checkpoint's name (``last``, ``epoch_0100``), followed by ``_classes-a-b-c`` when
+    ``analysis.classes`` is overridden, so analyses of other class subsets sit side by side. Loads the
+    model and its resolved config from the checkpoint, builds the run's datasets (un-augmented for
+    pairs and NC; augmented mixup batches for batch-norm recalibration, as trained), and adds the run's
+    per-epoch classifier geometry (metrics.jsonl) to the figures and JSON. lambda_H of the UFM defaults
+    to the run's train.weight_decay. ``threads``: torch threads on a CPU (default: the run's
+    ``train.threads`` when set, else torch's default).
     """
     run_dir = Path(run_dir)
     ckpt_path = find_checkpoint(run_dir, checkpoint)
@@ -63,8 +67,15 @@ def analyze_run(
     model, cfg = load_model(ckpt_path, device=torch_device)
     if data_root is not None:
         cfg.data.root = data_root
+    trained_classes = cfg.analysis.classes
     apply_overrides(cfg, overrides, allowed=("analysis.", "data.root", "data.num_workers"))
-    out_dir = Path(out_dir) if out_dir is not None else run_dir / "analysis" / ckpt_path.stem
+    threads = threads if threads is not None else cfg.train.threads
+    if threads and torch_device.type == "cpu":
+        torch.set_num_threads(threads)
+    name = ckpt_path.stem
+    if cfg.analysis.classes is not None and cfg.analysis.classes != trained_classes:
+        name += "_classes-" + "-".join(str(c) for c in cfg.analysis.classes)
+    out_dir = Path(out_dir) if out_dir is not None else run_dir / "analysis" / name
     if (out_dir / ANALYSIS_FILE).exists() and not overwrite:
         raise FileExistsError(f"{out_dir} already holds an analysis; pass --overwrite to replace it or choose --out")
     a = cfg.analysis

@@ -86,9 +86,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse ``argv`` with config overrides (``section.key=value``) accepted anywhere on the line.
+
+    argparse gives a ``nargs="*"`` positional only the words before the first option; the rest come
+    back as unknown words, and those of the form ``key=value`` join the overrides in their order.
+    """
+    args, unknown = parser.parse_known_args(argv)
+    late = [word for word in unknown if "=" in word and not word.startswith("-")]
+    rest = [word for word in unknown if word not in late]
+    if late and hasattr(args, "overrides"):
+        args.overrides = [*args.overrides, *late]
+    elif late:
+        rest = unknown
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one clear line and exit code 2 for bad input, never a traceback for it."""
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     show_logs()
     try:
         return int(args.func(args) or 0)

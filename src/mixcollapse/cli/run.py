@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 OVERRIDES_HELP = "config overrides as section.key=value, e.g. train.lr=0.05 mixup.alpha=0.4"
@@ -24,8 +25,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--out", default=None, help="output directory (default: RUN/analysis/<checkpoint name>)")
     p.add_argument("--data-root", default=None, help="where the datasets live (default: as trained)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing analysis output")
+    p.add_argument("--json", action="store_true", help="print the headline numbers as one JSON object")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads on a CPU (default: the run's train.threads when set, else torch's default)")
     p.add_argument("overrides", nargs="*",
-                   help="analysis overrides, e.g. analysis.classes=[0,3,5] analysis.bn_mode=eval")
+                   help="analysis overrides, e.g. analysis.classes=[0,3,5] analysis.bn_mode=eval "
+                        "analysis.nc_samples=5000")
     p.set_defaults(func=run_analyze)
 
     p = sub.add_parser("demo", help="mixup vs baseline on the embedded digits data: figures, accuracy, ECE")
@@ -47,12 +52,19 @@ def run_train(args) -> int:
 
 
 def run_analyze(args) -> int:
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads {args.threads} must be >= 1")
+    from mixcollapse.analysis.measure import headline_table
     from mixcollapse.analysis.run import analyze_run
 
+    if args.json:  # standard output holds the JSON object alone
+        logging.getLogger("mixcollapse").setLevel(logging.WARNING)
     result = analyze_run(args.run, checkpoint=args.checkpoint, out_dir=args.out, data_root=args.data_root,
-                         overrides=args.overrides, overwrite=args.overwrite)
-    headline = {k: v for k, v in result.summary.items() if not isinstance(v, (list, dict))}
-    print(json.dumps(headline, indent=2))
+                         overrides=args.overrides, overwrite=args.overwrite, threads=args.threads)
+    if args.json:
+        print(json.dumps({k: v for k, v in result.summary.items() if not isinstance(v, (list, dict))}, indent=2))
+    else:
+        print(headline_table(result.summary))
     return 0
 
 

@@ -53,14 +53,14 @@ def run_demo(out_dir: str | Path = "demo_out", overrides: list[str] | tuple[str,
     out_dir = Path(out_dir)
     summary_path = out_dir / "summary.json"
     if summary_path.exists() and not overwrite:
-        raise FileExistsError(f"{out_dir} already holds a finished demo; pass --overwrite or choose another --out")
+        return _show_finished(out_dir, summary_path, list(overrides))
     start = time.perf_counter()
     results, panels, sections, histories = {}, [], [], []
     for name, alpha in RUNS:
         cfg = load_config("digits", [*overrides, f"mixup.alpha={alpha}", f"name=digits-{name}",
                                      f"train.progress={str(progress).lower()}"])
         run_dir = out_dir / "runs" / name
-        if overwrite and summary_path.exists():
+        if overwrite:  # a finished demo, or an interrupted one whose settings may differ
             shutil.rmtree(run_dir, ignore_errors=True)
         _log.info(f"[demo] training {name} (alpha={alpha:g}) into {run_dir}")
         train(cfg, run_dir, resume=_has_run(run_dir))
@@ -102,7 +102,7 @@ def run_demo(out_dir: str | Path = "demo_out", overrides: list[str] | tuple[str,
     ]
     for name in results:
         results[name]["figures"] = [*results[name]["figures"], *map(str, comparison)]
-    summary = {"runs": results, "seconds": round(time.perf_counter() - start, 1),
+    summary = {"runs": results, "overrides": list(overrides), "seconds": round(time.perf_counter() - start, 1),
                "comparison_figure": [str(p) for p in side_by_side],
                "comparison_figures": [str(p) for p in comparison]}
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -111,6 +111,18 @@ def run_demo(out_dir: str | Path = "demo_out", overrides: list[str] | tuple[str,
     os.replace(tmp, summary_path)
     _log.info(format_table(results))
     _log.info(f"[demo] figures: {side_by_side[0]}\n[demo] summary: {summary_path}")
+    return summary
+
+
+def _show_finished(out_dir: Path, summary_path: Path, overrides: list[str]) -> dict:
+    """A finished demo run again: its results, shown, when the settings are the same; else say what to do."""
+    summary = json.loads(summary_path.read_text())
+    if summary.get("overrides", []) != overrides:
+        raise FileExistsError(f"{out_dir} holds a finished demo with other settings ({summary.get('overrides', [])}); "
+                              "pass --overwrite to replace it or choose another --out")
+    _log.info(f"[demo] {out_dir} holds a finished demo ({summary_path}); its results (--overwrite runs it again):")
+    _log.info(format_table(summary["runs"]))
+    _log.info(f"[demo] figures: {summary['comparison_figure'][0]}\n[demo] summary: {summary_path}")
     return summary
 
 

@@ -22,7 +22,8 @@ body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; mar
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
 .banner { background: #fff3cd; border: 1px solid #e0c060; padding: .7em 1em; border-radius: 4px; }
 .expected { background: #f4f6fa; border-left: 4px solid #6c8ebf; padding: .5em 1em; }
-img { max-width: 100%; border: 1px solid #eee; margin: .5em 0; }
+.fig { width: 100vw; position: relative; left: 50%; margin-left: -50vw; text-align: center; }
+.fig img { max-width: calc(100vw - 2em); border: 1px solid #eee; margin: .5em 0; }
 table { border-collapse: collapse; margin: .6em 0; font-size: .92em; }
 th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: left; }
 th { background: #f0f0f0; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
@@ -58,7 +59,8 @@ def _image(path: Path) -> str:
     if not path.is_file():
         return f"<p class='meta'>missing figure: {_e(path)}</p>"
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f"<img alt='{_e(path.name)}' src='data:image/png;base64,{data}'>"
+    # A figure may be wider than the text column: it gets the whole window's width (at its own size at most).
+    return f"<div class='fig'><img alt='{_e(path.name)}' src='data:image/png;base64,{data}'></div>"
 
 
 def _table(table: dict) -> str:

@@ -252,7 +252,11 @@ def analyse_panel(panel: Panel, ctx: Context) -> dict:
         epoch = panel.checkpoint_epoch
         if ctx.scale != "full":
             epoch = scale_epoch(epoch, run_config(panel.run, "full").train.epochs, cfg.train.epochs)
-    checkpoint = find_checkpoint(run_dir, None if epoch is None else f"epoch_{epoch:04d}.pt")
+    name = None if epoch is None else f"epoch_{epoch:04d}.pt"
+    if name is not None and not (run_dir / "checkpoints" / name).is_file() and (run_dir / "checkpoints").is_dir():
+        raise ValueError(f"{panel.run.name} in {run_dir} was trained (for another experiment) without keeping the "
+                         f"checkpoint of epoch {epoch}; reproduce this experiment into another --out")
+    checkpoint = find_checkpoint(run_dir, name)
     # The analysis settings of this scale, whatever the run saved (they never change training).
     overrides = analysis_overrides(cfg) + ([] if panel.seed is None else [f"analysis.seed={panel.seed}"])
     tag = checkpoint.stem + ("" if panel.seed is None else f"-seed{panel.seed}")

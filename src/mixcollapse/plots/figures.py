@@ -67,17 +67,25 @@ def scatter_configuration(
     class_names: Sequence[str] | None = None,
     colorbars: bool = True,
     point_size: float = 4.0,
+    same_size: float | None = None,
 ) -> None:
-    """Draw one configuration panel: projected features coloured by lambda, classifiers in black."""
+    """Draw one configuration panel: projected features coloured by lambda, classifiers in black.
+
+    ``colorbars=False`` leaves the colour bars to the figure (:func:`add_lambda_colorbars`, one pair for
+    all panels); ``same_size``: marker area of same-class points (default 1.5 ``point_size``), larger and
+    outlined where they collapse onto a few spots (the UFM optimum of Figure 6).
+    """
     xy, lam, same = np.asarray(xy), np.asarray(lam), np.asarray(same, dtype=bool)
     order = np.argsort(np.abs(lam - 0.5))[::-1]  # lambda near 0.5 drawn last, on top
     xy, lam, same = xy[order], lam[order], same[order]
     diff = ax.scatter(*xy[~same].T, c=lam[~same], cmap=DIFF_CMAP, vmin=0, vmax=1, s=point_size,
                       marker="o", linewidths=0, alpha=0.8)
-    same_pts = ax.scatter(*xy[same].T, c=lam[same], cmap=SAME_CMAP, vmin=0, vmax=1, s=point_size * 1.5,
-                          marker="s", linewidths=0, alpha=0.8)
+    outlined = dict(edgecolors="black", linewidths=0.6) if same_size else dict(linewidths=0)
+    same_pts = ax.scatter(*xy[same].T, c=lam[same], cmap=SAME_CMAP, vmin=0, vmax=1,
+                          s=same_size or point_size * 1.5, marker="s", alpha=0.8, zorder=3 if same_size else None,
+                          **outlined)
     draw_classifier_rows(ax, classifier_xy, float(np.abs(xy).max()) if len(xy) else 1.0, class_names)
-    ax.set_aspect("equal")
+    ax.set_aspect("equal", adjustable="datalim")  # every panel fills its slot: equal sizes in a grid
     ax.set_xticks([])
     ax.set_yticks([])
     if title:
@@ -123,14 +131,40 @@ def save_figure(fig: plt.Figure, stem: str | Path, formats: Sequence[str] = ("pn
 
 
 def configuration_figure(panels: Sequence[dict], stem: str | Path, suptitle: str = "") -> list[Path]:
-    """One row of configuration panels; each dict holds scatter_configuration's keyword arguments."""
+    """One row of configuration panels, equal in size, and one pair of λ colour bars for the figure; each dict
+    holds scatter_configuration's keyword arguments."""
     n = len(panels)
-    fig, axes = plt.subplots(1, n, figsize=(5.6 * n, 4.0), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(4.0 * n + 1.5, 4.3), squeeze=False)
     for ax, panel in zip(axes[0], panels, strict=True):
-        scatter_configuration(ax, **panel)
+        scatter_configuration(ax, **{**panel, "colorbars": False})
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
+    add_lambda_colorbars(fig)
     return save_figure(fig, stem)
+
+
+def add_lambda_colorbars(fig: plt.Figure, margin_in: float = 1.5) -> None:
+    """One pair of λ colour bars (different class, same class) at the right of the figure, for all its panels.
+
+    Call after the layout: the panels give up ``margin_in`` inches on the right, where the bars go, as
+    high as the panels' middle 80%.
+    """
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    width = fig.get_figwidth()
+    axes = [ax for ax in fig.axes if ax.get_visible() and ax.axison]
+    fig.subplots_adjust(right=1 - margin_in / width)
+    bottom = min(ax.get_position().y0 for ax in axes)
+    top = max(ax.get_position().y1 for ax in axes)
+    height = top - bottom
+    for i, (cmap, label) in enumerate(((DIFF_CMAP, "λ, different class"), (SAME_CMAP, "λ, same class"))):
+        cax = fig.add_axes([1 - (margin_in - 0.15 - 0.7 * i) / width, bottom + 0.1 * height, 0.12 / width,
+                            0.8 * height])
+        bar = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap), cax=cax)
+        bar.set_label(label, fontsize=8)
+        bar.ax.tick_params(labelsize=7)
 
 
 # Numbers against lambda, calibration and classifier geometry. Every function below takes the
@@ -348,6 +382,7 @@ def classifier_geometry_figure(
             ax.set_ylim(bottom=0)
         if mark_epoch is not None:
             ax.axvline(mark_epoch, color="0.6", linewidth=0.8, linestyle=":")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # epochs are whole numbers
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         _finish(ax, title, "epoch", ylabel, key == "classifier_cos_mean" or (key == "classifier_norm_cv"
                                                                                and len(histories) > 1))

@@ -10,21 +10,31 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 
-from mixcollapse.plots.figures import DIFF_CMAP, SAME_CMAP, draw_classifier_rows, save_figure, scatter_configuration
+from mixcollapse.plots.figures import (
+    DIFF_CMAP,
+    SAME_CMAP,
+    add_lambda_colorbars,
+    draw_classifier_rows,
+    save_figure,
+    scatter_configuration,
+)
 
 
-def _finish(fig, suptitle: str) -> None:
+def _finish(fig, suptitle: str, lambda_bars: bool = False) -> None:
     """Tight layout, then the suptitle just above the highest panel (its title and colour bars included).
 
     Placed after the layout rather than reserved as a margin: panels of equal aspect do not fill
     their slots, and a fixed margin left a gap between the suptitle and a single panel. The figures
     are saved with a tight bounding box, so the space above the suptitle is cropped.
     """
-    fig.tight_layout()
+    fig.tight_layout(h_pad=2.0)  # row titles clear of the row above
+    if lambda_bars:
+        add_lambda_colorbars(fig)
     if not suptitle:
         return
     width = max(40, int(fig.get_figwidth() * 12.5))  # characters at 11 pt: the title must not widen the figure
@@ -37,14 +47,14 @@ def _finish(fig, suptitle: str) -> None:
 def draw_configuration_grid(rows: list[list[dict]], stem: Path, suptitle: str = "") -> list[Path]:
     """Rows of configuration panels (plots.scatter_configuration's arguments) in one figure."""
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(5.8 * n_cols, 4.6 * n_rows), squeeze=False)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.3 * n_cols + 1.5, 4.8 * n_rows), squeeze=False)
     for i in range(n_rows):
         for j in range(n_cols):
             if j < len(rows[i]):
-                scatter_configuration(axes[i][j], **rows[i][j])
+                scatter_configuration(axes[i][j], **{**rows[i][j], "colorbars": False})
             else:
                 axes[i][j].axis("off")
-    _finish(fig, suptitle)
+    _finish(fig, suptitle, lambda_bars=True)
     return save_figure(fig, stem)
 
 
@@ -61,7 +71,7 @@ def draw_trajectories(ax, xy: np.ndarray, lam: np.ndarray, same: np.ndarray, cla
     draw_classifier_rows(ax, classifier_xy, float(np.abs(xy).max()) if xy.size else 1.0, class_names,
                          linewidth=1.0, markersize=4)
     ax.plot(0, 0, "k+", markersize=8)
-    ax.set_aspect("equal")
+    ax.set_aspect("equal", adjustable="datalim")  # every panel fills its slot: equal sizes in a grid
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title, fontsize=8)
@@ -99,6 +109,7 @@ def draw_classifier_curves(curves: dict[str, dict], stem: Path, suptitle: str, d
                 models.append(c.get("model", arch_titles[arch]))
         ax.set_title(f"{', '.join(dict.fromkeys(models)) or arch_titles[arch]}: {labels[what]}", fontsize=9)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_ylim(bottom=0)
         if models:
             ax.legend(fontsize=7)

@@ -78,6 +78,7 @@ def draw_figure6(data: dict, out_dir: str | Path, stem: str = "figure6") -> list
             classifier_xy=data["classifier_xy"],
             title=f"Optimal (Theorem 3.1): Loss = {data['optimal_loss']['loss']:.5f}",
             class_names=data["classes"],
+            same_size=45.0,  # every same-class feature sits at one spot per class: draw the spots large
         ),
         dict(
             xy=data["amplified_xy"],
@@ -86,6 +87,7 @@ def draw_figure6(data: dict, out_dir: str | Path, stem: str = "figure6") -> list
             classifier_xy=data["classifier_xy"],
             title=f"Amplified (Appendix A.2): Loss = {data['amplified_loss']['loss']:.5f}",
             class_names=data["classes"],
+            same_size=45.0,
         ),
     ]
     return configuration_figure(panels, Path(out_dir) / stem)

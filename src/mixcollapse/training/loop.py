@@ -48,7 +48,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from mixcollapse.config import ExperimentConfig, MixupConfig, config_from_dict, to_dict, validate
 from mixcollapse.data.datasets import DataBundle, build_datasets, build_loaders
@@ -57,6 +56,7 @@ from mixcollapse.metrics.calibration import CalibrationAccumulator
 from mixcollapse.metrics.geometry import classifier_geometry
 from mixcollapse.mixup import mix_batch
 from mixcollapse.models import build_model
+from mixcollapse.progress import progress_bar
 from mixcollapse.training import dist
 from mixcollapse.training.checkpoint import (
     CheckpointError,
@@ -125,7 +125,7 @@ def train_one_epoch(
     model.train()
     lr = current_lr(optimizer)
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss * B, correct, B
-    for x, y in tqdm(data_loader, desc=f"epoch {epoch}", disable=not progress, leave=False, dynamic_ncols=True):
+    for x, y in progress_bar(data_loader, f"epoch {epoch}", progress):
         x, y = _to_device(x, device, channels_last), y.to(device, non_blocking=True)
         batch = mix_batch(x, y, num_classes, mixup.alpha, rng, per_sample=mixup.per_sample)
         with _autocast(device, amp):
@@ -159,6 +159,7 @@ def evaluate(
     *,
     amp: str = "none",
     channels_last: bool = False,
+    progress: bool = False,
 ) -> dict[str, float]:
     """test_loss (CE on one-hot labels), test_accuracy and test_ece over the whole test set.
 
@@ -170,7 +171,7 @@ def evaluate(
     calib = CalibrationAccumulator(ECE_BINS)
     # An empty update creates the bins, so a rank with an empty shard still takes part in the reduction.
     calib.accumulate(torch.zeros(0, num_classes, device=device), torch.zeros(0, dtype=torch.long, device=device))
-    for x, y in data_loader:
+    for x, y in progress_bar(data_loader, "test set", progress):
         x, y = _to_device(x, device, channels_last), y.to(device, non_blocking=True)
         with _autocast(device, amp):
             logits = model(x)
@@ -311,7 +312,7 @@ def _run_epoch(s: _Session, ddp_model: nn.Module, cfg: ExperimentConfig, epoch: 
     if epoch % t.eval_every == 0 or epoch == t.epochs:
         dist.broadcast_buffers(s.model)
         row.update(evaluate(s.model, s.test_loader, device, s.bundle.num_classes, amp=t.amp,
-                            channels_last=t.channels_last))
+                            channels_last=t.channels_last, progress=t.progress and main))
     else:
         row.update(test_loss=None, test_accuracy=None, test_ece=None)
     row["epoch_seconds"] = time.perf_counter() - tic
