@@ -54,7 +54,11 @@ def draw_classifier_rows(
             up = vy >= 0
             ax.annotate(str(class_names[k]), (vx, vy), textcoords="offset points", xytext=(0, 6 if up else -6),
                         ha=ha, va="bottom" if up else "top", fontsize=8)
-    ax.margins(0.1)  # room for the labels above and below the highest and lowest vertices
+    # Square limits about the origin: the points (within ``radius`` of it in each coordinate), the vertices
+    # (at 1.08 radius) and room for their labels; every panel of a grid then has the same size.
+    limit = 1.3 * radius
+    ax.set_xlim(-limit, limit)
+    ax.set_ylim(-limit, limit)
 
 
 def scatter_configuration(
@@ -85,7 +89,7 @@ def scatter_configuration(
                           s=same_size or point_size * 1.5, marker="s", alpha=0.8, zorder=3 if same_size else None,
                           **outlined)
     draw_classifier_rows(ax, classifier_xy, float(np.abs(xy).max()) if len(xy) else 1.0, class_names)
-    ax.set_aspect("equal", adjustable="datalim")  # every panel fills its slot: equal sizes in a grid
+    ax.set_aspect("equal")
     ax.set_xticks([])
     ax.set_yticks([])
     if title:

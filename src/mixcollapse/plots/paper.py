@@ -71,7 +71,7 @@ def draw_trajectories(ax, xy: np.ndarray, lam: np.ndarray, same: np.ndarray, cla
     draw_classifier_rows(ax, classifier_xy, float(np.abs(xy).max()) if xy.size else 1.0, class_names,
                          linewidth=1.0, markersize=4)
     ax.plot(0, 0, "k+", markersize=8)
-    ax.set_aspect("equal", adjustable="datalim")  # every panel fills its slot: equal sizes in a grid
+    ax.set_aspect("equal")
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title, fontsize=8)
