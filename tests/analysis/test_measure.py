@@ -213,3 +213,15 @@ def test_analysis_benchmark_runs_end_to_end_on_a_small_run():
     assert "overhead within each measured run" in proc.stdout and "median anon" in proc.stdout
 
 
+
+
+def test_class_names_come_from_the_dataset_by_default(tmp_path, data):
+    train, test = data
+
+    class Named(torch.utils.data.TensorDataset):
+        classes = ["zero", "one", "two", "three", "four"]
+
+    named = Named(*train.tensors)
+    result = measure_model(TinyBN(), named, None, out_dir=tmp_path / "a", classes=[0, 3, 4],
+                           settings=AnalysisConfig(**SMALL), draw=False, device="cpu", progress=False)
+    assert result.summary["class_names"] == ["zero", "three", "four"]

@@ -71,6 +71,7 @@ def test_download_errors_from_torchvision_become_data_errors(tmp_path, monkeypat
     assert socket.getdefaulttimeout() == before  # the short download timeout is restored
 
 
+@pytest.mark.slow  # waits out the probe's timeout
 def test_probe_gives_up_when_dns_hangs(monkeypatch):
     release = threading.Event()
 

@@ -14,6 +14,7 @@ from mixcollapse.experiments.sweep import (
     Job,
     Slot,
     check_run_dir,
+    inprocess_runner,
     job_environment,
     make_slots,
     parse_gpus,
@@ -175,3 +176,11 @@ def test_pruning_keeps_only_the_best_checkpoints_and_never_retrains(tmp_path):
     again = StubRunner()
     result = run_sweep(tmp_path / "s", grid, configure, runner=again, log=lambda s: None, prune=True)
     assert again.calls == [] and result["complete"] and result["best"]["name"] == "lr=0.02"
+
+
+def test_the_in_process_launcher_writes_the_log_that_sweep_json_names(tmp_path):
+    grid = parse_grid(["train.lr=[0.05]"])
+    result = run_sweep(tmp_path / "s", grid, configure, runner=inprocess_runner, log=lambda s: None)
+    (row,) = result["runs"]
+    log = (tmp_path / "s" / row["log"]).read_text()
+    assert row["state"] == "finished" and "[train] starting" in log and "epoch 2/2" in log and "[train] done" in log

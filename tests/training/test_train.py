@@ -65,7 +65,7 @@ def test_short_run_lowers_the_loss_and_writes_the_run_directory(tmp_path, tiny_c
     assert [r["lr"] for r in rows] == pytest.approx([0.05, 0.005, 0.0005, 0.0005])  # milestones 1, 2, 4 of 4
     assert read_config(out) == cfg
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch_0002.pt", "last.pt"]
-    assert (out / "figures").is_dir()
+    assert not (out / "figures").exists()  # nothing drawn at training time, no empty folder
     assert load_checkpoint(out / "checkpoints" / "epoch_0002.pt")["epoch"] == 2
     last = load_checkpoint(out / "checkpoints" / "last.pt")
     assert last["epoch"] == 4 and last["metrics"]["epoch"] == 4
@@ -313,3 +313,18 @@ def test_two_process_resume_equals_the_uninterrupted_ddp_run(tmp_path, torchrun)
     assert _without_timing(read_metrics(tmp_path / "cut")) == _without_timing(read_metrics(tmp_path / "straight"))
     a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "cut")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_run_too_long_for_this_cpu_says_so_once_and_workers_are_capped(tmp_path, tiny_config, caplog,
+                                                                          monkeypatch):
+    import logging
+
+    from mixcollapse.training import loop
+
+    monkeypatch.setattr(loop, "CPU_WARNING_SECONDS", 0.0)  # any run is "too long"
+    monkeypatch.setattr(loop, "available_cores", lambda: 1)
+    caplog.set_level(logging.INFO, logger="mixcollapse")
+    train(tiny_config("train.epochs=2", "data.num_workers=4"), tmp_path / "run")
+    warnings = [r.message for r in caplog.records if "on this CPU an epoch takes about" in r.message]
+    assert len(warnings) == 1 and "the 2 epochs left about" in warnings[0] and "wrn-fashionmnist-cpu" in warnings[0]
+    assert any("data.num_workers=4 capped at the 1 available CPU cores" in r.message for r in caplog.records)

@@ -205,6 +205,17 @@ def classifier_section(W: Tensor, metrics_rows: Sequence[dict] | None = None) ->
     return classifier
 
 
+def dataset_class_names(dataset, num_classes: int) -> list[str]:
+    """The dataset's own class names (torchvision's ``classes``, through Subset and the toolkit's views), else
+    the class indices as text."""
+    while dataset is not None:
+        names = getattr(dataset, "classes", None)
+        if names is not None and len(names) == num_classes:
+            return [str(n) for n in names]
+        dataset = getattr(dataset, "dataset", None) or getattr(dataset, "base", None)
+    return [str(c) for c in range(num_classes)]
+
+
 def nc_subset(train_dataset, settings: AnalysisConfig):
     """The training samples neural collapse is measured on: all, or ``settings.nc_samples`` drawn with its seed."""
     n = len(train_dataset)
@@ -264,7 +275,7 @@ def measure_model(
     model = model.to(device)
     W = model.classifier.weight.detach()
     C = W.shape[0]
-    names = list(class_names) if class_names is not None else [str(c) for c in range(C)]
+    names = list(class_names) if class_names is not None else dataset_class_names(train_dataset, C)
     classes = resolve_classes(classes, a, C)
     weight_decay = a.ufm_weight_decay if a.ufm_weight_decay is not None else DEFAULT_UFM_WEIGHT_DECAY
     clock = _Clock()

@@ -33,6 +33,13 @@ def add_parsers(sub) -> None:
                         "analysis.nc_samples=5000")
     p.set_defaults(func=run_analyze)
 
+    p = sub.add_parser("compare", help="runs side by side: configurations, measures, training curves, CSV files")
+    p.add_argument("runs", nargs="+", help="run directories (one is enough for its curves and CSV files)")
+    p.add_argument("--out", default="compare_out", help="output directory (default: compare_out)")
+    p.add_argument("--checkpoint", default=None, help="checkpoint name in every run (default: last.pt)")
+    p.add_argument("--data-root", default=None, help="where the datasets live, for runs not yet analysed")
+    p.set_defaults(func=run_compare)
+
     p = sub.add_parser("demo", help="mixup vs baseline on the embedded digits data: figures, accuracy, ECE")
     p.add_argument("--out", default="demo_out", help="output directory (default: demo_out)")
     p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier demo in --out")
@@ -75,4 +82,13 @@ def run_demo(args) -> int:
     from mixcollapse.experiments.demo import run_demo as demo
 
     demo(args.out, overrides=args.overrides, overwrite=args.overwrite)
+    return 0
+
+
+def run_compare(args) -> int:
+    from mixcollapse.experiments.compare import compare_runs
+
+    result = compare_runs(args.runs, args.out, checkpoint=args.checkpoint, data_root=args.data_root)
+    print(result["table"])
+    print("\n".join(f"wrote {f}" for f in result["files"]))
     return 0

@@ -31,12 +31,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mixcollapse.config import PRESET_DIR, ExperimentConfig, load_config
 from mixcollapse.experiments.sweep import parse_grid
+from mixcollapse.training.machine import available_cores
 
 ARCHS = ("wrn", "vit")
 DATASETS = ("fashionmnist", "cifar10", "cifar100")
@@ -482,14 +482,6 @@ def cpu_overrides(cfg: ExperimentConfig) -> list[str]:
     if cfg.train.amp == "bf16" and not cpu_bf16_supported():
         out.append("train.amp=none")
     return out
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, not the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        return os.cpu_count() or 1
 
 
 def cpu_bf16_supported() -> bool:

@@ -316,13 +316,23 @@ def inprocess_runner(job: Job, slot: Slot) -> int:
     from mixcollapse.config import load_config
     from mixcollapse.training.loop import train
 
+    # The job's log lines (and a failure's traceback) go to its log file, as a subprocess's output does.
+    job.log_path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(job.log_path)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("mixcollapse")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(min(level or logging.INFO, logging.INFO))
     try:
         train(load_config(job.config_path), job.run_dir, resume=True)
     except Exception:  # noqa: BLE001 - one failed run must not stop the others
-        job.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(job.log_path, "a") as log:
-            log.write(traceback.format_exc())
+        handler.stream.write(traceback.format_exc())
         return 1
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        handler.close()
     return 0
 
 

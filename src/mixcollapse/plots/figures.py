@@ -72,12 +72,14 @@ def scatter_configuration(
     colorbars: bool = True,
     point_size: float = 4.0,
     same_size: float | None = None,
+    radius: float | None = None,
 ) -> None:
     """Draw one configuration panel: projected features coloured by lambda, classifiers in black.
 
     ``colorbars=False`` leaves the colour bars to the figure (:func:`add_lambda_colorbars`, one pair for
     all panels); ``same_size``: marker area of same-class points (default 1.5 ``point_size``), larger and
-    outlined where they collapse onto a few spots (the UFM optimum of Figure 6).
+    outlined where they collapse onto a few spots (the UFM optimum of Figure 6); ``radius``: the half-width
+    of the data the axes show (default: this panel's own), one value for panels on shared axes.
     """
     xy, lam, same = np.asarray(xy), np.asarray(lam), np.asarray(same, dtype=bool)
     order = np.argsort(np.abs(lam - 0.5))[::-1]  # lambda near 0.5 drawn last, on top
@@ -88,7 +90,9 @@ def scatter_configuration(
     same_pts = ax.scatter(*xy[same].T, c=lam[same], cmap=SAME_CMAP, vmin=0, vmax=1,
                           s=same_size or point_size * 1.5, marker="s", alpha=0.8, zorder=3 if same_size else None,
                           **outlined)
-    draw_classifier_rows(ax, classifier_xy, float(np.abs(xy).max()) if len(xy) else 1.0, class_names)
+    if radius is None:
+        radius = float(np.abs(xy).max()) if len(xy) else 1.0
+    draw_classifier_rows(ax, classifier_xy, radius, class_names)
     ax.set_aspect("equal")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -390,6 +394,39 @@ def classifier_geometry_figure(
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         _finish(ax, title, "epoch", ylabel, key == "classifier_cos_mean" or (key == "classifier_norm_cv"
                                                                                and len(histories) > 1))
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, stem)
+
+
+# What the training curves show: (metrics.jsonl key, panel title), one panel each.
+TRAINING_CURVES = (
+    ("train_loss", "training loss (mixed targets)"),
+    ("test_accuracy", "test accuracy"),
+    ("test_ece", "test ECE (15 bins)"),
+    ("classifier_norm_cv", "classifier: Std(‖w_i‖) / Avg(‖w_i‖)"),
+    ("classifier_cos_std", "classifier: Std of cos(w_i, w_j)"),
+    ("classifier_etf_distance", "classifier: distance to a simplex ETF"),
+)
+
+
+def training_curves_figure(histories: Sequence[tuple[str, Sequence[dict]]], stem: str | Path,
+                           suptitle: str = "") -> list[Path]:
+    """Per-epoch curves of one or more runs (metrics.jsonl rows): loss, test accuracy and ECE, classifier geometry.
+
+    Epochs without a test evaluation (``train.eval_every``) are skipped in the test panels.
+    """
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7.4))
+    for ax, (key, title) in zip(axes.flat, TRAINING_CURVES, strict=True):
+        for k, (label, rows) in enumerate(histories):
+            epochs = _arr([r.get("epoch") for r in rows])
+            values = _arr([r.get(key) for r in rows])
+            ok = np.isfinite(epochs) & np.isfinite(values)
+            ax.plot(epochs[ok], values[ok], "-", marker="." if ok.sum() < 40 else None, label=label,
+                    color=SERIES_COLORS[k % len(SERIES_COLORS)], linewidth=1.5)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        _finish(ax, title, "epoch", "", len(histories) > 1)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()

@@ -67,6 +67,7 @@ from mixcollapse.training.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
+from mixcollapse.training.machine import available_cores
 from mixcollapse.training.optim import build_optimizer, build_scheduler, current_lr
 from mixcollapse.training.rundir import (
     RunDirError,
@@ -115,6 +116,7 @@ def train_one_epoch(
     amp: str = "none",
     channels_last: bool = False,
     progress: bool = False,
+    on_step: Callable[[int, float], None] | None = None,
 ) -> dict[str, float]:
     """One pass over ``data_loader`` with mixup (eq. 1); the scheduler steps per iteration.
 
@@ -125,7 +127,8 @@ def train_one_epoch(
     model.train()
     lr = current_lr(optimizer)
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss * B, correct, B
-    for x, y in progress_bar(data_loader, f"epoch {epoch}", progress):
+    tic = time.perf_counter()
+    for step, (x, y) in enumerate(progress_bar(data_loader, f"epoch {epoch}", progress), start=1):
         x, y = _to_device(x, device, channels_last), y.to(device, non_blocking=True)
         batch = mix_batch(x, y, num_classes, mixup.alpha, rng, per_sample=mixup.per_sample)
         with _autocast(device, amp):
@@ -140,6 +143,8 @@ def train_one_epoch(
             sums[0] += loss.detach().double() * y.shape[0]
             sums[1] += (logits.argmax(dim=1) == dominant).sum()
             sums[2] += y.shape[0]
+        if on_step is not None:
+            on_step(step, time.perf_counter() - tic)
     dist.all_reduce_sum(sums)
     loss_sum, correct, count = sums.tolist()
     if count == 0:
@@ -264,7 +269,10 @@ def _build_session(cfg: ExperimentConfig, device: torch.device, rank: int, world
     torch.manual_seed(t.seed + rank)
     random.seed(t.seed + rank)
     mixup_rng = np.random.default_rng(t.seed + rank)
-    train_loader, test_loader = build_loaders(bundle, t.batch_size // world, num_workers=cfg.data.num_workers,
+    workers = min(cfg.data.num_workers, available_cores())
+    if workers < cfg.data.num_workers and rank == 0:
+        _log.info(f"[train] data.num_workers={cfg.data.num_workers} capped at the {workers} available CPU cores")
+    train_loader, test_loader = build_loaders(bundle, t.batch_size // world, num_workers=workers,
                                               seed=t.seed, distributed=world > 1, pin_memory=device.type == "cuda")
     optimizer = build_optimizer(t, model)
     scheduler = build_scheduler(t, optimizer, len(train_loader))
@@ -299,16 +307,17 @@ def _restore(s: _Session, cfg: ExperimentConfig, last_path: Path, device: torch.
 
 
 def _run_epoch(s: _Session, ddp_model: nn.Module, cfg: ExperimentConfig, epoch: int, device: torch.device,
-               main: bool) -> dict:
+               main: bool, first: bool = False) -> dict:
     """One epoch of mixup training, the test set when due (train.eval_every), and the classifier's geometry."""
     t = cfg.train
     if hasattr(s.train_loader.sampler, "set_epoch"):  # DistributedSampler: the order is a function of the epoch
         s.train_loader.sampler.set_epoch(epoch - 1)
     tic = time.perf_counter()
     row: dict = {"epoch": epoch}
+    watch = _cpu_time_check(cfg, len(s.train_loader), epoch) if first and device.type == "cpu" and main else None
     row.update(train_one_epoch(ddp_model, s.loss_fn, s.optimizer, s.scheduler, s.train_loader, device, epoch,
                                num_classes=s.bundle.num_classes, mixup=cfg.mixup, rng=s.mixup_rng, amp=t.amp,
-                               channels_last=t.channels_last, progress=t.progress and main))
+                               channels_last=t.channels_last, progress=t.progress and main, on_step=watch))
     if epoch % t.eval_every == 0 or epoch == t.epochs:
         dist.broadcast_buffers(s.model)
         row.update(evaluate(s.model, s.test_loader, device, s.bundle.num_classes, amp=t.amp,
@@ -333,6 +342,35 @@ def _save(s: _Session, cfg: ExperimentConfig, run_dir: Path, epoch: int, row: di
             save_checkpoint(state, epoch_checkpoint_path(run_dir, epoch))
         save_checkpoint(state, last_checkpoint_path(run_dir))
     dist.barrier()
+
+
+CPU_WARNING_SECONDS = 3600.0  # a run projected to take longer than this on a CPU gets one line saying so
+
+
+def _cpu_time_check(cfg: ExperimentConfig, steps: int, epoch: int) -> Callable[[int, float], None]:
+    """A train_one_epoch hook: after a few steps, one warning line when the run would take over an hour on this CPU."""
+
+    def check(step: int, seconds: float) -> None:
+        if step != min(3, steps):
+            return
+        per_epoch = seconds / step * steps
+        remaining = per_epoch * (cfg.train.epochs - epoch + 1)
+        if remaining > CPU_WARNING_SECONDS:
+            left = cfg.train.epochs - epoch + 1
+            _log.warning(
+                f"[train] on this CPU an epoch takes about {_duration(per_epoch)} ({seconds / step:.1f} s per batch "
+                f"of {cfg.train.batch_size}), the {left} epochs left about {_duration(remaining)}: this config is "
+                "sized for a GPU; on a CPU use a smaller scale (e.g. --preset wrn-fashionmnist-cpu, or fewer "
+                "train.epochs and data.train_limit)")
+
+    return check
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
 
 
 def _start_line(cfg: ExperimentConfig, run_dir: Path, device: torch.device, world: int, start: int) -> str:
@@ -368,7 +406,7 @@ def _train(
     ddp_model = dist.wrap(session.model, device)
     for epoch in range(start + 1, t.epochs + 1):
         try:
-            row = _run_epoch(session, ddp_model, cfg, epoch, device, main)
+            row = _run_epoch(session, ddp_model, cfg, epoch, device, main, first=epoch == start + 1)
         except DivergedError as err:
             raise DivergedError(f"{err} with train.lr={t.lr:g}, train.weight_decay={t.weight_decay:g}, "
                                 f"train.batch_size={t.batch_size}, mixup.alpha={cfg.mixup.alpha:g}; lower train.lr "
@@ -380,5 +418,8 @@ def _train(
                                                                    and epoch % t.checkpoint_every == 0):
             _save(session, cfg, run_dir, epoch, row, device, main)
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
-            break
+            return run_dir
+    if main:
+        _log.info(f"[train] done: metrics in {run_dir / 'metrics.jsonl'}, checkpoints in {run_dir / 'checkpoints'}; "
+                  f"analyse the run with: mixcollapse analyze {run_dir}")
     return run_dir

@@ -35,7 +35,6 @@ from mixcollapse.config import ConfigError, ExperimentConfig, config_from_dict, 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoints"
-FIGURES_DIR = "figures"
 LAST_CHECKPOINT = "last.pt"
 
 # Fields that may differ between a run's saved config and a resume request: none changes what is
@@ -139,7 +138,6 @@ def prepare_run_dir(run_dir: str | Path, cfg: ExperimentConfig, resume: bool = F
     run_dir = check_run_dir(run_dir, cfg, resume)
     checkpoint_dir(run_dir).mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(checkpoint_dir(run_dir))
-    (run_dir / FIGURES_DIR).mkdir(exist_ok=True)
     atomic_write_text(run_dir / CONFIG_FILE, dump_yaml(cfg))  # on resume: the free fields' new values
     return run_dir
 
