@@ -6,5 +6,6 @@ sweep      many runs over the devices of one machine, resumable
 tune       one preset's hyper-parameter grid (Appendix B.1) through the sweep
 tables     the tables as text, CSV, JSON and Markdown
 report     one HTML page of everything reproduced
+compare    runs side by side: configurations, measures, training curves, CSV files
 demo       mixup against a baseline on the embedded digits data
 """

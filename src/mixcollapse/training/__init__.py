@@ -5,4 +5,5 @@ optim       SGD/AdamW and the learning-rate schedules
 checkpoint  one checkpoint dict, written atomically, loaded with weights_only
 rundir      the run directory: config.yaml, metrics.jsonl, checkpoints/
 dist        ranks under torchrun (nccl or gloo), devices
+machine     the cores this process may use (no torch import)
 """
