@@ -162,7 +162,7 @@ def test_the_safe_loader_reads_what_torchvisions_own_loader_reads(root):
         test_list = [[n, None] for n, _ in torchvision.datasets.CIFAR10.test_list]
         meta = {**torchvision.datasets.CIFAR10.meta, "md5": None}
 
-    from mixcollapse.data.formats import CIFAR10Files
+    from mixcollapse.data.cifar import CIFAR10Files
 
     for train in (True, False):
         ours, ref = CIFAR10Files(root, train=train), Plain10(root, train=train)

@@ -46,7 +46,6 @@ from mixcollapse.metrics.geometry import classifier_geometry
 from mixcollapse.metrics.projection import project_classifier
 from mixcollapse.mixup import choose_classes, pair_chunks, pair_count
 from mixcollapse.models.adapter import check_contract
-from mixcollapse.plots.analysis import draw_analysis
 from mixcollapse.training.dist import pick_device
 
 _log = logging.getLogger(__name__)
@@ -301,6 +300,8 @@ def measure_model(
                 "calibration": calibration, "test_pairs": test_pairs, "classifier": classifier_section(W, metrics_rows)}
     figures: dict[str, list[str]] = {}
     if draw:
+        from mixcollapse.plots.analysis import draw_analysis  # matplotlib and plotly: only to draw
+
         figures = draw_analysis(out_dir / "figures", xy, feats.pairs, project_classifier(rows), classes, names,
                                 title or "mixup pairs", network.bn["pairs"], to_json(sections), metrics_rows,
                                 checkpoint_epoch, a.seed)

@@ -18,7 +18,6 @@ from torch import Tensor
 
 from mixcollapse.analysis.configuration import ConfigurationAccumulator
 from mixcollapse.mixup import mixup_targets
-from mixcollapse.theory import optimal_features
 
 UFM_TOL = 1e-8  # relative error of the UFM optima the features are compared with
 DEFAULT_UFM_WEIGHT_DECAY = 1e-4  # Appendix B.1's weight decay (WRN); used when no training config says otherwise
@@ -30,6 +29,8 @@ def ufm_solver() -> tuple[Callable, str]:
     Solved to a relative error of UFM_TOL: the features it is compared with are float32 (7
     digits) and the distance is reported to a few digits, so tighter solves only cost time.
     """
+    from mixcollapse.theory import optimal_features  # scipy comes with the theory: imported when a solve is due
+
     return functools.partial(optimal_features, tol=UFM_TOL), f"mixcollapse.theory.optimal_features (tol={UFM_TOL:g})"
 
 

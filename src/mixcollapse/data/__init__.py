@@ -1,5 +1,8 @@
 """Data: the paper's datasets read from their real on-disk formats, found where they live, and loaders.
 
-datasets  SPECS, discovery of the files, readers of the IDX and CIFAR formats, build_datasets/build_loaders
+specs     what each dataset is on disk, where it is installed, its statistics (no torch)
+formats   the IDX files of (Fashion)MNIST and in-memory images (no torchvision)
+cifar     CIFAR's pickled batches, unpickled safely (torchvision's readers)
+datasets  discovery of the files, build_datasets and build_loaders; torchvision only for datasets with files
 fake      synthetic files in the real formats, for tests and the tiny scale (never the paper's numbers)
 """

@@ -29,12 +29,9 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
-from torchvision import datasets as tvd
-from torchvision import transforms as T
-from torchvision.datasets.utils import check_integrity
 
 from mixcollapse.config import DATASETS, NUM_CLASSES, DataConfig
-from mixcollapse.data.formats import CIFAR10Files, CIFAR100Files, IDXImages, ImageTensors, read_idx
+from mixcollapse.data.formats import IDXImages, ImageTensors, read_idx
 from mixcollapse.data.specs import (
     DATA_ENV,
     DOWNLOAD_HINT,
@@ -46,8 +43,15 @@ from mixcollapse.data.specs import (
     DiskSpec,
 )
 
-# The torchvision reader of each dataset with files (by DiskSpec.title).
-_LOADERS = {"CIFAR10": CIFAR10Files, "CIFAR100": CIFAR100Files, "FashionMNIST": tvd.FashionMNIST}
+
+def _loader(spec: DiskSpec) -> type:
+    """The torchvision reader of a dataset with files; imported here, so the embedded digits need no torchvision
+    (importing it costs about a second)."""
+    from torchvision import datasets as tvd
+
+    from mixcollapse.data.cifar import CIFAR10Files, CIFAR100Files
+
+    return {"CIFAR10": CIFAR10Files, "CIFAR100": CIFAR100Files, "FashionMNIST": tvd.FashionMNIST}[spec.title]
 
 
 
@@ -233,6 +237,8 @@ def _view(base: Dataset, classes: list[int] | None, limit: int | None) -> Labele
 
 
 def _transform(spec: DiskSpec, cfg: DataConfig, augment: bool) -> Callable:
+    from torchvision import transforms as T
+
     steps: list[Callable] = []
     if augment:
         if cfg.crop_padding > 0:
@@ -316,13 +322,17 @@ def _ensure_files(spec: DiskSpec, cfg: DataConfig) -> Path:
         raise DataError(_missing(spec, cfg, "data.download is false"))
     # A complete official archive in root is extracted by torchvision without the network.
     archive = None if spec.archive is None else os.path.join(root, spec.archive)
-    archive_here = archive is not None and check_integrity(archive, _LOADERS[spec.title].tgz_md5)
+    archive_here = False
+    if archive is not None:  # a complete official archive is extracted by torchvision without the network
+        from torchvision.datasets.utils import check_integrity
+
+        archive_here = check_integrity(archive, _loader(spec).tgz_md5)
     if not archive_here and not _reachable(spec.url):
         raise DataError(_missing(spec, cfg, f"no network: cannot reach {urlparse(spec.url).hostname}"))
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # fail instead of hanging on a stalled connection
     try:
-        _LOADERS[spec.title](root, train=True, download=True)
+        _loader(spec)(root, train=True, download=True)
     except Exception as err:  # URLError, socket errors, HTTP errors, md5 RuntimeError, bad archives
         raise DataError(_missing(spec, cfg, f"download failed: {_one_line(err)}")) from None
     finally:
@@ -349,7 +359,7 @@ def _load(spec: DiskSpec, root: Path, train: bool, transform: Callable) -> Datas
     try:
         if spec.flat:
             return _read_fashionmnist(spec, root, train)
-        return _LOADERS[spec.title](str(root), train=train, transform=transform, download=False)
+        return _loader(spec)(str(root), train=train, transform=transform, download=False)
     except _READ_ERRORS as err:
         where = os.path.join(root, os.path.dirname(spec.files[0]))
         raise DataError(
@@ -367,9 +377,9 @@ def _read_fashionmnist(spec: DiskSpec, root: Path, train: bool) -> IDXImages:
     images, labels = read_idx(paths[first]), read_idx(paths[first + 1])
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise ValueError(f"images {images.shape} and labels {labels.shape} do not match")
-    if labels.size and labels.max() >= len(_LOADERS[spec.title].classes):
-        raise ValueError(f"label {int(labels.max())} out of range 0..{len(_LOADERS[spec.title].classes) - 1}")
-    return IDXImages(torch.from_numpy(images.copy()), labels, _LOADERS[spec.title].classes, spec.mean, spec.std)
+    if labels.size and labels.max() >= len(_loader(spec).classes):
+        raise ValueError(f"label {int(labels.max())} out of range 0..{len(_loader(spec).classes) - 1}")
+    return IDXImages(torch.from_numpy(images.copy()), labels, _loader(spec).classes, spec.mean, spec.std)
 
 
 def _missing(spec: DiskSpec, cfg: DataConfig, reason: str) -> str:

@@ -25,12 +25,6 @@ from mixcollapse.analysis.measure import ANALYSIS_FILE
 from mixcollapse.analysis.run import analyze_run
 from mixcollapse.config import load_config
 from mixcollapse.metrics.projection import project_classifier
-from mixcollapse.plots.figures import (
-    classifier_geometry_figure,
-    confidence_by_lambda_figure,
-    configuration_figure,
-    configuration_measures_figure,
-)
 from mixcollapse.training.loop import train
 from mixcollapse.training.rundir import read_metrics
 
@@ -86,6 +80,13 @@ def run_demo(out_dir: str | Path = "demo_out", overrides: list[str] | tuple[str,
             "bn_mode": analysis["bn_mode"],
             "classes": analysis["classes"],
         }
+    from mixcollapse.plots.figures import (  # matplotlib is imported when there is something to draw
+        classifier_geometry_figure,
+        confidence_by_lambda_figure,
+        configuration_figure,
+        configuration_measures_figure,
+    )
+
     figures = out_dir / "figures"
     side_by_side = configuration_figure(panels, figures / "mixup_vs_baseline",
                                         suptitle="Last-layer features of mixup pairs, digits (Figure 1 vs Figure 8)")

@@ -7,7 +7,6 @@ timm's encoder is used as is (no pretrained weights, no dropout); the head is ou
 from __future__ import annotations
 
 import torch
-from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 
@@ -26,6 +25,8 @@ class ViT(nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
+        from timm.models.vision_transformer import VisionTransformer  # timm is imported only for a ViT
+
         self.encoder = VisionTransformer(
             img_size=image_size,
             patch_size=patch_size,
