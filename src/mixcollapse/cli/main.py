@@ -17,7 +17,9 @@ import sys
 from mixcollapse import __version__
 from mixcollapse.cli import reproduce, run, theory
 
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, FileExistsError, PermissionError)
+# Bad input: ValueError (the toolkit's one-sentence errors: configs, data, checkpoints, run directories) and
+# OSError (the system's: a full disk, a path through a file, no permission).
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -47,8 +49,8 @@ def show_logs(level: int = logging.INFO) -> None:
 
 # What to do about an OSError, by errno; the message says what the system refused and where.
 _OS_HINTS = {
-    errno.ENOSPC: "free some space and rerun with --resume (the last complete checkpoint is kept)",
-    errno.EDQUOT: "free some space and rerun with --resume (the last complete checkpoint is kept)",
+    errno.ENOSPC: "free some space and run the command again",
+    errno.EDQUOT: "free some space and run the command again",
     errno.ENOTDIR: "a part of that path is a file, not a folder; choose another path",
     errno.EISDIR: "that path is a folder; give a file",
     errno.EEXIST: "something that is not a folder is in the way; choose another path",
@@ -59,7 +61,7 @@ _OS_HINTS = {
 }
 
 
-def error_line(err: BaseException) -> str:
+def error_line(err: BaseException, command: str = "") -> str:
     """The one line a user error becomes: its own first line, or for an OSError from the system (one with an
     errno) what the system refused, on which path, and what to do."""
     if not (isinstance(err, OSError) and err.errno is not None):
@@ -67,6 +69,8 @@ def error_line(err: BaseException) -> str:
     where = f": {err.filename}" if err.filename else ""
     what = err.strerror or str(err).splitlines()[0] or type(err).__name__
     hint = _OS_HINTS.get(err.errno, "")
+    if err.errno in (errno.ENOSPC, errno.EDQUOT) and command == "train":
+        hint = "free some space and rerun with --resume (the last complete checkpoint is kept)"
     return f"{what}{where}" + (f"; {hint}" if hint else "")
 
 
@@ -110,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     show_logs()
     try:
         return int(args.func(args) or 0)
-    except (*USER_ERRORS, OSError) as err:  # OSError: a full disk, a path through a file, no permission
-        print(f"mixcollapse {args.command}: error: {error_line(err)}", file=sys.stderr)
+    except USER_ERRORS as err:
+        print(f"mixcollapse {args.command}: error: {error_line(err, args.command)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"mixcollapse {args.command}: interrupted; rerun with --resume to continue", file=sys.stderr)

@@ -399,7 +399,6 @@ def _train(
     _on_main(lambda: prepare_run_dir(run_dir, cfg, resume))
     if main:
         truncate_metrics(run_dir, start)  # epochs after the checkpoint (or of a failed start) are trained again
-    if main:
         _log.info(_start_line(cfg, run_dir, device, world, start))
     if start >= t.epochs:
         return run_dir
