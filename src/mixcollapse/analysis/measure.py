@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 import time
 from collections.abc import Iterable, Sequence
@@ -47,6 +46,7 @@ from mixcollapse.metrics.projection import project_classifier
 from mixcollapse.mixup import choose_classes, pair_chunks, pair_count
 from mixcollapse.models.adapter import check_contract
 from mixcollapse.training.dist import pick_device
+from mixcollapse.training.rundir import atomic_write_text
 
 _log = logging.getLogger(__name__)
 
@@ -309,7 +309,7 @@ def measure_model(
     clock.lap("figures")
     summary["seconds"] = clock.laps
     summary = to_json(summary)
-    _write_json(out_dir / ANALYSIS_FILE, summary)
+    atomic_write_text(out_dir / ANALYSIS_FILE, json.dumps(summary, indent=2))
     return Analysis(summary=summary, xy=xy, features=feats)
 
 
@@ -400,12 +400,6 @@ _STAGES = {
     "projection": "projection (Appendix B.2)",
     "figures": "figures and summary",
 }
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
 
 
 def _bn_record(model: nn.Module, mode: str, recalibrate_batches: int) -> dict:

@@ -38,10 +38,9 @@ def compare_runs(runs: Sequence[str | Path], out: str | Path = "compare_out", ch
     if not runs:
         raise ValueError("name at least one run directory")
     names = _labels([Path(r) for r in runs])
-    for run in runs:  # every run checked before anything is written
-        find_checkpoint(run, checkpoint)
+    checkpoints = [find_checkpoint(run, checkpoint) for run in runs]  # every run checked before anything is written
     out = Path(out)
-    summaries = [_analysis(Path(run), checkpoint, data_root) for run in runs]
+    summaries = [_analysis(Path(run), ckpt, data_root) for run, ckpt in zip(runs, checkpoints, strict=True)]
     histories = [(name, read_metrics(run)) for name, run in zip(names, runs, strict=True)]
     out.mkdir(parents=True, exist_ok=True)
     files = [*_configurations(names, summaries, out / "configurations"),
@@ -63,8 +62,8 @@ def _labels(runs: list[Path]) -> list[str]:
     return names
 
 
-def _analysis(run: Path, checkpoint: str | None, data_root: str | None) -> dict:
-    ckpt = find_checkpoint(run, checkpoint)
+def _analysis(run: Path, ckpt: Path, data_root: str | None) -> dict:
+    """The run's analysis of checkpoint ``ckpt``: read from its folder, or made now."""
     path = run / "analysis" / ckpt.stem / ANALYSIS_FILE
     if path.is_file():
         return json.loads(path.read_text())

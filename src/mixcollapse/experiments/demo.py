@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ from mixcollapse.analysis.run import analyze_run
 from mixcollapse.config import load_config
 from mixcollapse.metrics.projection import project_classifier
 from mixcollapse.training.loop import train
-from mixcollapse.training.rundir import read_metrics
+from mixcollapse.training.rundir import atomic_write_text, read_metrics
 
 _log = logging.getLogger(__name__)
 
@@ -107,9 +106,7 @@ def run_demo(out_dir: str | Path = "demo_out", overrides: list[str] | tuple[str,
                "comparison_figure": [str(p) for p in side_by_side],
                "comparison_figures": [str(p) for p in comparison]}
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = summary_path.with_name(".summary.json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, summary_path)
+    atomic_write_text(summary_path, json.dumps(summary, indent=2))
     _log.info(format_table(results))
     _log.info(f"[demo] figures: {side_by_side[0]}\n[demo] summary: {summary_path}")
     return summary
