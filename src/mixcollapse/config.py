@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 DATASETS = ("digits", "fashionmnist", "cifar10", "cifar100")
+PIPELINES = ("tensor", "loader")  # how training batches are built (DataConfig.pipeline)
 NUM_CLASSES = {"digits": 10, "fashionmnist": 10, "cifar10": 10, "cifar100": 100}
 MODELS = ("small", "wrn", "vit")
 LOSSES = ("ce", "mse")
@@ -46,7 +47,10 @@ class DataConfig:
     train_limit: int | None = None  # keep the first N training images (tiny runs)
     test_limit: int | None = None
     split_seed: int = 0  # the digits train/test split
-    num_workers: int = 0
+    # "tensor": the dataset held as one tensor on the training device, batches built with tensor operations
+    # (mixcollapse.data.batches; no worker processes); "loader": torchvision's per-sample transforms in a DataLoader
+    pipeline: str = "tensor"
+    num_workers: int = 0  # DataLoader worker processes (data.pipeline=loader only)
 
 
 @dataclass
@@ -337,6 +341,7 @@ def validate(cfg: ExperimentConfig) -> None:
     """Raise ConfigError with one clear sentence for the first invalid value."""
     d, m, mx, t, a = cfg.data, cfg.model, cfg.mixup, cfg.train, cfg.analysis
     _choice(d.name, DATASETS, "data.name")
+    _choice(d.pipeline, PIPELINES, "data.pipeline")
     _choice(m.name, MODELS, "model.name")
     _choice(t.loss, LOSSES, "train.loss")
     _choice(t.optimizer, OPTIMIZERS, "train.optimizer")

@@ -17,7 +17,9 @@ def test_json_has_the_required_keys(tmp_path, capsys):
         assert key in out
     assert out["settings"]["num_classes"] == 4 and len(out["settings"]["classes"]) == 3
     assert out["etf_check"]["etf_distance"] < 1e-3
-    assert (tmp_path / "figure6.png").stat().st_size > 0 and (tmp_path / "figure6.pdf").stat().st_size > 0
+    assert (tmp_path / "figure6.png").stat().st_size > 0 and not (tmp_path / "figure6.pdf").exists()
+    assert main(["theory", "--pdf", "--out", str(tmp_path / "pdf"), *SMALL]) == 0
+    assert (tmp_path / "pdf" / "figure6.pdf").read_bytes().startswith(b"%PDF")
 
 
 def test_summary_says_what_it_is_doing(tmp_path, capsys):

@@ -17,7 +17,7 @@ def test_two_runs_compared_into_figures_and_csv_files(tiny_run, tmp_path, capsys
     other = shutil.copytree(tiny_run, tmp_path / "other")
     for run in (tiny_run, other):
         analyze_run(run, overrides=SMALL, draw=False, progress=False)
-    assert main(["compare", str(tiny_run), str(other), "--out", str(tmp_path / "cmp")]) == 0
+    assert main(["compare", str(tiny_run), str(other), "--out", str(tmp_path / "cmp"), "--pdf"]) == 0
     printed = capsys.readouterr().out
     assert "tiny-run" in printed and "other" in printed and "pair_prob_mae" in printed
     for name in ("configurations.png", "configurations.pdf", "training_curves.png", "training_curves.pdf"):

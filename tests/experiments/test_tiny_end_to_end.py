@@ -44,8 +44,7 @@ def test_experiment_runs_at_tiny_scale(name, tiny_out, caplog):
             assert (tiny_out / "tables" / f"{name}.{suffix}").is_file()
         assert table["caption"] in out  # printed
     else:
-        for suffix in ("png", "pdf"):
-            assert (tiny_out / "figures" / f"{name}.{suffix}").stat().st_size > 1000
+        assert (tiny_out / "figures" / f"{name}.png").stat().st_size > 1000
     if name == "fig10":
         assert [p["epoch"] for p in manifest["panels"]] == [1, 2, 3]
     if name == "fig11":

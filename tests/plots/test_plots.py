@@ -60,7 +60,7 @@ def metrics_rows(n=5):
 
 
 def assert_written(paths, stem):
-    assert [p.name for p in paths] == [f"{stem.name}.png", f"{stem.name}.pdf"]
+    assert [p.name for p in paths] == [f"{stem.name}.png"]  # PNG unless PDF is asked for
     for p in paths:
         assert p.stat().st_size > 1000
     assert not list(stem.parent.glob(".*tmp"))  # nothing half-written left behind
@@ -71,6 +71,19 @@ def test_configuration_measures_overlay_two_runs(tmp_path):
     paths = plots.configuration_measures_figure(
         [("mixup", configuration_section(1.0)), ("baseline", configuration_section(3.0))], stem, suptitle="x")
     assert_written(paths, stem)
+
+
+def test_pdf_and_svg_when_asked_and_one_line_for_an_unknown_format(tmp_path):
+    from mixcollapse.plots.formats import current_formats, figure_formats
+
+    stem = tmp_path / "figs" / "asked"
+    with figure_formats("png", "PDF", ".svg"):
+        paths = plots.classifier_geometry_figure([("run", metrics_rows())], stem)
+    assert [p.name for p in paths] == ["asked.png", "asked.pdf", "asked.svg"] and current_formats() == ("png",)
+    assert paths[1].read_bytes().startswith(b"%PDF") and b"<svg" in paths[2].read_bytes()[:1000]
+    with pytest.raises(ValueError, match="unknown figure format 'eps'; choose from png, pdf, svg"):
+        with figure_formats("png", "eps"):
+            pass
 
 
 def test_configuration_measures_without_channel_numbers(tmp_path):

@@ -28,9 +28,13 @@ SETTINGS = ("data.train_limit=768", "train.batch_size=64", "model.hidden=32", "t
 KILLS = 10
 
 
-def _train(out: Path, workers: int) -> subprocess.Popen:
+def _data(pipeline: str) -> list[str]:
+    return [f"data.pipeline={pipeline}", f"data.num_workers={2 if pipeline == 'loader' else 0}"]
+
+
+def _train(out: Path, pipeline: str) -> subprocess.Popen:
     """``mixcollapse train`` in a process of its own, to be killed."""
-    cmd = [sys.executable, "-m", "mixcollapse", "train", "--out", str(out), *SETTINGS, f"data.num_workers={workers}"]
+    cmd = [sys.executable, "-m", "mixcollapse", "train", "--out", str(out), *SETTINGS, *_data(pipeline)]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
@@ -47,27 +51,27 @@ def _result(run: Path) -> tuple[list[dict], dict]:
     return rows, load_checkpoint(run / "checkpoints" / "last.pt")["model"]
 
 
-def _config(workers: int):
-    return load_config("digits", [*SETTINGS, f"data.num_workers={workers}"])
+def _config(pipeline: str):
+    return load_config("digits", [*SETTINGS, *_data(pipeline)])
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_kill_9_at_random_moments_then_resume_equals_the_uninterrupted_run(tmp_path, workers):
+@pytest.mark.parametrize("pipeline", ["tensor", "loader"])  # loader: with two worker processes
+def test_kill_9_at_random_moments_then_resume_equals_the_uninterrupted_run(tmp_path, pipeline):
     tic = time.monotonic()
-    train(_config(workers), tmp_path / "straight")  # the same code in process: the reference
+    train(_config(pipeline), tmp_path / "straight")  # the same code in process: the reference
     training_seconds = time.monotonic() - tic
     rows, weights = _result(tmp_path / "straight")
     assert len(rows) == 8
 
-    rng = random.Random(workers)
+    rng = random.Random(pipeline)
     for k in range(KILLS):
         run = tmp_path / f"killed-{k}"
-        proc = _train(run, workers)
+        proc = _train(run, pipeline)
         assert _started(proc)
         time.sleep(rng.uniform(0.0, training_seconds))
         proc.kill()  # SIGKILL: no handler runs
         proc.wait()
-        train(_config(workers), run, resume=True)
+        train(_config(pipeline), run, resume=True)
         got_rows, got_weights = _result(run)
         assert got_rows == rows, f"kill {k}: metrics differ"
         assert got_weights.keys() == weights.keys()

@@ -155,15 +155,17 @@ def test_resume_after_interruption_equals_the_uninterrupted_run(tmp_path, tiny_c
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.slow  # worker processes start every epoch: about 10 s
-def test_resume_with_loader_workers_equals_the_uninterrupted_run(tmp_path, tiny_config):
-    """Two workers drawing random crops and flips (CIFAR's augmentation): each epoch's worker seeds come from the
-    checkpointed loader generator, so a resumed run sees the same augmentations as an uninterrupted one."""
+@pytest.mark.parametrize("pipeline", [
+    "tensor", pytest.param("loader", marks=pytest.mark.slow)])  # worker processes start every epoch: about 10 s
+def test_resume_with_random_crops_and_flips_equals_the_uninterrupted_run(tmp_path, tiny_config, pipeline):
+    """CIFAR's augmentation, drawn by the tensor pipeline from its checkpointed generator, or by two loader workers
+    seeded each epoch from the checkpointed loader generator: a resumed run sees the same augmentations."""
     from mixcollapse.data.fake import write_fake_cifar10
 
     write_fake_cifar10(tmp_path / "data", n_train=128, n_test=40)
     cfg = tiny_config("data.name=cifar10", f"data.root={tmp_path / 'data'}", "data.num_workers=2",
-                      "data.train_limit=128", "train.batch_size=32", "train.epochs=4", "train.checkpoint_every=2")
+                      f"data.pipeline={pipeline}", "data.train_limit=128", "train.batch_size=32", "train.epochs=4",
+                      "train.checkpoint_every=2")
     assert cfg.data.augment
     straight = train(cfg, tmp_path / "straight")
     cut = train(cfg, tmp_path / "cut", stop_after_epoch=3)
@@ -324,7 +326,7 @@ def test_a_run_too_long_for_this_cpu_says_so_once_and_workers_are_capped(tmp_pat
     monkeypatch.setattr(loop, "CPU_WARNING_SECONDS", 0.0)  # any run is "too long"
     monkeypatch.setattr(loop, "available_cores", lambda: 1)
     caplog.set_level(logging.INFO, logger="mixcollapse")
-    train(tiny_config("train.epochs=2", "data.num_workers=4"), tmp_path / "run")
+    train(tiny_config("train.epochs=2", "data.num_workers=4", "data.pipeline=loader"), tmp_path / "run")
     warnings = [r.message for r in caplog.records if "on this CPU an epoch takes about" in r.message]
     assert len(warnings) == 1 and "the 2 epochs left about" in warnings[0] and "wrn-fashionmnist-cpu" in warnings[0]
     assert any("data.num_workers=4 capped at the 1 available CPU cores" in r.message for r in caplog.records)

@@ -18,7 +18,7 @@ import logging
 import math
 import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -249,7 +249,7 @@ def measure_model(
     meta: dict | None = None,
     device: str | torch.device = "auto",
     num_workers: int = 0,
-    draw: bool = True,
+    draw: bool | Collection[str] = True,
     overwrite: bool = False,
     progress: bool = True,
 ) -> Analysis:
@@ -263,7 +263,8 @@ def measure_model(
     lambda distribution; 0 = a baseline). ``mix_batches``: mixed training batches for batch-norm
     recalibration or train mode (default: drawn from ``train_dataset`` with ``alpha``).
     ``metrics_rows``: per-epoch rows with ``classifier_*`` keys (metrics.jsonl) for Figure 5.
-    ``draw=False`` skips the figures. See docs/analysis.md for what is measured and how.
+    ``draw=False`` skips the figures; a list of names (plots.analysis.FIGURES) draws those only. See
+    docs/analysis.md for what is measured and how.
     """
     check_contract(model)
     a = settings if settings is not None else AnalysisConfig()
@@ -302,9 +303,10 @@ def measure_model(
     if draw:
         from mixcollapse.plots.analysis import draw_analysis  # matplotlib and plotly: only to draw
 
+        only = {} if draw is True else {"only": tuple(draw)}
         figures = draw_analysis(out_dir / "figures", xy, feats.pairs, project_classifier(rows), classes, names,
                                 title or "mixup pairs", network.bn["pairs"], to_json(sections), metrics_rows,
-                                checkpoint_epoch, a.seed)
+                                checkpoint_epoch, a.seed, **only)
     summary = summarize(sections, feats, classes, names, figures, network.bn, meta)
     clock.lap("figures")
     summary["seconds"] = clock.laps

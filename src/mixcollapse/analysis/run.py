@@ -6,6 +6,7 @@ the run's per-epoch classifier geometry (metrics.jsonl, Figure 5) to the figures
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 import torch
@@ -48,7 +49,7 @@ def analyze_run(
     overwrite: bool = False,
     device: str = "auto",
     progress: bool = True,
-    draw: bool = True,
+    draw: bool | Collection[str] = True,
     threads: int | None = None,
 ) -> Analysis:
     """Measure a run's checkpoint with ``measure_model``: output under ``RUN/analysis/<name>/``.

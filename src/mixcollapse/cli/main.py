@@ -16,6 +16,7 @@ import sys
 
 from mixcollapse import __version__
 from mixcollapse.cli import reproduce, run, theory
+from mixcollapse.plots.formats import DEFAULT_FORMATS, figure_formats
 
 # Bad input: ValueError (the toolkit's one-sentence errors: configs, data, checkpoints, run directories) and
 # OSError (the system's: a full disk, a path through a file, no permission).
@@ -112,8 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: one clear line and exit code 2 for bad input, never a traceback for it."""
     args = parse_args(build_parser(), argv)
     show_logs()
+    formats = ("png", "pdf") if getattr(args, "pdf", False) else DEFAULT_FORMATS
     try:
-        return int(args.func(args) or 0)
+        with figure_formats(*formats):
+            return int(args.func(args) or 0)
     except USER_ERRORS as err:
         print(f"mixcollapse {args.command}: error: {error_line(err, args.command)}", file=sys.stderr)
         return 2

@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from mixcollapse.cli.run import PDF_HELP
+
 LAUNCHER_HELP = ("how training runs start: inprocess (train() here: one CPU process), subprocess "
                  "(python -m mixcollapse train, torchrun for --nproc-per-node > 1), auto: in-process on one "
                  "CPU process, subprocesses otherwise (default)")
@@ -65,6 +67,7 @@ def _add_reproduce(sub) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads of every training run (default: the preset's; at --scale cpu one per core)")
     _add_launch_options(p)
+    p.add_argument("--pdf", action="store_true", help=PDF_HELP)
     p.set_defaults(func=run_reproduce)
 
 

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 OVERRIDES_HELP = "config overrides as section.key=value, e.g. train.lr=0.05 mixup.alpha=0.4"
+PDF_HELP = "write every figure as PDF too (vector, for papers; slower), beside the PNG"
 
 
 def add_parsers(sub) -> None:
@@ -31,6 +32,7 @@ def add_parsers(sub) -> None:
     p.add_argument("overrides", nargs="*",
                    help="analysis overrides, e.g. analysis.classes=[0,3,5] analysis.bn_mode=eval "
                         "analysis.nc_samples=5000")
+    p.add_argument("--pdf", action="store_true", help=PDF_HELP)
     p.set_defaults(func=run_analyze)
 
     p = sub.add_parser("compare", help="runs side by side: configurations, measures, training curves, CSV files")
@@ -38,12 +40,14 @@ def add_parsers(sub) -> None:
     p.add_argument("--out", default="compare_out", help="output directory (default: compare_out)")
     p.add_argument("--checkpoint", default=None, help="checkpoint name in every run (default: last.pt)")
     p.add_argument("--data-root", default=None, help="where the datasets live, for runs not yet analysed")
+    p.add_argument("--pdf", action="store_true", help=PDF_HELP)
     p.set_defaults(func=run_compare)
 
     p = sub.add_parser("demo", help="mixup vs baseline on the embedded digits data: figures, accuracy, ECE")
     p.add_argument("--out", default="demo_out", help="output directory (default: demo_out)")
     p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier demo in --out")
     p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP + " (applied to both runs)")
+    p.add_argument("--pdf", action="store_true", help=PDF_HELP)
     p.set_defaults(func=run_demo)
 
 

@@ -11,6 +11,8 @@ import argparse
 import json
 import logging
 
+from mixcollapse.cli.run import PDF_HELP
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``theory`` subcommand (sets ``func``)."""
@@ -46,8 +48,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-joint", action="store_true", help="skip the joint problem (etf_check is null)")
     p.add_argument("--no-figure", action="store_true", help="compute the numbers only")
-    p.add_argument("--out", default="theory_out", help="directory for figure6.png and figure6.pdf")
+    p.add_argument("--out", default="theory_out", help="directory for figure6.png (and figure6.pdf with --pdf)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
+    p.add_argument("--pdf", action="store_true", help=PDF_HELP)
     p.set_defaults(func=run)
 
 

@@ -31,6 +31,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from mixcollapse.config import DATASETS, NUM_CLASSES, DataConfig
+from mixcollapse.data.batches import TensorBatches, set_epoch, tensor_images
 from mixcollapse.data.formats import IDXImages, ImageTensors, read_idx
 from mixcollapse.data.specs import (
     DATA_ENV,
@@ -70,6 +71,8 @@ class DataBundle:
     std: tuple[float, ...]
     synthetic: bool = False  # files written by mixcollapse.data.fake, not the real dataset
     source: str = ""  # the folder the files were read from ("" for the embedded digits)
+    crop_padding: int = 0  # the training set's augmentation in effect: random crop with this zero padding
+    flip: bool = False  # and random horizontal flips
 
 
 class LabeledView(Dataset):
@@ -98,14 +101,16 @@ def build_datasets(cfg: DataConfig, *, train_augment: bool | None = None) -> Dat
         raise DataError(f"unknown dataset '{cfg.name}' (known: {', '.join(DATASETS)})")
     classes = _check_classes(cfg)
     augment = cfg.augment if train_augment is None else train_augment
+    augmented = False
     if cfg.name == "digits":
         train, test, names, mean, std = _digits(cfg.split_seed)
         size, channels, synthetic, source = 8, 1, False, ""
     else:
         spec = SPECS[cfg.name]
+        augmented = augment and spec.augmentable
         root = _ensure_files(spec, cfg)
         mean, std, size, channels = spec.mean, spec.std, spec.image_size, spec.in_channels
-        train = _load(spec, root, True, _transform(spec, cfg, augment and spec.augmentable))
+        train = _load(spec, root, True, _transform(spec, cfg, augmented))
         test = _load(spec, root, False, _transform(spec, cfg, False))
         names = list(train.classes)
         synthetic = os.path.isfile(os.path.join(root, FAKE_MARKER))
@@ -123,6 +128,8 @@ def build_datasets(cfg: DataConfig, *, train_augment: bool | None = None) -> Dat
         std=tuple(std),
         synthetic=synthetic,
         source=source,
+        crop_padding=cfg.crop_padding if augmented else 0,
+        flip=cfg.flip if augmented else False,
     )
 
 
@@ -150,18 +157,35 @@ def build_loaders(
     bundle: DataBundle,
     batch_size: int,
     *,
+    pipeline: str = "tensor",
+    device: torch.device | str = "cpu",
+    channels_last: bool = False,
     num_workers: int = 0,
     seed: int = 0,
     distributed: bool = False,
     drop_last: bool = True,
     pin_memory: bool = False,
-) -> tuple[DataLoader, DataLoader]:
-    """Seeded shuffling train loader and ordered test loader; under DDP call ``train_loader.sampler.set_epoch``.
+) -> tuple[DataLoader | TensorBatches, DataLoader | TensorBatches]:
+    """Seeded shuffling train loader and ordered test loader; each epoch, call ``batches.set_epoch`` (DDP).
 
-    Distributed: the train set is split by a DistributedSampler (padded, shuffled with ``seed``);
-    the test set by disjoint unpadded shards ``rank::world``, so summed counts are exact.
-    ``drop_last`` is ignored when a rank holds fewer than ``batch_size`` training samples (tiny runs).
+    ``pipeline="tensor"``: the built-in datasets held as tensors on ``device``, batches built with tensor
+    operations (mixcollapse.data.batches; ``num_workers`` and ``pin_memory`` unused); users' own
+    datasets fall back to the per-sample path. ``pipeline="loader"``: torchvision's per-sample
+    transforms in a DataLoader. Distributed: the train set is split as by a DistributedSampler (padded,
+    shuffled with ``seed``); the test set by disjoint unpadded shards ``rank::world``, so summed counts
+    are exact. ``drop_last`` is ignored when a rank holds fewer than ``batch_size`` training samples.
     """
+    if pipeline == "tensor":
+        train_images = tensor_images(bundle.train, bundle.mean, bundle.std)
+        test_images = tensor_images(bundle.test, bundle.mean, bundle.std)
+        if train_images is not None and test_images is not None:
+            shard = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if distributed else None
+            common = {"shard": shard, "channels_last": channels_last}
+            train = TensorBatches(train_images.to(device), batch_size, shuffle=True, seed=seed, drop_last=drop_last,
+                                  augment=(bundle.crop_padding, bundle.flip), **common)
+            return train, TensorBatches(test_images.to(device), batch_size, shuffle=False, **common)
+    elif pipeline != "loader":
+        raise ValueError(f"unknown data pipeline '{pipeline}' (known: tensor, loader)")
     # Workers start anew each epoch (not persistent), seeded from the loader's generator, which the checkpoint
     # holds: the augmentations of an epoch depend only on (seed, epoch), so a resumed run sees the same ones.
     extra = {"num_workers": num_workers, "pin_memory": pin_memory, "persistent_workers": False}
@@ -432,6 +456,8 @@ __all__ = [
     "ShardSampler",
     "build_datasets",
     "build_loaders",
+    "set_epoch",
+    "TensorBatches",
     "train_labels",
     "files_present",
     "ensure_files",

@@ -2,8 +2,8 @@
 
 ``mixcollapse compare RUN_A RUN_B ...`` (one run works too: its training curves and CSV files). Each run's
 analysis is read from ``RUN/analysis/<checkpoint>/`` and made first when it is missing (``analyze_run``
-with the run's own settings). Outputs in ``out``: ``configurations.{png,pdf}``, ``training_curves.{png,pdf}``,
-``measures.csv`` (one row per run: the headline numbers of analysis.json) and ``metrics.csv`` (every epoch
+with the run's own settings). Outputs in ``out``: ``configurations.png``, ``training_curves.png`` (.pdf too with
+``--pdf``), ``measures.csv`` (one row per run: the headline numbers of analysis.json) and ``metrics.csv`` (every epoch
 of every run, with a ``run`` column).
 """
 

@@ -30,6 +30,9 @@ from mixcollapse.training.rundir import atomic_write_text, read_metrics
 _log = logging.getLogger(__name__)
 
 RUNS = (("mixup", 1.0), ("baseline", 0.0))
+# Each run's own analysis figures; its measures, mixed test pairs and classifier geometry are drawn once, for both
+# runs on shared axes (the comparison figures), not again per run.
+RUN_FIGURES = ("configuration", "configuration_html", "reliability")
 # Headline numbers copied from each run's analysis.json into summary.json (see analysis.measure.HEADLINE).
 HEADLINE_KEYS = ("mce", "pair_mass", "other_logit_spread", "same_cos_mean", "same_cos_lambda_spread",
                  "channel_position_mae", "ufm_distance", "nc1", "nc3", "nc4_agreement", "test_pair_confidence",
@@ -58,7 +61,7 @@ def run_demo(out_dir: str | Path = "demo_out", overrides: list[str] | tuple[str,
         _log.info(f"[demo] training {name} (alpha={alpha:g}) into {run_dir}")
         train(cfg, run_dir, resume=_has_run(run_dir))
         _log.info(f"[demo] measuring {name}: mixup-pair features, neural collapse, calibration")
-        result = analyze_run(run_dir, overwrite=True, progress=progress)
+        result = analyze_run(run_dir, overwrite=True, progress=progress, draw=RUN_FIGURES)
         analysis, feats = result.summary, result.features
         rows = feats.classifier_weight[analysis["classes"]]
         panels.append(dict(xy=result.xy, lam=feats.lam, same=feats.same, classifier_xy=project_classifier(rows),

@@ -13,9 +13,9 @@
 3. **analysis**: the experiment's step (``STEPS``; the one place where step names are dispatched):
    ``configuration`` panels (analysis.run.analyze_run, cached in ``<out>/analysis``),
    ``trajectory`` (analysis.trajectory), ``classifier`` curves (metrics.jsonl) or a ``table``.
-4. **outputs**: ``<out>/figures/<experiment>.{png,pdf}``, ``<out>/tables/<experiment>.{csv,json,md}``
-   and ``<out>/experiments/<experiment>.json`` (what ran, on which data, the numbers, the files),
-   which ``mixcollapse report`` turns into one HTML page.
+4. **outputs**: ``<out>/figures/<experiment>.png`` (.pdf too with ``--pdf``),
+   ``<out>/tables/<experiment>.{csv,json,md}`` and ``<out>/experiments/<experiment>.json`` (what ran, on
+   which data, the numbers, the files), which ``mixcollapse report`` turns into one HTML page.
 """
 
 from __future__ import annotations

@@ -22,6 +22,8 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import LinearSegmentedColormap  # noqa: E402
 from mpl_toolkits.axes_grid1 import make_axes_locatable  # noqa: E402
 
+from mixcollapse.plots.formats import check_formats, current_formats  # noqa: E402
+
 
 def _truncated(name: str, lo: float, hi: float) -> LinearSegmentedColormap:
     base = plt.get_cmap(name)
@@ -117,8 +119,15 @@ def _file_mode() -> int:
 FILE_MODE = _file_mode()
 
 
-def save_figure(fig: plt.Figure, stem: str | Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
-    """Save ``fig`` as stem.png and stem.pdf, each written to a temporary file first, then renamed."""
+def save_figure(fig: plt.Figure, stem: str | Path, formats: Sequence[str] | None = None, *,
+                crop: bool = True) -> list[Path]:
+    """Save ``fig`` as stem.png (and stem.pdf when asked: ``plots.formats``), each through a temporary file, renamed.
+
+    ``formats`` None: the current ones (``plots.formats.current_formats``: PNG unless ``--pdf``). ``crop``:
+    cut the figure to its drawn content (matplotlib's tight bounding box, one more layout pass per
+    file); figures already fitted by ``tight_layout`` pass False and are drawn once.
+    """
+    formats = current_formats() if formats is None else check_formats(formats)
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -127,7 +136,7 @@ def save_figure(fig: plt.Figure, stem: str | Path, formats: Sequence[str] = ("pn
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)
         try:
-            fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight")
+            fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight" if crop else None)
             os.chmod(tmp, FILE_MODE)  # mkstemp makes 0600; a figure is as readable as any file written here
             os.replace(tmp, path)
         finally:
@@ -281,7 +290,7 @@ def configuration_measures_figure(
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
-    return save_figure(fig, stem)
+    return save_figure(fig, stem, crop=False)
 
 
 def reliability_figure(series: Sequence[tuple[str, dict]], stem: str | Path, suptitle: str = "") -> list[Path]:
@@ -348,7 +357,7 @@ def confidence_by_lambda_figure(series: Sequence[tuple[str, dict]], stem: str | 
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
-    return save_figure(fig, stem)
+    return save_figure(fig, stem, crop=False)
 
 
 def _target_confidence_line() -> tuple[np.ndarray, np.ndarray]:
@@ -397,7 +406,7 @@ def classifier_geometry_figure(
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
-    return save_figure(fig, stem)
+    return save_figure(fig, stem, crop=False)
 
 
 # What the training curves show: (metrics.jsonl key, panel title), one panel each.
@@ -430,4 +439,4 @@ def training_curves_figure(histories: Sequence[tuple[str, Sequence[dict]]], stem
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
-    return save_figure(fig, stem)
+    return save_figure(fig, stem, crop=False)

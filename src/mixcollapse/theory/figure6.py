@@ -67,7 +67,7 @@ def figure6_data(
 
 
 def draw_figure6(data: dict, out_dir: str | Path, stem: str = "figure6") -> list[Path]:
-    """Both panels side by side, each titled with its loss; PNG and PDF written atomically."""
+    """Both panels side by side, each titled with its loss; PNG (PDF too when asked: plots.formats), atomically."""
     from mixcollapse.plots.figures import configuration_figure
 
     panels = [

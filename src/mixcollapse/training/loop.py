@@ -21,11 +21,11 @@ Per epoch, rank 0 appends one JSON line to ``run_dir/metrics.jsonl``:
 The test_* keys are null on epochs skipped by ``train.eval_every`` (the final epoch is always
 evaluated); non-finite numbers are written as null.
 
-Resume is exact (bitwise on the same machine and thread count, tested on one and two processes)
-with ``data.num_workers = 0``: the checkpoint restores every random stream, including the single-
-process loader's shuffling Generator. With worker processes it is not: persistent workers keep
-their own random state (augmentation) and draw their base seed from the loader's Generator only
-when first started, so the order and augmentation after a resume differ from an uninterrupted run.
+Resume is exact (bitwise on the same machine and thread count, tested on one and two processes):
+the checkpoint restores every random stream, including the train loader's generator, which draws
+the order of samples and, with ``data.pipeline = tensor`` (the default, no worker processes), the
+crop offsets and flips; with ``data.pipeline = loader`` worker processes start anew each epoch,
+seeded from that generator, so they too repeat an uninterrupted run.
 
 Distributed details: ``train.batch_size`` is the global batch; each of N ranks takes
 batch_size / N and mixes within its own share. Evaluation is exact: each rank evaluates a
@@ -50,6 +50,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from mixcollapse.config import ExperimentConfig, MixupConfig, config_from_dict, to_dict, validate
+from mixcollapse.data.batches import TensorBatches, set_epoch
 from mixcollapse.data.datasets import DataBundle, build_datasets, build_loaders
 from mixcollapse.losses import get_loss
 from mixcollapse.metrics.calibration import CalibrationAccumulator
@@ -249,8 +250,8 @@ class _Session:
     bundle: DataBundle
     model: nn.Module
     model_args: dict
-    train_loader: DataLoader
-    test_loader: DataLoader
+    train_loader: DataLoader | TensorBatches
+    test_loader: DataLoader | TensorBatches
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     loss_fn: Callable
@@ -270,9 +271,10 @@ def _build_session(cfg: ExperimentConfig, device: torch.device, rank: int, world
     random.seed(t.seed + rank)
     mixup_rng = np.random.default_rng(t.seed + rank)
     workers = min(cfg.data.num_workers, available_cores())
-    if workers < cfg.data.num_workers and rank == 0:
+    if workers < cfg.data.num_workers and rank == 0 and cfg.data.pipeline == "loader":
         _log.info(f"[train] data.num_workers={cfg.data.num_workers} capped at the {workers} available CPU cores")
-    train_loader, test_loader = build_loaders(bundle, t.batch_size // world, num_workers=workers,
+    train_loader, test_loader = build_loaders(bundle, t.batch_size // world, pipeline=cfg.data.pipeline,
+                                              device=device, channels_last=t.channels_last, num_workers=workers,
                                               seed=t.seed, distributed=world > 1, pin_memory=device.type == "cuda")
     optimizer = build_optimizer(t, model)
     scheduler = build_scheduler(t, optimizer, len(train_loader))
@@ -310,8 +312,7 @@ def _run_epoch(s: _Session, ddp_model: nn.Module, cfg: ExperimentConfig, epoch: 
                main: bool, first: bool = False) -> dict:
     """One epoch of mixup training, the test set when due (train.eval_every), and the classifier's geometry."""
     t = cfg.train
-    if hasattr(s.train_loader.sampler, "set_epoch"):  # DistributedSampler: the order is a function of the epoch
-        s.train_loader.sampler.set_epoch(epoch - 1)
+    set_epoch(s.train_loader, epoch - 1)  # under DDP the order is a function of the epoch
     tic = time.perf_counter()
     row: dict = {"epoch": epoch}
     watch = _cpu_time_check(cfg, len(s.train_loader), epoch) if first and device.type == "cpu" and main else None
