@@ -236,8 +236,8 @@ def ddp_section(root: Path, device: torch.device, sizes: Sizes, tiny: bool) -> d
     finally:
         tdist.destroy_process_group()
     print(f"[gpu-check] DDP ({backend}, 1 process): {ddp:.0f} images/s, plain {plain:.0f}", flush=True)
-    return {"model": model_label(cfg), "backend": backend, "world_size": 1, "images_per_s": ddp, "plain_images_per_s": plain,
-            "ddp_over_plain": ddp / plain, "steps": sizes.ddp_steps}
+    return {"model": model_label(cfg), "backend": backend, "world_size": 1, "images_per_s": ddp,
+            "plain_images_per_s": plain, "ddp_over_plain": ddp / plain, "steps": sizes.ddp_steps}
 
 
 def analysis_section(root: Path, device: torch.device, sizes: Sizes, tiny: bool, out: Path) -> dict:

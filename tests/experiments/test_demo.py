@@ -48,3 +48,24 @@ def test_overwrite_restarts_an_interrupted_demo_with_new_settings(tmp_path, tiny
     summary = run_demo(out, overrides=settings, overwrite=True, progress=False)  # other settings: starts over
     assert summary["overrides"] == settings and len(summary["runs"]) == 2
     assert [row["epoch"] for row in read_metrics(out / "runs" / "mixup")] == [1]
+
+
+@pytest.mark.slow  # two processes start: about 10 s
+def test_runs_side_by_side_give_the_numbers_of_runs_one_after_the_other(tmp_path, capfd):
+    from conftest import TINY_OVERRIDES
+    from mixcollapse.cli.main import show_logs
+    from mixcollapse.experiments.demo import run_demo
+
+    show_logs()
+    settings = [*TINY_OVERRIDES, "train.epochs=2", "analysis.pairs_per_class_pair=10", "analysis.test_pairs=50"]
+    apart = run_demo(tmp_path / "apart", overrides=settings, progress=False, jobs=1)
+    capfd.readouterr()
+    together = run_demo(tmp_path / "together", overrides=settings, progress=False, jobs=2)
+    printed = capfd.readouterr().out  # the workers write to the file descriptor
+    assert "side by side (2 processes)" in printed
+    assert "mixup    | epoch 2/2" in printed and "baseline | [analyze]" in printed  # the workers' lines, labelled
+    for name in ("mixup", "baseline"):
+        a, b = apart["runs"][name], together["runs"][name]
+        numbers = [k for k, v in a.items() if isinstance(v, float)]
+        assert len(numbers) > 10 and all(a[k] == b[k] for k in numbers), name
+        assert all(Path(p).is_file() for p in b["figures"])

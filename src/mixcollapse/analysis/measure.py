@@ -31,6 +31,7 @@ from mixcollapse.analysis.extract import (
     PairFeatures,
     extract_pair_features,
     has_batchnorm,
+    load_pair_features,
     mixup_training_batches,
     recalibrate_batchnorm,
     write_pairs,
@@ -229,6 +230,13 @@ def resolve_classes(classes: Sequence[int] | None, settings: AnalysisConfig, num
     if classes is None:
         classes = settings.classes if settings.classes is not None else choose_classes(num_classes, settings.seed)
     return check_analysis_classes(classes, num_classes)
+
+
+def load_analysis(out_dir: str | Path) -> Analysis:
+    """An analysis that ``measure_model`` wrote into ``out_dir``, read back (the big arrays memory-mapped)."""
+    summary = json.loads((Path(out_dir) / ANALYSIS_FILE).read_text())
+    features = Path(summary["features"])
+    return Analysis(summary, np.load(features / "projection.npy", mmap_mode="r"), load_pair_features(features))
 
 
 def measure_model(

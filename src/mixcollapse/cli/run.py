@@ -46,6 +46,8 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("demo", help="mixup vs baseline on the embedded digits data: figures, accuracy, ECE")
     p.add_argument("--out", default="demo_out", help="output directory (default: demo_out)")
     p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier demo in --out")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="trainings side by side, one process each (default: one per CPU core, at most 2)")
     p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP + " (applied to both runs)")
     p.add_argument("--pdf", action="store_true", help=PDF_HELP)
     p.set_defaults(func=run_demo)
@@ -85,7 +87,7 @@ def run_demo(args) -> int:
     load_config("digits", args.overrides)  # bad overrides are refused before torch is imported
     from mixcollapse.experiments.demo import run_demo as demo
 
-    demo(args.out, overrides=args.overrides, overwrite=args.overwrite)
+    demo(args.out, overrides=args.overrides, overwrite=args.overwrite, jobs=args.jobs)
     return 0
 
 

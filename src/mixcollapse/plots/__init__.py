@@ -4,4 +4,5 @@ figures      the static figures and the shared drawing helpers (colour maps, cla
 analysis     the figures of one analysis (``mixcollapse analyze``)
 paper        the paper's grids of panels as ``mixcollapse reproduce`` lays them out
 interactive  the configuration as a self-contained interactive HTML page
+formats      which files a figure is written as (PNG; PDF when asked), without importing matplotlib
 """
