@@ -1,6 +1,6 @@
 """The GPU check: what one GPU does with the toolkit, measured in one run and written to one JSON file.
 
-    PYTHONPATH=src python bench/gpu_check.py --out DIR          # one H100/H200: about 3-5 minutes
+    PYTHONPATH=src python bench/gpu_check.py --out DIR          # one H100/H200: sized for at most 8 minutes
     PYTHONPATH=src python bench/gpu_check.py --out DIR --tiny   # any machine, a CPU too: tiny sizes, seconds
 
 Needs only what a GPU machine without internet has (torch, torchvision, timm, scipy, scikit-learn,
