@@ -37,7 +37,8 @@ def test_only_the_figures_asked_for_are_drawn(tmp_path, tiny_config):
     run = tmp_path / "run"
     train(tiny_config("train.epochs=1", "analysis.pairs_per_class_pair=10", "analysis.test_pairs=50",
                       "analysis.recalibrate_batches=2", "data.test_limit=60"), run)
-    figures = analyze_run(run, device="cpu", progress=False, draw=("reliability", "configuration")).summary["figure_files"]
+    result = analyze_run(run, device="cpu", progress=False, draw=("reliability", "configuration"))
+    figures = result.summary["figure_files"]
     assert sorted(figures) == ["configuration", "reliability"]
     assert sorted(p.name for p in (run / "analysis" / "last" / "figures").iterdir()) == ["configuration.png",
                                                                                          "reliability.png"]
