@@ -107,6 +107,7 @@ class TrainConfig:
     checkpoint_epochs: list[int] = field(default_factory=list)  # kept forever (Figure 10: 100/300/500)
     eval_every: int = 1
     progress: bool = True
+    tensorboard: bool = True  # also write TensorBoard event files into run_dir/tensorboard (metrics.jsonl stays)
 
 
 @dataclass

@@ -6,6 +6,7 @@ the run's per-epoch classifier geometry (metrics.jsonl, Figure 5) to the figures
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from mixcollapse.analysis.ufm import DEFAULT_UFM_WEIGHT_DECAY
 from mixcollapse.config import apply_overrides, model_label, training_label
 from mixcollapse.data.datasets import build_datasets
 from mixcollapse.data.specs import SPECS
+from mixcollapse.training.board import BOARD_DIR, log_image
 from mixcollapse.training.checkpoint import find_checkpoint, load_model
 from mixcollapse.training.dist import pick_device
 from mixcollapse.training.rundir import read_metrics
@@ -30,6 +32,9 @@ def describe_data(bundle, cfg) -> str:
     if cfg.data.train_limit is not None:
         kind += f", first {len(bundle.train):,} training images"
     return f"{title} ({kind})"
+
+
+_log = logging.getLogger(__name__)
 
 
 def _checkpoint_epoch(path: Path) -> int | None:
@@ -101,4 +106,17 @@ def analyze_run(
               "loss": cfg.train.loss, "measures_for_this_loss": list(MEASURES_BY_LOSS[cfg.train.loss])},
         device=torch_device, num_workers=cfg.data.num_workers, draw=draw, overwrite=True, progress=progress,
     )
+    if cfg.train.tensorboard:
+        _board_image(run_dir, name, result.summary, _checkpoint_epoch(ckpt_path))
     return result
+
+
+def _board_image(run_dir: Path, name: str, summary: dict, epoch: int | None) -> None:
+    """The configuration figure into the run's TensorBoard events at the checkpoint's epoch (when it was drawn)."""
+    pngs = [p for p in summary.get("figure_files", {}).get("configuration", []) if p.endswith(".png")]
+    if not pngs or epoch is None:
+        return
+    try:
+        log_image(run_dir, f"configuration/{name}", pngs[0], epoch)
+    except OSError as err:  # a run folder we may not write to: the analysis itself is complete
+        _log.warning(f"[analyze] the configuration was not added to {run_dir / BOARD_DIR}: {err}")

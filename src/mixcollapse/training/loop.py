@@ -59,6 +59,7 @@ from mixcollapse.mixup import mix_batch
 from mixcollapse.models import build_model
 from mixcollapse.progress import progress_bar
 from mixcollapse.training import dist
+from mixcollapse.training.board import log_epoch, log_hparams, open_board
 from mixcollapse.training.checkpoint import (
     CheckpointError,
     build_checkpoint,
@@ -383,6 +384,26 @@ def _start_line(cfg: ExperimentConfig, run_dir: Path, device: torch.device, worl
     return f"[train] {what}: {cfg.name} -> {run_dir} on {device} x{world} ({how})"
 
 
+def _epoch_or_divergence(s: _Session, ddp_model: nn.Module, cfg: ExperimentConfig, epoch: int,
+                         device: torch.device, main: bool, first: bool) -> dict:
+    """``_run_epoch``; a divergence names the settings to change."""
+    t = cfg.train
+    try:
+        return _run_epoch(s, ddp_model, cfg, epoch, device, main, first=first)
+    except DivergedError as err:
+        raise DivergedError(f"{err} with train.lr={t.lr:g}, train.weight_decay={t.weight_decay:g}, "
+                            f"train.batch_size={t.batch_size}, mixup.alpha={cfg.mixup.alpha:g}; lower train.lr "
+                            "(or add train.warmup_epochs) and train again") from None
+
+
+def _board(cfg: ExperimentConfig, run_dir: Path, start: int):
+    """The run's TensorBoard writer (events after epoch ``start`` purged), with its hyper-parameters on a new run."""
+    board = open_board(run_dir, start)
+    if start == 0:
+        log_hparams(board, to_dict(cfg))
+    return board
+
+
 def _train(
     cfg: ExperimentConfig, run_dir: Path, device: torch.device, resume: bool, stop_after_epoch: int | None
 ) -> Path:
@@ -404,21 +425,23 @@ def _train(
     if start >= t.epochs:
         return run_dir
     ddp_model = dist.wrap(session.model, device)
-    for epoch in range(start + 1, t.epochs + 1):
-        try:
-            row = _run_epoch(session, ddp_model, cfg, epoch, device, main, first=epoch == start + 1)
-        except DivergedError as err:
-            raise DivergedError(f"{err} with train.lr={t.lr:g}, train.weight_decay={t.weight_decay:g}, "
-                                f"train.batch_size={t.batch_size}, mixup.alpha={cfg.mixup.alpha:g}; lower train.lr "
-                                "(or add train.warmup_epochs) and train again") from None
-        if main:
-            append_metrics(run_dir, row)
-            _log.info(_format_row(row, t.epochs))
-        if epoch in t.checkpoint_epochs or epoch == t.epochs or (t.checkpoint_every > 0
-                                                                   and epoch % t.checkpoint_every == 0):
-            _save(session, cfg, run_dir, epoch, row, device, main)
-        if stop_after_epoch is not None and epoch >= stop_after_epoch:
-            return run_dir
+    board = _board(cfg, run_dir, start) if main and t.tensorboard else None
+    try:
+        for epoch in range(start + 1, t.epochs + 1):
+            row = _epoch_or_divergence(session, ddp_model, cfg, epoch, device, main, first=epoch == start + 1)
+            if main:
+                append_metrics(run_dir, row)
+                if board is not None:
+                    log_epoch(board, row)
+                _log.info(_format_row(row, t.epochs))
+            if epoch in t.checkpoint_epochs or epoch == t.epochs or (t.checkpoint_every > 0
+                                                                       and epoch % t.checkpoint_every == 0):
+                _save(session, cfg, run_dir, epoch, row, device, main)
+            if stop_after_epoch is not None and epoch >= stop_after_epoch:
+                return run_dir
+    finally:
+        if board is not None:
+            board.close()
     if main:
         _log.info(f"[train] done: metrics in {run_dir / 'metrics.jsonl'}, checkpoints in {run_dir / 'checkpoints'}; "
                   f"analyse the run with: mixcollapse analyze {run_dir}")

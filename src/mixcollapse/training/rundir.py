@@ -41,8 +41,8 @@ LAST_CHECKPOINT = "last.pt"
 # trained (data, model, objective, schedule), though another device or worker count is not bitwise
 # the same run (see mixcollapse.training.loop on exact resumption).
 # A section name ("analysis") frees the whole section: analysis settings are read after training.
-RESUME_FREE_FIELDS = ("train.progress", "train.device", "train.threads", "data.num_workers", "data.root",
-                      "data.download", "analysis")
+RESUME_FREE_FIELDS = ("train.progress", "train.device", "train.threads", "train.tensorboard", "data.num_workers",
+                      "data.root", "data.download", "analysis")
 
 
 class RunDirError(ValueError):
