@@ -330,3 +330,36 @@ def test_a_run_too_long_for_this_cpu_says_so_once_and_workers_are_capped(tmp_pat
     warnings = [r.message for r in caplog.records if "on this CPU an epoch takes about" in r.message]
     assert len(warnings) == 1 and "the 2 epochs left about" in warnings[0] and "wrn-fashionmnist-cpu" in warnings[0]
     assert any("data.num_workers=4 capped at the 1 available CPU cores" in r.message for r in caplog.records)
+
+
+@pytest.mark.slow  # three torchrun agents, two processes each time: about 30 s
+def test_two_nodes_on_localhost_equal_the_two_process_single_node_run(tmp_path, torchrun):
+    """Two torchrun agents (one process each) meeting through c10d rendezvous, as two nodes of a cluster would:
+    the same run, bitwise, as one agent with two processes."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    overrides = ["train.epochs=2", "train.batch_size=64", "data.train_limit=256", "model.hidden=16",
+                 "train.progress=false", "train.device=cpu", "train.checkpoint_every=1"]  # fmt: skip
+    train_args = ["-m", "mixcollapse", "train", "--preset", "digits", *overrides]
+    torchrun([*train_args, "--out", str(tmp_path / "one-node")])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2] / "src"),
+                                          os.environ.get("PYTHONPATH", "")])}
+    node = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+            "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "two-nodes",
+            *train_args, "--out", str(tmp_path / "two-nodes")]
+    agents = [subprocess.Popen(node, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True) for _ in range(2)]
+    outputs = [agent.communicate(timeout=240)[0] for agent in agents]
+    assert all(agent.returncode == 0 for agent in agents), outputs[0][-2000:] + outputs[1][-2000:]
+    one, two = tmp_path / "one-node", tmp_path / "two-nodes"
+    assert load_checkpoint(two / "checkpoints" / "last.pt")["world_size"] == 2
+    assert _without_timing(read_metrics(two)) == _without_timing(read_metrics(one))
+    a, b = _weights(one), _weights(two)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
