@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-DATASETS = ("digits", "fashionmnist", "cifar10", "cifar100")
+DATASETS = ("digits", "fashionmnist", "cifar10", "cifar100", "imagefolder")  # imagefolder: your images
 PIPELINES = ("tensor", "loader")  # how training batches are built (DataConfig.pipeline)
 NUM_CLASSES = {"digits": 10, "fashionmnist": 10, "cifar10": 10, "cifar100": 100}
 MODELS = ("small", "wrn", "vit")
@@ -50,6 +50,11 @@ class DataConfig:
     # "tensor": the dataset held as one tensor on the training device, batches built with tensor operations
     # (mixcollapse.data.batches; no worker processes); "loader": torchvision's per-sample transforms in a DataLoader
     pipeline: str = "tensor"
+    # data.name=imagefolder (mixcollapse.data.folders): images resized to image_size x image_size (None: the first
+    # training image's size), normalised by mean/std (None: computed from the training images)
+    image_size: int | None = None
+    mean: list[float] | None = None
+    std: list[float] | None = None
     num_workers: int = 0  # DataLoader worker processes (data.pipeline=loader only)
 
 
@@ -354,22 +359,23 @@ def validate(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"train.device='{t.device}' must be auto, cpu, cuda or cuda:N")
     if mx.alpha < 0:
         raise ConfigError(f"mixup.alpha={mx.alpha} must be >= 0 (0 turns mixup off: the baseline)")
-    num_classes = NUM_CLASSES[d.name]
+    num_classes = NUM_CLASSES.get(d.name)  # None: an image folder's, known once it is read
+    _check_folder_settings(d)
     if d.classes is not None:
         twice = sorted({c for c in d.classes if d.classes.count(c) > 1})
         if twice:
             raise ConfigError(f"data.classes={d.classes} lists class {twice[0]} more than once; name each class once")
         if len(d.classes) < 2:
             raise ConfigError(f"data.classes={d.classes} must list at least two class indices")
-        bad = [c for c in d.classes if not 0 <= c < num_classes]
+        bad = [c for c in d.classes if c < 0 or (num_classes is not None and c >= num_classes)]
         if bad:
             raise ConfigError(
                 f"data.classes has index {bad[0]} out of range: {d.name} has classes 0..{num_classes - 1}"
             )
         num_classes = len(d.classes)
-    if a.classes is not None:
+    if a.classes is not None and num_classes is not None:
         check_analysis_classes(a.classes, num_classes, "analysis.classes")
-    elif num_classes < 3:
+    elif num_classes is not None and num_classes < 3:
         raise ConfigError("the analysis needs at least three classes; use more classes in data.classes")
     for name in ("epochs", "batch_size"):
         if getattr(t, name) < 1:
@@ -407,9 +413,23 @@ def validate(cfg: ExperimentConfig) -> None:
         raise ConfigError("data.train_limit and data.test_limit must be >= 1 when set")
 
 
+def _check_folder_settings(d: DataConfig) -> None:
+    """data.image_size, data.mean and data.std (read by data.name=imagefolder)."""
+    if d.image_size is not None and d.image_size < 1:
+        raise ConfigError(f"data.image_size={d.image_size} must be >= 1 (or null: the first training image's size)")
+    if (d.mean is None) != (d.std is None):
+        raise ConfigError("give data.mean and data.std together (or neither: computed from the training images)")
+    if d.mean is not None and (len(d.mean) != 3 or len(d.std) != 3 or any(s <= 0 for s in d.std)):
+        raise ConfigError(f"data.mean={d.mean} and data.std={d.std} must be three values each (RGB), the std > 0")
+
+
 def num_classes(cfg: ExperimentConfig) -> int:
     """Number of classes the model predicts (the subset size when data.classes is set)."""
-    return len(cfg.data.classes) if cfg.data.classes is not None else NUM_CLASSES[cfg.data.name]
+    if cfg.data.classes is not None:
+        return len(cfg.data.classes)
+    if cfg.data.name not in NUM_CLASSES:
+        raise ConfigError(f"the number of classes of data.name={cfg.data.name} is known once data.root is read")
+    return NUM_CLASSES[cfg.data.name]
 
 
 def model_label(cfg: ExperimentConfig) -> str:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from mixcollapse.config import DATASETS, NUM_CLASSES, DataConfig
+from mixcollapse.config import DATASETS, DataConfig
 from mixcollapse.data.batches import TensorBatches, set_epoch, tensor_images
 from mixcollapse.data.formats import IDXImages, ImageTensors, read_idx
 from mixcollapse.data.specs import (
@@ -99,12 +99,18 @@ def build_datasets(cfg: DataConfig, *, train_augment: bool | None = None) -> Dat
     """
     if cfg.name not in DATASETS:
         raise DataError(f"unknown dataset '{cfg.name}' (known: {', '.join(DATASETS)})")
-    classes = _check_classes(cfg)
     augment = cfg.augment if train_augment is None else train_augment
     augmented = False
     if cfg.name == "digits":
         train, test, names, mean, std = _digits(cfg.split_seed)
         size, channels, synthetic, source = 8, 1, False, ""
+    elif cfg.name == "imagefolder":
+        from mixcollapse.data.folders import read_image_folders
+
+        augmented = augment
+        folders = read_image_folders(cfg, augment)
+        train, test, names, mean, std = folders.train, folders.test, folders.names, folders.mean, folders.std
+        size, channels, synthetic, source = folders.image_size, 3, False, folders.source
     else:
         spec = SPECS[cfg.name]
         augmented = augment and spec.augmentable
@@ -115,6 +121,7 @@ def build_datasets(cfg: DataConfig, *, train_augment: bool | None = None) -> Dat
         names = list(train.classes)
         synthetic = os.path.isfile(os.path.join(root, FAKE_MARKER))
         source = str(root)
+    classes = _check_classes(cfg, len(names))
     keep = list(range(len(names))) if classes is None else classes
     return DataBundle(
         train=_view(train, classes, cfg.train_limit),
@@ -223,6 +230,8 @@ class ShardSampler(Sampler[int]):
 
 def files_present(cfg: DataConfig) -> bool:
     """Whether ``cfg``'s dataset can be read without a download (digits: always); see :func:`locate_files`."""
+    if cfg.name == "imagefolder":
+        return all((Path(cfg.root) / part).is_dir() for part in ("train", "test"))
     return cfg.name == "digits" or locate_files(cfg) is not None
 
 
@@ -230,16 +239,19 @@ def ensure_files(cfg: DataConfig) -> Path | None:
     """The folder holding ``cfg``'s files, downloading into cfg.root when ``cfg.download``; else DataError."""
     if cfg.name == "digits":
         return None
+    if cfg.name == "imagefolder":
+        if not files_present(cfg):
+            raise DataError(f"data.name=imagefolder needs {cfg.root}/train and {cfg.root}/test (set data.root)")
+        return Path(cfg.root)
     return _ensure_files(SPECS[cfg.name], cfg)
 
 
 # ---- internals -------------------------------------------------------------------------------
 
 
-def _check_classes(cfg: DataConfig) -> list[int] | None:
+def _check_classes(cfg: DataConfig, total: int) -> list[int] | None:
     if cfg.classes is None:
         return None
-    total = NUM_CLASSES[cfg.name]
     classes = [int(c) for c in cfg.classes]
     if len(set(classes)) != len(classes) or any(not 0 <= c < total for c in classes):
         raise DataError(f"data.classes={cfg.classes} must be distinct indices in 0..{total - 1} for {cfg.name}")
@@ -330,7 +342,7 @@ def _layout(spec: DiskSpec, root: Path) -> list[Path] | None:
 
 def locate_files(cfg: DataConfig) -> Path | None:
     """The first folder of :func:`search_roots` that holds ``cfg``'s dataset (None when none does; digits: None)."""
-    if cfg.name == "digits":
+    if cfg.name not in SPECS:
         return None
     spec = SPECS[cfg.name]
     return next((r for r in search_roots(spec, cfg.root) if _layout(spec, r) is not None), None)
