@@ -67,6 +67,9 @@ def _add_reproduce(sub) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads of every training run (default: the preset's; at --scale cpu one per core)")
     _add_launch_options(p)
+    p.add_argument("--seeds", type=_seed_list, default=None, metavar="LIST",
+                   help="train every run with each of these seeds, e.g. 0,1,2: tables show mean ± std over them, "
+                        "figures the first seed's runs (learning rates are chosen once, on the preset seed's sweep)")
     p.add_argument("--pdf", action="store_true", help=PDF_HELP)
     p.set_defaults(func=run_reproduce)
 
@@ -82,8 +85,18 @@ def run_reproduce(args) -> int:
     reproduce(args.experiment, scale=args.scale, out=args.out, data_root=args.data_root, datasets=args.datasets,
               threads=args.threads, gpus=args.gpus,
               nproc_per_node=args.nproc_per_node, download=args.download, launcher=args.launcher,
-              allow_cpu=args.allow_cpu, prune_checkpoints=args.prune_checkpoints)
+              allow_cpu=args.allow_cpu, prune_checkpoints=args.prune_checkpoints, seeds=args.seeds)
     return 0
+
+
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}': expected a comma-separated list of seeds, e.g. 0,1,2") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"'{text}': expected distinct seeds >= 0, e.g. 0,1,2")
+    return seeds
 
 
 def _dataset_list(text: str) -> list[str]:

@@ -89,6 +89,8 @@ class Context:
     configs: dict = field(default_factory=dict)  # run name -> its resolved ExperimentConfig at this scale
     sweeps: dict[str, Path] = field(default_factory=dict)  # run name -> its sweep directory (swept runs)
     overrides: list[str] = field(default_factory=list)  # applied last to every run (e.g. train.threads)
+    seeds: list[int] | None = None  # training seeds (--seeds): tables average them, figures show the first
+    seed_runs: dict[str, dict[int, Path]] = field(default_factory=dict)  # run name -> seed -> run directory
     log: Callable[[str], None] = _log.info
 
     def rel(self, path: str | Path) -> str:
@@ -185,6 +187,7 @@ def ensure_runs(keys: Sequence[RunKey], ctx: Context, slots, runner: Runner, pru
         ctx.runs[key.name], ctx.hyper[key.name], ctx.configs[key.name] = base / point, list(hyper), cfg
     status = run_jobs(jobs, slots, runner, ctx.log)
     _raise_on_failure(jobs, status)
+    _ensure_seed_runs(keys, ctx, slots, runner, late)
 
 
 def _ensure_single_runs(keys: Sequence[RunKey], ctx: Context, slots, runner: Runner, late: dict) -> None:
@@ -197,6 +200,37 @@ def _ensure_single_runs(keys: Sequence[RunKey], ctx: Context, slots, runner: Run
         ctx.runs[key.name], ctx.hyper[key.name], ctx.configs[key.name] = base / "cpu", [], cfg
     ctx.log(f"[reproduce] cpu scale: no learning-rate sweep; each of the {len(jobs)} runs trains once with its "
             "recipe's settings (presets/<arch>-<dataset>-cpu.yaml)")
+    status = run_jobs(jobs, slots, runner, ctx.log)
+    _raise_on_failure(jobs, status)
+    _ensure_seed_runs(keys, ctx, slots, runner, late)
+
+
+def _ensure_seed_runs(keys: Sequence[RunKey], ctx: Context, slots, runner: Runner, late: dict) -> None:
+    """With ``ctx.seeds``: each run again for every seed other than its config's own (``<run dir>-seed<s>``), with
+    the hyper-parameters chosen on the sweep; the figures' runs become the first seed's."""
+    if not ctx.seeds:
+        return
+    jobs = []
+    for key in keys:
+        own, base, cfg = ctx.runs[key.name], ctx.out / "runs" / key.name, ctx.configs[key.name]
+        ctx.seed_runs[key.name] = {}
+        for seed in ctx.seeds:
+            if seed == cfg.train.seed:
+                ctx.seed_runs[key.name][seed] = own
+                continue
+            point = f"{own.name}-seed{seed}"
+            seeded = run_config(key, ctx.scale, ctx.hyper[key.name], [*late[key.dataset], f"train.seed={seed}"])
+            jobs.append(write_job(f"{key.name}/seed{seed}", seeded, base / point, base / f"{point}.yaml",
+                                  base / f"{point}.log", ctx.hyper[key.name]))
+            ctx.seed_runs[key.name][seed] = base / point
+        first = ctx.seeds[0]
+        if first != cfg.train.seed:
+            ctx.runs[key.name] = ctx.seed_runs[key.name][first]
+            ctx.configs[key.name] = run_config(key, ctx.scale, ctx.hyper[key.name],
+                                               [*late[key.dataset], f"train.seed={first}"])
+    ctx.log(f"[reproduce] seeds {', '.join(map(str, ctx.seeds))}: {len(jobs)} more runs with the chosen "
+            "hyper-parameters; the tables show the mean and standard deviation over the seeds, the figures the "
+            f"runs of seed {ctx.seeds[0]}")
     status = run_jobs(jobs, slots, runner, ctx.log)
     _raise_on_failure(jobs, status)
 
@@ -393,18 +427,31 @@ def table_step(exp: Experiment, ctx: Context) -> dict:
         line = [paper_name if ctx.scale == "full" else f"{paper_name} (as {used})", DATASET_TITLES[dataset]]
         for variant, _ in t.columns:
             key = RunKey(arch, dataset, variant)
-            value = final_row(ctx.runs[key.name]).get(t.metric)
-            measured = None if value is None else round(scale * value, digits + 2)
+            cell = _measured(ctx, key, t.metric, scale, digits)
             paper = t.paper.get((arch, dataset, variant))
-            line += [None if measured is None else round(measured, digits), paper]
-            cells.append({"run": key.name, "arch": arch, "dataset": dataset, "variant": variant,
-                          "measured": measured, "paper": paper})
+            line += [cell.pop("shown"), paper]
+            cells.append({"run": key.name, "arch": arch, "dataset": dataset, "variant": variant, **cell,
+                          "paper": paper})
         rows.append(line)
     caption = f"{t.caption} Measured at {scale_note(ctx, exp.runs)}."
     files = write_table(ctx.out / "tables" / exp.name, header, rows, caption, ctx.scale)
     ctx.log(format_table(header, rows, caption))
     return {"tables": [{"caption": caption, "metric": t.metric, "percent": t.percent, "header": header,
                         "rows": rows, "cells": cells, "files": [ctx.rel(f) for f in files]}]}
+
+
+def _measured(ctx: Context, key: RunKey, metric: str, scale: float, digits: int) -> dict:
+    """A table cell: the run's final ``metric``, or over ``ctx.seeds`` its mean and sample standard deviation
+    (shown as "mean ± std"); ``values`` per seed."""
+    runs = ctx.seed_runs.get(key.name) or {None: ctx.runs[key.name]}
+    values = [final_row(run).get(metric) for run in runs.values()]
+    values = [None if v is None else scale * v for v in values]
+    if len(values) == 1 or any(v is None for v in values):
+        measured = None if values[0] is None or None in values else round(values[0], digits + 2)
+        return {"measured": measured, "shown": None if measured is None else round(measured, digits)}
+    mean, std = float(np.mean(values)), float(np.std(values, ddof=1))
+    return {"measured": round(mean, digits + 2), "std": round(std, digits + 2), "seeds": list(runs),
+            "values": [round(v, digits + 2) for v in values], "shown": f"{mean:.{digits}f} ± {std:.{digits}f}"}
 
 
 def _suptitle(exp: Experiment, ctx: Context) -> str:
@@ -448,6 +495,7 @@ def reproduce(
     launcher: str = "auto",
     allow_cpu: bool = False,
     prune_checkpoints: bool = False,
+    seeds: Sequence[int] | None = None,
     runner: Runner | None = None,
     log: Callable[[str], None] = _log.info,
 ) -> list[dict]:
@@ -457,7 +505,9 @@ def reproduce(
     CIFAR10 alone moves to the first of them). ``threads`` sets every run's torch threads (e.g. 1
     for two commands side by side on two cores). Shared runs are trained once per ``out``.
     ``prune_checkpoints``: delete the checkpoints of sweep runs as soon as they can no longer be
-    chosen (their metrics stay; docs/reproduce.md: disk space). ``runner`` overrides how training
+    chosen (their metrics stay; docs/reproduce.md: disk space). ``seeds``: train every run with each of these
+    seeds (hyper-parameters chosen once, on the preset seed's sweep); tables show the mean ± standard
+    deviation over them and figures the first seed's runs. ``runner`` overrides how training
     jobs start (see :mod:`mixcollapse.experiments.sweep`); by default it follows ``launcher`` and the GPUs.
     """
     if scale not in SCALES:
@@ -472,7 +522,10 @@ def reproduce(
     datasets_used = list(dict.fromkeys(k.dataset for k in keys))
     if threads is not None and threads < 1:
         raise ValueError(f"--threads {threads} must be >= 1")
-    ctx = Context(out=out, scale=scale, log=log, overrides=[] if threads is None else [f"train.threads={threads}"])
+    if seeds is not None and (not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0):
+        raise ValueError(f"--seeds {seeds}: give distinct seeds >= 0, e.g. --seeds 0,1,2")
+    ctx = Context(out=out, scale=scale, log=log, overrides=[] if threads is None else [f"train.threads={threads}"],
+                  seeds=list(seeds) if seeds else None)
     if scale == "cpu":
         for key in keys:
             cpu_preset(key.preset)  # a dataset without a CPU recipe stops here, before its data is searched
@@ -573,6 +626,8 @@ def write_manifest(exp: Experiment, ctx: Context, result: dict, train_seconds: f
                           ctx.sweeps else None,
                           "epochs": row.get("epoch"), "test_accuracy": row.get("test_accuracy"),
                           "test_ece": row.get("test_ece")}
+        if key.name in ctx.seed_runs:
+            runs[key.name]["seed_runs"] = {str(seed): ctx.rel(d) for seed, d in ctx.seed_runs[key.name].items()}
     reserved = {"name", "title", "expected", "step", "scale", "scale_note", "data", "synthetic", "runs"}
     assert not reserved & set(result), f"step result overwrites {reserved & set(result)}"
     manifest = {
