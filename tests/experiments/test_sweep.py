@@ -184,3 +184,32 @@ def test_the_in_process_launcher_writes_the_log_that_sweep_json_names(tmp_path):
     (row,) = result["runs"]
     log = (tmp_path / "s" / row["log"]).read_text()
     assert row["state"] == "finished" and "[train] starting" in log and "epoch 2/2" in log and "[train] done" in log
+
+
+def test_with_seeds_the_best_point_has_the_best_mean_and_keeps_every_seeds_checkpoint(tmp_path):
+    from mixcollapse.experiments.sweep import format_sweep
+
+    grid = parse_grid(["train.lr=[0.01,0.02]"])
+    acc = {(0.01, 0): 0.9, (0.01, 1): 0.5, (0.02, 0): 0.8, (0.02, 1): 0.75}  # the best single run is not the best mean
+
+    def accuracy(job):
+        cfg = load_config(job.config_path)
+        return acc[(cfg.train.lr, cfg.train.seed)]
+
+    result = run_sweep(tmp_path / "s", grid, configure, runner=StubRunner(accuracy), log=lambda s: None, prune=True,
+                       seeds=[0, 1])
+    assert [r["name"] for r in result["runs"]] == ["lr=0.01", "lr=0.01-seed1", "lr=0.02", "lr=0.02-seed1"]
+    assert [(r["point"], r["seed"]) for r in result["runs"]] == [("lr=0.01", 0), ("lr=0.01", 1), ("lr=0.02", 0),
+                                                                  ("lr=0.02", 1)]
+    points = {p["name"]: p for p in result["points"]}
+    assert points["lr=0.01"]["test_accuracy"] == pytest.approx(0.7)
+    assert points["lr=0.01"]["test_accuracy_std"] == pytest.approx(0.2828427, rel=1e-6)  # sample std of 0.9, 0.5
+    best = result["best"]
+    assert best["name"] == "lr=0.02" and best["test_accuracy"] == pytest.approx(0.775)
+    assert best["run_dir"] == "lr=0.02" and best["overrides"] == ["train.lr=0.02"]  # no seed in the hyper-parameters
+    assert load_config(tmp_path / "s" / "configs" / "lr=0.02-seed1.yaml").train.seed == 1
+    for name in ("lr=0.02", "lr=0.02-seed1"):  # the best point's seeds keep their checkpoints, the others are pruned
+        assert (tmp_path / "s" / name / "checkpoints" / "last.pt").is_file()
+    for name in ("lr=0.01", "lr=0.01-seed1"):
+        assert not list((tmp_path / "s" / name / "checkpoints").glob("*.pt"))
+    assert "77.50 ± 3.54%" in format_sweep(result) and read_sweep(tmp_path / "s")["points"] == result["points"]

@@ -124,6 +124,9 @@ def _add_sweep(sub) -> None:
     p.add_argument("--scale", default="full", choices=("tiny", "full"),
                    help="tiny shrinks the preset as `reproduce --scale tiny` does (and its default grid to 2 runs)")
     p.add_argument("--data-root", default=None, help="where the datasets live (sets data.root)")
+    p.add_argument("--seeds", type=_seed_list, default=None, metavar="LIST",
+                   help="train every grid point with each of these seeds, e.g. 0,1,2; the best point has the highest "
+                        "mean test accuracy, and sweep.json shows mean ± std per point")
     _add_launch_options(p)
     p.add_argument("overrides", nargs="*", help="config overrides applied to every run, e.g. train.epochs=100")
     p.set_defaults(func=run_sweep_command)
@@ -135,12 +138,13 @@ def run_sweep_command(args) -> int:
 
     result = sweep_preset(args.preset, args.out, args.grid, scale=args.scale, data_root=args.data_root,
                           overrides=args.overrides, gpus=args.gpus, nproc_per_node=args.nproc_per_node,
-                          launcher=args.launcher, prune=args.prune_checkpoints)
+                          launcher=args.launcher, prune=args.prune_checkpoints, seeds=args.seeds)
     print(format_sweep(result))
     best = result["best"]
     if best is None:
         raise ValueError(f"no run of the sweep in {args.out} finished; see {Path(args.out) / 'logs'} and rerun")
-    print(f"best: {best['name']} (test accuracy {100 * best['test_accuracy']:.2f}%): "
+    print(f"best: {best['name']} ({'mean ' if result.get('points') else ''}test accuracy "
+          f"{100 * best['test_accuracy']:.2f}%): "
           f"{Path(args.out) / best['run_dir']}; {Path(args.out) / 'sweep.json'}")
     if result["complete"]:
         return 0

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from mixcollapse.config import ExperimentConfig, dump_yaml
@@ -155,6 +156,8 @@ class Job:
     log_path: Path
     epochs: int
     overrides: tuple[str, ...] = ()  # the grid point (hyper-parameters) this run differs by
+    point: str = ""  # the grid point's name ("" : the run directory's)
+    seed: int | None = None  # the training seed, when the sweep repeats each point over seeds
 
 
 @dataclass(frozen=True)
@@ -259,23 +262,32 @@ def check_run_dir(run_dir: Path, cfg: ExperimentConfig) -> None:
 
 
 def write_job(name: str, cfg: ExperimentConfig, run_dir: Path, config_path: Path, log_path: Path,
-              overrides: Sequence[str] = ()) -> Job:
+              overrides: Sequence[str] = (), point: str = "", seed: int | None = None) -> Job:
     """Check ``run_dir`` against ``cfg``, write ``cfg`` to ``config_path`` and describe the job."""
     check_run_dir(run_dir, cfg)
     config_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(config_path, dump_yaml(cfg))
-    return Job(name, run_dir, config_path, log_path, cfg.train.epochs, tuple(overrides))
+    return Job(name, run_dir, config_path, log_path, cfg.train.epochs, tuple(overrides), point, seed)
 
 
 def plan_sweep(sweep_dir: str | Path, grid: dict[str, list], configure: Callable[[list[str]], ExperimentConfig],
-               prefix: str = "") -> list[Job]:
-    """One job per grid point; ``configure(point_overrides)`` resolves each point's config."""
+               prefix: str = "", seeds: Sequence[int] | None = None) -> list[Job]:
+    """One job per grid point (and per seed of ``seeds``); ``configure(point_overrides)`` resolves each config.
+
+    With seeds, a point's run with its config's own seed keeps the point's name; the others are named
+    ``<point>-seed<s>`` and train with ``train.seed=s``.
+    """
     sweep_dir = Path(sweep_dir)
     jobs = []
     for point in grid_points(grid):
-        name, overrides = point_name(point), point_overrides(point)
-        jobs.append(write_job(f"{prefix}{name}", configure(overrides), sweep_dir / name,
-                              sweep_dir / "configs" / f"{name}.yaml", sweep_dir / "logs" / f"{name}.log", overrides))
+        base, overrides = point_name(point), point_overrides(point)
+        own = configure(overrides)
+        for seed in seeds or [None]:
+            same = seed is None or seed == own.train.seed
+            name = base if same else f"{base}-seed{seed}"
+            cfg = own if same else configure([*overrides, f"train.seed={seed}"])
+            jobs.append(write_job(f"{prefix}{name}", cfg, sweep_dir / name, sweep_dir / "configs" / f"{name}.yaml",
+                                  sweep_dir / "logs" / f"{name}.log", overrides, point=base, seed=seed))
     return jobs
 
 
@@ -428,6 +440,8 @@ def summarize_sweep(sweep_dir: str | Path, jobs: Sequence[Job], grid: dict[str, 
             state = "failed"
         rows.append({
             "name": job.run_dir.name,
+            "point": job.point or job.run_dir.name,
+            "seed": job.seed,
             "run_dir": os.path.relpath(job.run_dir, sweep_dir),
             "config": os.path.relpath(job.config_path, sweep_dir),
             "log": os.path.relpath(job.log_path, sweep_dir),
@@ -439,24 +453,49 @@ def summarize_sweep(sweep_dir: str | Path, jobs: Sequence[Job], grid: dict[str, 
             "test_ece": metrics.get("test_ece"),
         })
     done = [r for r in rows if r["state"] == "finished" and r["test_accuracy"] is not None]
-    best = max(done, key=lambda r: r["test_accuracy"]) if done else None  # max keeps the first of ties
+    points = _seed_points(rows) if any(r["seed"] is not None for r in rows) else None
+    candidates = done if points is None else [p for p in points if p["state"] == "finished"]
+    best = max(candidates, key=lambda r: r["test_accuracy"]) if candidates else None  # max keeps the first of ties
     result = {"format": "mixcollapse-sweep", "version": 1, "grid": grid, "selection": SELECTION,
               "complete": len(done) == len(rows), "runs": rows, "best": best,
               "updated": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    if points is not None:
+        result["points"] = points
     sweep_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(sweep_dir / SWEEP_FILE, json.dumps(result, indent=2))
     return result
 
 
+def _seed_points(rows: list[dict]) -> list[dict]:
+    """Each grid point over its seeds: mean and sample standard deviation of the final test accuracy and ECE,
+    once every seed's run has finished; ``run_dir`` is the first seed's run."""
+    by_point: dict[str, list[dict]] = {}
+    for row in rows:
+        by_point.setdefault(row["point"], []).append(row)
+    out = []
+    for name, runs in by_point.items():
+        finished = all(r["state"] == "finished" and r["test_accuracy"] is not None for r in runs)
+        entry = {"name": name, "run_dir": runs[0]["run_dir"], "overrides": runs[0]["overrides"],
+                 "seeds": [r["seed"] for r in runs], "state": "finished" if finished else "unfinished"}
+        for key in ("test_accuracy", "test_ece"):
+            values = [r[key] for r in runs]
+            ok = finished and all(v is not None for v in values)
+            entry[key] = float(np.mean(values)) if ok else None
+            entry[f"{key}_std"] = float(np.std(values, ddof=1)) if ok and len(values) > 1 else None
+            entry[f"{key}_by_seed"] = values
+        out.append(entry)
+    return out
+
+
 def run_sweep(sweep_dir: str | Path, grid: dict[str, list], configure: Callable[[list[str]], ExperimentConfig], *,
               slots: Sequence[Slot] = (Slot(),), runner: Runner = subprocess_runner,
-              log: Callable[[str], None] = _log.info, prune: bool = False) -> dict:
+              log: Callable[[str], None] = _log.info, prune: bool = False, seeds: Sequence[int] | None = None) -> dict:
     """Plan, run (resumably) and summarize one sweep; return the contents of ``sweep.json``.
 
     ``sweep.json`` is rewritten after every run; ``prune`` deletes the checkpoints of finished runs
     that can no longer be the best as soon as they are out of the race (see prune_checkpoints).
     """
-    jobs = plan_sweep(sweep_dir, grid, configure)
+    jobs = plan_sweep(sweep_dir, grid, configure, seeds=seeds)
     status = run_jobs(jobs, slots, runner, log, on_done=sweep_progress(sweep_dir, jobs, grid, prune, log))
     result = summarize_sweep(sweep_dir, jobs, grid, status)
     if prune:
@@ -486,13 +525,16 @@ def prune_checkpoints(sweep_dir: str | Path, result: dict) -> list[Path]:
     among finished runs, so a finished run that is not the best now can never become it (a later
     run can only displace the best). Unfinished runs keep theirs (they resume from them). Metrics
     and configs stay, and a PRUNED.txt marker keeps each pruned run finished (never retrained).
-    Run after every finished run, this bounds a sweep's disk use to the running jobs plus one.
+    Run after every finished run, this bounds a sweep's disk use to the running jobs plus one. With
+    seeds, the unit is a grid point: its runs keep their checkpoints until all of its seeds have finished.
     """
     if not result.get("best"):
         return []
     sweep_dir, deleted = Path(sweep_dir), []
+    open_points = {p["name"] for p in result.get("points") or [] if p["state"] != "finished"}
     for row in result["runs"]:
-        if row["name"] == result["best"]["name"] or row["state"] != "finished":
+        point = row.get("point", row["name"])
+        if point == result["best"]["name"] or row["state"] != "finished" or point in open_points:
             continue
         folder = last_checkpoint_path(sweep_dir / row["run_dir"]).parent
         files = sorted(folder.glob("*.pt")) if folder.is_dir() else []
@@ -506,8 +548,17 @@ def prune_checkpoints(sweep_dir: str | Path, result: dict) -> list[Path]:
 
 
 def format_sweep(result: dict) -> str:
-    """Plain-text table of a sweep's runs, the best marked with '*'."""
+    """Plain-text table of a sweep's runs, the best marked with '*'; with seeds, one line per grid point."""
     best = (result.get("best") or {}).get("name")
+    if result.get("points"):
+        lines = [f"  {'grid point':<28} {'seeds':<10} {'test acc (mean ± std)':>22} {'ECE (mean ± std)':>18}"]
+        for p in result["points"]:
+            acc = "-" if p["test_accuracy"] is None else \
+                f"{100 * p['test_accuracy']:.2f} ± {100 * (p['test_accuracy_std'] or 0):.2f}%"
+            ece = "-" if p["test_ece"] is None else f"{p['test_ece']:.4f} ± {p['test_ece_std'] or 0:.4f}"
+            seeds = ",".join(map(str, p["seeds"]))
+            lines.append(f"{'*' if p['name'] == best else ' '} {p['name']:<28} {seeds:<10} {acc:>22} {ece:>18}")
+        return "\n".join(lines)
     lines = [f"  {'run':<28} {'state':<10} {'epochs':>9} {'test acc':>9} {'ECE':>7}"]
     for r in result["runs"]:
         acc = "-" if r["test_accuracy"] is None else f"{100 * r['test_accuracy']:.2f}%"
