@@ -35,11 +35,11 @@ def test_errors_are_one_sentence(tmp_path, capsys, argv, fragment):
 @pytest.mark.slow  # two real (tiny) trainings through the sweep
 def test_a_sweep_with_failed_runs_says_so_on_stderr(tmp_path, capsys, monkeypatch):
     from conftest import TINY_OVERRIDES
-    from mixcollapse.experiments import tune
+    from mixcollapse.experiments import sweep
     from mixcollapse.experiments.sweep import inprocess_runner
 
     fail_one = lambda job, slot: 1 if "0.02" in job.name else inprocess_runner(job, slot)  # noqa: E731
-    monkeypatch.setattr(tune, "pick_runner", lambda launcher, slots: fail_one)
+    monkeypatch.setattr(sweep, "pick_runner", lambda launcher, slots: fail_one)
     code = main(["sweep", "--preset", "digits", "--out", str(tmp_path / "s"), "--grid", "train.lr=[0.02,0.05]",
                  "--gpus", "none", *TINY_OVERRIDES, "train.epochs=1"])
     captured = capsys.readouterr()

@@ -14,7 +14,8 @@ from pathlib import Path
 from mixcollapse.cli.run import PDF_HELP
 
 LAUNCHER_HELP = ("how training runs start: inprocess (train() here: one CPU process), subprocess "
-                 "(python -m mixcollapse train, torchrun for --nproc-per-node > 1), auto: in-process on one "
+                 "(python -m mixcollapse train, torchrun for --nproc-per-node > 1), slurm (one Slurm job per run "
+                 "through submitit; see --partition, --time, --gpus-per-job, --nodes), auto: in-process on one "
                  "CPU process, subprocesses otherwise (default)")
 GPUS_HELP = ("GPUs to spread runs over, as CUDA_VISIBLE_DEVICES entries: auto (every visible GPU; default), "
              "none, or a list such as 0,1,2,3")
@@ -31,7 +32,20 @@ def _add_launch_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpus", default="auto", help=GPUS_HELP)
     p.add_argument("--nproc-per-node", type=int, default=1,
                    help="processes (GPUs) per run; > 1 launches each run with torchrun DDP (default 1)")
-    p.add_argument("--launcher", default="auto", choices=("auto", "subprocess", "inprocess"), help=LAUNCHER_HELP)
+    p.add_argument("--launcher", default="auto", choices=("auto", "subprocess", "inprocess", "slurm"),
+                   help=LAUNCHER_HELP)
+    s = p.add_argument_group("--launcher slurm (submitit)")
+    s.add_argument("--partition", default=None, help="Slurm partition (default: the cluster's)")
+    s.add_argument("--time", type=float, default=None, metavar="MINUTES",
+                   help="time limit per job (default: twice the run's estimated H100 time, 1 to 24 hours); a run "
+                        "longer than one job is requeued and resumes from its last checkpoint")
+    s.add_argument("--gpus-per-job", type=int, default=1, help="GPUs per node of each job (0: CPU jobs; default 1)")
+    s.add_argument("--nodes", type=int, default=1, help="nodes per job (torchrun rendezvous across them; default 1)")
+    s.add_argument("--cpus-per-task", type=int, default=8, help="CPUs per job and node (default 8)")
+    s.add_argument("--max-jobs", type=int, default=256, help="jobs in the queue at once (default 256)")
+    s.add_argument("--cluster", default="slurm", choices=("slurm", "local"),
+                   help="slurm (default), or local: submitit's local executor, the same jobs as subprocesses of this "
+                        "machine (to try a setup without Slurm)")
     p.add_argument("--prune-checkpoints", action="store_true",
                    help="delete the checkpoints of sweep runs as soon as they can no longer be the best (their "
                         "metrics stay and they are never retrained): a sweep then holds the running jobs' "
@@ -85,8 +99,20 @@ def run_reproduce(args) -> int:
     reproduce(args.experiment, scale=args.scale, out=args.out, data_root=args.data_root, datasets=args.datasets,
               threads=args.threads, gpus=args.gpus,
               nproc_per_node=args.nproc_per_node, download=args.download, launcher=args.launcher,
-              allow_cpu=args.allow_cpu, prune_checkpoints=args.prune_checkpoints, seeds=args.seeds)
+              allow_cpu=args.allow_cpu, prune_checkpoints=args.prune_checkpoints, seeds=args.seeds,
+              slurm=_slurm_options(args, Path(args.out)))
     return 0
+
+
+def _slurm_options(args, out: Path):
+    """The submitit settings of --launcher slurm (None for the other launchers); submitit's files in OUT/slurm."""
+    if args.launcher != "slurm":
+        return None
+    from mixcollapse.experiments.slurm import SlurmOptions, check_options
+
+    return check_options(SlurmOptions(folder=out / "slurm", cluster=args.cluster, partition=args.partition,
+                                      time_min=args.time, gpus_per_node=args.gpus_per_job, nodes=args.nodes,
+                                      cpus_per_task=args.cpus_per_task, max_jobs=args.max_jobs))
 
 
 def _seed_list(text: str) -> list[int]:
@@ -138,7 +164,8 @@ def run_sweep_command(args) -> int:
 
     result = sweep_preset(args.preset, args.out, args.grid, scale=args.scale, data_root=args.data_root,
                           overrides=args.overrides, gpus=args.gpus, nproc_per_node=args.nproc_per_node,
-                          launcher=args.launcher, prune=args.prune_checkpoints, seeds=args.seeds)
+                          launcher=args.launcher, prune=args.prune_checkpoints, seeds=args.seeds,
+                          slurm=_slurm_options(args, Path(args.out)))
     print(format_sweep(result))
     best = result["best"]
     if best is None:

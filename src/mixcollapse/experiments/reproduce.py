@@ -58,9 +58,9 @@ from mixcollapse.experiments.registry import (
 from mixcollapse.experiments.sweep import (
     Runner,
     format_sweep,
+    launch_slots,
     make_slots,
     parse_gpus,
-    pick_runner,
     plan_sweep,
     run_jobs,
     summarize_sweep,
@@ -496,6 +496,7 @@ def reproduce(
     allow_cpu: bool = False,
     prune_checkpoints: bool = False,
     seeds: Sequence[int] | None = None,
+    slurm=None,
     runner: Runner | None = None,
     log: Callable[[str], None] = _log.info,
 ) -> list[dict]:
@@ -508,7 +509,8 @@ def reproduce(
     chosen (their metrics stay; docs/reproduce.md: disk space). ``seeds``: train every run with each of these
     seeds (hyper-parameters chosen once, on the preset seed's sweep); tables show the mean ± standard
     deviation over them and figures the first seed's runs. ``runner`` overrides how training
-    jobs start (see :mod:`mixcollapse.experiments.sweep`); by default it follows ``launcher`` and the GPUs.
+    jobs start (see :mod:`mixcollapse.experiments.sweep`); by default it follows ``launcher`` and the GPUs, or
+    with ``launcher="slurm"`` submits each training as a Slurm job (``slurm``: experiments.slurm.SlurmOptions).
     """
     if scale not in SCALES:
         raise ValueError(f"--scale {scale} is not one of: {', '.join(SCALES)}")
@@ -531,7 +533,7 @@ def reproduce(
             cpu_preset(key.preset)  # a dataset without a CPU recipe stops here, before its data is searched
     for ds in datasets_used:  # before anything trains: cpu and full scale refuse missing data here
         ctx.sources[ds] = resolve_data(ds, scale, data_root, out, download)
-    if scale == "full" and not allow_cpu:
+    if scale == "full" and not allow_cpu and launcher != "slurm":  # Slurm jobs get their GPUs on the cluster
         import torch
 
         if not torch.cuda.is_available():
@@ -539,8 +541,9 @@ def reproduce(
             raise ValueError(f"--scale full trains for about {hours:.0f} A100-hours and no GPU is visible; on this "
                              "machine use --scale cpu --datasets fashionmnist (real data, at most 20 minutes per run "
                              "on 2 cores), --scale tiny for a minutes-long smoke test, or --allow-cpu to insist")
-    slots = make_slots(parse_gpus(gpus), nproc_per_node)
-    runner = runner or pick_runner(launcher, slots)
+    slots, picked = launch_slots(launcher, gpus, nproc_per_node, slurm, log) if runner is None else (
+        make_slots(parse_gpus(gpus), nproc_per_node), runner)
+    runner = picked
     with scale_threads(scale):
         return _reproduce(exps, keys, datasets_used, ctx, slots, runner, prune_checkpoints)
 

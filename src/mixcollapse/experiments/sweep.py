@@ -348,13 +348,27 @@ def inprocess_runner(job: Job, slot: Slot) -> int:
     return 0
 
 
-LAUNCHERS = ("auto", "subprocess", "inprocess")
+LAUNCHERS = ("auto", "subprocess", "inprocess", "slurm")
+
+
+def launch_slots(launcher: str, gpus, nproc_per_node: int, slurm=None,
+                 log: Callable[[str], None] = _log.info) -> tuple[list[Slot], Runner]:
+    """The slots and the runner of ``launcher``: this machine's GPUs (or its CPU), or Slurm jobs through submitit
+    (``slurm``: experiments.slurm.SlurmOptions)."""
+    if launcher == "slurm":
+        if slurm is None:
+            raise ValueError("--launcher slurm needs its options (experiments.slurm.SlurmOptions)")
+        from mixcollapse.experiments.slurm import slurm_runner, slurm_slots
+
+        return slurm_slots(slurm), slurm_runner(slurm, log)
+    slots = make_slots(parse_gpus(gpus), nproc_per_node)
+    return slots, pick_runner(launcher, slots)
 
 
 def pick_runner(launcher: str, slots: Sequence[Slot]) -> Runner:
     """``auto``: in-process for one CPU slot of one process, subprocesses otherwise."""
-    if launcher not in LAUNCHERS:
-        raise ValueError(f"--launcher {launcher} is not one of: {', '.join(LAUNCHERS)}")
+    if launcher not in LAUNCHERS or launcher == "slurm":
+        raise ValueError(f"--launcher {launcher} is not one of: {', '.join(LAUNCHERS[:3])}")
     single_cpu = len(slots) == 1 and not slots[0].devices and slots[0].nproc == 1
     if launcher == "inprocess" and not single_cpu:
         raise ValueError("--launcher inprocess runs one CPU process; it cannot use GPUs or --nproc-per-node > 1")

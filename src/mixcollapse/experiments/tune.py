@@ -7,17 +7,18 @@ from pathlib import Path
 
 from mixcollapse.experiments.registry import GRIDS, scale_threads, scaled_config, sweep_grid
 from mixcollapse.experiments.reproduce import data_overrides, resolve_data
-from mixcollapse.experiments.sweep import make_slots, parse_gpus, parse_grid, pick_runner, run_sweep
+from mixcollapse.experiments.sweep import launch_slots, parse_grid, run_sweep
 
 
 def sweep_preset(preset: str, out: str | Path, grid: Sequence[str] = (), *, scale: str = "full",
                  data_root: str | None = None, overrides: Sequence[str] = (), gpus: str = "auto",
                  nproc_per_node: int = 1, launcher: str = "auto", prune: bool = False,
-                 seeds: Sequence[int] | None = None) -> dict:
+                 seeds: Sequence[int] | None = None, slurm=None) -> dict:
     """Train every point of ``grid`` (``KEY=VALUES`` strings; default: the preset's Appendix B.1 grid) into ``out``.
 
     Resumable: finished runs are never redone. Returns ``run_sweep``'s result (runs, best, complete). ``seeds``:
-    each point trained with each seed; the best point is the one with the highest mean test accuracy.
+    each point trained with each seed; the best point is the one with the highest mean test accuracy. ``slurm``
+    (experiments.slurm.SlurmOptions, with ``launcher="slurm"``): each run is a Slurm job.
     """
     base = scaled_config(preset, list(overrides), scale)
     if grid:
@@ -33,7 +34,7 @@ def sweep_preset(preset: str, out: str | Path, grid: Sequence[str] = (), *, scal
         late = data_overrides(resolve_data(base.data.name, scale, root, out, base.data.download))
     elif data_root:
         late = [f"data.root={data_root}"]
-    slots = make_slots(parse_gpus(gpus), nproc_per_node)
+    slots, runner = launch_slots(launcher, gpus, nproc_per_node, slurm)
     with scale_threads(scale):
         return run_sweep(out, points, lambda hyper: scaled_config(preset, [*overrides, *hyper], scale, late),
-                         slots=slots, runner=pick_runner(launcher, slots), prune=prune, seeds=seeds)
+                         slots=slots, runner=runner, prune=prune, seeds=seeds)

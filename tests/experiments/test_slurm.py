@@ -1,0 +1,79 @@
+"""--launcher slurm through submitit's local executor: real job processes with time limits and requeues, no Slurm."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from mixcollapse.cli import main
+from mixcollapse.config import load_config
+from mixcollapse.experiments.slurm import SlurmOptions, check_options, default_minutes, slurm_runner, slurm_slots
+from mixcollapse.experiments.sweep import inprocess_runner, parse_grid, run_sweep
+from mixcollapse.training.checkpoint import load_checkpoint
+from mixcollapse.training.rundir import read_metrics
+
+pytest.importorskip("submitit")
+SMALL = ("data.train_limit=256", "train.batch_size=64", "model.hidden=16", "train.progress=false", "train.epochs=2",
+         "train.checkpoint_every=1", "train.threads=1")
+
+
+def rows(run):
+    return [{k: v for k, v in r.items() if k != "epoch_seconds"} for r in read_metrics(run)]
+
+
+@pytest.mark.slow  # two sweeps of two jobs, each job a fresh python: about 25 s
+def test_a_sweep_submitted_as_jobs_equals_the_in_process_sweep_and_is_never_resubmitted(tmp_path, capsys):
+    out = tmp_path / "jobs"
+    argv = ["sweep", "--preset", "digits", "--out", str(out), "--grid", "train.lr=[0.05,0.1]", "--launcher", "slurm",
+            "--cluster", "local", "--gpus-per-job", "0", "--cpus-per-task", "1", *SMALL]
+    assert main(argv) == 0
+    assert "[slurm] lr=0.05: job" in capsys.readouterr().out
+    reference = run_sweep(tmp_path / "ref", parse_grid(["train.lr=[0.05,0.1]"]),
+                          lambda hyper: load_config("digits", [*SMALL, *hyper]), runner=inprocess_runner,
+                          log=lambda s: None)
+    result = json.loads((out / "sweep.json").read_text())
+    assert result["complete"] and result["best"]["name"] == reference["best"]["name"]
+    for got, want in zip(result["runs"], reference["runs"], strict=True):
+        assert got["test_accuracy"] == want["test_accuracy"] and got["state"] == "finished"
+        assert rows(out / got["run_dir"]) == rows(tmp_path / "ref" / want["run_dir"])
+    assert list((out / "slurm").glob("*_submitted.pkl"))  # submitit's own files, beside the runs
+    submitted = len(list((out / "slurm").glob("*_submitted.pkl")))
+    assert main(argv) == 0  # finished runs are never submitted again
+    assert len(list((out / "slurm").glob("*_submitted.pkl"))) == submitted
+
+
+@pytest.mark.slow  # one run over several time-limited jobs: about 35 s
+def test_a_job_past_its_time_limit_is_requeued_and_resumes_to_the_uninterrupted_result(tmp_path):
+    settings = ("train.progress=false", "train.epochs=25", "train.checkpoint_every=1", "train.threads=1",
+                "model.hidden=16")
+
+    def configure(hyper):
+        return load_config("digits", [*settings, *hyper])
+
+    grid = parse_grid(["train.lr=[0.1]"])
+    options = SlurmOptions(folder=tmp_path / "submitit", cluster="local", gpus_per_node=0, cpus_per_task=1,
+                           max_jobs=1, time_min=0.2, signal_delay_s=4)  # 12 s per job, about 10 epochs
+    result = run_sweep(tmp_path / "s", grid, configure, runner=slurm_runner(options), slots=slurm_slots(options),
+                       log=lambda s: None)
+    (run,) = result["runs"]
+    log = (tmp_path / "s" / run["log"]).read_text()
+    assert run["state"] == "finished" and log.count("[train] resuming after epoch") >= 1, log[-3000:]
+    straight = run_sweep(tmp_path / "ref", grid, configure, runner=inprocess_runner, log=lambda s: None)
+    got, want = tmp_path / "s" / run["run_dir"], tmp_path / "ref" / straight["runs"][0]["run_dir"]
+    assert rows(got) == rows(want)
+    a, b = load_checkpoint(got / "checkpoints" / "last.pt")["model"], load_checkpoint(want / "checkpoints" /
+                                                                                      "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_options_are_checked_and_the_time_limit_follows_the_runs_estimate(tmp_path):
+    with pytest.raises(ValueError, match="--cluster local runs on this machine: --nodes must be 1"):
+        check_options(SlurmOptions(folder=tmp_path, cluster="local", nodes=2))
+    with pytest.raises(ValueError, match="--gpus-per-job must be >= 0"):
+        check_options(SlurmOptions(folder=tmp_path, gpus_per_node=-1))
+    wrn = load_config("wrn-cifar10")
+    # WRN-40-10 on CIFAR10 for 500 epochs is about 0.9 H100-hours (README): twice that, in minutes
+    assert 100 <= default_minutes(wrn, 1) <= 130 and default_minutes(wrn, 8) == 60
+    assert default_minutes(load_config("digits"), 1) == 240  # no estimate for the digits
