@@ -3,6 +3,7 @@
 registry   every figure and table: its runs, presets and scales
 reproduce  one command per figure or table
 sweep      many runs over the devices of one machine, resumable
+slurm      the same runs as Slurm jobs through submitit, requeued and resumed past time limits
 tune       one preset's hyper-parameter grid (Appendix B.1) through the sweep
 tables     the tables as text, CSV, JSON and Markdown
 report     one HTML page of everything reproduced

@@ -6,4 +6,5 @@ checkpoint  one checkpoint dict, written atomically, loaded with weights_only
 rundir      the run directory: config.yaml, metrics.jsonl, checkpoints/
 dist        ranks under torchrun (nccl or gloo), devices
 machine     the cores this process may use (no torch import)
+board       TensorBoard event files of a run (scalars, hyper-parameters, analysed configurations)
 """
