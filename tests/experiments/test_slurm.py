@@ -9,7 +9,7 @@ import torch
 
 from mixcollapse.cli import main
 from mixcollapse.config import load_config
-from mixcollapse.experiments.slurm import SlurmOptions, check_options, default_minutes, slurm_runner, slurm_slots
+from mixcollapse.experiments.slurm import SlurmOptions, check_options, default_minutes
 from mixcollapse.experiments.sweep import inprocess_runner, parse_grid, run_sweep
 from mixcollapse.training.checkpoint import load_checkpoint
 from mixcollapse.training.rundir import read_metrics
@@ -44,27 +44,39 @@ def test_a_sweep_submitted_as_jobs_equals_the_in_process_sweep_and_is_never_resu
     assert len(list((out / "slurm").glob("*_submitted.pkl"))) == submitted
 
 
-@pytest.mark.slow  # one run over several time-limited jobs: about 35 s
-def test_a_job_past_its_time_limit_is_requeued_and_resumes_to_the_uninterrupted_result(tmp_path):
-    settings = ("train.progress=false", "train.epochs=25", "train.checkpoint_every=1", "train.threads=1",
-                "model.hidden=16")
+@pytest.mark.slow  # one run, interrupted once: about 20 s
+def test_a_preempted_job_is_requeued_and_resumes_to_the_uninterrupted_result(tmp_path):
+    """The signal Slurm sends before a time limit or a preemption (USR2), sent once the run has a checkpoint: submitit
+    calls the job's checkpoint hook, which stops the training, and requeues the job, which resumes the run."""
+    import os
+    import re
+    import signal
+    import time
 
-    def configure(hyper):
-        return load_config("digits", [*settings, *hyper])
+    import submitit
 
-    grid = parse_grid(["train.lr=[0.1]"])
-    options = SlurmOptions(folder=tmp_path / "submitit", cluster="local", gpus_per_node=0, cpus_per_task=1,
-                           max_jobs=1, time_min=0.2, signal_delay_s=4)  # 12 s per job, about 10 epochs
-    result = run_sweep(tmp_path / "s", grid, configure, runner=slurm_runner(options), slots=slurm_slots(options),
-                       log=lambda s: None)
-    (run,) = result["runs"]
-    log = (tmp_path / "s" / run["log"]).read_text()
-    assert run["state"] == "finished" and log.count("[train] resuming after epoch") >= 1, log[-3000:]
-    straight = run_sweep(tmp_path / "ref", grid, configure, runner=inprocess_runner, log=lambda s: None)
-    got, want = tmp_path / "s" / run["run_dir"], tmp_path / "ref" / straight["runs"][0]["run_dir"]
-    assert rows(got) == rows(want)
-    a, b = load_checkpoint(got / "checkpoints" / "last.pt")["model"], load_checkpoint(want / "checkpoints" /
-                                                                                      "last.pt")["model"]
+    from mixcollapse.experiments.slurm import TrainingJob
+    from mixcollapse.experiments.sweep import write_job
+    from mixcollapse.training.loop import train
+
+    cfg = load_config("digits", ["train.progress=false", "train.epochs=12", "train.checkpoint_every=1",
+                                 "train.threads=1", "model.hidden=16"])
+    run = tmp_path / "run"
+    job = write_job("run", cfg, run, tmp_path / "run.yaml", tmp_path / "run.log")
+    executor = submitit.LocalExecutor(str(tmp_path / "submitit"), max_num_timeout=3)
+    executor.update_parameters(timeout_min=10, signal_delay_s=5)
+    submitted = executor.submit(TrainingJob(job, 0, 1))
+    deadline = time.monotonic() + 120
+    while not ((run / "checkpoints" / "last.pt").is_file() and len(read_metrics(run)) >= 3):
+        assert time.monotonic() < deadline and submitted.state == "RUNNING", job.log_path.read_text()[-2000:]
+        time.sleep(0.2)
+    os.kill(int(re.findall(r"\(process (\d+)\)", job.log_path.read_text())[-1]), signal.SIGUSR2)
+    submitted.result()
+    log = job.log_path.read_text()
+    assert len(re.findall(r"\(process \d+\)", log)) == 2 and "[train] resuming after epoch" in log, log[-3000:]
+    straight = train(cfg, tmp_path / "straight")
+    assert rows(run) == rows(straight)
+    a, b = (load_checkpoint(r / "checkpoints" / "last.pt")["model"] for r in (run, straight))
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 

@@ -155,8 +155,8 @@ def test_resume_after_interruption_equals_the_uninterrupted_run(tmp_path, tiny_c
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("pipeline", [
-    "tensor", pytest.param("loader", marks=pytest.mark.slow)])  # worker processes start every epoch: about 10 s
+@pytest.mark.slow  # three short trainings (about 4 s); with loader workers starting every epoch about 10 s
+@pytest.mark.parametrize("pipeline", ["tensor", "loader"])
 def test_resume_with_random_crops_and_flips_equals_the_uninterrupted_run(tmp_path, tiny_config, pipeline):
     """CIFAR's augmentation, drawn by the tensor pipeline from its checkpointed generator, or by two loader workers
     seeded each epoch from the checkpointed loader generator: a resumed run sees the same augmentations."""

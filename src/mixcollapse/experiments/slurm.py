@@ -112,7 +112,8 @@ class TrainingJob:
         cmd = self.command()
         self.job.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.job.log_path, "a") as log:
-            log.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} job {_job_id()}: {' '.join(cmd)}\n")
+            log.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} job {_job_id()} (process {os.getpid()}): "
+                      f"{' '.join(cmd)}\n")
             log.flush()
             self._child = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
             try:
