@@ -89,3 +89,32 @@ def test_options_are_checked_and_the_time_limit_follows_the_runs_estimate(tmp_pa
     # WRN-40-10 on CIFAR10 for 500 epochs is about 0.9 H100-hours (README): twice that, in minutes
     assert 100 <= default_minutes(wrn, 1) <= 130 and default_minutes(wrn, 8) == 60
     assert default_minutes(load_config("digits"), 1) == 240  # no estimate for the digits
+
+
+def test_the_command_line_checks_the_slurm_options_before_anything_runs(tmp_path, capsys):
+    assert main(["reproduce", "table2", "--scale", "tiny", "--out", str(tmp_path), "--launcher", "slurm",
+                 "--cluster", "local", "--nodes", "2"]) == 2
+    assert "--cluster local runs on this machine: --nodes must be 1" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow  # a tiny table through the slurm launcher's plumbing: about 15 s
+def test_reproduce_hands_every_training_to_the_slurm_runner(tmp_path, monkeypatch):
+    from mixcollapse.experiments import slurm
+    from mixcollapse.experiments.reproduce import reproduce
+
+    calls = []
+
+    def fake_runner(options, log=None):
+        def run(job, slot):
+            calls.append((job.name, slot))
+            return inprocess_runner(job, slot)
+        return run
+
+    monkeypatch.setattr(slurm, "slurm_runner", fake_runner)
+    options = SlurmOptions(folder=tmp_path / "slurm", cluster="local", gpus_per_node=0, max_jobs=3)
+    (manifest,) = reproduce("table2", scale="tiny", datasets=["fashionmnist"], out=tmp_path / "out",
+                            launcher="slurm", slurm=options, log=lambda line: None)
+    trained = {name.split("/")[0] for name, _ in calls}
+    assert trained >= {cell["run"] for cell in manifest["tables"][0]["cells"]} | {"wrn-fashionmnist-mixup"}
+    assert len(calls) == len({name for name, _ in calls})  # each training handed over once
