@@ -48,10 +48,17 @@ def count_flops(arch: str, dataset: str, batch: int = BATCH) -> tuple[float, flo
     """(train FLOPs per image, eval FLOPs per image, FLOPs by operator of the training step)."""
     cfg = run_config(RunKey(arch, dataset, "mixup"), "full")
     channels, size = IMAGE[dataset]
+    return count_model_flops(cfg.model, CLASSES[dataset], channels, size, batch)
+
+
+def count_model_flops(model_cfg, classes: int, channels: int, size: int,
+                      batch: int = BATCH) -> tuple[float, float, dict]:
+    """FLOPs per image of one soft-target training step (forward + backward) and one evaluation forward of the
+    model ``model_cfg`` builds, counted on the meta device (shapes only), and the training step's by operator."""
     with torch.device("meta"):
-        model = build_model(cfg.model, CLASSES[dataset], channels, size)
+        model = build_model(model_cfg, classes, channels, size)
         x = torch.randn(batch, channels, size, size)
-        target = torch.randn(batch, CLASSES[dataset]).softmax(-1)
+        target = torch.randn(batch, classes).softmax(-1)
     with FlopCounterMode(display=False) as counter:
         loss = -(target * model(x).log_softmax(-1)).sum(-1).mean()
         loss.backward()

@@ -35,6 +35,7 @@ import math
 import os
 import platform
 import socket
+import sys
 import tempfile
 import time
 import traceback
@@ -43,7 +44,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as tdist
-from torch.utils.flop_counter import FlopCounterMode
 
 from mixcollapse.config import ExperimentConfig, model_label
 from mixcollapse.data.datasets import build_datasets, build_loaders
@@ -64,6 +64,9 @@ from mixcollapse.losses import get_loss
 from mixcollapse.models import build_model
 from mixcollapse.training.loop import evaluate, train_one_epoch
 from mixcollapse.training.optim import build_optimizer, build_scheduler
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the FLOP counter of estimate_gpu_time.py, beside this file
+from estimate_gpu_time import count_model_flops  # noqa: E402
 
 OUT_FILE = "gpu_check.json"
 ARCHS = ("wrn", "vit")  # WRN-40-10 and ViT-B/4 (tiny: small ones)
@@ -118,19 +121,11 @@ def check_config(arch: str, root: Path, sizes: Sizes, tiny: bool, pipeline: str 
     return run_config(RunKey(arch, "cifar10", "mixup"), "full", late=hyper)
 
 
-def count_flops(cfg: ExperimentConfig, channels: int = 3, size: int = 32) -> tuple[float, float]:
-    """FLOPs per image of one training step (forward + backward) and one evaluation forward, on the meta device."""
-    batch = cfg.train.batch_size
-    with torch.device("meta"):
-        model = build_model(cfg.model, 10, channels, size)
-        x = torch.randn(batch, channels, size, size)
-        target = torch.randn(batch, 10).softmax(-1)
-    with FlopCounterMode(display=False) as counter:
-        (-(target * model(x).log_softmax(-1)).sum(-1).mean()).backward()
-    train = counter.get_total_flops() / batch
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(x)
-    return train, counter.get_total_flops() / batch
+def count_flops(cfg: ExperimentConfig) -> tuple[float, float]:
+    """FLOPs per image of one training step and one evaluation forward on CIFAR10's shapes (estimate_gpu_time's
+    counter, on the meta device)."""
+    train, evaluate, _ = count_model_flops(cfg.model, 10, 3, 32, cfg.train.batch_size)
+    return train, evaluate
 
 
 class _First:

@@ -213,21 +213,18 @@ def _ensure_seed_runs(keys: Sequence[RunKey], ctx: Context, slots, runner: Runne
     jobs = []
     for key in keys:
         own, base, cfg = ctx.runs[key.name], ctx.out / "runs" / key.name, ctx.configs[key.name]
-        ctx.seed_runs[key.name] = {}
+        runs, configs = {}, {}
         for seed in ctx.seeds:
             if seed == cfg.train.seed:
-                ctx.seed_runs[key.name][seed] = own
+                runs[seed], configs[seed] = own, cfg
                 continue
             point = f"{own.name}-seed{seed}"
-            seeded = run_config(key, ctx.scale, ctx.hyper[key.name], [*late[key.dataset], f"train.seed={seed}"])
-            jobs.append(write_job(f"{key.name}/seed{seed}", seeded, base / point, base / f"{point}.yaml",
+            configs[seed] = run_config(key, ctx.scale, ctx.hyper[key.name], [*late[key.dataset], f"train.seed={seed}"])
+            jobs.append(write_job(f"{key.name}/seed{seed}", configs[seed], base / point, base / f"{point}.yaml",
                                   base / f"{point}.log", ctx.hyper[key.name]))
-            ctx.seed_runs[key.name][seed] = base / point
-        first = ctx.seeds[0]
-        if first != cfg.train.seed:
-            ctx.runs[key.name] = ctx.seed_runs[key.name][first]
-            ctx.configs[key.name] = run_config(key, ctx.scale, ctx.hyper[key.name],
-                                               [*late[key.dataset], f"train.seed={first}"])
+            runs[seed] = base / point
+        ctx.seed_runs[key.name] = runs
+        ctx.runs[key.name], ctx.configs[key.name] = runs[ctx.seeds[0]], configs[ctx.seeds[0]]
     ctx.log(f"[reproduce] seeds {', '.join(map(str, ctx.seeds))}: {len(jobs)} more runs with the chosen "
             "hyper-parameters; the tables show the mean and standard deviation over the seeds, the figures the "
             f"runs of seed {ctx.seeds[0]}")

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mixcollapse.config import ExperimentConfig, load_config
-from mixcollapse.experiments.sweep import Job, Runner, Slot, job_environment
+from mixcollapse.experiments.sweep import Job, Runner, Slot, job_environment, train_args, train_command
 
 CLUSTERS = ("slurm", "local")
 RENDEZVOUS_PORT = 29500
@@ -91,20 +91,16 @@ class TrainingJob:
         self._child: subprocess.Popen | None = None
 
     def command(self) -> list[str]:
-        train = ["-m", "mixcollapse", "train", "--preset", str(self.job.config_path), "--out", str(self.job.run_dir),
-                 "--resume"]
+        """The subprocess launcher's command on this node's GPUs; across nodes, torchrun's c10d rendezvous."""
         per_node = max(1, self.gpus_per_node)
-        if self.nodes > 1:
-            import submitit
+        if self.nodes == 1:
+            return train_command(self.job, Slot(nproc=per_node))
+        import submitit
 
-            env = submitit.JobEnvironment()
-            return [sys.executable, "-m", "torch.distributed.run", f"--nnodes={self.nodes}",
-                    f"--nproc_per_node={per_node}", "--rdzv-backend=c10d",
-                    f"--rdzv-endpoint={env.hostnames[0]}:{RENDEZVOUS_PORT}", f"--rdzv-id={env.job_id}", *train]
-        if per_node > 1:
-            return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={per_node}",
-                    *train]
-        return [sys.executable, *train]
+        env = submitit.JobEnvironment()
+        return [sys.executable, "-m", "torch.distributed.run", f"--nnodes={self.nodes}", f"--nproc_per_node={per_node}",
+                "--rdzv-backend=c10d", f"--rdzv-endpoint={env.hostnames[0]}:{RENDEZVOUS_PORT}",
+                f"--rdzv-id={env.job_id}", *train_args(self.job)]
 
     def __call__(self) -> int:
         env = job_environment(Slot())

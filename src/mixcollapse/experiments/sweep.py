@@ -294,9 +294,14 @@ def plan_sweep(sweep_dir: str | Path, grid: dict[str, list], configure: Callable
 # ---- runners ----------------------------------------------------------------------------------
 
 
+def train_args(job: Job) -> list[str]:
+    """The interpreter's arguments that train (or resume) the job: ``-m mixcollapse train ... --resume``."""
+    return ["-m", "mixcollapse", "train", "--preset", str(job.config_path), "--out", str(job.run_dir), "--resume"]
+
+
 def train_command(job: Job, slot: Slot) -> list[str]:
     """``python -m mixcollapse train`` for the job; through torch.distributed.run for a slot of several processes."""
-    train = ["-m", "mixcollapse", "train", "--preset", str(job.config_path), "--out", str(job.run_dir), "--resume"]
+    train = train_args(job)
     if slot.nproc > 1:
         return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={slot.nproc}", *train]
     return [sys.executable, *train]
