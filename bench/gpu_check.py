@@ -183,8 +183,9 @@ def timed_steps(cfg: ExperimentConfig, device: torch.device, sizes: Sizes, steps
 def training_section(root: Path, device: torch.device, sizes: Sizes, tiny: bool, peak: float | None) -> dict:
     result = {}
     for arch in ARCHS:
-        title = model_label(check_config(arch, root, sizes, tiny))
-        train_flops, eval_flops = count_flops(check_config(arch, root, sizes, tiny))
+        base = check_config(arch, root, sizes, tiny)
+        title = model_label(base)
+        train_flops, eval_flops = count_flops(base)
         entry = {"model": title, "train_flops_per_image": train_flops, "eval_flops_per_image": eval_flops}
         for pipeline in PIPELINES:
             cfg = check_config(arch, root, sizes, tiny, pipeline)

@@ -116,8 +116,8 @@ def build_datasets(cfg: DataConfig, *, train_augment: bool | None = None) -> Dat
         augmented = augment and spec.augmentable
         root = _ensure_files(spec, cfg)
         mean, std, size, channels = spec.mean, spec.std, spec.image_size, spec.in_channels
-        train = _load(spec, root, True, _transform(spec, cfg, augmented))
-        test = _load(spec, root, False, _transform(spec, cfg, False))
+        train = _load(spec, root, True, image_transform(cfg, size, mean, std, augmented))
+        test = _load(spec, root, False, image_transform(cfg, size, mean, std, False))
         names = list(train.classes)
         synthetic = os.path.isfile(os.path.join(root, FAKE_MARKER))
         source = str(root)
@@ -272,16 +272,19 @@ def _view(base: Dataset, classes: list[int] | None, limit: int | None) -> Labele
     return LabeledView(base, indices, labels[indices])
 
 
-def _transform(spec: DiskSpec, cfg: DataConfig, augment: bool) -> Callable:
+def image_transform(cfg: DataConfig, size: int, mean: tuple[float, ...], std: tuple[float, ...], augment: bool,
+                    first: tuple[Callable, ...] = ()) -> Callable:
+    """torchvision's per-sample path: ``first`` (e.g. a resize), the crop and flip of ``cfg`` when ``augment``, then
+    ToTensor and Normalize(mean, std)."""
     from torchvision import transforms as T
 
-    steps: list[Callable] = []
+    steps: list[Callable] = list(first)
     if augment:
         if cfg.crop_padding > 0:
-            steps.append(T.RandomCrop(spec.image_size, padding=cfg.crop_padding))
+            steps.append(T.RandomCrop(size, padding=cfg.crop_padding))
         if cfg.flip:
             steps.append(T.RandomHorizontalFlip())
-    return T.Compose([*steps, T.ToTensor(), T.Normalize(spec.mean, spec.std)])
+    return T.Compose([*steps, T.ToTensor(), T.Normalize(mean, std)])
 
 
 def _digits(split_seed: int) -> tuple[ImageTensors, ImageTensors, list[str], tuple[float], tuple[float]]:
@@ -356,7 +359,6 @@ def _ensure_files(spec: DiskSpec, cfg: DataConfig) -> Path:
     root = cfg.root
     if not cfg.download:
         raise DataError(_missing(spec, cfg, "data.download is false"))
-    # A complete official archive in root is extracted by torchvision without the network.
     archive = None if spec.archive is None else os.path.join(root, spec.archive)
     archive_here = False
     if archive is not None:  # a complete official archive is extracted by torchvision without the network

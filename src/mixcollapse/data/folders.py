@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from mixcollapse.config import DataConfig
+from mixcollapse.data.datasets import image_transform
 from mixcollapse.data.specs import DataError
 
 STATISTICS_IMAGES = 2000
@@ -56,15 +57,8 @@ def read_image_folders(cfg: DataConfig, augment: bool) -> FolderData:
     else:
         mean, std = folder_statistics(_image_folder(tvd, root / "train", T.Compose([*resize, T.ToTensor()])),
                                       STATISTICS_IMAGES, cfg.split_seed)
-    steps = []
-    if augment:
-        if cfg.crop_padding > 0:
-            steps.append(T.RandomCrop(size, padding=cfg.crop_padding))
-        if cfg.flip:
-            steps.append(T.RandomHorizontalFlip())
-    finish = [T.ToTensor(), T.Normalize(mean, std)]
-    train = _image_folder(tvd, root / "train", T.Compose([*resize, *steps, *finish]))
-    test = _image_folder(tvd, root / "test", T.Compose([*resize, *finish]))
+    train = _image_folder(tvd, root / "train", image_transform(cfg, size, mean, std, augment, first=tuple(resize)))
+    test = _image_folder(tvd, root / "test", image_transform(cfg, size, mean, std, False, first=tuple(resize)))
     if test.classes != train.classes:
         raise DataError(f"{root / 'test'} has the class folders {test.classes}, {root / 'train'} has {train.classes}: "
                         "give both the same class folders")
