@@ -31,6 +31,7 @@ from mixcollapse.experiments.registry import (
     MFU,
     PEAK_BF16,
     RunKey,
+    at_scale,
     estimate_gpu_hours,
     experiments_runs,
     run_config,
@@ -72,7 +73,7 @@ def count_model_flops(model_cfg, classes: int, channels: int, size: int,
 def markdown_table(flops: dict) -> str:
     lines = ["| experiment | command | trainings | A100-hours | H100-hours |", "|---|---|---:|---:|---:|"]
     for name in EXPERIMENTS:
-        n = sum(k for _, k in trainings(EXPERIMENTS[name].runs))
+        n = sum(k for _, k in trainings(at_scale(EXPERIMENTS[name], "full").runs))
         lines.append(f"| {name} | `mixcollapse reproduce {name} --scale full` | {n} | "
                      f"{estimate_gpu_hours([name], 'A100', flops):.0f} | "
                      f"{estimate_gpu_hours([name], 'H100', flops):.0f} |")

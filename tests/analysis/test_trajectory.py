@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from mixcollapse.analysis.readout import fit_probe
 from mixcollapse.analysis.trajectory import (
-    fit_probe,
     layer_trajectories,
     load_trajectories,
     logit_plane,

@@ -18,16 +18,19 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def short_recipe(tmp_path, monkeypatch):
-    """The presets, with wrn-fashionmnist-cpu cut to 2 epochs on 256 images (everything else as shipped)."""
+    """The presets, with both CPU recipes cut to 2 epochs on 256 images (everything else as shipped)."""
     presets = tmp_path / "presets"
     shutil.copytree(config.PRESET_DIR, presets)
-    path = presets / "wrn-fashionmnist-cpu.yaml"
-    recipe = yaml.safe_load(path.read_text())
-    recipe["data"]["train_limit"] = 256
-    recipe["data"]["test_limit"] = 256
-    recipe["train"].update(epochs=2, eval_every=1, checkpoint_every=0, checkpoint_epochs=[1, 2])
-    recipe["analysis"].update(pairs_per_class_pair=20, test_pairs=64, recalibrate_batches=2)
-    path.write_text(yaml.safe_dump(recipe))
+    for name in ("wrn-fashionmnist-cpu", "vit-fashionmnist-cpu"):
+        path = presets / f"{name}.yaml"
+        recipe = yaml.safe_load(path.read_text())
+        recipe["data"]["train_limit"] = 256
+        recipe["data"]["test_limit"] = 256
+        recipe["train"].update(epochs=2, eval_every=1, checkpoint_every=0, checkpoint_epochs=[1, 2])
+        if recipe["train"].get("warmup_epochs"):
+            recipe["train"]["warmup_epochs"] = 1
+        recipe["analysis"].update(pairs_per_class_pair=20, test_pairs=64, recalibrate_batches=2)
+        path.write_text(yaml.safe_dump(recipe))
     monkeypatch.setattr(config, "PRESET_DIR", presets)
     monkeypatch.setattr(experiments, "PRESET_DIR", presets)
     return recipe
@@ -73,9 +76,19 @@ def test_the_cpu_benchmark_writes_every_target(tmp_path, real_fashionmnist, shor
     result = bench.main(["--out", str(tmp_path / "out"), "--data-root", real_fashionmnist, "--threads", "1"])
     saved = json.loads((tmp_path / "out" / "bench_cpu_fashionmnist.json").read_text())
     assert saved["targets"].keys() == result["targets"].keys()
-    for key in ("baseline_train_accuracy_unmixed", "mixup_pair_prob_mae", "mixup_pair_mass", "mixup_same_cos_in_span",
-                "mixup_channel_middle_density_ratio", "mse_channel_position_mae", "etf_ufm_distance_below_mixup",
-                "mixup_classifier_etf_distance_falls"):
-        assert isinstance(saved["targets"][key]["met"], bool) and saved["targets"][key]["measured"] is not None
-    assert set(saved["runs"]) == {"mixup", "baseline", "mse", "etf"}
-    assert saved["table1_paper"] == {"baseline": 95.10, "mixup": 94.21}
+    for arch in ("wrn", "vit"):
+        for key in ("baseline_train_accuracy_unmixed", "mixup_pair_prob_mae", "mixup_pair_mass",
+                    "mixup_same_cos_in_span", "mixup_channel_middle_density_ratio",
+                    "mixup_classifier_etf_distance_falls", "alpha0.4_classifier_etf_distance_falls"):
+            target = saved["targets"][f"{arch}_{key}"]
+            assert isinstance(target["met"], bool) and target["measured"] is not None
+        assert saved["fig3_readout"][arch]["mixes"] > 0
+    assert "wrn_mse_channel_position_mae" in saved["targets"] and "vit_adamw_classifier_etf_distance_falls" in \
+        saved["targets"]
+    assert {a: set(v) for a, v in saved["runs"].items()} == {"wrn": {"mixup", "baseline", "mse", "etf", "alpha0.4"},
+                                                            "vit": {"mixup", "baseline", "alpha0.4", "adamw"}}
+    assert saved["table1_paper"] == {"wrn-baseline": 95.10, "wrn-mixup": 94.21, "vit-baseline": 93.71,
+                                     "vit-mixup": 94.24}
+    assert set(saved["command_seconds"]) == set(experiments.EXPERIMENTS)
+    figures = tmp_path / "out" / "figures"
+    assert {p.stem for p in figures.glob("*.png")} >= {"fig1", "fig3", "fig8", "fig9", "fig10", "fig11", "fig12"}

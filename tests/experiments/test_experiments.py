@@ -131,6 +131,25 @@ def test_tiny_scale_keeps_the_code_path():
     assert [len(v) for v in sweep_grid("wrn", "tiny").values()] == [2]
     assert math.prod(len(v) for v in sweep_grid("vit", "tiny").values()) == 2
     assert len([p for row in panel_rows(get_experiment("fig11"), "tiny") for p in row]) == 3
+    assert run_config(run_key("vit-cifar10-mixup"), "tiny").train.checkpoint_epochs == [1, 2, 3]  # Figure 10's row
+
+
+def test_rows_beyond_the_paper_only_below_full_scale():
+    """Figures 10 and 11 get a ViT row at the tiny and cpu scales; at full scale they are the paper's, and the
+    cost estimates count the paper's runs only."""
+    from mixcollapse.experiments.registry import at_scale
+
+    fig10, fig11 = get_experiment("fig10"), get_experiment("fig11")
+    assert {k.arch for k in at_scale(fig10, "full").runs} == {"wrn"}
+    assert {k.arch for k in at_scale(fig10, "cpu").runs} == {"wrn", "vit"}
+    assert [p.checkpoint_epoch for p in at_scale(fig10, "tiny").panels[1]] == [200, 600, 1000]
+    assert "vit-cifar10-mixup" not in {k.name for k in experiments_runs(["fig10"])}
+    tiny = panel_rows(at_scale(fig11, "tiny"), "tiny")  # the first three of each architecture, a row each
+    assert [[(p.run.arch, p.seed) for p in row] for row in tiny] == [[("wrn", s) for s in (1, 2, 3)],
+                                                                    [("vit", s) for s in (1, 2, 3)]]
+    assert len(panel_rows(at_scale(fig11, "cpu"), "cpu")) == 3
+    kept = select_datasets(at_scale(fig10, "cpu"), ["fashionmnist"], archs=("wrn",))
+    assert {k.name for k in kept.runs} == {"wrn-fashionmnist-mixup"}
 
 
 def test_scale_epoch_keeps_fractions():
@@ -260,8 +279,8 @@ def test_cpu_scale_refuses_missing_data_in_one_line(tmp_path, capsys):
 
 
 def test_cpu_scale_names_what_has_no_recipe(tmp_path):
-    with pytest.raises(ValueError, match="only WRN has a CPU recipe"):
-        reproduce("fig12", scale="cpu", datasets=["fashionmnist"], out=tmp_path, log=lambda s: None)
+    with pytest.raises(ValueError, match="no recipe for vit-cifar10"):
+        reproduce("fig12", scale="cpu", datasets=["cifar10"], out=tmp_path, data_root=tmp_path, log=lambda s: None)
     with pytest.raises(ValueError, match="no recipe for wrn-cifar10"):
         reproduce("fig7", scale="cpu", datasets=["cifar10"], out=tmp_path, data_root=tmp_path, log=lambda s: None)
 

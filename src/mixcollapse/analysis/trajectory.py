@@ -37,11 +37,11 @@ import torch
 from torch import nn
 
 from mixcollapse.analysis.extract import bn_network, has_batchnorm
+from mixcollapse.analysis.readout import fit_probe, layer_logits, readout_summary, softmax
 from mixcollapse.metrics.projection import project_classifier, projection_matrix, triangle_vertices
 from mixcollapse.mixup import mix_images
 
 PROJECTIONS = ("auto", "classifier", "probe")
-RIDGE = 1e-3  # relative to the mean feature variance
 
 
 def pick_pairs(labels: np.ndarray, classes: Sequence[int], seed: int = 0) -> dict[str, tuple[int, int]]:
@@ -56,6 +56,22 @@ def pick_pairs(labels: np.ndarray, classes: Sequence[int], seed: int = 0) -> dic
     return {"same": (int(same[0]), int(same[1])), "different": (int(rng.choice(a)), int(rng.choice(b)))}
 
 
+def pick_different_pairs(labels: np.ndarray, classes: Sequence[int], n: int, seed: int = 0) -> list[tuple[int, int]]:
+    """``n`` pairs (image of ``classes[0]``, image of ``classes[1]``): :func:`pick_pairs`' different pair first,
+    then pairs drawn with ``seed`` + 1."""
+    labels = np.asarray(labels)
+    first = pick_pairs(labels, classes, seed)["different"]
+    rng = np.random.default_rng(seed + 1)
+    a, b = np.flatnonzero(labels == classes[0]), np.flatnonzero(labels == classes[1])
+    return [first, *zip(rng.choice(a, n - 1).tolist(), rng.choice(b, n - 1).tolist(), strict=True)][:n]
+
+
+def _mixes(dataset, ia: int, ib: int, lam: torch.Tensor) -> torch.Tensor:
+    """lam x_a + (1 - lam) x_b (len(lam), ...) of the training images ``ia`` and ``ib``."""
+    x_a, x_b = dataset[ia][0], dataset[ib][0]
+    return mix_images(x_a.expand(len(lam), *x_a.shape), x_b.expand(len(lam), *x_b.shape), lam)
+
+
 @torch.no_grad()
 def _layers(net: nn.Module, x: torch.Tensor, filler: torch.Tensor | None, device) -> list[np.ndarray]:
     """``net.intermediates`` of ``x`` (B, ...) as float64 arrays, run inside ``filler`` when given."""
@@ -63,20 +79,6 @@ def _layers(net: nn.Module, x: torch.Tensor, filler: torch.Tensor | None, device
     if filler is not None:
         x = torch.cat([x, filler[: max(0, len(filler) - n)]])
     return [h[:n].double().cpu().numpy() for h in net.intermediates(x.to(device))]
-
-
-def fit_probe(F: np.ndarray, Z: np.ndarray, ridge: float = RIDGE) -> tuple[np.ndarray, float]:
-    """Ridge regression of centred Z (n, k) on centred F (n, d): P (d, k) and the R^2 of the fit."""
-    Fc, Zc = F - F.mean(0), Z - Z.mean(0)
-    d = Fc.shape[1]
-    gram = Fc.T @ Fc
-    scale = np.trace(gram) / d if d else 0.0
-    if scale == 0:  # a constant layer (the ViT's embedding entry): predicts nothing
-        return np.zeros((d, Z.shape[1])), 0.0
-    P = np.linalg.solve(gram + ridge * scale * np.eye(d), Fc.T @ Zc)
-    total = float((Zc**2).sum())
-    r2 = 1.0 - float(((Zc - Fc @ P) ** 2).sum()) / total if total > 0 else 0.0
-    return P, r2
 
 
 def logit_plane(rows: np.ndarray) -> np.ndarray:
@@ -128,6 +130,7 @@ def layer_trajectories(
     bn_mode: str = "recalibrate",
     recalibrate_batches: int = 50,
     seed: int = 0,
+    readout_pairs: int = 32,
     device: str | torch.device = "cpu",
 ) -> dict:
     """Paths through the layers of mixes of a same-class and a different-class pair of training images.
@@ -136,9 +139,13 @@ def layer_trajectories(
     ``classes`` are the three classes of the projection (the pairs use the first two);
     ``projection`` is ``classifier``, ``probe`` or ``auto`` (classifier when every layer has the
     classifier's width, as in a ViT; probe otherwise, as in a WRN);
-    ``reference_batches`` yields mixed training batches (centring, probes, batch-norm filler).
+    ``reference_batches`` yields mixed training batches (centring, probes, batch-norm filler);
+    ``readout_pairs`` different-class pairs (the drawn one first) are mixed at the same ``lams`` and read by
+    the final classifier at every layer (:mod:`mixcollapse.analysis.readout`; 0 skips it).
     Returns plain arrays: ``xy`` (P, L', 2), ``lam``, ``same`` (P,), ``pair`` (P, 2) image indices,
-    ``classifier_xy`` (3, 2), ``layer_names``, ``r2`` (probe) and the settings used.
+    ``classifier_xy`` (3, 2), ``readout_probs`` (R, L', 2: p of each image's class per layer) and
+    ``readout_lam`` (R,), then ``readout`` (the half depths, :func:`~mixcollapse.analysis.readout.readout_summary`),
+    ``layer_names``, ``r2`` (probe) and the settings used.
     """
     if len(classes) != 3 or len(set(classes)) != 3:
         raise ValueError(f"the trajectories need three distinct classes, got {list(classes)}")
@@ -160,19 +167,24 @@ def layer_trajectories(
         pairs = pick_pairs(labels, classes, seed)
         lam = torch.tensor(list(lams), dtype=torch.float32)
         mixes, meta = [], []
+        readout = pick_different_pairs(labels, classes, readout_pairs, seed) if readout_pairs > 0 else []
         for kind, (ia, ib) in pairs.items():
-            x_a, x_b = dataset[ia][0], dataset[ib][0]
-            mixes.append(mix_images(x_a.expand(len(lam), *x_a.shape), x_b.expand(len(lam), *x_b.shape), lam))
+            mixes.append(_mixes(dataset, ia, ib, lam))
             meta += [(kind == "same", ia, ib, float(v)) for v in lam]
-        x = torch.cat(mixes)
+        x = torch.cat([*mixes, *(_mixes(dataset, ia, ib, lam) for ia, ib in readout)])
         filler = next(batches) if in_train_mode else None
-        chunk = max(1, len(filler) // 4) if filler is not None else len(x)  # a quarter of a training batch
+        # with batch statistics, a quarter of a training batch at a time inside the filler; else 256 at a time
+        chunk = max(1, len(filler) // 4) if filler is not None else 256
         parts = [_layers(net, x[i:i + chunk], filler, device) for i in range(0, len(x), chunk)]
-        mix_layers = [np.concatenate(p) for p in zip(*parts, strict=True)]
+        all_layers = [np.concatenate(p) for p in zip(*parts, strict=True)]
+        mix_layers = [h[: len(meta)] for h in all_layers]
+        read_layers = [h[len(meta):] for h in all_layers]
     finally:
         model.train(was_training)
 
-    rows = net.classifier.weight.detach().double().cpu().numpy()[list(classes)]
+    weight = net.classifier.weight.detach().double().cpu().numpy()
+    bias = None if net.classifier.bias is None else net.classifier.bias.detach().double().cpu().numpy()
+    rows = weight[list(classes)]
     if projection == "auto":  # classifier when every layer has the classifier's width (ViT), else probe (WRN)
         projection = "classifier" if all(h.shape[1] == rows.shape[1] for h in mix_layers) else "probe"
     xy, r2 = project_layers(mix_layers, ref_layers, rows, projection)
@@ -181,6 +193,11 @@ def layer_trajectories(
         names = ["input", *(f"layer {i + 1}" for i in range(n_layers))]
     else:
         names = ["embedding", *(f"block {i}" for i in range(1, n_layers))]
+    if readout:
+        probs = softmax(layer_logits(read_layers, ref_layers, weight, bias, projection))[..., list(classes[:2])]
+        read_lam = np.tile(np.asarray(list(lams), dtype=np.float64), len(readout))
+    else:
+        probs, read_lam = np.zeros((0, xy.shape[1], 2)), np.zeros(0)
     return {
         "xy": xy,
         "lam": np.array([m[3] for m in meta]),
@@ -188,6 +205,10 @@ def layer_trajectories(
         "pair": np.array([[m[1], m[2]] for m in meta], dtype=np.int64),
         "classes": [int(c) for c in classes],
         "classifier_xy": project_classifier(rows),
+        "readout_probs": probs,
+        "readout_lam": read_lam,
+        "readout": readout_summary(probs, read_lam, names) if readout else None,
+        "readout_pairs": [list(p) for p in readout],
         "layer_names": names,
         "r2": r2,
         "projection": projection,
@@ -197,7 +218,7 @@ def layer_trajectories(
     }
 
 
-ARRAYS = ("xy", "lam", "same", "pair", "classifier_xy")
+ARRAYS = ("xy", "lam", "same", "pair", "classifier_xy", "readout_probs", "readout_lam")
 
 
 def save_trajectories(result: dict, path: str | Path) -> Path:
@@ -219,14 +240,14 @@ def load_trajectories(path: str | Path) -> dict:
     path = Path(path)
     info = json.loads((path / "trajectories.json").read_text())
     with np.load(path / "trajectories.npz") as arrays:
-        info.update({k: arrays[k] for k in ARRAYS})
+        info.update({k: arrays[k] for k in ARRAYS if k in arrays})
     return info
 
 
 __all__ = [
     "PROJECTIONS",
     "pick_pairs",
-    "fit_probe",
+    "pick_different_pairs",
     "logit_plane",
     "project_layers",
     "layer_trajectories",

@@ -20,7 +20,9 @@ Vocabulary (docs/reproduce.md has the long version):
   (:func:`tiny_overrides`, big_vision's ``runlocal``) so that every experiment runs end to end on
   a 2-core CPU through the same code path; ``cpu`` trains on the real data with a recipe chosen by
   measurement to reach the terminal phase on a 2-core CPU in at most 20 minutes per run (the
-  presets ``<arch>-<dataset>-cpu``; today WRN on FashionMNIST), one run per variant, no sweep.
+  presets ``<arch>-<dataset>-cpu``; today WRN and ViT on FashionMNIST), one run per variant, no sweep.
+  At the tiny and cpu scales Figures 10 and 11 get a ViT row below the paper's WRN panels
+  (``Experiment.extra_rows``: no GPU time, no sweep checkpoints to keep).
 * **datasets** (:func:`select_datasets`): an experiment can be limited to some datasets; one drawn
   on a single dataset that is not chosen (Figures 2, 7, 9-12, Table 2: CIFAR10) is drawn on the
   first chosen dataset instead, so ``--datasets fashionmnist`` gives a FashionMNIST Figure 2.
@@ -41,7 +43,7 @@ from mixcollapse.training.machine import available_cores
 ARCHS = ("wrn", "vit")
 DATASETS = ("fashionmnist", "cifar10", "cifar100")
 SCALES = ("tiny", "cpu", "full")
-CPU_ARCHS = ("wrn",)  # architectures with a CPU-scale recipe (presets/<arch>-<dataset>-cpu.yaml)
+CPU_ARCHS = ("wrn", "vit")  # architectures with a CPU-scale recipe (presets/<arch>-<dataset>-cpu.yaml)
 ARCH_TITLES = {"wrn": "WideResNet-40-10", "vit": "ViT-B/4"}
 ARCH_SHORT = {"wrn": "WRN", "vit": "ViT"}
 DATASET_TITLES = {"fashionmnist": "FashionMNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
@@ -76,7 +78,10 @@ VARIANTS: dict[str, Variant] = {
         Variant("mse", ("mixup.alpha=1.0", "train.loss=mse"), True, "MSE mixup", cpu=("train.lr=0.5",)),
         Variant("etf", ("mixup.alpha=1.0", "model.fixed_etf=true"), False, "mixup, fixed simplex-ETF classifier"),
         Variant("alpha0.4", ("mixup.alpha=0.4",), False, "mixup α=0.4"),
-        Variant("adamw", ("mixup.alpha=1.0", "train.optimizer=adamw"), True, "mixup, AdamW"),
+        # AdamW's weight decay is decoupled: at the CPU scale the top of Appendix B.1's range (0.05), whatever the
+        # recipe's coupled Adam value (with 0 the two optimizers would take identical steps).
+        Variant("adamw", ("mixup.alpha=1.0", "train.optimizer=adamw"), True, "mixup, AdamW",
+                cpu=("train.weight_decay=0.05",)),
     )
 }
 
@@ -88,7 +93,13 @@ VARIANTS: dict[str, Variant] = {
 RUN_EXTRAS: dict[str, tuple[str, ...]] = {
     "wrn-cifar10-mixup": ("train.checkpoint_epochs=[100,300,500]",),
 }
-TINY_RUN_EXTRAS: dict[str, tuple[str, ...]] = {f"wrn-{d}-mixup": RUN_EXTRAS["wrn-cifar10-mixup"] for d in DATASETS}
+# The ViT row of Figure 10 (tiny and cpu scales only) reads its mixup run at the same fractions of training
+# (200, 600 and 1000 of the paper's 1000 ViT epochs).
+VIT_FIG10_EPOCHS = (200, 600, 1000)
+TINY_RUN_EXTRAS: dict[str, tuple[str, ...]] = {
+    **{f"wrn-{d}-mixup": RUN_EXTRAS["wrn-cifar10-mixup"] for d in DATASETS},
+    **{f"vit-{d}-mixup": (f"train.checkpoint_epochs={list(VIT_FIG10_EPOCHS)}",) for d in DATASETS},
+}
 
 
 
@@ -165,7 +176,8 @@ class Experiment:
     step: str  # configuration | trajectory | classifier | table (dispatched in reproduce.STEPS)
     expected: str  # the paper's result in words
     panels: tuple[tuple[Panel, ...], ...] = ()  # rows of configuration panels
-    tiny_panels: int | None = None  # at tiny scale keep the first n panels, in one row
+    tiny_panels: int | None = None  # at tiny scale keep the first n panels of each architecture, a row each
+    extra_rows: tuple[tuple[Panel, ...], ...] = ()  # rows beyond the paper, drawn at the tiny and cpu scales
     runs_extra: tuple[RunKey, ...] = ()  # runs of the trajectory and classifier steps
     table: Table | None = None
     lams: tuple[float, ...] = ()  # the trajectory step's mixing weights
@@ -174,7 +186,7 @@ class Experiment:
     @property
     def runs(self) -> tuple[RunKey, ...]:
         """Every run this experiment reads, in first-use order."""
-        keys = [p.run for row in self.panels for p in row] + list(self.runs_extra)
+        keys = [p.run for row in (*self.panels, *self.extra_rows) for p in row] + list(self.runs_extra)
         if self.table is not None:
             keys += [RunKey(a, d, v) for a, d in self.table.rows for v, _ in self.table.columns]
         return tuple(dict.fromkeys(keys))
@@ -218,6 +230,7 @@ TABLE2 = Table(
 )
 
 _WRN_C10 = RunKey("wrn", "cifar10", "mixup")
+_VIT_C10 = RunKey("vit", "cifar10", "mixup")
 
 EXPERIMENTS: dict[str, Experiment] = {
     e.name: e
@@ -276,12 +289,14 @@ EXPERIMENTS: dict[str, Experiment] = {
             "As training progresses, different-class mixup points are pushed towards the decision boundary and "
             "converge to the configuration of Figure 1.",
             panels=(tuple(Panel(_WRN_C10, checkpoint_epoch=e) for e in (100, 300, 500)),),
+            extra_rows=(tuple(Panel(_VIT_C10, checkpoint_epoch=e) for e in VIT_FIG10_EPOCHS),),
         ),
         Experiment(
             "fig11", "Several random subsets of three classes of one model (WRN-40-10, CIFAR10)", "configuration",
             "Every subset shows the same configuration.",
             panels=tuple(tuple(Panel(_WRN_C10, seed=s) for s in row) for row in ((1, 2, 3, 4), (5, 6, 7, 8))),
             tiny_panels=3,
+            extra_rows=(tuple(Panel(_VIT_C10, seed=s) for s in (1, 2, 3, 4)),),
         ),
         Experiment(
             "fig12", "ViT-B/4 on CIFAR10 trained with AdamW", "configuration",
@@ -338,7 +353,10 @@ def select_datasets(experiment: Experiment, datasets: tuple[str, ...] | list[str
         key = keep(p.run)
         return None if key is None else dataclasses.replace(p, run=key)
 
-    panels = tuple(r for r in (tuple(p for p in map(keep_panel, row) if p) for row in experiment.panels) if r)
+    def keep_rows(rows):
+        return tuple(r for r in (tuple(p for p in map(keep_panel, row) if p) for row in rows) if r)
+
+    panels, extra_rows = keep_rows(experiment.panels), keep_rows(experiment.extra_rows)
     extra = tuple(k for k in map(keep, experiment.runs_extra) if k)
     table = experiment.table
     if table is not None:
@@ -349,11 +367,12 @@ def select_datasets(experiment: Experiment, datasets: tuple[str, ...] | list[str
             names = dict.fromkeys(DATASET_TITLES[d] for _, d in rows)
             caption = f"{caption} Drawn here on {', '.join(names)}."
         table = dataclasses.replace(table, rows=rows, caption=caption) if rows else None
-    if not panels and not extra and table is None:
+    if not panels and not extra_rows and not extra and table is None:
         what = f"datasets {', '.join(chosen)}" + (f" and architectures {', '.join(archs)}" if archs else "")
         raise ValueError(f"{experiment.name} has nothing to draw for {what}")
     title = _moved_title(experiment, chosen[0]) if moved else experiment.title
-    kept = dataclasses.replace(experiment, panels=panels, runs_extra=extra, table=table, title=title)
+    kept = dataclasses.replace(experiment, panels=panels, extra_rows=extra_rows, runs_extra=extra, table=table,
+                               title=title)
     if not moved and set(kept.runs) != set(experiment.runs):
         shown = {k.arch: None for k in kept.runs}, {k.dataset: None for k in kept.runs}
         kept = dataclasses.replace(kept, title=f"{title} (here: {' and '.join(ARCH_SHORT[a] for a in shown[0])}"
@@ -368,11 +387,24 @@ def _moved_title(experiment: Experiment, dataset: str) -> str:
     return title
 
 
+def at_scale(experiment: Experiment, scale: str) -> Experiment:
+    """``experiment`` as drawn at ``scale``: at full scale the paper's panels only; at the tiny and cpu scales
+    its ``extra_rows`` (e.g. Figure 10's ViT row) below them, their runs then trained too."""
+    if not experiment.extra_rows:
+        return experiment
+    if scale == "full":
+        return dataclasses.replace(experiment, extra_rows=())
+    return dataclasses.replace(experiment, panels=(*experiment.panels, *experiment.extra_rows), extra_rows=())
+
+
 def panel_rows(experiment: Experiment, scale: str) -> list[list[Panel]]:
-    """The panels to draw at ``scale``: all of them, or the first ``tiny_panels`` in one row at tiny scale."""
+    """The panels to draw at ``scale``: all of them, or at tiny scale the first ``tiny_panels`` of each
+    architecture, one row each."""
     rows = [list(row) for row in experiment.panels]
     if scale == "tiny" and experiment.tiny_panels is not None:
-        rows = [[p for row in rows for p in row][: experiment.tiny_panels]]
+        flat = [p for row in rows for p in row]
+        rows = [[p for p in flat if p.run.arch == a][: experiment.tiny_panels] for a in dict.fromkeys(
+            p.run.arch for p in flat)]
     return rows
 
 
@@ -552,7 +584,7 @@ def plan_runs(keys) -> Plan:
 
 def experiments_runs(names) -> list[RunKey]:
     """The runs that the named experiments read, each once, in first-use order."""
-    return list(dict.fromkeys(k for n in names for k in get_experiment(n).runs))
+    return list(dict.fromkeys(k for n in names for k in at_scale(get_experiment(n), "full").runs))
 
 
 # ---- GPU-time estimates -----------------------------------------------------------------------

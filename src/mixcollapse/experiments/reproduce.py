@@ -32,6 +32,7 @@ import numpy as np
 
 from mixcollapse.config import model_label, training_label
 from mixcollapse.experiments.registry import (
+    ARCH_SHORT,
     ARCH_TITLES,
     CPU_ARCHS,
     DATASET_TITLES,
@@ -40,6 +41,7 @@ from mixcollapse.experiments.registry import (
     Experiment,
     Panel,
     RunKey,
+    at_scale,
     cpu_datasets,
     cpu_preset,
     estimate_gpu_hours,
@@ -369,18 +371,35 @@ def trajectory_step(exp: Experiment, ctx: Context) -> dict:
         how = "CLS token per block, final classifier" if result["projection"] == "classifier" else \
             "pooled features per stage, linear probes"
         label = f"{run_label(key, cfg)}\n{how}"
+        row = []
         for kind, same in (("same class", True), ("different class", False)):
             sel = result["same"] == same
-            panels.append(dict(xy=result["xy"][sel], lam=result["lam"][sel], same=result["same"][sel],
-                               classifier_xy=result["classifier_xy"], class_names=names,
-                               title=f"{label}: {kind} ({names[0]}{'' if same else ' + ' + names[1]})"))
+            row.append(dict(xy=result["xy"][sel], lam=result["lam"][sel], same=result["same"][sel],
+                            classifier_xy=result["classifier_xy"], class_names=names,
+                            title=f"{label}: {kind} ({names[0]}{'' if same else ' + ' + names[1]})"))
+        readout = result["readout"]
+        row.append(dict(layer_names=result["layer_names"], per_lambda=readout["per_lambda"], class_names=names,
+                        title=f"{run_label(key, cfg)}\nthe final classifier read at every layer, "
+                              f"{len(result['readout_pairs'])} pairs {names[0]} + {names[1]}",
+                        note=readout_note(readout["small_lambda"], readout["layers"])))
+        panels.append(row)
         records.append({"run": key.name, "projection": result["projection"], "bn_mode": result["bn_mode"],
                         "layers": result["layer_names"], "probe_r2": result["r2"], "classes": result["classes"],
                         "class_names": names, "pairs": np.unique(result["pair"], axis=0).tolist(),
-                        "files": ctx.rel(where)})
-    figure = draw_trajectory_grid([panels[i:i + 2] for i in range(0, len(panels), 2)], ctx.out / "figures" / exp.name,
-                                  _suptitle(exp, ctx))
+                        "readout": readout, "files": ctx.rel(where)})
+        ctx.log(f"[reproduce] {exp.name} {key.name}: {readout_note(readout['small_lambda'], readout['layers'], '; ')}")
+    figure = draw_trajectory_grid(panels, ctx.out / "figures" / exp.name, _suptitle(exp, ctx))
     return {"figures": [ctx.rel(p) for p in figure], "trajectories": records}
+
+
+def readout_note(small: dict, layers: Sequence[str] = (), sep: str = "\n") -> str:
+    """Figure 3's number in words: where the major and the minor class of small-lambda mixes reach half their
+    final probability (median over the mixes; mixcollapse.analysis.readout)."""
+    unit = "block" if layers and layers[-1].startswith("block") else "layer"
+    return (f"minor weight ≤ {small['minor_weight_at_most']:g}: half the final probability at {unit} "
+            f"{small['major_half_depth']:g} (major class), {small['minor_half_depth']:g} (minor){sep}median of "
+            f"{small['mixes']} mixes; the minor class later in {100 * small['minor_later_share']:.0f}%, "
+            f"earlier in {100 * small['minor_earlier_share']:.0f}%")
 
 
 # ---- step: classifier -------------------------------------------------------------------------
@@ -457,12 +476,22 @@ def _suptitle(exp: Experiment, ctx: Context) -> str:
     if ctx.scale != "full":
         title = re.sub(r"\b(WRN|WideResNet)-40-10\b", "WRN", title).replace("ViT-B/4", "ViT")
         kept = [p for row in exp.panels for p in row if p.checkpoint_epoch is not None and p.run.name in ctx.configs]
-        if kept:  # Figure 10's epochs at this scale: the same fractions of training
-            full, here = run_config(kept[0].run, "full").train.epochs, ctx.configs[kept[0].run.name].train.epochs
-            listed = ", ".join(str(scale_epoch(p.checkpoint_epoch, full, here)) for p in kept)
-            paper = ", ".join(str(p.checkpoint_epoch) for p in kept)
-            title = re.sub(r"at epochs [\d, and]+\d", f"at epochs {listed} of {here} (the paper: {paper} of {full})",
-                           title)
+        if kept:  # Figure 10's epochs at this scale: the same fractions of training, per architecture
+            said = []
+            for arch in dict.fromkeys(p.run.arch for p in kept):
+                mine = [p for p in kept if p.run.arch == arch]
+                full = run_config(mine[0].run, "full").train.epochs
+                here = ctx.configs[mine[0].run.name].train.epochs
+                listed = ", ".join(str(scale_epoch(p.checkpoint_epoch, full, here)) for p in mine)
+                paper = ", ".join(str(p.checkpoint_epoch) for p in mine)
+                said.append((arch, f"{listed} of {here}", f"{paper} of {full}"))
+            if len(said) == 1:
+                title = re.sub(r"at epochs [\d, and]+\d", f"at epochs {said[0][1]} (the paper: {said[0][2]})", title)
+            else:  # a row beyond the paper (Experiment.extra_rows): each architecture's epochs
+                listed = "; ".join(f"{ARCH_SHORT[a]} at epochs {here}" for a, here, _ in said)
+                title = re.sub(r"WRN on (\w+) at epochs [\d, and]+\d",
+                               f"{' and '.join(ARCH_SHORT[a] for a, _, _ in said)} on \\1: {listed} (the paper: WRN "
+                               f"only, at {said[0][2]}; the same fractions for the ViT)", title)
     return f"{exp.name}: {title}\n{scale_note(ctx, exp.runs)}"
 
 
@@ -555,13 +584,12 @@ def select_experiments(names: Sequence[str], datasets: Sequence[str] | None, sca
     out = []
     for n in names:
         try:
-            out.append(select_datasets(get_experiment(n), datasets, archs))
+            out.append(select_datasets(at_scale(get_experiment(n), scale), datasets, archs))
         except ValueError as err:
             why = str(err)
             if archs is not None:
-                why += (f" at --scale cpu: only {', '.join(a.upper() for a in archs)} has a CPU recipe (no ViT "
-                        "recipe was measured to reach the terminal phase in 20 minutes on 2 cores); use --scale tiny "
-                        "or full for the others")
+                why += (f" at --scale cpu (CPU recipes: {', '.join(cpu_datasets())}); use --scale tiny or full for "
+                        "the others")
             if len(names) == 1:
                 raise ValueError(why) from None
             log(f"[reproduce] skipping {why}")
@@ -640,7 +668,7 @@ def write_manifest(exp: Experiment, ctx: Context, result: dict, train_seconds: f
         "data": {ds: ctx.sources[ds].describe(ds) for ds in synthetic},
         "synthetic": any(synthetic.values()),
         "runs": runs,
-        "trainings_full_scale": sum(n for _, n in trainings(exp.runs)),
+        "trainings_full_scale": sum(n for _, n in trainings(exp.runs)),  # of the runs drawn here
         "estimated_gpu_hours_full_scale": {"A100": round(estimate_gpu_hours([exp.name], "A100"), 1),
                                            "H100": round(estimate_gpu_hours([exp.name], "H100"), 1)},
         "seconds_training": round(train_seconds, 1),
@@ -669,7 +697,7 @@ def list_experiments() -> str:
     lines = [f"{'experiment':<10} {'step':<13} {'trainings':>9} {'A100-h':>7} {'H100-h':>7}  what",
              f"{'-' * 10} {'-' * 13} {'-' * 9} {'-' * 7} {'-' * 7}  {'-' * 40}"]
     for exp in EXPERIMENTS.values():
-        n = sum(k for _, k in trainings(exp.runs))
+        n = sum(k for _, k in trainings(at_scale(exp, "full").runs))
         lines.append(f"{exp.name:<10} {exp.step:<13} {n:>9} {estimate_gpu_hours([exp.name]):>7.0f} "
                      f"{estimate_gpu_hours([exp.name], 'H100'):>7.0f}  {exp.title}")
     everything = list(EXPERIMENTS)

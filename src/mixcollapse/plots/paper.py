@@ -81,13 +81,42 @@ def draw_trajectories(ax, xy: np.ndarray, lam: np.ndarray, same: np.ndarray, cla
     bar.ax.tick_params(labelsize=6)
 
 
+def draw_readout(ax, layer_names: Sequence[str], per_lambda: dict, class_names: Sequence[str], title: str = "",
+                 note: str = "") -> None:
+    """The final classifier read at every layer: mean p of the first image's class (solid) and of the second's
+    (dashed) per layer, one colour per lambda (the different-class map); ``note`` printed under the x axis."""
+    x = np.arange(len(layer_names))
+    for key, row in per_lambda.items():
+        colour = DIFF_CMAP(float(key))
+        ax.plot(x, row["p_first"], "-", color=colour, linewidth=1.4, marker=".", markersize=4)
+        ax.plot(x, row["p_second"], "--", color=colour, linewidth=1.4)
+    ax.set_xticks(x)
+    ax.set_xticklabels([n.replace("block ", "") if n.startswith("block") else n for n in layer_names], fontsize=7)
+    ax.set_xlabel(("block" if any(n.startswith("block") for n in layer_names) else "layer") +
+                  (f"\n{note}" if note else ""), fontsize=8)
+    ax.set_ylabel("classifier's probability (mean over pairs)", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.tick_params(labelsize=7)
+    ax.plot([], [], "k-", label=f"p({class_names[0]}), first image")
+    ax.plot([], [], "k--", label=f"p({class_names[1]}), second image")
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title(title, fontsize=8)
+    bar = ax.figure.colorbar(ScalarMappable(Normalize(0, 1), DIFF_CMAP), ax=ax, fraction=0.046, pad=0.04)
+    bar.set_label("λ (weight of the first image)", fontsize=7)
+    bar.ax.tick_params(labelsize=6)
+
+
 def draw_trajectory_grid(rows: list[list[dict]], stem: Path, suptitle: str = "") -> list[Path]:
-    """Rows of trajectory panels (draw_trajectories' arguments); paths start at the origin (+), end at stars."""
+    """Rows of trajectory panels (draw_trajectories' arguments; a panel with ``per_lambda`` is a read-out panel,
+    draw_readout's); paths start at the origin (+), end at stars."""
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(5.8 * n_cols, 4.8 * n_rows), squeeze=False)
     for i, row in enumerate(rows):
         for j, panel in enumerate(row):
-            draw_trajectories(axes[i][j], **panel)
+            (draw_readout if "per_lambda" in panel else draw_trajectories)(axes[i][j], **panel)
+        for j in range(len(row), n_cols):
+            axes[i][j].axis("off")
     _finish(fig, suptitle)
     return save_figure(fig, stem)
 
