@@ -187,8 +187,9 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{arch}-{v:>8}: test accuracy {100 * r['test_accuracy']:.2f}%, ECE {r['test_ece']:.4f}, train "
                   f"{r['train_seconds']:.0f} s over {r['epochs']} epochs with {r['threads']} thread(s), {r['amp']}")
     for arch, r in result["fig3_readout"].items():
-        print(f"fig3 {arch}: half the gain at layer {r['major_half_depth']} (major class), {r['minor_half_depth']} "
-              f"(minor), minor later in {r['minor_later_share']} of {r['compared']} mixes")
+        print(f"fig3 {arch}: half the final probability at layer {r['major_half_depth']:g} (major class), "
+              f"{r['minor_half_depth']:g} (minor); the minor class later in {100 * r['minor_later_share']:.0f}%, "
+              f"earlier in {100 * r['minor_earlier_share']:.0f}% of {r['mixes']} mixes")
     print(f"numbers: {path}")
     return result
 

@@ -310,6 +310,16 @@ def test_titles_name_what_is_drawn_at_smaller_scales():
     ctx = Context(out=Path("."), scale="full")
     ctx.configs[key.name] = run_config(key, "full")
     assert "WRN-40-10 on FashionMNIST at epochs 100, 300 and 500" in _suptitle(fig10, ctx)
+    # with the ViT row (below full scale), each architecture's epochs, and Figure 11 says what its rows are
+    from mixcollapse.experiments.registry import at_scale
+
+    ctx = Context(out=Path("."), scale="cpu")
+    both = {n: select_datasets(at_scale(get_experiment(n), "cpu"), ["fashionmnist"]) for n in ("fig10", "fig11")}
+    for key in {*both["fig10"].runs, *both["fig11"].runs}:
+        ctx.configs[key.name] = run_config(key, "cpu")
+    assert "WRN and ViT on FashionMNIST: WRN at epochs 60, 180, 300 of 300; ViT at epochs 80, 240, 400 of 400 " \
+        "(the paper: WRN only, at 100, 300, 500 of 500" in _suptitle(both["fig10"], ctx)
+    assert "(WRN, FashionMNIST), and below of a ViT (not in the paper)" in _suptitle(both["fig11"], ctx)
 
 
 def test_cpu_scale_defaults_to_the_datasets_with_a_recipe(tmp_path):

@@ -178,6 +178,7 @@ class Experiment:
     panels: tuple[tuple[Panel, ...], ...] = ()  # rows of configuration panels
     tiny_panels: int | None = None  # at tiny scale keep the first n panels of each architecture, a row each
     extra_rows: tuple[tuple[Panel, ...], ...] = ()  # rows beyond the paper, drawn at the tiny and cpu scales
+    extra_title: str = ""  # the title when the extra rows are drawn (default: the paper's)
     runs_extra: tuple[RunKey, ...] = ()  # runs of the trajectory and classifier steps
     table: Table | None = None
     lams: tuple[float, ...] = ()  # the trajectory step's mixing weights
@@ -297,6 +298,8 @@ EXPERIMENTS: dict[str, Experiment] = {
             panels=tuple(tuple(Panel(_WRN_C10, seed=s) for s in row) for row in ((1, 2, 3, 4), (5, 6, 7, 8))),
             tiny_panels=3,
             extra_rows=(tuple(Panel(_VIT_C10, seed=s) for s in (1, 2, 3, 4)),),
+            extra_title="Several random subsets of three classes of one model (WRN-40-10, CIFAR10), and below of a "
+                        "ViT-B/4 (not in the paper)",
         ),
         Experiment(
             "fig12", "ViT-B/4 on CIFAR10 trained with AdamW", "configuration",
@@ -394,7 +397,8 @@ def at_scale(experiment: Experiment, scale: str) -> Experiment:
         return experiment
     if scale == "full":
         return dataclasses.replace(experiment, extra_rows=())
-    return dataclasses.replace(experiment, panels=(*experiment.panels, *experiment.extra_rows), extra_rows=())
+    return dataclasses.replace(experiment, panels=(*experiment.panels, *experiment.extra_rows), extra_rows=(),
+                               title=experiment.extra_title or experiment.title)
 
 
 def panel_rows(experiment: Experiment, scale: str) -> list[list[Panel]]:

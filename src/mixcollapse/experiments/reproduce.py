@@ -316,7 +316,7 @@ def analyse_panel(panel: Panel, ctx: Context) -> dict:
     when = f"epoch {row.get('epoch', epoch)}" if epoch is not None else ""
     subset = f"classes {', '.join(feats.meta.get('class_names', map(str, classes)))}"
     title = (f"{run_label(panel.run, cfg)}\n{when + ' · ' if when else ''}test acc {_pct(row.get('test_accuracy'))}"
-             f" · BN {summary.get('bn_mode', '?').split(' ')[0]}" + (f"\n{subset}" if panel.seed is not None else ""))
+             f" · {_bn_label(summary.get('bn_mode', '?'))}" + (f"\n{subset}" if panel.seed is not None else ""))
     return {
         "panel": dict(xy=xy, lam=np.asarray(feats.lam), same=np.asarray(feats.same),
                       classifier_xy=project_classifier(rows), title=title,
@@ -326,6 +326,11 @@ def analyse_panel(panel: Panel, ctx: Context) -> dict:
                    "test_accuracy": row.get("test_accuracy"), "test_ece": row.get("test_ece"),
                    "pair_prob_mae": summary.get("pair_prob_mae"), "analysis": ctx.rel(out_dir)},
     }
+
+
+def _bn_label(mode: str) -> str:
+    """``BN recalibrate`` / ``BN train`` / ``BN eval``, or ``no batch norm`` (a ViT: "none (the model has ...)")."""
+    return "no batch norm" if mode.startswith("none") else f"BN {mode.split(' ')[0]}"
 
 
 def configuration_step(exp: Experiment, ctx: Context) -> dict:
@@ -707,5 +712,5 @@ def list_experiments() -> str:
     lines.append("")
     lines.append("trainings: full-scale runs needed (sweep points included); GPU-hours: estimates from counted "
                  "FLOPs at 40% of the bf16 peak (docs/reproduce.md). Experiments share runs through --out.")
-    lines.append("Run one: mixcollapse reproduce fig1 [--scale tiny|full] [--data-root DIR] [--out DIR]")
+    lines.append("Run one: mixcollapse reproduce fig1 [--scale tiny|cpu|full] [--data-root DIR] [--out DIR]")
     return "\n".join(lines)
