@@ -313,6 +313,8 @@ def analyse_panel(panel: Panel, ctx: Context) -> dict:
     rows = feats.classifier_weight[classes]
     xy = project_features(np.asarray(feats.features), rows, center=True)  # Appendix B.2, mean-centred
     row = final_row(run_dir, epoch)
+    if row.get("test_accuracy") is None:  # an epoch training did not evaluate: the analysis's own test pass
+        row = {**row, "test_accuracy": summary.get("test_accuracy"), "test_ece": summary.get("ece")}
     when = f"epoch {row.get('epoch', epoch)}" if epoch is not None else ""
     subset = f"classes {', '.join(feats.meta.get('class_names', map(str, classes)))}"
     title = (f"{run_label(panel.run, cfg)}\n{when + ' · ' if when else ''}test acc {_pct(row.get('test_accuracy'))}"
