@@ -45,12 +45,14 @@ def test_experiment_runs_at_tiny_scale(name, tiny_out, caplog):
         assert table["caption"] in out  # printed
     else:
         assert (tiny_out / "figures" / f"{name}.png").stat().st_size > 1000
-    if name == "fig10":
-        assert [p["epoch"] for p in manifest["panels"]] == [1, 2, 3]
-    if name == "fig11":
-        assert len({tuple(p["classes"]) for p in manifest["panels"]}) == 3
+    if name == "fig10":  # the paper's WRN row, then the ViT row (below full scale), at the same fractions
+        assert [(p["run"].split("-")[0], p["epoch"]) for p in manifest["panels"]] == [
+            (arch, e) for arch in ("wrn", "vit") for e in (1, 2, 3)]
+    if name == "fig11":  # three subsets of each architecture
+        assert len({tuple(p["classes"]) for p in manifest["panels"]}) == 3 and len(manifest["panels"]) == 6
     if name == "fig3":
         assert [t["projection"] for t in manifest["trajectories"]] == ["classifier", "probe"]
+        assert all(t["readout"]["small_lambda"]["mixes"] == 64 for t in manifest["trajectories"])
     for run in manifest["runs"].values():
         assert run["epochs"] == 3
 
