@@ -40,6 +40,7 @@ import yaml
 
 from mixcollapse.experiments.registry import EXPERIMENTS, TABLE1, TABLE2, available_cores, cpu_bf16_supported
 from mixcollapse.experiments.reproduce import reproduce, select_experiments
+from mixcollapse.training.machine import cpu_model
 from mixcollapse.training.rundir import atomic_write_text, read_metrics
 
 RUNS = {"wrn": ("mixup", "baseline", "mse", "etf", "alpha0.4"), "vit": ("mixup", "baseline", "alpha0.4", "adamw")}
@@ -128,13 +129,6 @@ def readout(out: Path) -> dict:
                                      **t["readout"]["small_lambda"]} for t in manifest["trajectories"]}
 
 
-def _cpu_model() -> str:
-    try:
-        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor()
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="bench_out/cpu-fashionmnist", help="reproduce output directory (shared runs)")
@@ -159,7 +153,7 @@ def main(argv: list[str] | None = None) -> dict:
     trained = sum(r["train_seconds"] + r["analysis_seconds"] for by in runs.values() for r in by.values())
     result = {
         "machine": {"cores": available_cores(), "cpu_bf16": cpu_bf16_supported(), "python": platform.python_version(),
-                    "processor": platform.processor() or platform.machine(), "cpu_model": _cpu_model()},
+                    "processor": platform.processor() or platform.machine(), "cpu_model": cpu_model()},
         "runs": runs,
         "targets": targets(runs),
         "timing": timing(runs),

@@ -9,9 +9,9 @@ Each candidate is a set of overrides on the full-scale preset ``vit-fashionmnist
 quarter, half, three quarters and the end of training; ``mixcollapse analyze`` measures each (300 pairs per class
 pair, the recipe's analysis otherwise), and the JSON file holds, per candidate and checkpoint, the training
 seconds spent so far and the configuration numbers that the recipe's targets read (pair_prob_mae, pair_mass,
-same_cos_in_span, channel_middle_density_ratio, accuracy on the unmixed training images). A candidate with
-``"baseline": true`` trains without mixup (alpha = 0), the check of the terminal phase. Finished runs and
-analyses are reused, so a killed probe continues where it stopped.
+same_cos_in_span, channel_middle_density_ratio, accuracy on the unmixed training images; the baselines are
+measured by bench/bench_cpu_fashionmnist.py on the chosen recipe). Finished runs and analyses are reused, so a
+killed probe continues where it stopped.
 
 ``--speed`` measures, alone on the machine, each candidate's training step in float32 and bf16 autocast, with
 one thread and one per core, and in float32 with AVX2-level kernels (``AVX2_ENV``: what a CPU without AVX-512
@@ -32,22 +32,24 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from mixcollapse.training.machine import cpu_model
+
 COMMON = (
     "data.name=fashionmnist", "data.num_workers=0", "train.threads=1", "train.progress=false",
     "train.batch_size=128", "train.optimizer=adam", "train.schedule=cosine", "train.warmup_epochs=10",
     "train.amp=none", "train.eval_every=25", "train.checkpoint_every=25", "train.tensorboard=false",
 )
-# name -> (overrides, baseline). Width, depth, heads, training subset, epochs, lr and weight decay differ.
-CANDIDATES: dict[str, tuple[tuple[str, ...], bool]] = {
-    "d64-L4-n2000-e400": (("model.embed_dim=64", "model.vit_depth=4", "model.num_heads=4", "data.train_limit=2000",
-                           "train.epochs=400", "train.lr=1e-3", "train.weight_decay=0"), False),
-    "d96-L6-n2000-e160": (("model.embed_dim=96", "model.vit_depth=6", "model.num_heads=3", "data.train_limit=2000",
-                           "train.epochs=160", "train.lr=1e-3", "train.weight_decay=0"), False),
-    "d64-L4-n2000-e400-wd5e-4": (("model.embed_dim=64", "model.vit_depth=4", "model.num_heads=4",
-                                  "data.train_limit=2000", "train.epochs=400", "train.lr=1e-3",
-                                  "train.weight_decay=5e-4"), False),
-    "d64-L6-n1000-e500": (("model.embed_dim=64", "model.vit_depth=6", "model.num_heads=4", "data.train_limit=1000",
-                           "train.epochs=500", "train.lr=1e-3", "train.weight_decay=5e-5"), False),
+# name -> overrides. Width, depth, heads, training subset, epochs, lr and weight decay differ.
+CANDIDATES: dict[str, tuple[str, ...]] = {
+    "d64-L4-n2000-e400": ("model.embed_dim=64", "model.vit_depth=4", "model.num_heads=4", "data.train_limit=2000",
+                          "train.epochs=400", "train.lr=1e-3", "train.weight_decay=0"),
+    "d96-L6-n2000-e160": ("model.embed_dim=96", "model.vit_depth=6", "model.num_heads=3", "data.train_limit=2000",
+                          "train.epochs=160", "train.lr=1e-3", "train.weight_decay=0"),
+    "d64-L4-n2000-e400-wd5e-4": ("model.embed_dim=64", "model.vit_depth=4", "model.num_heads=4",
+                                 "data.train_limit=2000", "train.epochs=400", "train.lr=1e-3",
+                                 "train.weight_decay=5e-4"),
+    "d64-L6-n1000-e500": ("model.embed_dim=64", "model.vit_depth=6", "model.num_heads=4", "data.train_limit=1000",
+                          "train.epochs=500", "train.lr=1e-3", "train.weight_decay=5e-5"),
 }
 # Kernel settings of a CPU without AVX-512 (most laptops, older servers), on a CPU that has it: ATen's own
 # vectorised kernels, oneDNN's and MKL's capped at AVX2 (bf16 autocast is then emulated, so it is not measured).
@@ -81,14 +83,13 @@ def _epochs(overrides) -> int:
     return int(next(o for o in overrides if o.startswith("train.epochs=")).split("=")[1])
 
 
-def probe(name: str, overrides: tuple[str, ...], baseline: bool, out: Path, data_root: str) -> dict:
+def probe(name: str, overrides: tuple[str, ...], out: Path, data_root: str) -> dict:
     """Train one candidate (reused when finished), analyse its kept checkpoints, return its numbers over time."""
     run = out / name
     epochs = _epochs(overrides)
     kept = sorted({max(1, round(epochs * f)) for f in (0.25, 0.5, 0.75)})
-    alpha = "mixup.alpha=0.0" if baseline else "mixup.alpha=1.0"
-    args = [*COMMON, *overrides, alpha, f"train.checkpoint_epochs={kept}", "analysis.pairs_per_class_pair=300",
-            "analysis.bn_mode=train"]
+    args = [*COMMON, *overrides, "mixup.alpha=1.0", f"train.checkpoint_epochs={kept}",
+            "analysis.pairs_per_class_pair=300", "analysis.bn_mode=train"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     log = out / f"{name}.log"
     metrics = run / "metrics.jsonl"
@@ -102,9 +103,6 @@ def probe(name: str, overrides: tuple[str, ...], baseline: bool, out: Path, data
     points = []
     for epoch in [*kept, epochs]:
         ckpt = run / "checkpoints" / ("last.pt" if epoch == epochs else f"epoch_{epoch:04d}.pt")
-        if not ckpt.is_file():
-            found = sorted((run / "checkpoints").glob(f"*{epoch}*.pt"))
-            ckpt = found[0] if found else ckpt
         dest = out / "analysis" / name / f"epoch_{epoch}"
         result = dest / "analysis.json"
         if not result.is_file():
@@ -123,7 +121,7 @@ def probe(name: str, overrides: tuple[str, ...], baseline: bool, out: Path, data
             "test_accuracy": tested[-1]["test_accuracy"] if tested else None,
             "test_ece": tested[-1]["test_ece"] if tested else None,
         })
-    return {"overrides": list(overrides), "mixup_alpha": 0.0 if baseline else 1.0, "threads": 1, "points": points}
+    return {"overrides": list(overrides), "mixup_alpha": 1.0, "threads": 1, "points": points}
 
 
 def step_times(overrides: tuple[str, ...]) -> dict:
@@ -159,20 +157,19 @@ def main(argv: list[str] | None = None) -> dict:
     path = Path(args.json)
     result = json.loads(path.read_text()) if path.is_file() else {"candidates": {}}
     result["machine"] = {"processor": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                         "lscpu_model": _cpu_model(), "jobs_side_by_side": args.jobs,
+                         "lscpu_model": cpu_model(), "jobs_side_by_side": args.jobs,
                          "common_overrides": list(COMMON), "preset": "vit-fashionmnist"}
 
     if args.speed:
         for name in names:
-            result["candidates"].setdefault(name, {})["step_ms_batch128"] = step_times(CANDIDATES[name][0])
+            result["candidates"].setdefault(name, {})["step_ms_batch128"] = step_times(CANDIDATES[name])
             print(f"{name}: {result['candidates'][name]['step_ms_batch128']}", flush=True)
         path.write_text(json.dumps(result, indent=2) + "\n")
         return result
 
     def one(name):
-        overrides, baseline = CANDIDATES[name]
         tic = time.perf_counter()
-        numbers = probe(name, overrides, baseline, out, args.data_root)
+        numbers = probe(name, CANDIDATES[name], out, args.data_root)
         print(f"{name}: done in {time.perf_counter() - tic:.0f} s", flush=True)
         for p in numbers["points"]:
             print(f"  epoch {p['epoch']:4d} ({p['train_seconds']:.0f} s): train acc {p['train_accuracy_unmixed']:.4f} "
@@ -187,13 +184,6 @@ def main(argv: list[str] | None = None) -> dict:
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"numbers: {path}")
     return result
-
-
-def _cpu_model() -> str:
-    try:
-        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor()
 
 
 if __name__ == "__main__":
