@@ -1,11 +1,12 @@
 """The paper's phenomenon on the real FashionMNIST at the CPU scale, both architectures: every target, measured.
 
     python bench/bench_cpu_fashionmnist.py [--out DIR] [--data-root DIR] [--json FILE] [--threads N]
-                                           [--experiments fig1 fig8 ...]
+                                           [--experiments fig1 fig8 ... | --all]
 
 Runs ``mixcollapse reproduce`` at ``--scale cpu --datasets fashionmnist`` for every experiment of the
 paper (what ``reproduce all`` does, one experiment at a time so each gets its time; ``--experiments`` for
-some of them, whose runs alone are then measured and targeted) into ``--out`` (runs
+some of them, whose runs alone are then measured and targeted; ``--all`` for the one command ``reproduce all``,
+timed as a user runs it: every run trained first, then every figure) into ``--out`` (runs
 are shared, a finished run is never trained again, a killed bench continues where it stopped), then reads
 each run's ``analysis.json`` and ``metrics.jsonl`` and Figure 3's manifest, and writes one JSON file with
 the measured numbers beside the targets of the CPU recipes (presets/wrn-fashionmnist-cpu.yaml,
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import time
@@ -136,16 +138,19 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=None, help="torch threads per run (default: one per core)")
     parser.add_argument("--json", default=None, help="numbers file (default: OUT/bench_cpu_fashionmnist.json)")
     parser.add_argument("--experiments", nargs="+", choices=list(EXPERIMENTS), default=list(EXPERIMENTS),
-                        help="the experiments to reproduce (default: all)")
+                        help="the experiments to reproduce one at a time (default: all of them)")
+    parser.add_argument("--all", action="store_true", help="one call of `reproduce all`, timed as one command")
     args = parser.parse_args(argv)
     out = Path(args.out)
     tic = time.perf_counter()
     seconds = {}
-    for name in args.experiments:
+    for name in ["all"] if args.all else args.experiments:
         start = time.perf_counter()
         reproduce(name, scale="cpu", datasets=["fashionmnist"], out=out, data_root=args.data_root,
                   threads=args.threads)
         seconds[name] = round(time.perf_counter() - start, 1)
+    if args.all:
+        args.experiments = list(EXPERIMENTS)
     drawn = {k.name for n in args.experiments for k in select_experiments([n], ["fashionmnist"], "cpu")[0].runs}
     analysed = {n for n in drawn if (out / "analysis" / n / "last" / "analysis.json").is_file()}
     runs = {arch: {v: run_numbers(out, arch, v) for v in variants if f"{arch}-fashionmnist-{v}" in analysed}
@@ -190,4 +195,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")  # progress lines
     main()
