@@ -246,6 +246,11 @@ def _nest(key: str, value: Any) -> dict:
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 
 
+def preset_names() -> list[str]:
+    """The presets shipped with the toolkit, by name."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
 def preset_path(name_or_path: str) -> Path:
     """Resolve a preset name (``digits``) or a YAML file path."""
     path = Path(name_or_path)
@@ -254,7 +259,7 @@ def preset_path(name_or_path: str) -> Path:
     candidate = PRESET_DIR / f"{name_or_path}.yaml"
     if candidate.exists():
         return candidate
-    known = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.yaml")))
+    known = ", ".join(preset_names())
     raise ConfigError(f"no preset or YAML file '{name_or_path}' (presets: {known})")
 
 

@@ -120,7 +120,7 @@ def test_measure_model_writes_every_section_and_figure(tmp_path, data):
     assert not re.search(r"<script[^>]*\bsrc\s*=\s*[\"']?https?:", text, flags=re.I)
     assert all((out / "figures").joinpath(p.split("/")[-1]).exists() for p in summary["figures"])
 
-    with pytest.raises(FileExistsError):
+    with pytest.raises(FileExistsError, match="pass overwrite=True to replace it or choose another out_dir"):
         measure_model(TinyBN(), train, test, out_dir=out, classes=[0, 2, 4], settings=AnalysisConfig(**SMALL))
 
 

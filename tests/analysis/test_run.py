@@ -20,8 +20,10 @@ def test_analyze_run_wraps_measure_model_with_the_run_history(tmp_path, tiny_con
     assert s["classifier"]["history"]["epoch"] == [1, 2]
     assert s["configuration"]["ufm"]["weight_decay"] == 1e-4  # the run's train.weight_decay
     assert s["bn"]["pairs"] == "recalibrate" and s["calibration"]["num_samples"] == 100
-    with pytest.raises(FileExistsError):
-        analyze_run(run, device="cpu", progress=False, draw=False)
+    shown = analyze_run(run, device="cpu", progress=False, draw=False)  # asked again: read back, not measured
+    assert shown.summary == result.summary
+    with pytest.raises(FileExistsError, match=r"other settings \(pairs_per_class_pair: 10 -> 12\).*overwrite=True"):
+        analyze_run(run, device="cpu", progress=False, draw=False, overrides=["analysis.pairs_per_class_pair=12"])
     # Read back from disk, the analysis is the one returned.
     from mixcollapse.analysis.measure import load_analysis
 

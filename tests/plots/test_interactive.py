@@ -20,13 +20,17 @@ def points():
                 index_a=np.arange(n) + 1000, index_b=np.arange(n) + 5000)
 
 
-def _figure_json(html: str) -> dict:
-    """The figure data plotly writes into the page (Plotly.newPlot(id, data, layout, config))."""
-    start = html.index("Plotly.newPlot(")
-    body = html[start:]
-    data_start = body.index("[")
-    data, _ = json.JSONDecoder().raw_decode(body[data_start:])
-    return data
+def _figure_json(html: str, part: int = 0):
+    """What plotly writes into the page, Plotly.newPlot(id, data, layout, config): the data (``part=0``), the
+    layout (1)."""
+    body = html[html.index("Plotly.newPlot("):]
+    at = body.index("[")
+    decoder = json.JSONDecoder()
+    value, end = decoder.raw_decode(body[at:])
+    if part == 1:
+        rest = body[at + end:]
+        value, _ = decoder.raw_decode(rest[rest.index("{"):])
+    return value
 
 
 def _values(array) -> np.ndarray:
@@ -47,9 +51,14 @@ def test_html_is_self_contained_with_hover_and_groups(tmp_path, points):
     assert not re.search(r"<script[^>]*\bsrc\s*=\s*[\"']?https?:", html, flags=re.I)
     assert len(html) > 1_000_000  # the embedded library
     traces = _figure_json(html)
-    groups = [t for t in traces if t.get("legendgroup") in ("same class", "different class")]
-    assert {t["legendgroup"] for t in groups} == {"same class", "different class"}
-    assert all(t.get("showlegend", True) for t in groups)  # each group has a legend entry to toggle it
+    grouped = [t for t in traces if t.get("legendgroup") in ("same class", "different class")]
+    groups = [t for t in grouped if t.get("showlegend") is False]  # the points, coloured by lambda
+    legend = {t["legendgroup"]: t for t in grouped if t.get("showlegend", True)}
+    assert {t["legendgroup"] for t in groups} == set(legend) == {"same class", "different class"}
+    # each group has one legend entry to toggle it, in the colour of lambda = 0.5 whatever point comes first
+    assert legend["different class"]["marker"]["color"] == "#cc4778"
+    assert legend["same class"]["marker"]["color"] == "#41ab5d"
+    assert legend["same class"]["name"] == "same class (30)"
     same = next(t for t in groups if t["legendgroup"] == "same class")
     diff = next(t for t in groups if t["legendgroup"] == "different class")
     assert len(_values(same["x"])) == 30 and len(_values(diff["x"])) == 30
@@ -60,12 +69,17 @@ def test_html_is_self_contained_with_hover_and_groups(tmp_path, points):
     i = int(np.flatnonzero((points["class_a"] == 3) & (points["class_b"] == 7))[0])
     assert (names[3], names[7], str(round(points["lam"][i], 4)), str(1000 + i), str(5000 + i)) in rows
     assert not list((tmp_path / "out").glob(".*tmp"))
+    # The plot fills the window: no fixed width in the layout, a responsive div of the page's full width.
+    layout = _figure_json(html, part=1)
+    assert "width" not in layout and layout.get("autosize") is True
+    assert "width:100%" in html.replace(" ", "")
 
 
 def test_large_sets_are_thinned_reproducibly(tmp_path, points):
     a = configuration_html(tmp_path / "a.html", **points, max_points=25, seed=1).read_text()
     b = configuration_html(tmp_path / "b.html", **points, max_points=25, seed=1).read_text()
     groups = ("same class", "different class")
-    shown = sum(len(_values(t["x"])) for t in _figure_json(a) if t.get("legendgroup") in groups)
+    shown = sum(len(_values(t["x"])) for t in _figure_json(a)
+                if t.get("legendgroup") in groups and t.get("showlegend") is False)
     assert shown == 25 and "25 of 60 pairs shown" in a
     assert _figure_json(a) == _figure_json(b)

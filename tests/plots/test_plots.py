@@ -93,6 +93,26 @@ def test_configuration_measures_without_channel_numbers(tmp_path):
     assert_written(plots.configuration_measures_figure([("run", section)], tmp_path / "m"), tmp_path / "m")
 
 
+def test_the_reliability_legend_covers_no_bar(tmp_path, monkeypatch):
+    figures = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, stem: figures.append(fig) or [])
+    section = calibration_section()  # a tall bar in a low-confidence bin, where a corner legend would sit
+    section["accuracy_by_bin"][5], section["counts"][5] = 0.98, 10
+    plots.reliability_figure([("a", section), ("b", section)], tmp_path / "rel")
+    fig = figures[0]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legends = [*fig.legends, *(a.get_legend() for a in fig.axes if a.get_legend() is not None)]
+    from matplotlib.transforms import Bbox
+
+    visible = (Bbox.intersection(p.get_window_extent(renderer), a.bbox) for a in fig.axes for p in a.patches)
+    bars = [b for b in visible if b is not None]  # the part of each bar inside its axes (log scales clip)
+    assert legends and bars
+    for legend in legends:
+        box = legend.get_window_extent(renderer)
+        assert not any(box.overlaps(bar) for bar in bars)
+
+
 def test_reliability_confidence_and_classifier_figures(tmp_path):
     assert_written(plots.reliability_figure([("a", calibration_section()), ("b", calibration_section())],
                                             tmp_path / "rel"), tmp_path / "rel")

@@ -237,7 +237,8 @@ def test_a_new_run_refuses_a_directory_holding_a_run(tmp_path, tiny_config):
         prepare_run_dir(tmp_path / "run", cfg)
     message = str(err.value)
     assert message == (
-        f"run directory {tmp_path / 'run'} already holds a run; pass --resume to continue it or choose another --out"
+        f"run directory {tmp_path / 'run'} already holds a run; pass --resume (resume=True) to continue it or choose "
+        "another --out (run_dir)"
     )
     prepare_run_dir(tmp_path / "run", cfg, resume=True)  # same config: fine
     (tmp_path / "empty").mkdir()

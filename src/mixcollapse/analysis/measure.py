@@ -47,7 +47,7 @@ from mixcollapse.metrics.projection import project_classifier
 from mixcollapse.mixup import choose_classes, pair_chunks, pair_count
 from mixcollapse.models.adapter import check_contract
 from mixcollapse.training.dist import pick_device
-from mixcollapse.training.rundir import atomic_write_text
+from mixcollapse.training.rundir import atomic_write_text, check_output_folder
 
 _log = logging.getLogger(__name__)
 
@@ -276,9 +276,10 @@ def measure_model(
     """
     check_contract(model)
     a = settings if settings is not None else AnalysisConfig()
-    out_dir = Path(out_dir)
+    out_dir = check_output_folder(out_dir, "out_dir")
     if (out_dir / ANALYSIS_FILE).exists() and not overwrite:
-        raise FileExistsError(f"{out_dir} already holds an analysis; pass --overwrite to replace it or choose --out")
+        raise FileExistsError(f"{out_dir} already holds an analysis; pass overwrite=True to replace it or choose "
+                              "another out_dir")
     device = pick_device(device)
     model = model.to(device)
     W = model.classifier.weight.detach()

@@ -6,14 +6,16 @@ the run's per-epoch classifier geometry (metrics.jsonl, Figure 5) to the figures
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Collection
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from mixcollapse.analysis.extract import has_batchnorm, mixup_training_batches
-from mixcollapse.analysis.measure import ANALYSIS_FILE, MEASURES_BY_LOSS, Analysis, measure_model
+from mixcollapse.analysis.measure import ANALYSIS_FILE, MEASURES_BY_LOSS, Analysis, load_analysis, measure_model
 from mixcollapse.analysis.ufm import DEFAULT_UFM_WEIGHT_DECAY
 from mixcollapse.config import apply_overrides, model_label, training_label
 from mixcollapse.data.datasets import build_datasets
@@ -21,7 +23,7 @@ from mixcollapse.data.specs import SPECS
 from mixcollapse.training.board import BOARD_DIR, log_image
 from mixcollapse.training.checkpoint import find_checkpoint, load_model
 from mixcollapse.training.dist import pick_device
-from mixcollapse.training.rundir import read_metrics
+from mixcollapse.training.rundir import check_output_folder, read_metrics
 
 
 def describe_data(bundle, cfg) -> str:
@@ -63,7 +65,9 @@ def analyze_run(
     ``analysis.classes`` is overridden, so analyses of other class subsets sit side by side. Loads the
     model and its resolved config from the checkpoint, builds the run's datasets (un-augmented for
     pairs and NC; augmented mixup batches for batch-norm recalibration, as trained), and adds the run's
-    per-epoch classifier geometry (metrics.jsonl) to the figures and JSON. lambda_H of the UFM defaults
+    per-epoch classifier geometry (metrics.jsonl) to the figures and JSON. An analysis already in the output
+    folder, made with the same checkpoint and settings, is read back instead of measured again (``overwrite``
+    measures anew; other settings without it are an error). lambda_H of the UFM defaults
     to the run's train.weight_decay. ``threads``: torch threads on a CPU (default: the run's
     ``train.threads`` when set, else torch's default).
     """
@@ -81,12 +85,13 @@ def analyze_run(
     name = ckpt_path.stem
     if cfg.analysis.classes is not None and cfg.analysis.classes != trained_classes:
         name += "_classes-" + "-".join(str(c) for c in cfg.analysis.classes)
-    out_dir = Path(out_dir) if out_dir is not None else run_dir / "analysis" / name
-    if (out_dir / ANALYSIS_FILE).exists() and not overwrite:
-        raise FileExistsError(f"{out_dir} already holds an analysis; pass --overwrite to replace it or choose --out")
+    out_dir = check_output_folder(out_dir if out_dir is not None else run_dir / "analysis" / name)
     a = cfg.analysis
     if a.ufm_weight_decay is None:
         a.ufm_weight_decay = cfg.train.weight_decay if cfg.train.weight_decay > 0 else DEFAULT_UFM_WEIGHT_DECAY
+    settings = {"checkpoint": str(ckpt_path), **asdict(a)}
+    if (out_dir / ANALYSIS_FILE).exists() and not overwrite:
+        return _finished(out_dir, settings)
     plain = build_datasets(cfg.data, train_augment=False)
     batches = None
     if a.bn_mode in ("recalibrate", "train") and has_batchnorm(model):
@@ -103,12 +108,26 @@ def analyze_run(
         checkpoint_epoch=_checkpoint_epoch(ckpt_path), title=label,
         meta={"run_dir": str(run_dir), "checkpoint": str(ckpt_path), "dataset": cfg.data.name,
               "data_source": plain.source, "synthetic_data": plain.synthetic, "training": training_label(cfg),
-              "loss": cfg.train.loss, "measures_for_this_loss": list(MEASURES_BY_LOSS[cfg.train.loss])},
+              "loss": cfg.train.loss, "measures_for_this_loss": list(MEASURES_BY_LOSS[cfg.train.loss]),
+              "analysis_settings": settings},
         device=torch_device, num_workers=cfg.data.num_workers, draw=draw, overwrite=True, progress=progress,
     )
     if cfg.train.tensorboard:
         _board_image(run_dir, name, result.summary, _checkpoint_epoch(ckpt_path))
     return result
+
+
+def _finished(out_dir: Path, settings: dict) -> Analysis:
+    """The analysis already in ``out_dir``, read back, when it was made with ``settings``; else say what to do."""
+    summary = json.loads((out_dir / ANALYSIS_FILE).read_text())
+    saved = summary.get("analysis_settings")
+    if saved is not None and saved != json.loads(json.dumps(settings)):
+        diffs = "; ".join(f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in json.loads(json.dumps(settings)).items()
+                          if saved.get(k) != v)
+        raise FileExistsError(f"{out_dir} holds an analysis made with other settings ({diffs}); pass --overwrite "
+                              "(overwrite=True) to replace it or choose another --out (out_dir=...)")
+    _log.info(f"[analyze] {out_dir} already holds this analysis; its results (--overwrite measures again):")
+    return load_analysis(out_dir)
 
 
 def _board_image(run_dir: Path, name: str, summary: dict, epoch: int | None) -> None:

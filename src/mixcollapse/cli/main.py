@@ -2,9 +2,10 @@
 
 Every command parses its arguments and calls the functions a user imports. Bad input (an argument,
 a config value, a file) ends in one line on stderr, ``mixcollapse COMMAND: error: ...``, and exit
-code 2, never a traceback; Ctrl-C ends with exit code 130 and a hint to resume. Library code logs
+code 2, never a traceback; Ctrl-C ends with exit code 130 (a training stopped by SIGTERM: 143) and a
+hint that runs as printed. Library code logs
 through ``logging`` (one logger per module, under ``mixcollapse``); the CLI sends INFO and above to
-standard output as plain lines.
+standard error as plain lines (progress), and prints each command's results to standard output.
 """
 
 from __future__ import annotations
@@ -30,19 +31,20 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-class _StdoutHandler(logging.StreamHandler):
-    """Plain lines to whatever ``sys.stdout`` is at the time (pytest's capture, a redirected stream)."""
+class _StderrHandler(logging.StreamHandler):
+    """Plain lines to whatever ``sys.stderr`` is at the time (pytest's capture, a redirected stream)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.stream = sys.stdout  # not setStream: it would flush the previous stream, which may be closed
+        self.stream = sys.stderr  # not setStream: it would flush the previous stream, which may be closed
         super().emit(record)
 
 
 def show_logs(level: int = logging.INFO) -> None:
-    """Send the toolkit's log records at ``level`` and above to standard output, one plain line each."""
+    """Send the toolkit's log records (progress, hints, warnings) at ``level`` and above to standard error, one
+    plain line each; standard output holds each command's results alone (tables, JSON, the files written)."""
     logger = logging.getLogger("mixcollapse")
-    if not any(isinstance(h, _StdoutHandler) for h in logger.handlers):
-        handler = _StdoutHandler()
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
     logger.setLevel(level)
@@ -73,6 +75,18 @@ def error_line(err: BaseException, command: str = "") -> str:
     if err.errno in (errno.ENOSPC, errno.EDQUOT) and command == "train":
         hint = "free some space and rerun with --resume (the last complete checkpoint is kept)"
     return f"{what}{where}" + (f"; {hint}" if hint else "")
+
+
+def interrupt_hint(args: argparse.Namespace) -> str:
+    """What to do after ``args.command`` was interrupted: a command that runs as printed where one applies."""
+    if args.command == "train":
+        run_dir = getattr(args, "run_dir", None) or args.out
+        if run_dir is None:
+            return "nothing was trained yet; run the command again"
+        return f"continue with: mixcollapse train --out {run_dir} --resume"
+    if args.command in ("reproduce", "demo"):
+        return "run the same command again: finished runs are kept and interrupted ones resume from their checkpoints"
+    return "nothing half-written was kept; run the command again"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,9 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as err:
         print(f"mixcollapse {args.command}: error: {error_line(err, args.command)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"mixcollapse {args.command}: interrupted; rerun with --resume to continue", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:  # Ctrl-C, or a stop signal during training (training.interrupt)
+        print(f"mixcollapse {args.command}: interrupted; {interrupt_hint(args)}", file=sys.stderr)
+        return int(getattr(err, "exit_code", 130))
 
 
 if __name__ == "__main__":  # pragma: no cover

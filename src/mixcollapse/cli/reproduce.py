@@ -96,11 +96,14 @@ def run_reproduce(args) -> int:
         return 0
     if not args.experiment:
         raise ValueError("name an experiment (e.g. mixcollapse reproduce fig1) or pass --list to see them")
-    reproduce(args.experiment, scale=args.scale, out=args.out, data_root=args.data_root, datasets=args.datasets,
-              threads=args.threads, gpus=args.gpus,
-              nproc_per_node=args.nproc_per_node, download=args.download, launcher=args.launcher,
-              allow_cpu=args.allow_cpu, prune_checkpoints=args.prune_checkpoints, seeds=args.seeds,
-              slurm=_slurm_options(args, Path(args.out)))
+    manifests = reproduce(args.experiment, scale=args.scale, out=args.out, data_root=args.data_root,
+                          datasets=args.datasets, threads=args.threads, gpus=args.gpus,
+                          nproc_per_node=args.nproc_per_node, download=args.download, launcher=args.launcher,
+                          allow_cpu=args.allow_cpu, prune_checkpoints=args.prune_checkpoints, seeds=args.seeds,
+                          slurm=_slurm_options(args, Path(args.out)))
+    for m in manifests:  # the results: what each experiment wrote (progress went to standard error)
+        files = [*m.get("figures", []), *(f for t in m.get("tables", []) for f in t["files"])]
+        print(f"{m['name']}: {', '.join(str(Path(args.out) / f) for f in files) or Path(args.out) / 'experiments'}")
     return 0
 
 
@@ -186,12 +189,13 @@ def _add_report(sub) -> None:
     p = sub.add_parser("report", help="gather a reproduce directory's figures and tables into one HTML page")
     p.add_argument("dir", help="output directory of `mixcollapse reproduce`")
     p.add_argument("--out", default=None, help="HTML file to write (default: DIR/report.html)")
+    p.add_argument("--overwrite", action="store_true", help="replace an --out file that is not an earlier report")
     p.set_defaults(func=run_report)
 
 
 def run_report(args) -> int:
     from mixcollapse.experiments.report import build_report
 
-    path = build_report(args.dir, args.out)
+    path = build_report(args.dir, args.out, overwrite=args.overwrite)
     print(json.dumps({"report": str(path)}))
     return 0

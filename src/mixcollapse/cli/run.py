@@ -12,11 +12,17 @@ PDF_HELP = "write every figure as PDF too (vector, for papers; slower), beside t
 
 def add_parsers(sub) -> None:
     """Register ``train``, ``analyze`` and ``demo`` on ``sub`` (argparse's add_subparsers())."""
+    from mixcollapse.config import preset_names
+
     p = sub.add_parser("train", help="train a network with (or without) mixup into a run directory")
-    p.add_argument("--preset", default="digits", help="preset name or YAML file (default: digits)")
+    p.add_argument("--preset", default=None,
+                   help=f"preset name ({', '.join(preset_names())}) or YAML file (default: digits; with --resume, "
+                        "the run's own config.yaml)")
     p.add_argument("--out", default=None, help="run directory (default: runs/<config name>)")
     p.add_argument("--data-root", default=None, help="where the datasets live (sets data.root)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint, with its saved config (overrides are "
+                        "checked against it)")
     p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
     p.set_defaults(func=run_train)
 
@@ -57,10 +63,14 @@ def run_train(args) -> int:
     from mixcollapse.config import load_config  # validated before torch is imported
 
     overrides = list(args.overrides) + ([f"data.root={args.data_root}"] if args.data_root else [])
-    cfg = load_config(args.preset, overrides)
+    preset = args.preset
+    if preset is None and args.resume and args.out and (Path(args.out) / "config.yaml").is_file():
+        preset = str(Path(args.out) / "config.yaml")  # the run's own config: --resume alone continues it
+    cfg = load_config(preset or "digits", overrides)
+    args.run_dir = Path(args.out) if args.out else Path("runs") / cfg.name  # for the interrupt hint
     from mixcollapse.training.loop import train
 
-    train(cfg, Path(args.out) if args.out else Path("runs") / cfg.name, resume=args.resume)
+    train(cfg, args.run_dir, resume=args.resume)
     return 0
 
 
@@ -85,9 +95,11 @@ def run_demo(args) -> int:
     from mixcollapse.config import load_config
 
     load_config("digits", args.overrides)  # bad overrides are refused before torch is imported
+    from mixcollapse.experiments.demo import describe_summary
     from mixcollapse.experiments.demo import run_demo as demo
 
-    demo(args.out, overrides=args.overrides, overwrite=args.overwrite, jobs=args.jobs)
+    print(describe_summary(demo(args.out, overrides=args.overrides, overwrite=args.overwrite, jobs=args.jobs),
+                           args.out))
     return 0
 
 

@@ -14,13 +14,22 @@ import logging
 from mixcollapse.cli.run import PDF_HELP
 
 
+class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows real defaults only: no "(default: None)" on an option whose help says what happens without it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``theory`` subcommand (sets ``func``)."""
     p = subparsers.add_parser(
         "theory",
         help="optimal mixup features of the unconstrained features model (Theorem 3.1, Figure 6)",
         description=__doc__,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_Defaults,
     )
     p.add_argument("--num-classes", type=int, default=10, help="C, number of classes (>= 3 for the figure)")
     p.add_argument("--dim", type=int, default=100, help="d, feature dimension (>= C - 1)")

@@ -24,7 +24,7 @@ from mixcollapse.analysis.run import analyze_run
 from mixcollapse.metrics.projection import project_classifier
 from mixcollapse.plots.figures import configuration_figure, training_curves_figure
 from mixcollapse.training.checkpoint import find_checkpoint
-from mixcollapse.training.rundir import atomic_write_text, read_metrics
+from mixcollapse.training.rundir import atomic_write_text, check_output_folder, read_metrics
 
 _log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def compare_runs(runs: Sequence[str | Path], out: str | Path = "compare_out", ch
         raise ValueError("name at least one run directory")
     names = _labels([Path(r) for r in runs])
     checkpoints = [find_checkpoint(run, checkpoint) for run in runs]  # every run checked before anything is written
-    out = Path(out)
+    out = check_output_folder(out)
     summaries = [_analysis(Path(run), ckpt, data_root) for run, ckpt in zip(runs, checkpoints, strict=True)]
     histories = [(name, read_metrics(run)) for name, run in zip(names, runs, strict=True)]
     out.mkdir(parents=True, exist_ok=True)

@@ -131,8 +131,7 @@ def run_demo(out_dir: str | Path = "demo_out", overrides: list[str] | tuple[str,
                "comparison_figures": [str(p) for p in comparison]}
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(summary_path, json.dumps(summary, indent=2))
-    _log.info(format_table(results))
-    _log.info(f"[demo] figures: {side_by_side[0]}\n[demo] summary: {summary_path}")
+    _log.info(f"[demo] done in {summary['seconds']:.0f} s")
     return summary
 
 
@@ -195,11 +194,15 @@ def _show_finished(out_dir: Path, summary_path: Path, overrides: list[str]) -> d
     summary = json.loads(summary_path.read_text())
     if summary.get("overrides", []) != overrides:
         raise FileExistsError(f"{out_dir} holds a finished demo with other settings ({summary.get('overrides', [])}); "
-                              "pass --overwrite to replace it or choose another --out")
+                              "pass --overwrite (overwrite=True) to replace it or choose another --out (out_dir)")
     _log.info(f"[demo] {out_dir} holds a finished demo ({summary_path}); its results (--overwrite runs it again):")
-    _log.info(format_table(summary["runs"]))
-    _log.info(f"[demo] figures: {summary['comparison_figure'][0]}\n[demo] summary: {summary_path}")
     return summary
+
+
+def describe_summary(summary: dict, out_dir: str | Path) -> str:
+    """The demo's results as the command prints them: the table, the comparison figure, the summary file."""
+    return (f"{format_table(summary['runs'])}\nfigures: {summary['comparison_figure'][0]}\n"
+            f"summary: {Path(out_dir) / 'summary.json'}")
 
 
 TABLE = (  # (summary key, column title, width, format); the numbers the demo prints per run

@@ -17,13 +17,14 @@ from pathlib import Path
 from mixcollapse.training.rundir import atomic_write_text
 
 STYLE = """
-body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1200px;
-       color: #222; line-height: 1.45; padding: 0 1em; }
+body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em 0; padding: 0 1em;
+       color: #222; line-height: 1.45; }
+body > :not(.fig) { max-width: 1200px; margin-left: auto; margin-right: auto; }
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
 .banner { background: #fff3cd; border: 1px solid #e0c060; padding: .7em 1em; border-radius: 4px; }
 .expected { background: #f4f6fa; border-left: 4px solid #6c8ebf; padding: .5em 1em; }
-.fig { width: 100vw; position: relative; left: 50%; margin-left: -50vw; text-align: center; }
-.fig img { max-width: calc(100vw - 2em); border: 1px solid #eee; margin: .5em 0; }
+.fig { text-align: center; }
+.fig img { max-width: 100%; height: auto; border: 1px solid #eee; margin: .5em 0; box-sizing: border-box; }
 table { border-collapse: collapse; margin: .6em 0; font-size: .92em; }
 th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: left; }
 th { background: #f0f0f0; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
@@ -59,7 +60,8 @@ def _image(path: Path) -> str:
     if not path.is_file():
         return f"<p class='meta'>missing figure: {_e(path)}</p>"
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    # A figure may be wider than the text column: it gets the whole window's width (at its own size at most).
+    # A figure may be wider than the text column: it gets the body's whole width (at its own size at most), with
+    # no 100vw, which counts the vertical scrollbar and so adds a horizontal one.
     return f"<div class='fig'><img alt='{_e(path.name)}' src='data:image/png;base64,{data}'></div>"
 
 
@@ -133,7 +135,7 @@ def render_report(manifests: list[dict], directory: str | Path) -> str:
     scales = sorted({str(m.get("scale")) for m in manifests})
     synthetic = [m["name"] for m in manifests if m.get("synthetic")]
     head = [
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><meta name='generator' content='{GENERATOR}'>",
         "<title>mixcollapse: Pushing Boundaries, reproduced</title>",
         f"<style>{STYLE}</style></head><body>",
         "<h1>Pushing Boundaries: Mixup's Influence on Neural Collapse (Fisher, Meng, Papyan, ICLR 2024), "
@@ -156,15 +158,34 @@ def render_report(manifests: list[dict], directory: str | Path) -> str:
     return "\n".join(head + body + ["</body></html>"]) + "\n"
 
 
-def build_report(directory: str | Path, path: str | Path | None = None) -> Path:
-    """Write the report of ``directory`` to ``path`` (default ``directory/report.html``) and return its path."""
+GENERATOR = "mixcollapse report"  # marks the pages this command wrote: those, and only those, it replaces
+
+
+def check_report_path(path: Path, overwrite: bool = False) -> None:
+    """Refuse ``path`` when it is a folder, or a file that is not a report this command wrote (unless ``overwrite``)."""
+    if path.is_dir():
+        raise IsADirectoryError(f"--out {path} is a folder; give the HTML file to write, e.g. {path / 'report.html'}")
+    if path.exists() and not overwrite:
+        with open(path, "rb") as f:
+            start = f.read(4096)
+        if f"content='{GENERATOR}'".encode() not in start:
+            raise FileExistsError(f"--out {path} exists and is not a report written by mixcollapse; pass --overwrite "
+                                  "(overwrite=True) to replace it or choose another --out")
+
+
+def build_report(directory: str | Path, path: str | Path | None = None, overwrite: bool = False) -> Path:
+    """Write the report of ``directory`` to ``path`` (default ``directory/report.html``) and return its path.
+
+    An existing report written by this command is replaced; any other file only with ``overwrite``.
+    """
     directory = Path(directory)
+    path = Path(path) if path is not None else directory / "report.html"
+    check_report_path(path, overwrite)
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory} is not a directory; run mixcollapse reproduce --out {directory} first")
     manifests = load_manifests(directory)
     if not manifests:
         raise FileNotFoundError(f"{directory} holds no reproduce results (no experiments/*.json); run "
                                 f"mixcollapse reproduce EXPERIMENT --out {directory} first")
-    path = Path(path) if path is not None else directory / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write_text(path, render_report(manifests, directory))

@@ -129,7 +129,7 @@ class TrainingJob:
         return DelayedSubmission(TrainingJob(self.job, self.gpus_per_node, self.nodes))
 
     def _stop_child(self) -> None:
-        """SIGTERM to the training (it keeps its last complete checkpoint), SIGKILL after 60 s; with os calls only,
+        """SIGTERM to the training (it writes its last finished epoch, training.interrupt), SIGKILL after 60 s; os only,
         as this runs inside submitit's signal handler, possibly while the main code is in Popen.poll."""
         child, self._child = self._child, None
         if child is None or child.returncode is not None:

@@ -36,9 +36,15 @@ def with_linear_head(model: nn.Module, head: str = "fc") -> nn.Module:
     """
     *parents, leaf = head.split(".")
     owner = model
-    for name in parents:
-        owner = getattr(owner, name)
-    linear = getattr(owner, leaf)
+    try:
+        for name in parents:
+            owner = getattr(owner, name)
+        linear = getattr(owner, leaf)
+    except AttributeError:
+        linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+        last = f"; its last nn.Linear is '{linears[-1]}': pass head='{linears[-1]}'" if linears else \
+            "; it has no nn.Linear, so it needs its own features(x) and classifier"
+        raise ValueError(f"{type(model).__name__} has no module '{head}' (with_linear_head's head=){last}") from None
     if not isinstance(linear, nn.Linear):
         raise ValueError(f"model.{head} is a {type(linear).__name__}, not the final nn.Linear; pass head=...")
     body = copy.deepcopy(model)

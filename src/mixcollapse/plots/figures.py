@@ -320,11 +320,12 @@ def reliability_figure(series: Sequence[tuple[str, dict]], stem: str | Path, sup
         ax.tick_params(labelbottom=False)
         _finish(ax, f"{label}\nECE {cal['ece']:.4f}   MCE {cal['mce']:.4f}   acc {100 * cal['accuracy']:.1f}%", "",
                 "accuracy", False)
-        if k == 0:
-            ax.legend(fontsize=7, loc="upper left", frameon=True, framealpha=0.92, edgecolor="none")
         hist.bar(edges[:-1], np.where(ok, counts, np.nan), width=width, align="edge", color=color, alpha=0.6)
         hist.set_yscale("log")
         _finish(hist, "", "confidence (top-1 softmax probability)", "count", False)
+    # One legend under the panels, where it covers no bar (inside, any corner can hold a tall one).
+    fig.legend(*ax.get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0.02), ncol=3, fontsize=8,
+               frameon=False)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     return save_figure(fig, stem)

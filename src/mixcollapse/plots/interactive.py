@@ -83,6 +83,11 @@ def configuration_html(
         fig.add_trace(_pair_trace(go, xy, lam, idx, label, int(mask.sum()), scale, symbol, bar_x,
                                   [names[int(c)] for c in class_a[idx]], [names[int(c)] for c in class_b[idx]],
                                   index_a[idx], index_b[idx]))
+        # The legend entry of its own, in the colour of lambda = 0.5: a trace coloured by an array would show the
+        # colour of whichever point happens to come first. Clicking it still hides or shows the whole group.
+        fig.add_trace(go.Scattergl(x=[None], y=[None], mode="markers", name=f"{label} ({int(mask.sum())})",
+                                   legendgroup=label, hoverinfo="skip",
+                                   marker=dict(color=dict(scale)[0.5], symbol=symbol, size=9)))
     if classifier_xy is not None:
         radius = float(np.abs(xy).max()) if n else 1.0
         for trace in _classifier_traces(go, np.asarray(classifier_xy, dtype=float), radius, classifier_labels):
@@ -95,8 +100,7 @@ def configuration_html(
         yaxis=dict(visible=False),
         plot_bgcolor="white",
         legend=dict(x=0.0, y=1.0, bgcolor="rgba(255,255,255,0.7)"),
-        width=820,
-        height=680,
+        autosize=True,  # fills the window (the page sets the size); equal axis scales keep the geometry true
         margin=dict(l=20, r=20, t=80, b=20),
     )
     return _write_html(fig, Path(path))
@@ -108,8 +112,8 @@ def _write_html(fig, path: Path) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        fig.write_html(tmp, include_plotlyjs=True, full_html=True, include_mathjax=False,
-                       config={"displaylogo": False, "scrollZoom": True})
+        fig.write_html(tmp, include_plotlyjs=True, full_html=True, include_mathjax=False, default_width="100%",
+                       default_height="95vh", config={"displaylogo": False, "scrollZoom": True, "responsive": True})
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     finally:
@@ -129,6 +133,7 @@ def _pair_trace(go, xy, lam, idx, label, total, scale, symbol, bar_x, names_a, n
         mode="markers",
         name=f"{label} ({total})",
         legendgroup=label,
+        showlegend=False,  # the group's legend entry is a trace of its own (configuration_html)
         marker=dict(
             color=lam[idx],
             colorscale=scale,

@@ -45,7 +45,7 @@ def figure6_data(
         raise ValueError(f"Figure 6 projects onto exactly 3 classes, got {len(cls)}; pass three class indices")
     lam = sample_lambdas(alpha, samples, seed)
     W = simplex_etf(C, d, m, seed=seed)
-    i, ip, lams = pair_grid(cls, lam)
+    i, ip, lams = pair_grid(cls, lam, ordered=False)  # each pair once, as the data figures draw them
     A = theorem_coefficients(C, m, lam_h, i, ip, lams)
     A_amp = amplified_coefficients(A, i, ip, lams)
     rows = W[cls]

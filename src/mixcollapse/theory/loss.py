@@ -110,13 +110,20 @@ def sample_lambdas(alpha: float, samples: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).beta(alpha, alpha, size=int(samples))
 
 
-def pair_grid(classes: Sequence[int], lam: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(i, i', lambda) for every ordered pair of ``classes`` and every lambda, pair-major (k^2 * n,)."""
+def pair_grid(classes: Sequence[int], lam: np.ndarray,
+              ordered: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(i, i', lambda) for every pair of ``classes`` and every lambda, pair-major.
+
+    ``ordered=True``: every ordered pair, (a, b) and (b, a) (k^2 * n points; the expectation over pairs of eq. 2).
+    ``ordered=False``: each unordered pair once, i <= i' in the order of ``classes``, lambda the weight of i
+    (k(k+1)/2 * n points), as the data figures draw their pairs: the mix (b, a, 1 - lambda) is the point
+    (a, b, lambda), so the ordered grid only lays a second copy over it with the opposite colour.
+    """
     cls = np.asarray(classes, dtype=np.int64)
-    ii, jj = np.meshgrid(cls, cls, indexing="ij")
-    i = np.repeat(ii.reshape(-1), lam.size)
-    ip = np.repeat(jj.reshape(-1), lam.size)
-    return i, ip, np.tile(lam, cls.size**2)
+    a, b = np.triu_indices(cls.size) if not ordered else np.indices((cls.size, cls.size)).reshape(2, -1)
+    i = np.repeat(cls[a], lam.size)
+    ip = np.repeat(cls[b], lam.size)
+    return i, ip, np.tile(lam, a.size)
 
 
 def monte_carlo_loss(

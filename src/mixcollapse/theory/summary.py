@@ -38,6 +38,13 @@ def ufm_summary(num_classes: int = 10, dim: int = 100, multiplier: float = 3.0, 
     check_positive("alpha", alpha)
     if classes is not None:
         check_class_subset(classes, C)
+    if figure_dir is not None:  # before any work: a file in the way of the figure's folder
+        for part in (Path(figure_dir), *Path(figure_dir).parents):
+            if part.exists() and not part.is_dir():
+                raise NotADirectoryError(f"--out {figure_dir} {'is' if part == Path(figure_dir) else 'lies under'} a "
+                                         "file; give a folder for the figure (figure_dir)")
+            if part.exists():
+                break
     _log.info("[theory] closed form and Monte Carlo loss over %d lambdas (C=%d, d=%d)", samples, C, d)
     data = figure6_data(C, d, m, lam_h, alpha, samples, classes, seed)
     settings = {"num_classes": C, "dim": d, "multiplier": m, "weight_decay_h": lam_h, "weight_decay_w": weight_decay_w,

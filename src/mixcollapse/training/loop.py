@@ -35,8 +35,10 @@ batch-norm buffers, and the sums (loss, correct, count, calibration bins) are al
 
 from __future__ import annotations
 
+import copy
 import logging
 import random
+import signal
 import time
 import warnings
 from collections.abc import Callable
@@ -69,16 +71,18 @@ from mixcollapse.training.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
+from mixcollapse.training.interrupt import TrainingInterrupted, deferred_signals, stop_signals
 from mixcollapse.training.machine import available_cores
 from mixcollapse.training.optim import build_optimizer, build_scheduler, current_lr
 from mixcollapse.training.rundir import (
     RunDirError,
     append_metrics,
     check_run_dir,
-    config_differences,
     epoch_checkpoint_path,
     last_checkpoint_path,
     prepare_run_dir,
+    read_metrics,
+    resume_differences,
     truncate_metrics,
 )
 
@@ -287,7 +291,7 @@ def _restore(s: _Session, cfg: ExperimentConfig, last_path: Path, device: torch.
              world: int) -> int:
     """Load the last checkpoint into the session (weights, optimizer, schedule, random streams); its epoch."""
     state = load_checkpoint(last_path, map_location="cpu")
-    diffs = config_differences(config_from_dict(state["config"]), cfg)
+    diffs = resume_differences(config_from_dict(state["config"]), cfg)
     if diffs:
         raise CheckpointError(f"checkpoint {last_path} was trained with another config ({'; '.join(diffs)})")
     load_weights(s.model, state["model"], last_path)
@@ -331,19 +335,60 @@ def _run_epoch(s: _Session, ddp_model: nn.Module, cfg: ExperimentConfig, epoch: 
     return row
 
 
-def _save(s: _Session, cfg: ExperimentConfig, run_dir: Path, epoch: int, row: dict, device: torch.device,
-          main: bool) -> None:
-    """The checkpoint of ``epoch`` (last.pt, and epoch_NNNN.pt when kept), written by rank 0."""
+def _state(s: _Session, cfg: ExperimentConfig, epoch: int, row: dict, device: torch.device,
+           main: bool) -> dict | None:
+    """The checkpoint of ``epoch`` as a copy on the CPU (rank 0; None elsewhere): what an interrupt writes later."""
     rng_states = dist.all_gather_object(capture_rng(s.mixup_rng, device))
-    if main:
-        loader_state = s.train_loader.generator.get_state() if s.train_loader.generator is not None else None
-        state = build_checkpoint(model=s.model, optimizer=s.optimizer, scheduler=s.scheduler, epoch=epoch,
-                                 config=to_dict(cfg), model_args=s.model_args, rng=rng_states, loader=loader_state,
-                                 metrics=row)
-        if epoch in cfg.train.checkpoint_epochs:
-            save_checkpoint(state, epoch_checkpoint_path(run_dir, epoch))
-        save_checkpoint(state, last_checkpoint_path(run_dir))
-    dist.barrier()
+    if not main:
+        return None
+    loader_state = s.train_loader.generator.get_state() if s.train_loader.generator is not None else None
+    state = build_checkpoint(model=s.model, optimizer=s.optimizer, scheduler=s.scheduler, epoch=epoch,
+                             config=to_dict(cfg), model_args=s.model_args, rng=rng_states, loader=loader_state,
+                             metrics=row)
+    return _cpu_copy(state)
+
+
+def _cpu_copy(value):
+    """``value`` with every tensor copied to the CPU: a snapshot that later optimizer steps do not touch."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _cpu_copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_cpu_copy(v) for v in value)
+    return copy.deepcopy(value)
+
+
+def _write(state: dict, cfg: ExperimentConfig, run_dir: Path) -> None:
+    """``state`` as checkpoints/last.pt, and as epoch_NNNN.pt when its epoch is kept (rank 0)."""
+    if state["epoch"] in cfg.train.checkpoint_epochs:
+        save_checkpoint(state, epoch_checkpoint_path(run_dir, state["epoch"]))
+    save_checkpoint(state, last_checkpoint_path(run_dir))
+
+
+def _due(t, epoch: int) -> bool:
+    """Whether ``epoch`` writes checkpoints: a kept epoch, the last, or every ``train.checkpoint_every``."""
+    periodic = t.checkpoint_every > 0 and epoch % t.checkpoint_every == 0
+    return epoch in t.checkpoint_epochs or epoch == t.epochs or periodic
+
+
+def _save_on_interrupt(err: KeyboardInterrupt, state: dict | None, saved: int, cfg: ExperimentConfig,
+                       run_dir: Path) -> None:
+    """The last finished epoch's checkpoint when it is newer than the last one written, and where to go on."""
+    what = signal.Signals(err.signum).name if isinstance(err, TrainingInterrupted) else "interrupted"
+    resume = f"mixcollapse train --out {run_dir} --resume"
+    if state is None:
+        _log.warning(f"[train] {what}: stopped before the first epoch ended; nothing to save ({resume} starts it "
+                     "from the beginning)")
+        return
+    if state["epoch"] > saved:
+        with deferred_signals():  # a second Ctrl-C waits for the write; the previous last.pt stays until replaced
+            rows = read_metrics(run_dir)
+            if not rows or rows[-1]["epoch"] < state["epoch"]:  # stopped between the snapshot and its metrics line
+                append_metrics(run_dir, state["metrics"])
+            _write(state, cfg, run_dir)
+    _log.warning(f"[train] {what}: stopped; epoch {state['epoch']} of {cfg.train.epochs} is saved in "
+                 f"{last_checkpoint_path(run_dir)}; continue with: {resume}")
 
 
 CPU_WARNING_SECONDS = 3600.0  # a run projected to take longer than this on a CPU gets one line saying so
@@ -418,6 +463,8 @@ def _train(
     start = 0
     if resume and last_checkpoint_path(run_dir).is_file():
         start = _restore(session, cfg, last_checkpoint_path(run_dir), device, rank, world)
+    elif resume and main:
+        _log.info(f"[train] --resume: {run_dir} has no checkpoint yet, so the run starts from the beginning")
     _on_main(lambda: prepare_run_dir(run_dir, cfg, resume))
     if main:
         truncate_metrics(run_dir, start)  # epochs after the checkpoint (or of a failed start) are trained again
@@ -426,19 +473,28 @@ def _train(
         return run_dir
     ddp_model = dist.wrap(session.model, device)
     board = _board(cfg, run_dir, start) if main and t.tensorboard else None
+    state, saved = None, start  # the last finished epoch's checkpoint (rank 0), the last epoch written
     try:
-        for epoch in range(start + 1, t.epochs + 1):
-            row = _epoch_or_divergence(session, ddp_model, cfg, epoch, device, main, first=epoch == start + 1)
-            if main:
-                append_metrics(run_dir, row)
-                if board is not None:
-                    log_epoch(board, row)
-                _log.info(_format_row(row, t.epochs))
-            if epoch in t.checkpoint_epochs or epoch == t.epochs or (t.checkpoint_every > 0
-                                                                       and epoch % t.checkpoint_every == 0):
-                _save(session, cfg, run_dir, epoch, row, device, main)
-            if stop_after_epoch is not None and epoch >= stop_after_epoch:
-                return run_dir
+        with stop_signals():
+            for epoch in range(start + 1, t.epochs + 1):
+                row = _epoch_or_divergence(session, ddp_model, cfg, epoch, device, main, first=epoch == start + 1)
+                state = _state(session, cfg, epoch, row, device, main)  # from here on an interrupt keeps this epoch
+                if main:
+                    append_metrics(run_dir, row)
+                    if board is not None:
+                        log_epoch(board, row)
+                    _log.info(_format_row(row, t.epochs))
+                if _due(t, epoch):
+                    if main:
+                        _write(state, cfg, run_dir)
+                        saved = epoch
+                    dist.barrier()
+                if stop_after_epoch is not None and epoch >= stop_after_epoch:
+                    return run_dir
+    except KeyboardInterrupt as err:  # TrainingInterrupted from a stop signal, or Ctrl-C under a host's own handler
+        if main:
+            _save_on_interrupt(err, state, saved, cfg, run_dir)
+        raise
     finally:
         if board is not None:
             board.close()

@@ -5,17 +5,20 @@ Layout::
     RUN/
       config.yaml            the resolved ExperimentConfig (redoes the run: train --preset RUN/config.yaml)
       metrics.jsonl          one JSON object per epoch (see mixcollapse.training.loop for the keys)
-      checkpoints/last.pt    the latest checkpoint (every train.checkpoint_every epochs, at kept epochs, and
-                             at the final epoch); --resume continues from it
+      checkpoints/last.pt    the latest checkpoint (every train.checkpoint_every epochs, at kept epochs, at the
+                             final epoch, and the last finished epoch when a stop signal arrives:
+                             mixcollapse.training.interrupt); --resume continues from it
       checkpoints/epoch_0100.pt  kept checkpoints of train.checkpoint_epochs (Figure 10)
       figures/               figures drawn from this run
 
 A new run refuses a directory that already holds one (config.yaml, metrics.jsonl or a checkpoint);
 ``resume=True`` continues it, and then the requested config must equal the saved one except for
-:data:`RESUME_FREE_FIELDS`, which change where and how visibly a run happens, or what is analysed
-afterwards (``analysis.*``), never what is trained.
-In particular ``train.epochs`` cannot be extended: the schedule (milestones at fractions of the
-total epochs, cosine annealing) depends on it, so a longer run is a different run.
+:data:`RESUME_FREE_FIELDS`, which change where and how visibly a run happens, when it is checkpointed, or
+what is analysed afterwards (``analysis.*``), never what is trained (:func:`resume_differences`).
+``train.epochs`` may grow on resume only with ``train.schedule: constant``, whose learning rates do not
+depend on the total, so that the extended run is exactly the longer run trained at once; the other
+schedules place their milestones and their cosine period by the total epochs, so a longer run of theirs
+is a different run (a new ``--out``).
 """
 
 from __future__ import annotations
@@ -41,8 +44,9 @@ LAST_CHECKPOINT = "last.pt"
 # trained (data, model, objective, schedule), though another device or worker count is not bitwise
 # the same run (see mixcollapse.training.loop on exact resumption).
 # A section name ("analysis") frees the whole section: analysis settings are read after training.
-RESUME_FREE_FIELDS = ("train.progress", "train.device", "train.threads", "train.tensorboard", "data.num_workers",
-                      "data.root", "data.download", "analysis")
+RESUME_FREE_FIELDS = ("train.progress", "train.device", "train.threads", "train.tensorboard",
+                      "train.checkpoint_every", "train.checkpoint_epochs", "data.num_workers", "data.root",
+                      "data.download", "analysis")
 
 
 class RunDirError(ValueError):
@@ -104,6 +108,18 @@ def config_differences(saved: ExperimentConfig, requested: ExperimentConfig, ign
     ]
 
 
+def resume_differences(saved: ExperimentConfig, requested: ExperimentConfig) -> list[str]:
+    """What keeps ``requested`` from continuing a run trained with ``saved`` (``key: saved -> requested``).
+
+    RESUME_FREE_FIELDS may differ; so may ``train.epochs`` when it grows under a constant schedule.
+    """
+    diffs = config_differences(saved, requested)
+    if (saved.train.schedule == requested.train.schedule == "constant"
+            and requested.train.epochs >= saved.train.epochs):
+        diffs = [d for d in diffs if not d.startswith("train.epochs:")]
+    return diffs
+
+
 def check_run_dir(run_dir: str | Path, cfg: ExperimentConfig, resume: bool = False) -> Path:
     """Raise RunDirError unless ``cfg`` may start (or, with ``resume``, continue) in ``run_dir``; writes nothing.
 
@@ -113,18 +129,22 @@ def check_run_dir(run_dir: str | Path, cfg: ExperimentConfig, resume: bool = Fal
     """
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
-        raise RunDirError(f"run directory {run_dir} is a file; choose another --out")
+        raise RunDirError(f"run directory {run_dir} is a file; choose another --out (run_dir)")
     existing = holds_run(run_dir)
     if existing and not resume:
         raise RunDirError(
-            f"run directory {run_dir} already holds a run; pass --resume to continue it or choose another --out"
+            f"run directory {run_dir} already holds a run; pass --resume (resume=True) to continue it or choose "
+            "another --out (run_dir)"
         )
     if existing and (run_dir / CONFIG_FILE).exists():
-        diffs = config_differences(read_config(run_dir), cfg)
+        diffs = resume_differences(read_config(run_dir), cfg)
         if diffs:
+            why = ("; a longer run with this schedule is a new run: choose another --out"
+                   if any(d.startswith("train.epochs:") for d in diffs) else "")
             raise RunDirError(
                 f"cannot resume {run_dir}: its config differs from the requested one ({'; '.join(diffs)}); "
-                f"only {', '.join(f if '.' in f else f + '.*' for f in RESUME_FREE_FIELDS)} may change on resume"
+                f"only {', '.join(f if '.' in f else f + '.*' for f in RESUME_FREE_FIELDS)} may change on resume "
+                f"(and train.epochs grow with train.schedule=constant){why}"
             )
     return run_dir
 
@@ -140,6 +160,18 @@ def prepare_run_dir(run_dir: str | Path, cfg: ExperimentConfig, resume: bool = F
     remove_stale_temp_files(checkpoint_dir(run_dir))
     atomic_write_text(run_dir / CONFIG_FILE, dump_yaml(cfg))  # on resume: the free fields' new values
     return run_dir
+
+
+def check_output_folder(path: str | Path, option: str = "--out") -> Path:
+    """Raise NotADirectoryError when ``path``, or a folder above it, is a file: checked before any work starts."""
+    path = Path(path)
+    for part in (path, *path.parents):
+        if part.exists():
+            if not part.is_dir():
+                where = "is a file" if part == path else f"lies under {part}, which is a file"
+                raise NotADirectoryError(f"{option} {path} {where}; give a folder")
+            break
+    return path
 
 
 def remove_stale_temp_files(folder: str | Path) -> list[Path]:
