@@ -16,13 +16,16 @@ def run(*argv: str) -> int:
         return stop.code
 
 
-def one_line_error(capsys, *argv: str) -> str:
-    """Run ``mixcollapse ARGV``, expect exit code 2, and return its single stderr line."""
+def one_line_error(capsys, *argv: str, after_progress: bool = False) -> str:
+    """Run ``mixcollapse ARGV``, expect exit code 2, and return its single stderr line; ``after_progress``: an
+    error that can only show during the work (a divergence, a full disk) is the last line, after the progress."""
     code = run(*argv)
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
+    errors = [line for line in lines if "error:" in line]
+    assert code == 2 and "Traceback" not in err and len(errors) == 1, err
+    assert lines[-1] == errors[0] and (after_progress or len(lines) == 1), err
+    return lines[-1]
 
 
 @pytest.mark.parametrize(
@@ -64,7 +67,7 @@ def test_report_of_a_missing_directory(tmp_path, capsys):
 
 def test_a_diverging_run_ends_in_one_line_naming_the_epoch_and_settings(tmp_path, capsys):
     line = one_line_error(capsys, "train", "--out", str(tmp_path / "run"), *TINY_OVERRIDES, "train.epochs=2",
-                          "train.lr=1e6")
+                          "train.lr=1e6", after_progress=True)
     assert line.startswith("mixcollapse train: error: training diverged in epoch 1 (train loss ")
     assert "train.lr=1e+06" in line and "mixup.alpha=1" in line and "lower train.lr" in line
 
@@ -74,14 +77,15 @@ def test_output_paths_the_system_refuses_are_one_line(tmp_path, capsys):
     line = one_line_error(capsys, "train", "--out", str(tmp_path / "a_file" / "run"), *TINY_OVERRIDES)
     assert "Not a directory" in line and "a part of that path is a file" in line
     line = one_line_error(capsys, "theory", "--out", str(tmp_path / "a_file"), "--no-joint", "--samples", "50")
-    assert "File exists" in line and "choose another path" in line
+    assert "is a file; give a folder" in line
     assert (tmp_path / "a_file").read_text() == "x"
 
 
 def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(tiny_run, capsys, full_disk, monkeypatch):
     before = (tiny_run / "checkpoints" / "last.pt").read_bytes()
     full_disk(8192)  # config.yaml fits, a checkpoint does not
-    line = one_line_error(capsys, "train", "--out", str(tiny_run), "--resume", *TINY_OVERRIDES, *TINY_RUN_SETTINGS)
+    line = one_line_error(capsys, "train", "--out", str(tiny_run), "--resume", *TINY_OVERRIDES, *TINY_RUN_SETTINGS,
+                          after_progress=True)
     monkeypatch.undo()
     assert "No space left on device" in line and "rerun with --resume" in line
     assert (tiny_run / "checkpoints" / "last.pt").read_bytes() == before
@@ -116,14 +120,14 @@ def test_version(capsys):
 def test_train_then_analyze_print_progress_and_a_short_table(tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert main(["train", "--out", str(run_dir), *TINY_OVERRIDES, "train.epochs=1"]) == 0
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().err  # progress on stderr
     assert "[train] starting" in printed and "epoch 1/1" in printed  # the training loop's log lines, shown
     assert f"[train] done: metrics in {run_dir / 'metrics.jsonl'}" in printed and "mixcollapse analyze" in printed
     assert main(["analyze", str(run_dir), "--threads", "1", "analysis.classes=[0,3,8]",  # overrides after options
                  "analysis.pairs_per_class_pair=10", "analysis.test_pairs=0", "analysis.nc_samples=100"]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "classes: 0 (0), 3 (3), 8 (8); 60 mixup pairs" in out and "neural_collapse:" in out and "figures:" in out
-    assert "[analyze] neural collapse on the training data" in out
+    assert "[analyze] neural collapse on the training data" in err and "[analyze]" not in out
     summary = json.loads((run_dir / "analysis" / "last_classes-0-3-8" / "analysis.json").read_text())
     assert summary["neural_collapse"]["num_samples"] == 100
     assert not (run_dir / "analysis" / "last").exists()

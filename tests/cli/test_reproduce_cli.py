@@ -43,8 +43,8 @@ def test_a_sweep_with_failed_runs_says_so_on_stderr(tmp_path, capsys, monkeypatc
     code = main(["sweep", "--preset", "digits", "--out", str(tmp_path / "s"), "--grid", "train.lr=[0.02,0.05]",
                  "--gpus", "none", *TINY_OVERRIDES, "train.epochs=1"])
     captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert code == 1 and len(lines) == 1, captured.err
-    assert lines[0].startswith("mixcollapse sweep: 1 of 2 runs did not finish (lr=0.02)") and "rerun" in lines[0]
+    lines = captured.err.strip().splitlines()  # the progress, then the one line that says what failed
+    assert code == 1 and sum("did not finish" in line for line in lines) == 1, captured.err
+    assert lines[-1].startswith("mixcollapse sweep: 1 of 2 runs did not finish (lr=0.02)") and "rerun" in lines[-1]
     assert "best: lr=0.05" in captured.out
 

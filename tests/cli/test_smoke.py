@@ -36,12 +36,12 @@ def test_train_and_analyze(tmp_path):
     run = tmp_path / "run"
     proc = mixcollapse("train", "--out", str(run), *TINY_OVERRIDES, "train.epochs=2", "train.progress=true")
     assert proc.returncode == 0, proc.stderr
-    assert "[train] starting" in proc.stdout and "epoch 2/2" in proc.stdout
+    assert "[train] starting" in proc.stderr and "epoch 2/2" in proc.stderr and proc.stdout == ""  # progress: stderr
     assert "it/s" not in proc.stderr and "\r" not in proc.stdout + proc.stderr  # no bars into a pipe
     proc = mixcollapse("analyze", str(run), "analysis.pairs_per_class_pair=10", "analysis.test_pairs=0")
     assert proc.returncode == 0, proc.stderr
-    assert "[analyze] neural collapse on the training data" in proc.stdout and "it/s" not in proc.stderr
-    assert "60 mixup pairs" in proc.stdout
+    assert "[analyze] neural collapse on the training data" in proc.stderr and "it/s" not in proc.stderr
+    assert "60 mixup pairs" in proc.stdout and "[analyze]" not in proc.stdout  # the results alone on stdout
     proc = mixcollapse("analyze", str(run), "--json", "--overwrite", "analysis.pairs_per_class_pair=10",
                        "analysis.test_pairs=0")
     assert proc.returncode == 0, proc.stderr

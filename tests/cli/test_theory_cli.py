@@ -24,8 +24,8 @@ def test_json_has_the_required_keys(tmp_path, capsys):
 
 def test_summary_says_what_it_is_doing(tmp_path, capsys):
     assert main(["theory", "--no-joint", "--no-figure", "--out", str(tmp_path), *SMALL]) == 0
-    out = capsys.readouterr().out
-    assert "[theory] closed form and Monte Carlo loss" in out and "same-class K =" in out
+    out, err = capsys.readouterr()
+    assert "[theory] closed form and Monte Carlo loss" in err and "same-class K =" in out and "[theory]" not in out
     assert not any(tmp_path.iterdir())  # --no-figure
 
 

@@ -26,8 +26,8 @@ def test_demo_end_to_end_shows_mixup_following_lambda(tmp_path, capsys):
     # Run again, a finished demo shows its results (exit 0) and changes nothing; other settings are refused.
     before = (out / "summary.json").read_text()
     assert main(["demo", "--out", str(out), "train.progress=false", "analysis.pairs_per_class_pair=150"]) == 0
-    printed = capsys.readouterr().out
-    assert "holds a finished demo" in printed and "mixup" in printed and "ECE" in printed
+    printed, progress = capsys.readouterr()
+    assert "holds a finished demo" in progress and "mixup" in printed and "ECE" in printed
     assert (out / "summary.json").read_text() == before
     assert main(["demo", "--out", str(out)]) == 2
     assert "finished demo with other settings" in capsys.readouterr().err
@@ -61,7 +61,7 @@ def test_runs_side_by_side_give_the_numbers_of_runs_one_after_the_other(tmp_path
     apart = run_demo(tmp_path / "apart", overrides=settings, progress=False, jobs=1)
     capfd.readouterr()
     together = run_demo(tmp_path / "together", overrides=settings, progress=False, jobs=2)
-    printed = capfd.readouterr().out  # the workers write to the file descriptor
+    printed = capfd.readouterr().err  # the workers write their progress to the file descriptor
     assert "side by side (2 processes)" in printed
     assert "mixup    | epoch 2/2" in printed and "baseline | [analyze]" in printed  # the workers' lines, labelled
     for name in ("mixup", "baseline"):

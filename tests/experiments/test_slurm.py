@@ -29,7 +29,7 @@ def test_a_sweep_submitted_as_jobs_equals_the_in_process_sweep_and_is_never_resu
     argv = ["sweep", "--preset", "digits", "--out", str(out), "--grid", "train.lr=[0.05,0.1]", "--launcher", "slurm",
             "--cluster", "local", "--gpus-per-job", "0", "--cpus-per-task", "1", *SMALL]
     assert main(argv) == 0
-    assert "[slurm] lr=0.05: job" in capsys.readouterr().out
+    assert "[slurm] lr=0.05: job" in capsys.readouterr().err
     reference = run_sweep(tmp_path / "ref", parse_grid(["train.lr=[0.05,0.1]"]),
                           lambda hyper: load_config("digits", [*SMALL, *hyper]), runner=inprocess_runner,
                           log=lambda s: None)

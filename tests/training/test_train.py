@@ -278,7 +278,7 @@ def test_two_process_gloo_ddp_run_through_the_cli(tmp_path, torchrun):
     state = load_checkpoint(out / "checkpoints" / "last.pt")
     assert state["epoch"] == 2 and state["world_size"] == 2 and len(state["rng"]) == 2
     assert not any(k.startswith("module.") for k in state["model"])  # the unwrapped model
-    assert proc.stdout.count("epoch 2/2") == 1  # one summary line per epoch, from rank 0
+    assert (proc.stdout + proc.stderr).count("epoch 2/2") == 1  # one summary line per epoch, from rank 0
     # Sharded evaluation with rank 0's buffers = one process evaluating the saved model on the whole set.
     model, cfg = load_model(out)
     _, test_loader = build_loaders(build_datasets(cfg.data), 64)

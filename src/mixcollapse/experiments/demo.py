@@ -173,9 +173,9 @@ def train_and_measure(runs: list[tuple[str, ExperimentConfig, Path]], jobs: int 
 
 def _train_and_measure_one(name: str, cfg_dict: dict, run_dir: str, progress: bool, prefix: bool) -> str:
     """One run of the demo: train it, then measure it (``analyze_run``); its analysis folder. ``prefix``: in a
-    worker process, send the log lines to standard output as ``name | line``."""
+    worker process, send the log lines to standard error (the progress stream) as ``name | line``."""
     if prefix:
-        handler = logging.StreamHandler(sys.stdout)
+        handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(f"{name:<8} | %(message)s"))
         logger = logging.getLogger("mixcollapse")
         logger.addHandler(handler)
@@ -185,7 +185,7 @@ def _train_and_measure_one(name: str, cfg_dict: dict, run_dir: str, progress: bo
     train(cfg, path, resume=_has_run(path))
     _log.info(f"[demo] measuring {name}: mixup-pair features, neural collapse, calibration")
     result = analyze_run(path, overwrite=True, progress=progress, draw=RUN_FIGURES)
-    sys.stdout.flush()
+    sys.stderr.flush()
     return str(result.features.path.parent)
 
 
