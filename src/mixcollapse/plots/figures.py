@@ -20,6 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import LinearSegmentedColormap  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 from mpl_toolkits.axes_grid1 import make_axes_locatable  # noqa: E402
 
 from mixcollapse.plots.formats import check_formats, current_formats  # noqa: E402
@@ -324,8 +325,11 @@ def reliability_figure(series: Sequence[tuple[str, dict]], stem: str | Path, sup
         hist.set_yscale("log")
         _finish(hist, "", "confidence (top-1 softmax probability)", "count", False)
     # One legend under the panels, where it covers no bar (inside, any corner can hold a tall one).
-    fig.legend(*ax.get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0.02), ncol=3, fontsize=8,
-               frameon=False)
+    handles, labels = ax.get_legend_handles_labels()
+    if n > 1:  # the bars take each run's colour: the legend's swatch is neutral
+        handles[labels.index("accuracy")] = Patch(facecolor="0.55", alpha=0.75, label="accuracy (each run's colour)")
+        labels[labels.index("accuracy")] = "accuracy (each run's colour)"
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.02), ncol=3, fontsize=8, frameon=False)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     return save_figure(fig, stem)
