@@ -113,6 +113,15 @@ def test_overrides_are_accepted_anywhere_on_the_line_in_their_order():
 
 
 
+def test_help_lists_the_presets_and_shows_real_defaults_only(capsys):
+    assert run("train", "--help") == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "wrn-fashionmnist-cpu" in text and "vit-fashionmnist-cpu" in text
+    assert run("theory", "--help") == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: None)" not in text and "(default: False)" not in text and "(default: 10)" in text
+
+
 def test_version(capsys):
     assert run("--version") == 0 and capsys.readouterr().out.startswith("mixcollapse ")
 

@@ -35,6 +35,15 @@ def test_report_embeds_figures_and_shows_paper_values(tmp_path):
     assert "0.122" in text and "Baseline (paper)" in text and "class='paper" in text
     assert "Synthetic data" in text
     assert text.index("id='fig9'") < text.index("id='table2'")  # the paper's order
+    # 100vw counts the vertical scrollbar, so a box that wide adds a horizontal one; a figure is as wide as the body.
+    assert "100vw" not in text and ".fig img { max-width: 100%" in text
+    # The report replaces the report it wrote; any other file only with overwrite (the CLI's --overwrite).
+    assert build_report(tmp_path) == path
+    (tmp_path / "notes.html").write_text("<p>mine</p>")
+    with pytest.raises(FileExistsError, match="not a report written by mixcollapse"):
+        build_report(tmp_path, tmp_path / "notes.html")
+    assert (tmp_path / "notes.html").read_text() == "<p>mine</p>"
+    assert "Table 2" in build_report(tmp_path, tmp_path / "notes.html", overwrite=True).read_text()
 
 
 def test_report_of_a_directory_without_results(tmp_path):
