@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
 from mixcollapse.config import load_config
 from mixcollapse.training import loop
-from mixcollapse.training.machine import cpu_model
+from mixcollapse.training.machine import available_cores, cpu_model
 from mixcollapse.training.rundir import atomic_write_text, read_metrics
 
 PRESETS = ("digits", "wrn-fashionmnist-cpu", "vit-fashionmnist-cpu")
@@ -63,8 +63,8 @@ def measure(preset: str, epochs: int, threads: int) -> dict:
             size = (Path(tmp) / "run" / "checkpoints" / "last.pt").stat().st_size
     finally:
         loop._state, loop._write = real_state, real_write
-    epoch = sorted(r["epoch_seconds"] for r in rows[1:])[len(rows[1:]) // 2]  # median, the first epoch warms up
-    copy = sorted(copies[1:])[len(copies[1:]) // 2]
+    epoch = statistics.median_high(r["epoch_seconds"] for r in rows[1:])  # the first epoch warms up
+    copy = statistics.median_high(copies[1:])
     write = max(writes)
     share = copy / epoch + write / (every * epoch)
     return {"preset": preset, "epochs_trained": epochs, "threads": threads, "checkpoint_every": every,
@@ -77,7 +77,7 @@ def measure(preset: str, epochs: int, threads: int) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=6, help="epochs per preset (default 6)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--threads", type=int, default=available_cores())
     parser.add_argument("--presets", nargs="+", default=list(PRESETS))
     parser.add_argument("--json", default="docs/results/bench_checkpoint.json")
     args = parser.parse_args(argv)
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"write {1000 * r['write_seconds']:.1f} ms ({r['checkpoint_mib']} MiB) every {r['checkpoint_every']} "
               f"epochs: {100 * r['share_of_training']:.2f}% of training (target <= {100 * TARGET:g}%); kill -9 loses "
               f"at most {r['kill_9_loses_at_most_seconds']} s")
-    out = {"cpu_model": cpu_model(), "cores": os.cpu_count(), "results": results}
+    out = {"cpu_model": cpu_model(), "cores": available_cores(), "results": results}
     atomic_write_text(Path(args.json), json.dumps(out, indent=2))
     print(f"numbers: {args.json}")
     return out

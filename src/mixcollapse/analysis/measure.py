@@ -46,8 +46,9 @@ from mixcollapse.metrics.geometry import classifier_geometry
 from mixcollapse.metrics.projection import project_classifier
 from mixcollapse.mixup import choose_classes, pair_chunks, pair_count
 from mixcollapse.models.adapter import check_contract
+from mixcollapse.paths import check_output_folder
 from mixcollapse.training.dist import pick_device
-from mixcollapse.training.rundir import atomic_write_text, check_output_folder
+from mixcollapse.training.rundir import atomic_write_text
 
 _log = logging.getLogger(__name__)
 

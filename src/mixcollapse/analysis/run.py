@@ -20,10 +20,11 @@ from mixcollapse.analysis.ufm import DEFAULT_UFM_WEIGHT_DECAY
 from mixcollapse.config import apply_overrides, model_label, training_label
 from mixcollapse.data.datasets import build_datasets
 from mixcollapse.data.specs import SPECS
+from mixcollapse.paths import check_output_folder
 from mixcollapse.training.board import BOARD_DIR, log_image
 from mixcollapse.training.checkpoint import find_checkpoint, load_model
 from mixcollapse.training.dist import pick_device
-from mixcollapse.training.rundir import check_output_folder, read_metrics
+from mixcollapse.training.rundir import read_metrics
 
 
 def describe_data(bundle, cfg) -> str:
@@ -119,11 +120,10 @@ def analyze_run(
 
 def _finished(out_dir: Path, settings: dict) -> Analysis:
     """The analysis already in ``out_dir``, read back, when it was made with ``settings``; else say what to do."""
-    summary = json.loads((out_dir / ANALYSIS_FILE).read_text())
-    saved = summary.get("analysis_settings")
-    if saved is not None and saved != json.loads(json.dumps(settings)):
-        diffs = "; ".join(f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in json.loads(json.dumps(settings)).items()
-                          if saved.get(k) != v)
+    saved = json.loads((out_dir / ANALYSIS_FILE).read_text()).get("analysis_settings")
+    settings = json.loads(json.dumps(settings))  # as analysis.json holds them (tuples become lists)
+    if saved is not None and saved != settings:
+        diffs = "; ".join(f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in settings.items() if saved.get(k) != v)
         raise FileExistsError(f"{out_dir} holds an analysis made with other settings ({diffs}); pass --overwrite "
                               "(overwrite=True) to replace it or choose another --out (out_dir=...)")
     _log.info(f"[analyze] {out_dir} already holds this analysis; its results (--overwrite measures again):")

@@ -61,11 +61,12 @@ def add_parsers(sub) -> None:
 
 def run_train(args) -> int:
     from mixcollapse.config import load_config  # validated before torch is imported
+    from mixcollapse.training.rundir import CONFIG_FILE
 
     overrides = list(args.overrides) + ([f"data.root={args.data_root}"] if args.data_root else [])
     preset = args.preset
-    if preset is None and args.resume and args.out and (Path(args.out) / "config.yaml").is_file():
-        preset = str(Path(args.out) / "config.yaml")  # the run's own config: --resume alone continues it
+    if preset is None and args.resume and args.out and (Path(args.out) / CONFIG_FILE).is_file():
+        preset = str(Path(args.out) / CONFIG_FILE)  # the run's own config: --resume alone continues it
     cfg = load_config(preset or "digits", overrides)
     args.run_dir = Path(args.out) if args.out else Path("runs") / cfg.name  # for the interrupt hint
     from mixcollapse.training.loop import train

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from mixcollapse.paths import check_output_folder
 from mixcollapse.theory.checks import check_class_subset, check_classes, check_dim, check_positive, check_ufm
 from mixcollapse.theory.closed_form import same_class_K
 from mixcollapse.theory.figure6 import draw_figure6, figure6_data
@@ -38,13 +39,8 @@ def ufm_summary(num_classes: int = 10, dim: int = 100, multiplier: float = 3.0, 
     check_positive("alpha", alpha)
     if classes is not None:
         check_class_subset(classes, C)
-    if figure_dir is not None:  # before any work: a file in the way of the figure's folder
-        for part in (Path(figure_dir), *Path(figure_dir).parents):
-            if part.exists() and not part.is_dir():
-                raise NotADirectoryError(f"--out {figure_dir} {'is' if part == Path(figure_dir) else 'lies under'} a "
-                                         "file; give a folder for the figure (figure_dir)")
-            if part.exists():
-                break
+    if figure_dir is not None:
+        check_output_folder(figure_dir, "--out (figure_dir)")  # before any work
     _log.info("[theory] closed form and Monte Carlo loss over %d lambdas (C=%d, d=%d)", samples, C, d)
     data = figure6_data(C, d, m, lam_h, alpha, samples, classes, seed)
     settings = {"num_classes": C, "dim": d, "multiplier": m, "weight_decay_h": lam_h, "weight_decay_w": weight_decay_w,

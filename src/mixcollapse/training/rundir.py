@@ -162,18 +162,6 @@ def prepare_run_dir(run_dir: str | Path, cfg: ExperimentConfig, resume: bool = F
     return run_dir
 
 
-def check_output_folder(path: str | Path, option: str = "--out") -> Path:
-    """Raise NotADirectoryError when ``path``, or a folder above it, is a file: checked before any work starts."""
-    path = Path(path)
-    for part in (path, *path.parents):
-        if part.exists():
-            if not part.is_dir():
-                where = "is a file" if part == path else f"lies under {part}, which is a file"
-                raise NotADirectoryError(f"{option} {path} {where}; give a folder")
-            break
-    return path
-
-
 def remove_stale_temp_files(folder: str | Path) -> list[Path]:
     """Delete the temp files of :func:`atomic_write` (``.NAME.XXXX.tmp``) that a killed process left in ``folder``.
 
