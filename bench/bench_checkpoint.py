@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 from mixcollapse.config import load_config
+from mixcollapse.machine import available_cores, cpu_model
 from mixcollapse.training import loop
-from mixcollapse.training.machine import available_cores, cpu_model
 from mixcollapse.training.rundir import atomic_write_text, read_metrics
 
 PRESETS = ("digits", "wrn-fashionmnist-cpu", "vit-fashionmnist-cpu")

@@ -32,7 +32,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from mixcollapse.training.machine import cpu_model
+from mixcollapse.machine import cpu_model
 
 COMMON = (
     "data.name=fashionmnist", "data.num_workers=0", "train.threads=1", "train.progress=false",

@@ -12,33 +12,6 @@ from torch import nn
 from mixcollapse.training import dist
 
 
-def test_env_info(monkeypatch):
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
-        monkeypatch.delenv(key, raising=False)
-    assert dist.env_info() == dist.DistInfo(0, 1, 0) and not dist.env_info().distributed
-    monkeypatch.setenv("RANK", "3")
-    monkeypatch.setenv("WORLD_SIZE", "4")
-    monkeypatch.setenv("LOCAL_RANK", "1")
-    info = dist.env_info()
-    assert (info.rank, info.world_size, info.local_rank, info.distributed) == (3, 4, 1, True)
-    monkeypatch.setenv("RANK", "x")
-    with pytest.raises(ValueError, match="torchrun"):
-        dist.env_info()
-
-
-def test_pick_device():
-    assert dist.pick_device("cpu") == torch.device("cpu")
-    assert dist.pick_device(torch.device("cpu")) == torch.device("cpu")
-    if torch.cuda.is_available():
-        assert dist.pick_device("auto", local_rank=0) == torch.device("cuda:0")
-    else:
-        assert dist.pick_device("auto") == torch.device("cpu")
-        with pytest.raises(ValueError, match="CUDA is not available"):
-            dist.pick_device("cuda")
-    with pytest.raises(ValueError, match="unknown device"):
-        dist.pick_device("tpu")
-
-
 def test_single_process_helpers_are_identities(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     info, device = dist.setup("cpu")

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mixcollapse.files import atomic_folder, atomic_write_json
 from mixcollapse.metrics.projection import projection_matrix
 from mixcollapse.mixup import PAIR_DTYPES, PAIR_FIELDS, MixedPairImages, PairSet, mix_batch
 from mixcollapse.progress import progress_bar
@@ -225,12 +226,6 @@ def write_pairs(directory: str | Path, chunks: Iterable[PairSet], num_pairs: int
     return StoredPairs(directory)
 
 
-def _atomic_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
-    os.replace(tmp, path)
-
-
 def extract_pair_features(
     model: nn.Module,
     dataset,
@@ -287,24 +282,15 @@ def extract_pair_features(
         "recalibrate_batches": recalibrate_batches if (batchnorm and bn_mode == "recalibrate") else None,
         **(meta or {}),
     }
-    tmp_dir = out_dir.with_name(f".{out_dir.name}.partial")
-    if tmp_dir.exists():
-        shutil.rmtree(tmp_dir)
-    tmp_dir.mkdir(parents=True)
     try:
-        per_batch = max(1, int(batch_size * pair_fraction)) if train_mode else batch_size
-        loader = torch.utils.data.DataLoader(
-            MixedPairImages(dataset, pairs), batch_size=per_batch, shuffle=False, num_workers=num_workers
-        )
-        filler = (lambda n: next(batch_iter)[:n].to(device)) if train_mode else None
-        _stream_features(net, loader, pairs, tmp_dir, batch_size, filler, list(callbacks), device, progress)
-        _save_pairs_and_classifier(tmp_dir, pairs, weight, bias, info)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp_dir, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise
+        with atomic_folder(out_dir) as partial:
+            per_batch = max(1, int(batch_size * pair_fraction)) if train_mode else batch_size
+            loader = torch.utils.data.DataLoader(
+                MixedPairImages(dataset, pairs), batch_size=per_batch, shuffle=False, num_workers=num_workers
+            )
+            filler = (lambda n: next(batch_iter)[:n].to(device)) if train_mode else None
+            _stream_features(net, loader, pairs, partial, batch_size, filler, list(callbacks), device, progress)
+            _save_pairs_and_classifier(partial, pairs, weight, bias, info)
     finally:
         model.train(was_training)
     return load_pair_features(out_dir)
@@ -321,7 +307,7 @@ def _save_pairs_and_classifier(out_dir: Path, pairs, weight: np.ndarray, bias: n
     np.save(out_dir / "classifier_weight.npy", weight)
     if bias is not None:
         np.save(out_dir / "classifier_bias.npy", bias)
-    _atomic_json(out_dir / "meta.json", info)
+    atomic_write_json(out_dir / "meta.json", info, sort_keys=True)
 
 
 def bn_network(model: nn.Module, bn_mode: str, batches: Iterator[torch.Tensor] | None, recalibrate_batches: int,

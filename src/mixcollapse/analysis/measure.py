@@ -42,13 +42,12 @@ from mixcollapse.analysis.neural_collapse import NeuralCollapse, measure_neural_
 from mixcollapse.analysis.ufm import DEFAULT_UFM_WEIGHT_DECAY, PairMeasures, ufm_solver
 from mixcollapse.config import AnalysisConfig, check_analysis_classes
 from mixcollapse.data.datasets import dataset_labels
+from mixcollapse.files import atomic_write_text, check_output_folder
+from mixcollapse.machine import pick_device
 from mixcollapse.metrics.geometry import classifier_geometry
 from mixcollapse.metrics.projection import project_classifier
 from mixcollapse.mixup import choose_classes, pair_chunks, pair_count
 from mixcollapse.models.adapter import check_contract
-from mixcollapse.paths import check_output_folder
-from mixcollapse.training.dist import pick_device
-from mixcollapse.training.rundir import atomic_write_text
 
 _log = logging.getLogger(__name__)
 

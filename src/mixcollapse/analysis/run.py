@@ -20,10 +20,10 @@ from mixcollapse.analysis.ufm import DEFAULT_UFM_WEIGHT_DECAY
 from mixcollapse.config import apply_overrides, model_label, training_label
 from mixcollapse.data.datasets import build_datasets
 from mixcollapse.data.specs import SPECS
-from mixcollapse.paths import check_output_folder
+from mixcollapse.files import check_output_folder
+from mixcollapse.machine import pick_device
 from mixcollapse.training.board import BOARD_DIR, log_image
 from mixcollapse.training.checkpoint import find_checkpoint, load_model
-from mixcollapse.training.dist import pick_device
 from mixcollapse.training.rundir import read_metrics
 
 

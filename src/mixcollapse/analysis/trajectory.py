@@ -28,7 +28,6 @@ inside batches filled up with mixup training samples, ``recalibrate`` and ``eval
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from torch import nn
 
 from mixcollapse.analysis.extract import bn_network, has_batchnorm
 from mixcollapse.analysis.readout import fit_probe, layer_logits, readout_summary, softmax
+from mixcollapse.files import atomic_write, atomic_write_json
 from mixcollapse.metrics.projection import project_classifier, projection_matrix, triangle_vertices
 from mixcollapse.mixup import mix_images
 
@@ -225,13 +225,8 @@ def save_trajectories(result: dict, path: str | Path) -> Path:
     """``path`` (a directory): ``trajectories.npz`` with the arrays and ``trajectories.json`` with the rest."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    tmp = path / ".trajectories.npz.tmp.npz"
-    np.savez(tmp, **{k: np.asarray(result[k]) for k in ARRAYS})
-    os.replace(tmp, path / "trajectories.npz")
-    info = {k: v for k, v in result.items() if k not in ARRAYS}
-    tmp = path / ".trajectories.json.tmp"
-    tmp.write_text(json.dumps(info, indent=2))
-    os.replace(tmp, path / "trajectories.json")
+    atomic_write(path / "trajectories.npz", lambda f: np.savez(f, **{k: np.asarray(result[k]) for k in ARRAYS}))
+    atomic_write_json(path / "trajectories.json", {k: v for k, v in result.items() if k not in ARRAYS})
     return path
 
 

@@ -21,11 +21,11 @@ import numpy as np
 from mixcollapse.analysis.extract import load_pair_features
 from mixcollapse.analysis.measure import ANALYSIS_FILE, HEADLINE
 from mixcollapse.analysis.run import analyze_run
+from mixcollapse.files import atomic_write_text, check_output_folder
 from mixcollapse.metrics.projection import project_classifier
-from mixcollapse.paths import check_output_folder
 from mixcollapse.plots.figures import configuration_figure, training_curves_figure
 from mixcollapse.training.checkpoint import find_checkpoint
-from mixcollapse.training.rundir import atomic_write_text, read_metrics
+from mixcollapse.training.rundir import read_metrics
 
 _log = logging.getLogger(__name__)
 

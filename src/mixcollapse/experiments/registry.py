@@ -38,7 +38,7 @@ from pathlib import Path
 
 from mixcollapse.config import PRESET_DIR, ExperimentConfig, load_config
 from mixcollapse.experiments.sweep import parse_grid
-from mixcollapse.training.machine import available_cores
+from mixcollapse.machine import available_cores, cpu_bf16_supported
 
 ARCHS = ("wrn", "vit")
 DATASETS = ("fashionmnist", "cifar10", "cifar100")
@@ -518,16 +518,6 @@ def cpu_overrides(cfg: ExperimentConfig) -> list[str]:
     if cfg.train.amp == "bf16" and not cpu_bf16_supported():
         out.append("train.amp=none")
     return out
-
-
-def cpu_bf16_supported() -> bool:
-    """Whether this CPU runs bf16 natively (AVX512-BF16 or AMX): autocast is then about 2x faster, else slower."""
-    import torch
-
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # pragma: no cover - builds without oneDNN
-        return False
 
 
 def scaled_config(preset: str | Path, overrides: list[str] | tuple[str, ...] = (), scale: str = "full",

@@ -14,7 +14,7 @@ import json
 import time
 from pathlib import Path
 
-from mixcollapse.training.rundir import atomic_write_text
+from mixcollapse.files import atomic_write_text
 
 STYLE = """
 body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em 0; padding: 0 1em;

@@ -71,8 +71,9 @@ from mixcollapse.experiments.sweep import (
 )
 from mixcollapse.experiments.sweep import prune_checkpoints as prune_sweep
 from mixcollapse.experiments.tables import format_table, write_table
+from mixcollapse.files import atomic_write_text
 from mixcollapse.plots.paper import draw_classifier_curves, draw_configuration_grid, draw_trajectory_grid
-from mixcollapse.training.rundir import atomic_write_text, read_metrics
+from mixcollapse.training.rundir import read_metrics
 
 _log = logging.getLogger(__name__)
 
@@ -351,9 +352,9 @@ def trajectory_step(exp: Experiment, ctx: Context) -> dict:
     from mixcollapse.analysis.extract import mixup_training_batches
     from mixcollapse.analysis.trajectory import layer_trajectories, save_trajectories
     from mixcollapse.data.datasets import build_datasets, train_labels
+    from mixcollapse.machine import pick_device
     from mixcollapse.mixup import choose_classes
     from mixcollapse.training.checkpoint import load_model
-    from mixcollapse.training.dist import pick_device
 
     device = pick_device("auto")
     panels, records = [], []

@@ -51,10 +51,10 @@ import yaml
 
 from mixcollapse.config import ExperimentConfig, dump_yaml
 from mixcollapse.data.specs import FAKE_MARKER
+from mixcollapse.files import atomic_write_text
 from mixcollapse.training.rundir import (
     CONFIG_FILE,
     RESUME_FREE_FIELDS,
-    atomic_write_text,
     config_differences,
     holds_run,
     last_checkpoint_path,

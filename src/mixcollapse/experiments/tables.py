@@ -7,7 +7,7 @@ import io
 import json
 from pathlib import Path
 
-from mixcollapse.training.rundir import atomic_write_text
+from mixcollapse.files import atomic_write_text
 
 
 def format_table(header: list[str], rows: list[list], caption: str = "") -> str:

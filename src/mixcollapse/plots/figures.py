@@ -8,8 +8,6 @@ between the two kinds of points, which the paper's figures were criticised for.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from matplotlib.colors import LinearSegmentedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from mpl_toolkits.axes_grid1 import make_axes_locatable  # noqa: E402
 
+from mixcollapse.files import atomic_write  # noqa: E402
 from mixcollapse.plots.formats import check_formats, current_formats  # noqa: E402
 
 
@@ -111,13 +110,6 @@ def scatter_configuration(
             bar.solids.set_alpha(1.0)
 
 
-def _file_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-FILE_MODE = _file_mode()
 
 
 def save_figure(fig: plt.Figure, stem: str | Path, formats: Sequence[str] | None = None, *,
@@ -134,15 +126,8 @@ def save_figure(fig: plt.Figure, stem: str | Path, formats: Sequence[str] | None
     paths = []
     for fmt in formats:
         path = stem.with_suffix(f".{fmt}")
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight" if crop else None)
-            os.chmod(tmp, FILE_MODE)  # mkstemp makes 0600; a figure is as readable as any file written here
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write(path, lambda f, fmt=fmt: fig.savefig(f, format=fmt, dpi=150,
+                                                           bbox_inches="tight" if crop else None))
         paths.append(path)
     plt.close(fig)
     return paths

@@ -14,14 +14,12 @@ number use all pairs.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from mixcollapse.plots.figures import FILE_MODE
+from mixcollapse.files import atomic_write_text
 
 # The static figure's colour maps (plots.SAME_CMAP: Greens 0.3-0.95, plots.DIFF_CMAP: plasma
 # 0.12-0.92), sampled for plotly.
@@ -109,17 +107,9 @@ def configuration_html(
 def _write_html(fig, path: Path) -> Path:
     """``fig`` as one self-contained HTML file (plotly.js inlined), written atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        fig.write_html(tmp, include_plotlyjs=True, full_html=True, include_mathjax=False, default_width="100%",
+    html = fig.to_html(include_plotlyjs=True, full_html=True, include_mathjax=False, default_width="100%",
                        default_height="95vh", config={"displaylogo": False, "scrollZoom": True, "responsive": True})
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write_text(path, html)
 
 
 def _pair_trace(go, xy, lam, idx, label, total, scale, symbol, bar_x, names_a, names_b, index_a, index_b):

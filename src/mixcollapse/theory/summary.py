@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from mixcollapse.paths import check_output_folder
+from mixcollapse.files import check_output_folder
 from mixcollapse.theory.checks import check_class_subset, check_classes, check_dim, check_positive, check_ufm
 from mixcollapse.theory.closed_form import same_class_K
 from mixcollapse.theory.figure6 import draw_figure6, figure6_data

@@ -35,7 +35,8 @@ import torch
 from torch import nn
 
 from mixcollapse.config import ConfigError, ExperimentConfig, config_from_dict
-from mixcollapse.training.rundir import CHECKPOINT_DIR, LAST_CHECKPOINT, atomic_write
+from mixcollapse.files import atomic_write
+from mixcollapse.training.rundir import CHECKPOINT_DIR, LAST_CHECKPOINT
 
 FORMAT = "mixcollapse-checkpoint"
 VERSION = 1

@@ -11,63 +11,15 @@ Backends: nccl when the process's device is a CUDA GPU, gloo otherwise (CPU runs
 from __future__ import annotations
 
 import gc
-import os
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as tdist
 from torch import nn
 
+from mixcollapse.machine import DistInfo, env_info, pick_device
+
 _OWN_GROUP = False  # True when setup() created the process group (then cleanup() destroys it)
-
-
-@dataclass(frozen=True)
-class DistInfo:
-    """This process's place in a torchrun launch (rank 0 of 1 under plain ``python``)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-
-def env_info() -> DistInfo:
-    """Rank, world size and local rank from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK)."""
-    try:
-        return DistInfo(
-            rank=int(os.environ.get("RANK", 0)),
-            world_size=int(os.environ.get("WORLD_SIZE", 1)),
-            local_rank=int(os.environ.get("LOCAL_RANK", 0)),
-        )
-    except ValueError as err:
-        raise ValueError(f"malformed torchrun environment (RANK/WORLD_SIZE/LOCAL_RANK): {err}") from None
-
-
-def pick_device(preference: str | torch.device = "auto", local_rank: int | None = None) -> torch.device:
-    """Device from ``train.device``: auto -> cuda:LOCAL_RANK when CUDA is available, else cpu.
-
-    ``cuda`` means cuda:LOCAL_RANK; ``cuda:N`` is taken literally under plain ``python`` but
-    replaced by cuda:LOCAL_RANK under torchrun with several processes (each rank owns one GPU).
-    """
-    if isinstance(preference, torch.device):
-        return preference
-    info = env_info()
-    local = info.local_rank if local_rank is None else local_rank
-    if preference == "auto":
-        return torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
-    if preference == "cpu":
-        return torch.device("cpu")
-    if preference == "cuda" or preference.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"device '{preference}' was requested but CUDA is not available; use device=cpu or auto")
-        if preference == "cuda" or info.distributed:
-            return torch.device(f"cuda:{local}")
-        return torch.device(preference)
-    raise ValueError(f"unknown device '{preference}' (use auto, cpu, cuda or cuda:N)")
 
 
 def setup(device_preference: str = "auto") -> tuple[DistInfo, torch.device]:

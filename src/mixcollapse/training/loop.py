@@ -55,6 +55,7 @@ from mixcollapse.config import ExperimentConfig, MixupConfig, config_from_dict, 
 from mixcollapse.data.batches import TensorBatches, set_epoch
 from mixcollapse.data.datasets import DataBundle, build_datasets, build_loaders
 from mixcollapse.losses import get_loss
+from mixcollapse.machine import available_cores
 from mixcollapse.metrics.calibration import CalibrationAccumulator
 from mixcollapse.metrics.geometry import classifier_geometry
 from mixcollapse.mixup import mix_batch
@@ -72,7 +73,6 @@ from mixcollapse.training.checkpoint import (
     save_checkpoint,
 )
 from mixcollapse.training.interrupt import TrainingInterrupted, deferred_signals, stop_signals
-from mixcollapse.training.machine import available_cores
 from mixcollapse.training.optim import build_optimizer, build_scheduler, current_lr
 from mixcollapse.training.rundir import (
     RunDirError,

@@ -24,16 +24,13 @@ is a different run (a new ``--out``).
 from __future__ import annotations
 
 import json
-import math
 import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
 import yaml
 
 from mixcollapse.config import ConfigError, ExperimentConfig, config_from_dict, dump_yaml, to_dict
+from mixcollapse.files import atomic_write_text, json_safe, remove_stale_temp_files
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
@@ -162,70 +159,9 @@ def prepare_run_dir(run_dir: str | Path, cfg: ExperimentConfig, resume: bool = F
     return run_dir
 
 
-def remove_stale_temp_files(folder: str | Path) -> list[Path]:
-    """Delete the temp files of :func:`atomic_write` (``.NAME.XXXX.tmp``) that a killed process left in ``folder``.
-
-    Called when a run starts or resumes, before anything of its own writes there (one process per run
-    directory writes checkpoints), so no temp file of a live write is touched.
-    """
-    stale = [p for p in Path(folder).glob(".*.tmp") if p.is_file()]
-    for p in stale:
-        p.unlink(missing_ok=True)
-    return stale
-
-
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
-    """Call ``write(file)`` on a temp file in ``path``'s directory, fsync it, then os.replace onto ``path``.
-
-    Readers see the old file or the new one, never a partial one; a failed ``write`` leaves the old
-    file intact and no temp file behind.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:  # pragma: no cover - some filesystems refuse fsync on directories
-        pass
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (see ``atomic_write``)."""
-    return atomic_write(path, lambda f: f.write(text.encode()))
-
-
-def _json_safe(value):
-    """NaN and infinities become null (strict JSON); numpy/torch scalars become Python numbers."""
-    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def append_metrics(run_dir: str | Path, row: dict) -> None:
     """Append one epoch's metrics as a JSON line to ``run_dir/metrics.jsonl`` (one write, flushed)."""
-    line = json.dumps({k: _json_safe(v) for k, v in row.items()}) + "\n"
+    line = json.dumps({k: json_safe(v) for k, v in row.items()}) + "\n"
     with open(Path(run_dir) / METRICS_FILE, "a") as f:
         f.write(line)
         f.flush()
