@@ -40,9 +40,9 @@ from pathlib import Path
 
 import yaml
 
-from mixcollapse.experiments.registry import EXPERIMENTS, TABLE1, TABLE2, available_cores, cpu_bf16_supported
+from mixcollapse.experiments.paper import EXPERIMENTS, TABLE1, TABLE2
 from mixcollapse.experiments.reproduce import reproduce, select_experiments
-from mixcollapse.machine import cpu_model
+from mixcollapse.machine import available_cores, cpu_bf16_supported, cpu_model
 from mixcollapse.training.rundir import atomic_write_text, read_metrics
 
 RUNS = {"wrn": ("mixup", "baseline", "mse", "etf", "alpha0.4"), "vit": ("mixup", "baseline", "alpha0.4", "adamw")}

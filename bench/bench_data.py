@@ -27,8 +27,9 @@ from pathlib import Path
 import torch
 
 from mixcollapse.config import DataConfig, load_config
-from mixcollapse.data.datasets import build_datasets, build_loaders, files_present
+from mixcollapse.data.datasets import build_datasets, build_loaders
 from mixcollapse.data.fake import write_fake_cifar10
+from mixcollapse.data.locate import files_present
 from mixcollapse.training.loop import train
 from mixcollapse.training.rundir import read_metrics
 

@@ -11,7 +11,7 @@ every training it needs (sweep points included, runs shared with other experimen
 within the experiment) divided by an assumed sustained throughput, 40% of the dense bf16 peak
 (A100: 312 TFLOP/s, H100 SXM: 989 TFLOP/s). Not counted: batch norm, activations, softmax, the
 optimizer step, data loading, the analysis (minutes). These are estimates, not measurements; the
-FLOPs per image are also stored in mixcollapse.experiments.registry.FLOPS_PER_IMAGE, which `reproduce --list`
+FLOPs per image are also stored in mixcollapse.experiments.cost.FLOPS_PER_IMAGE, which `reproduce --list`
 uses: this script says when they disagree.
 """
 
@@ -23,21 +23,10 @@ import sys
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from mixcollapse.experiments.registry import (
-    ARCHS,
-    DATASETS,
-    EXPERIMENTS,
-    FLOPS_PER_IMAGE,
-    MFU,
-    PEAK_BF16,
-    RunKey,
-    at_scale,
-    estimate_gpu_hours,
-    experiments_runs,
-    run_config,
-    run_flops,
-    trainings,
-)
+from mixcollapse.experiments.cost import FLOPS_PER_IMAGE, MFU, PEAK_BF16, estimate_gpu_hours, run_flops, trainings
+from mixcollapse.experiments.paper import ARCHS, EXPERIMENTS, RunKey, at_scale, experiments_runs
+from mixcollapse.experiments.paper import PAPER_DATASETS as DATASETS
+from mixcollapse.experiments.scales import run_config
 from mixcollapse.models import build_model
 
 BATCH = 128
@@ -117,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(markdown_table(measured))
     if mismatch:
-        print("\nmixcollapse.experiments.FLOPS_PER_IMAGE differs from the counts; paste these:", file=sys.stderr)
+        print("\nmixcollapse.experiments.cost.FLOPS_PER_IMAGE differs from the counts; paste these:", file=sys.stderr)
         for arch, dataset, train, evaluate in mismatch:
             print(f'    ("{arch}", "{dataset}"): ({train / 1e9:.4g}e9, {evaluate / 1e9:.4g}e9),', file=sys.stderr)
         return 1

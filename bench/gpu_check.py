@@ -45,21 +45,13 @@ import numpy as np
 import torch
 import torch.distributed as tdist
 
+from mixcollapse.catalog import get_spec
 from mixcollapse.config import ExperimentConfig, model_label
 from mixcollapse.data.datasets import build_datasets, build_loaders
 from mixcollapse.data.fake import write_fake_cifar10
-from mixcollapse.experiments.registry import (
-    DATASET_SIZES,
-    EXPERIMENTS,
-    FLOPS_PER_IMAGE,
-    MFU,
-    PEAK_BF16,
-    RunKey,
-    estimate_gpu_hours,
-    experiments_runs,
-    run_config,
-    trainings,
-)
+from mixcollapse.experiments.cost import FLOPS_PER_IMAGE, MFU, PEAK_BF16, estimate_gpu_hours, trainings
+from mixcollapse.experiments.paper import EXPERIMENTS, RunKey, experiments_runs
+from mixcollapse.experiments.scales import run_config
 from mixcollapse.losses import get_loss
 from mixcollapse.models import build_model
 from mixcollapse.training.loop import evaluate, train_one_epoch
@@ -196,7 +188,7 @@ def training_section(root: Path, device: torch.device, sizes: Sizes, tiny: bool,
                    "amp": cfg.train.amp, "channels_last": cfg.train.channels_last, "batch_size": run["batch_size"],
                    "workers": cfg.data.num_workers if pipeline == "loader" else 0}
             if "eval_images_per_s" in run:
-                n_train, n_test = DATASET_SIZES["cifar10"]
+                n_train, n_test = get_spec("cifar10").sizes
                 steps = n_train // cfg.train.batch_size
                 row["eval_images_per_s"] = run["eval_images_per_s"]
                 row["eval_tflops"] = run["eval_images_per_s"] * eval_flops / 1e12
@@ -301,7 +293,7 @@ def gpu_hours_section(training: dict, device_name: str) -> dict:
         for key, n in trainings(experiments_runs(names)):
             cfg = run_config(key, "full")
             train_f, eval_f = FLOPS_PER_IMAGE[(key.arch, key.dataset)]
-            n_train, n_test = DATASET_SIZES[key.dataset]
+            n_train, n_test = get_spec(key.dataset).sizes
             t = cfg.train
             train_part = t.epochs * (n_train // t.batch_size) * t.batch_size * train_f / rates[key.arch][0]
             eval_part = math.ceil(t.epochs / t.eval_every) * n_test * eval_f / rates[key.arch][1]
@@ -311,7 +303,7 @@ def gpu_hours_section(training: dict, device_name: str) -> dict:
                                 "estimated_a100_hours": estimate_gpu_hours(names, "A100")}
     return {"device": device_name, "assumed_fraction_of_peak_in_estimates": MFU,
             "estimate_peaks": PEAK_BF16, "experiments": per_experiment,
-            "how": "each run's FLOPs (registry.FLOPS_PER_IMAGE x images x epochs) over the achieved train and eval "
+            "how": "each run's FLOPs (cost.FLOPS_PER_IMAGE x images x epochs) over the achieved train and eval "
                    "FLOP/s of its architecture measured here on CIFAR10 shapes (tensor pipeline)"}
 
 

@@ -71,11 +71,22 @@ def no_machine_datasets(monkeypatch):
     """Tests see only the data they write: $MIXCOLLAPSE_DATA and the system folders (Debian's FashionMNIST)
     are not searched, so a machine with the real data installed runs the same tests as one without.
     Tests of the real data use ``real_fashionmnist`` instead."""
-    from mixcollapse.data import datasets as data
+    from mixcollapse.catalog import CATALOG, DATA_ENV
 
-    monkeypatch.delenv(data.DATA_ENV, raising=False)
-    for name, spec in list(data.SPECS.items()):
-        monkeypatch.setitem(data.SPECS, name, dataclasses.replace(spec, system_dirs=()))
+    monkeypatch.delenv(DATA_ENV, raising=False)
+    for name in list(CATALOG):
+        with_system_dirs(monkeypatch, name, ())
+
+
+def with_system_dirs(monkeypatch, name: str, dirs: tuple[str, ...]):
+    """The catalog's spec of ``name`` with ``dirs`` as its system folders, for the rest of the test."""
+    from mixcollapse.catalog import CATALOG
+
+    spec = CATALOG[name]
+    if spec.files is not None:
+        spec = dataclasses.replace(spec, files=dataclasses.replace(spec.files, system_dirs=tuple(dirs)))
+        monkeypatch.setitem(CATALOG, name, spec)
+    return spec
 
 
 REAL_FASHIONMNIST = "/usr/share/datasets/fashion-mnist"

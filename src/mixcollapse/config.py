@@ -18,9 +18,9 @@ from typing import Any
 
 import yaml
 
-DATASETS = ("digits", "fashionmnist", "cifar10", "cifar100", "imagefolder")  # imagefolder: your images
+from mixcollapse.catalog import CATALOG, dataset_names
+
 PIPELINES = ("tensor", "loader")  # how training batches are built (DataConfig.pipeline)
-NUM_CLASSES = {"digits": 10, "fashionmnist": 10, "cifar10": 10, "cifar100": 100}
 MODELS = ("small", "wrn", "vit")
 LOSSES = ("ce", "mse")
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -351,7 +351,7 @@ def check_analysis_classes(classes, num_classes: int, where: str = "classes") ->
 def validate(cfg: ExperimentConfig) -> None:
     """Raise ConfigError with one clear sentence for the first invalid value."""
     d, m, mx, t, a = cfg.data, cfg.model, cfg.mixup, cfg.train, cfg.analysis
-    _choice(d.name, DATASETS, "data.name")
+    _choice(d.name, dataset_names(), "data.name")
     _choice(d.pipeline, PIPELINES, "data.pipeline")
     _choice(m.name, MODELS, "model.name")
     _choice(t.loss, LOSSES, "train.loss")
@@ -364,7 +364,7 @@ def validate(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"train.device='{t.device}' must be auto, cpu, cuda or cuda:N")
     if mx.alpha < 0:
         raise ConfigError(f"mixup.alpha={mx.alpha} must be >= 0 (0 turns mixup off: the baseline)")
-    num_classes = NUM_CLASSES.get(d.name)  # None: an image folder's, known once it is read
+    num_classes = CATALOG[d.name].num_classes  # None: an image folder's, known once it is read
     _check_folder_settings(d)
     if d.classes is not None:
         twice = sorted({c for c in d.classes if d.classes.count(c) > 1})
@@ -432,9 +432,10 @@ def num_classes(cfg: ExperimentConfig) -> int:
     """Number of classes the model predicts (the subset size when data.classes is set)."""
     if cfg.data.classes is not None:
         return len(cfg.data.classes)
-    if cfg.data.name not in NUM_CLASSES:
+    known = CATALOG[cfg.data.name].num_classes if cfg.data.name in CATALOG else None
+    if known is None:
         raise ConfigError(f"the number of classes of data.name={cfg.data.name} is known once data.root is read")
-    return NUM_CLASSES[cfg.data.name]
+    return known
 
 
 def model_label(cfg: ExperimentConfig) -> str:

@@ -3,7 +3,7 @@
 import pytest
 
 from mixcollapse.cli import main
-from mixcollapse.experiments.registry import EXPERIMENTS
+from mixcollapse.experiments.paper import EXPERIMENTS
 
 
 def test_list_names_every_experiment(capsys):
@@ -36,7 +36,7 @@ def test_errors_are_one_sentence(tmp_path, capsys, argv, fragment):
 def test_a_sweep_with_failed_runs_says_so_on_stderr(tmp_path, capsys, monkeypatch):
     from conftest import TINY_OVERRIDES
     from mixcollapse.experiments import sweep
-    from mixcollapse.experiments.sweep import inprocess_runner
+    from mixcollapse.experiments.launch import inprocess_runner
 
     fail_one = lambda job, slot: 1 if "0.02" in job.name else inprocess_runner(job, slot)  # noqa: E731
     monkeypatch.setattr(sweep, "pick_runner", lambda launcher, slots: fail_one)

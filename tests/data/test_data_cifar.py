@@ -9,10 +9,13 @@ import pytest
 import torch
 import torchvision
 
+from mixcollapse.catalog import get_spec
 from mixcollapse.config import DataConfig
 from mixcollapse.data.datasets import build_datasets, train_labels
 from mixcollapse.data.fake import CIFAR10_NAMES, CIFAR100_NAMES, write_fake_cifar10, write_fake_cifar100
-from mixcollapse.data.specs import CIFAR10_MEAN, CIFAR10_STD, DataError
+from mixcollapse.data.locate import DataError
+
+CIFAR10_MEAN, CIFAR10_STD = get_spec("cifar10").mean, get_spec("cifar10").std
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ import torch
 from sklearn.datasets import load_digits
 
 from mixcollapse.config import DataConfig
-from mixcollapse.data.datasets import build_datasets, digits_split, train_labels
+from mixcollapse.data.datasets import build_datasets, train_labels
+from mixcollapse.data.readers import digits_split
 
 
 def test_split_is_deterministic_disjoint_complete_and_stratified():

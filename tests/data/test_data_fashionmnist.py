@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import os
 import struct
@@ -13,13 +12,16 @@ import pytest
 import torch
 import torchvision
 
+from conftest import with_system_dirs
+from mixcollapse.catalog import get_spec
 from mixcollapse.config import DataConfig
 from mixcollapse.data.datasets import build_datasets, train_labels
 from mixcollapse.data.fake import write_fake_fashionmnist
 from mixcollapse.data.formats import read_idx
-from mixcollapse.data.specs import FASHIONMNIST_MEAN, FASHIONMNIST_STD
 
 RAW = "FashionMNIST/raw"
+
+FASHIONMNIST_MEAN, FASHIONMNIST_STD = get_spec("fashionmnist").mean, get_spec("fashionmnist").std
 
 
 @pytest.fixture(scope="module")
@@ -114,12 +116,11 @@ def test_flat_layout_of_the_distribution(tmp_path):
 
 
 def test_search_order_root_then_environment_then_system(tmp_path, monkeypatch):
-    from mixcollapse.data import datasets as data
+    from mixcollapse.data import locate as data
 
     env, system, root = (write_fake_fashionmnist(tmp_path / n, n_train=n_train, n_test=10).parents[1]
                          for n, n_train in (("env", 30), ("system", 40), ("root", 50)))
-    spec = data.SPECS["fashionmnist"]
-    monkeypatch.setitem(data.SPECS, "fashionmnist", dataclasses.replace(spec, system_dirs=(str(system),)))
+    spec = with_system_dirs(monkeypatch, "fashionmnist", (str(system),))
     cfg = DataConfig(name="fashionmnist", root=str(tmp_path / "nothing-here"), download=False)
     assert len(build_datasets(cfg).train) == 40  # only the system folder has it
     monkeypatch.setenv(data.DATA_ENV, str(env))
@@ -130,11 +131,10 @@ def test_search_order_root_then_environment_then_system(tmp_path, monkeypatch):
 
 
 def test_missing_everywhere_names_each_folder_and_the_install_command(tmp_path, monkeypatch):
-    from mixcollapse.data import datasets as data
+    from mixcollapse.data import locate as data
 
     system = tmp_path / "usr-share"
-    spec = data.SPECS["fashionmnist"]
-    monkeypatch.setitem(data.SPECS, "fashionmnist", dataclasses.replace(spec, system_dirs=(str(system),)))
+    with_system_dirs(monkeypatch, "fashionmnist", (str(system),))
     monkeypatch.setenv(data.DATA_ENV, str(tmp_path / "env"))
     with pytest.raises(data.DataError) as info:
         build_datasets(DataConfig(name="fashionmnist", root=str(tmp_path / "root"), download=False))
@@ -147,7 +147,7 @@ def test_missing_everywhere_names_each_folder_and_the_install_command(tmp_path, 
 
 def test_real_fashionmnist_through_the_loader(real_fashionmnist, monkeypatch):
     """The real files of Debian's package, read where they are (a read-only system folder): nothing written."""
-    from mixcollapse.data import datasets as data
+    from mixcollapse.data import locate as data
 
     before = sorted(os.listdir(real_fashionmnist))
     b = build_datasets(DataConfig(name="fashionmnist", root=real_fashionmnist, download=False))
@@ -160,6 +160,5 @@ def test_real_fashionmnist_through_the_loader(real_fashionmnist, monkeypatch):
     assert abs(raw_mean - FASHIONMNIST_MEAN[0]) < 0.01  # the published mean pixel, 0.2860
     assert sorted(os.listdir(real_fashionmnist)) == before
     # Found from anywhere, through the system folder, when data.root holds nothing.
-    monkeypatch.setitem(data.SPECS, "fashionmnist",
-                        dataclasses.replace(data.SPECS["fashionmnist"], system_dirs=(real_fashionmnist,)))
+    with_system_dirs(monkeypatch, "fashionmnist", (real_fashionmnist,))
     assert data.locate_files(DataConfig(name="fashionmnist", root="/nonexistent")) == Path(real_fashionmnist)

@@ -14,7 +14,7 @@ from PIL import Image
 from mixcollapse.cli import main
 from mixcollapse.config import DataConfig, load_config
 from mixcollapse.data.datasets import build_datasets
-from mixcollapse.data.specs import DataError
+from mixcollapse.data.locate import DataError
 
 CLASSES = ("apple", "banana", "cherry", "damson")
 COLOURS = {"apple": (200, 40, 40), "banana": (230, 220, 60), "cherry": (120, 10, 60), "damson": (60, 40, 140)}
@@ -62,7 +62,7 @@ def test_given_size_statistics_and_class_subset(folder):
 
 
 def test_missing_parts_non_square_images_and_other_test_classes_are_one_line_errors(folder, tmp_path):
-    with pytest.raises(DataError, match="test is not a folder"):
+    with pytest.raises(DataError, match="test does not exist"):
         build_datasets(DataConfig(name="imagefolder", root=str(write_images(tmp_path / "a", {"train": 1}))))
     wide = write_images(tmp_path / "b", {"train": 1, "test": 1}, size=(16, 12))
     with pytest.raises(DataError, match="16x12, not square: set data.image_size"):

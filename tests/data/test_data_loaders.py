@@ -7,7 +7,8 @@ import torch
 import torch.distributed as dist
 
 from mixcollapse.config import DataConfig
-from mixcollapse.data.datasets import ShardSampler, build_datasets, build_loaders, set_epoch
+from mixcollapse.data.batches import set_epoch
+from mixcollapse.data.datasets import ShardSampler, build_datasets, build_loaders
 
 
 def bundle(limit: int = 50):

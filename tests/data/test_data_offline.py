@@ -11,9 +11,9 @@ import urllib.request
 import pytest
 
 from mixcollapse.config import DataConfig
-from mixcollapse.data import datasets as data
+from mixcollapse.data import locate as data
 from mixcollapse.data.datasets import build_datasets
-from mixcollapse.data.specs import DataError
+from mixcollapse.data.locate import DataError
 
 EXPECTED = {
     "cifar10": ["cifar-10-batches-py/data_batch_1..5, test_batch, batches.meta", "cifar-10-python.tar.gz"],

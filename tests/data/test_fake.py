@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 from mixcollapse.config import DataConfig
 from mixcollapse.data.datasets import build_datasets, train_labels
 from mixcollapse.data.fake import DataSource, ensure_data, write_fake_cifar10, write_fake_fashionmnist
-from mixcollapse.data.specs import FAKE_MARKER, DataError
+from mixcollapse.data.locate import FAKE_MARKER, DataError
 
 
 def test_deterministic_from_seed(tmp_path):
@@ -49,7 +51,7 @@ def test_fake_goes_to_a_separate_marked_root(tmp_path):
     assert "data.download is false" in src.note and "SYNTHETIC" in src.describe("cifar10")
     assert not (tmp_path / "data").exists()  # the real root is untouched
     assert (tmp_path / "data-fake" / FAKE_MARKER).is_file()
-    b = build_datasets(src.apply(cfg))
+    b = build_datasets(dataclasses.replace(cfg, root=src.root, download=False))
     assert b.synthetic and b.num_classes == 10 and len(b.train) == 1000
     stamp = (tmp_path / "data-fake" / "cifar-10-batches-py" / "test_batch").stat().st_mtime_ns
     again = ensure_data(cfg, allow_fake=True)
@@ -68,4 +70,4 @@ def test_fake_root_never_overwrites_other_files(tmp_path):
     with pytest.raises(DataError, match="separate"):
         ensure_data(cfg, allow_fake=True, fake_root=tmp_path / "data")
     src = ensure_data(cfg, allow_fake=True, fake_root=tmp_path / "out" / "fake-data")
-    assert src.apply(cfg).download is False and len(build_datasets(src.apply(cfg)).test) == 200
+    assert len(build_datasets(dataclasses.replace(cfg, root=src.root, download=False)).test) == 200

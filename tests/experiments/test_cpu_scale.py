@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from mixcollapse import config
-from mixcollapse.experiments import registry as experiments
+from mixcollapse.experiments import paper as experiments
 from mixcollapse.experiments.reproduce import reproduce
 
 pytestmark = pytest.mark.slow

@@ -9,8 +9,10 @@ import torch
 
 from mixcollapse.cli import main
 from mixcollapse.config import load_config
+from mixcollapse.experiments.grid import parse_grid
+from mixcollapse.experiments.launch import inprocess_runner
 from mixcollapse.experiments.slurm import SlurmOptions, check_options, default_minutes
-from mixcollapse.experiments.sweep import inprocess_runner, parse_grid, run_sweep
+from mixcollapse.experiments.sweep import run_sweep
 from mixcollapse.training.checkpoint import load_checkpoint
 from mixcollapse.training.rundir import read_metrics
 

@@ -10,21 +10,19 @@ import pytest
 import torch
 
 from mixcollapse.config import load_config
-from mixcollapse.experiments.sweep import (
+from mixcollapse.experiments.grid import parse_grid, point_name
+from mixcollapse.experiments.launch import (
     Job,
     Slot,
-    check_run_dir,
     inprocess_runner,
     job_environment,
     make_slots,
     parse_gpus,
-    parse_grid,
     pick_runner,
-    point_name,
-    run_sweep,
     subprocess_runner,
     train_command,
 )
+from mixcollapse.experiments.sweep import check_run_dir, run_sweep
 from mixcollapse.training.rundir import append_metrics, last_checkpoint_path, prepare_run_dir
 from reference import read_sweep
 

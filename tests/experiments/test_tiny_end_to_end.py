@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from mixcollapse.experiments.registry import EXPERIMENTS
+from mixcollapse.experiments.paper import EXPERIMENTS
 from mixcollapse.experiments.reproduce import reproduce
 
 pytestmark = pytest.mark.slow

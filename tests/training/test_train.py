@@ -13,7 +13,7 @@ from torchmetrics.functional.classification import multiclass_calibration_error
 
 from mixcollapse.config import MixupConfig, load_config
 from mixcollapse.data.datasets import build_datasets, build_loaders
-from mixcollapse.data.specs import DataError
+from mixcollapse.data.locate import DataError
 from mixcollapse.training.checkpoint import CheckpointError, load_checkpoint, load_model
 from mixcollapse.training.loop import evaluate, train, train_one_epoch
 from mixcollapse.training.rundir import (

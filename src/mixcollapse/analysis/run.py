@@ -17,9 +17,9 @@ import torch
 from mixcollapse.analysis.extract import has_batchnorm, mixup_training_batches
 from mixcollapse.analysis.measure import ANALYSIS_FILE, MEASURES_BY_LOSS, Analysis, load_analysis, measure_model
 from mixcollapse.analysis.ufm import DEFAULT_UFM_WEIGHT_DECAY
+from mixcollapse.catalog import title as dataset_title
 from mixcollapse.config import apply_overrides, model_label, training_label
 from mixcollapse.data.datasets import build_datasets
-from mixcollapse.data.specs import SPECS
 from mixcollapse.files import check_output_folder
 from mixcollapse.machine import pick_device
 from mixcollapse.training.board import BOARD_DIR, log_image
@@ -31,7 +31,7 @@ def describe_data(bundle, cfg) -> str:
     """``FashionMNIST (real data, first 2,000 training images)``, ``CIFAR10 (SYNTHETIC files, ...)``: for titles."""
     kind = "SYNTHETIC files, not the real data" if bundle.synthetic else \
         "embedded" if bundle.name == "digits" else "real data"
-    title = SPECS[bundle.name].title if bundle.name in SPECS else bundle.name
+    title = dataset_title(bundle.name)
     if cfg.data.train_limit is not None:
         kind += f", first {len(bundle.train):,} training images"
     return f"{title} ({kind})"

@@ -129,7 +129,7 @@ def _seed_list(text: str) -> list[int]:
 
 
 def _dataset_list(text: str) -> list[str]:
-    from mixcollapse.experiments.registry import DATASETS
+    from mixcollapse.experiments.paper import PAPER_DATASETS as DATASETS
 
     names = [t.strip().lower() for t in text.split(",") if t.strip()]
     bad = [n for n in names if n not in DATASETS]

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mixcollapse.catalog import resolve
 from mixcollapse.config import DataConfig
-from mixcollapse.data.datasets import ensure_files, files_present
-from mixcollapse.data.specs import FAKE_MARKER, DataError
+from mixcollapse.data.locate import FAKE_MARKER, DataError, dataset_spec, ensure_files, files_present
 
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 CIFAR100_NAMES = (
@@ -114,9 +114,6 @@ def write_fake_fashionmnist(
     return folder
 
 
-WRITERS = {"cifar10": write_fake_cifar10, "cifar100": write_fake_cifar100, "fashionmnist": write_fake_fashionmnist}
-
-
 @dataclass(frozen=True)
 class DataSource:
     """Where a run reads its data: ``kind`` is "embedded" (digits), "real", or "fake" (synthetic files)."""
@@ -124,10 +121,6 @@ class DataSource:
     kind: str
     root: str
     note: str = ""  # for "fake": why the real data was not used
-
-    def apply(self, cfg: DataConfig) -> DataConfig:
-        """``cfg`` pointed at this source (no download attempts for fake files)."""
-        return dataclasses.replace(cfg, root=self.root, download=cfg.download and self.kind != "fake")
 
     def describe(self, name: str) -> str:
         """One line saying what data a run uses, for logs and reports."""
@@ -145,14 +138,15 @@ def ensure_data(cfg: DataConfig, *, allow_fake: bool, fake_root: str | Path | No
     never into ``cfg.root``, are marked with FAKE_DATA.txt, and are reused when already there.
     Without ``allow_fake`` a missing dataset raises DataError naming the expected files.
     """
-    if cfg.name == "digits":
+    spec = dataset_spec(cfg)
+    if spec.files is None:
         return DataSource("embedded", cfg.root)
     try:
         found = str(ensure_files(cfg))
         marked = os.path.isfile(os.path.join(found, FAKE_MARKER))
         return DataSource("fake" if marked else "real", found, "data.root holds synthetic files" if marked else "")
     except DataError as err:
-        if not allow_fake:
+        if not allow_fake or spec.fake is None:
             raise
         reason = str(err).partition(": expected")[0]  # e.g. "CIFAR10 data not found (no network: ...)"
     root = Path(fake_root) if fake_root is not None else _default_fake_root(cfg.root)
@@ -162,7 +156,7 @@ def ensure_data(cfg: DataConfig, *, allow_fake: bool, fake_root: str | Path | No
     if not (files_present(fake_cfg) and (root / FAKE_MARKER).is_file()):
         if root.is_dir() and any(root.iterdir()) and not (root / FAKE_MARKER).is_file():
             raise DataError(f"refusing to write synthetic files into {root}: it holds other files and no {FAKE_MARKER}")
-        WRITERS[cfg.name](root)
+        resolve(spec.fake)(root)
     return DataSource("fake", str(root), reason)
 
 

@@ -13,39 +13,27 @@ torchvision's per-sample transforms in a DataLoader (``data.num_workers`` worker
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from mixcollapse.catalog import DatasetSpec
 from mixcollapse.config import DataConfig
-from mixcollapse.data.datasets import image_transform
-from mixcollapse.data.specs import DataError
+from mixcollapse.data.locate import DataError
+from mixcollapse.data.readers import Images
+from mixcollapse.data.transforms import image_transform
 
 STATISTICS_IMAGES = 2000
 LAYOUT = "DIR/train/<class>/<image> and DIR/test/<class>/<image> (torchvision's ImageFolder layout)"
 
 
-@dataclass(frozen=True)
-class FolderData:
-    """The two ImageFolder datasets of ``data.root`` and what a bundle needs to know about them."""
-
-    train: torch.utils.data.Dataset
-    test: torch.utils.data.Dataset
-    names: list[str]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    image_size: int
-    source: str
-
-
-def read_image_folders(cfg: DataConfig, augment: bool) -> FolderData:
-    """train/ and test/ of ``cfg.root`` as ImageFolder datasets (resized, normalised, augmented when asked)."""
+def read_image_folders(spec: DatasetSpec, cfg: DataConfig, root: Path, augment: bool) -> Images:
+    """train/ and test/ of ``root`` as ImageFolder datasets (resized, normalised, augmented when asked)."""
     from torchvision import datasets as tvd
     from torchvision import transforms as T
 
-    root = Path(cfg.root)
+    root = Path(root)
     for part in ("train", "test"):
         if not (root / part).is_dir():
             raise DataError(f"data.name=imagefolder reads {LAYOUT}; {root / part} is not a folder (set data.root)")
@@ -62,7 +50,7 @@ def read_image_folders(cfg: DataConfig, augment: bool) -> FolderData:
     if test.classes != train.classes:
         raise DataError(f"{root / 'test'} has the class folders {test.classes}, {root / 'train'} has {train.classes}: "
                         "give both the same class folders")
-    return FolderData(train, test, list(train.classes), mean, std, size, str(root))
+    return Images(train, test, list(train.classes), mean, std, size, spec.in_channels)
 
 
 def folder_statistics(dataset, limit: int, seed: int) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -27,9 +27,8 @@ from pathlib import Path
 from mixcollapse.analysis.measure import ANALYSIS_FILE, load_analysis
 from mixcollapse.analysis.run import analyze_run
 from mixcollapse.config import ExperimentConfig, config_from_dict, load_config, to_dict
-from mixcollapse.experiments.registry import cpu_bf16_supported
 from mixcollapse.files import atomic_write_text
-from mixcollapse.machine import available_cores, pick_device
+from mixcollapse.machine import available_cores, cpu_bf16_supported, pick_device
 from mixcollapse.metrics.projection import project_classifier
 from mixcollapse.training.loop import train
 from mixcollapse.training.rundir import read_metrics

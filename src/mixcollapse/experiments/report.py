@@ -36,7 +36,7 @@ nav a { margin-right: .8em; }
 
 def load_manifests(directory: str | Path) -> list[dict]:
     """The manifests of ``directory``, in the paper's order (unknown names last, alphabetically)."""
-    from mixcollapse.experiments.registry import EXPERIMENTS
+    from mixcollapse.experiments.paper import EXPERIMENTS
 
     folder = Path(directory) / "experiments"
     manifests = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []

@@ -11,7 +11,7 @@ A failed job is reported as a failed run (its log: ``RUN.log`` beside the run, s
 
 ``cluster="local"`` uses submitit's local executor: the same jobs as real subprocesses of this
 machine, with time limits and requeues, no Slurm (how the tests run it; useful to try a setup).
-Time limit default: twice the run's estimated GPU time on an H100 (registry's FLOP counts), between
+Time limit default: twice the run's estimated GPU time on an H100 (experiments.cost), between
 1 and 24 hours; a run longer than its limit continues over several jobs.
 """
 
@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mixcollapse.config import ExperimentConfig, load_config
-from mixcollapse.experiments.sweep import Job, Runner, Slot, job_environment, train_args, train_command
+from mixcollapse.experiments.cost import config_flops, gpu_seconds
+from mixcollapse.experiments.launch import Job, Runner, Slot, job_environment, train_args, train_command
 
 CLUSTERS = ("slurm", "local")
 RENDEZVOUS_PORT = 29500
@@ -70,15 +71,10 @@ def check_options(options: SlurmOptions) -> SlurmOptions:
 
 def default_minutes(cfg: ExperimentConfig, gpus: int) -> int:
     """Twice the run's estimated H100 time over ``gpus`` GPUs, between 60 and 1440 minutes (240 when unknown)."""
-    from mixcollapse.experiments.registry import DATASET_SIZES, FLOPS_PER_IMAGE, MFU, PEAK_BF16
-
-    flops = FLOPS_PER_IMAGE.get((cfg.model.name, cfg.data.name))
-    if flops is None:
+    total = config_flops(cfg)
+    if total is None:
         return 240
-    n_train, n_test = DATASET_SIZES[cfg.data.name]
-    t = cfg.train
-    total = t.epochs * ((n_train // t.batch_size) * t.batch_size * flops[0] + n_test * flops[1])
-    minutes = 2 * total / (MFU * PEAK_BF16["H100"] * max(1, gpus)) / 60
+    minutes = 2 * gpu_seconds(total, "H100", gpus) / 60
     return int(min(1440, max(60, math.ceil(minutes))))
 
 

@@ -1,14 +1,4 @@
-"""Hyper-parameter sweeps (Appendix B.1): a grid of runs, resumable, spread over one machine's GPUs.
-
-Grid syntax (one ``--grid`` per key; the sweep is the product of all keys, in the order given)::
-
-    train.lr=logspace(0.01,0.25,10)        10 log-spaced values from 0.01 to 0.25, both included
-    train.weight_decay=linspace(0,0.05,3)  3 evenly spaced values: 0, 0.025, 0.05
-    train.weight_decay=[0,0.05]            a YAML list
-    mixup.alpha=0.4                        one value
-
-``logspace``/``linspace`` values are rounded to 4 significant digits, so that a run's name and its
-config hold the same number. A run is named by its values, e.g. ``lr=0.0143_wd=0.025``.
+"""Hyper-parameter sweeps (Appendix B.1): a grid of runs (``experiments.grid``), resumable, spread over slots.
 
 A sweep directory holds ``sweep.json`` (every run's state and final test accuracy, and the best
 run), ``configs/<run>.yaml`` (each run's resolved config; ``mixcollapse train --preset`` redoes
@@ -16,41 +6,37 @@ it), ``logs/<run>.log`` (output of subprocess launches) and the run directories 
 
 Resumable: a run whose metrics reach ``train.epochs`` and whose last checkpoint exists is never
 redone; every other run is (re)started with ``--resume``, so a killed sweep continues where it
-stopped. The best run has the highest final-epoch test accuracy, as in the paper.
-
-Scheduling: the GPUs are split into slots of ``nproc_per_node`` GPUs; each slot runs one job at a
-time, with ``CUDA_VISIBLE_DEVICES`` set to its GPUs and torchrun DDP when it has several
-processes. Without GPUs there is one CPU slot and jobs run one after another. How a job starts is
-a parameter, a *runner* ``runner(job, slot) -> exit code``: :func:`subprocess_runner`
-(``python -m mixcollapse train``, or ``torch.distributed.run`` for DDP), :func:`inprocess_runner`
-(``train()`` in this process: one CPU process, no start-up cost), or a stub in tests.
+stopped. The best run has the highest final-epoch test accuracy, as in the paper. Jobs run on the
+slots and with the runner of :func:`launch_slots` (this machine's GPUs or CPU, or Slurm).
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
-import math
 import os
-import queue
-import re
-import subprocess
-import sys
-import threading
 import time
-import traceback
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import yaml
 
 from mixcollapse.config import ExperimentConfig, dump_yaml
-from mixcollapse.data.specs import FAKE_MARKER
+from mixcollapse.data.locate import FAKE_MARKER
+from mixcollapse.experiments.grid import grid_points, point_name, point_overrides
+from mixcollapse.experiments.launch import (
+    PRUNED_MARKER,
+    Job,
+    Runner,
+    Slot,
+    final_metrics,
+    make_slots,
+    parse_gpus,
+    pick_runner,
+    run_jobs,
+    run_state,
+    subprocess_runner,
+)
 from mixcollapse.files import atomic_write_text
 from mixcollapse.training.rundir import (
     CONFIG_FILE,
@@ -59,184 +45,15 @@ from mixcollapse.training.rundir import (
     holds_run,
     last_checkpoint_path,
     read_config,
-    read_metrics,
 )
 
 _log = logging.getLogger(__name__)
 
 SWEEP_FILE = "sweep.json"
-PRUNED_MARKER = "PRUNED.txt"  # in a run's checkpoints/: its checkpoints were deleted after the sweep chose another
 SELECTION = "highest final-epoch test_accuracy (Appendix B.1); ties: the first in grid order"
-SHORT_NAMES = {"train.lr": "lr", "train.weight_decay": "wd", "mixup.alpha": "alpha", "train.batch_size": "bs"}
-
-
-# ---- grids ------------------------------------------------------------------------------------
-
-
-def _sig4(x: float) -> float:
-    return float(f"{x:.4g}")
-
-
-def parse_values(spec: str) -> list:
-    """``logspace(a,b,n)``, ``linspace(a,b,n)``, a YAML list or one YAML value -> list of values."""
-    match = re.fullmatch(r"\s*(logspace|linspace)\((.*)\)\s*", spec)
-    if match:
-        kind, args = match.group(1), [a.strip() for a in match.group(2).split(",")]
-        try:
-            lo, hi, n = float(args[0]), float(args[1]), int(args[2])
-            if len(args) != 3:
-                raise ValueError
-        except (ValueError, IndexError):
-            raise ValueError(f"'{spec}' must be {kind}(start,stop,count) with numbers and an integer count") from None
-        if n < 1:
-            raise ValueError(f"'{spec}': the count must be >= 1")
-        if kind == "logspace" and (lo <= 0 or hi <= 0):
-            raise ValueError(f"'{spec}': logspace needs positive start and stop")
-        if n == 1:
-            return [_sig4(lo)]
-        if kind == "logspace":
-            a, b = math.log(lo), math.log(hi)
-            return [_sig4(math.exp(a + (b - a) * i / (n - 1))) for i in range(n)]
-        return [_sig4(lo + (hi - lo) * i / (n - 1)) for i in range(n)]
-    try:
-        value = yaml.safe_load(spec)
-    except yaml.YAMLError:
-        raise ValueError(f"grid values '{spec}' are neither logspace(...), linspace(...) nor YAML") from None
-    values = list(value) if isinstance(value, list) else [value]
-    if not values:
-        raise ValueError(f"grid values '{spec}' are empty")
-    return values
-
-
-def parse_grid(specs: Sequence[str]) -> dict[str, list]:
-    """``["train.lr=logspace(0.01,0.25,10)", ...]`` -> ``{"train.lr": [0.01, ...], ...}`` (order kept)."""
-    grid: dict[str, list] = {}
-    for spec in specs:
-        key, sep, raw = spec.partition("=")
-        key = key.strip()
-        if not sep or not key or "." not in key:
-            raise ValueError(f"grid '{spec}' must look like section.key=values, e.g. train.lr=logspace(0.01,0.25,10)")
-        if key in grid:
-            raise ValueError(f"grid key '{key}' is given twice")
-        grid[key] = parse_values(raw)
-    return grid
-
-
-def grid_points(grid: dict[str, list]) -> list[dict[str, Any]]:
-    """Every combination of the grid's values, the last key varying fastest."""
-    keys = list(grid)
-    return [dict(zip(keys, values, strict=False)) for values in itertools.product(*(grid[k] for k in keys))]
-
-
-def point_overrides(point: dict[str, Any]) -> list[str]:
-    """``{"train.lr": 0.01}`` -> ``["train.lr=0.01"]`` (values as JSON, which YAML reads back exactly)."""
-    return [f"{k}={json.dumps(v)}" for k, v in point.items()]
-
-
-def point_name(point: dict[str, Any]) -> str:
-    """A run directory name for a grid point: ``lr=0.0143_wd=0.025``."""
-    parts = []
-    for key, value in point.items():
-        short = SHORT_NAMES.get(key, key.rsplit(".", 1)[-1])
-        text = f"{value:g}" if isinstance(value, float) else str(value)
-        parts.append(f"{short}={text}")
-    return re.sub(r"[^A-Za-z0-9=._+,-]", "-", "_".join(parts)) or "run"
-
-
-# ---- jobs and slots ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Job:
-    """One training run to bring to its final epoch."""
-
-    name: str  # unique within one launch, e.g. "wrn-cifar10-mixup/lr=0.01"
-    run_dir: Path
-    config_path: Path  # the resolved config (YAML) that `mixcollapse train --preset` reads
-    log_path: Path
-    epochs: int
-    overrides: tuple[str, ...] = ()  # the grid point (hyper-parameters) this run differs by
-    point: str = ""  # the grid point's name ("" : the run directory's)
-    seed: int | None = None  # the training seed, when the sweep repeats each point over seeds
-
-
-@dataclass(frozen=True)
-class Slot:
-    """Where one job runs: CUDA_VISIBLE_DEVICES entries (empty: CPU) and the number of processes."""
-
-    devices: tuple[str, ...] = ()
-    nproc: int = 1
-
-    def describe(self) -> str:
-        where = f"GPU {','.join(self.devices)}" if self.devices else "CPU"
-        return where + (f" x{self.nproc} processes" if self.nproc > 1 else "")
-
-
-Runner = Callable[[Job, Slot], int]
-
-
-def visible_gpus() -> list[str]:
-    """This machine's GPUs as CUDA_VISIBLE_DEVICES entries (the parent's own setting when it has one)."""
-    env = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if env is not None:
-        return [d.strip() for d in env.split(",") if d.strip() and d.strip() != "-1"]
-    import torch
-
-    return [str(i) for i in range(torch.cuda.device_count())]
-
-
-def parse_gpus(spec: str | Sequence[str] | None) -> list[str]:
-    """``auto`` (every visible GPU), ``none``/``cpu`` (no GPU), or ``0,1,2`` (CUDA_VISIBLE_DEVICES entries)."""
-    if spec is None:
-        return []
-    if not isinstance(spec, str):
-        return [str(s) for s in spec]
-    spec = spec.strip()
-    if spec == "auto":
-        return visible_gpus()
-    if spec in ("", "none", "cpu"):
-        return []
-    gpus = [g.strip() for g in spec.split(",") if g.strip()]
-    bad = [g for g in gpus if not (g.isdigit() or g.startswith(("GPU-", "MIG-")))]
-    if bad:
-        raise ValueError(f"--gpus {spec}: '{bad[0]}' is not a GPU index (0, 1, ...) or UUID (GPU-..., MIG-...); "
-                         "pass auto, none, or a list such as 0,1")
-    if len(set(gpus)) != len(gpus):
-        raise ValueError(f"--gpus {spec} names a GPU twice")
-    return gpus
-
-
-def make_slots(gpus: Sequence[str], nproc_per_node: int = 1) -> list[Slot]:
-    """Split ``gpus`` into slots of ``nproc_per_node`` GPUs; no GPUs: one CPU slot."""
-    if nproc_per_node < 1:
-        raise ValueError(f"--nproc-per-node={nproc_per_node} must be >= 1")
-    if not gpus:
-        return [Slot((), nproc_per_node)]
-    if nproc_per_node > len(gpus):
-        raise ValueError(f"--nproc-per-node={nproc_per_node} needs as many GPUs, but only {len(gpus)} are given")
-    n = len(gpus) // nproc_per_node
-    return [Slot(tuple(gpus[i * nproc_per_node:(i + 1) * nproc_per_node]), nproc_per_node) for i in range(n)]
 
 
 # ---- run directories --------------------------------------------------------------------------
-
-
-def run_state(run_dir: str | Path, epochs: int) -> str:
-    """``finished`` (metrics reach ``epochs`` and the last checkpoint exists, or was pruned), ``partial`` or ``new``."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        return "new"
-    rows = read_metrics(run_dir)
-    kept = last_checkpoint_path(run_dir)
-    if rows and int(rows[-1].get("epoch", 0)) >= epochs and (kept.is_file() or (kept.parent / PRUNED_MARKER).is_file()):
-        return "finished"
-    return "partial" if rows or (run_dir / CONFIG_FILE).exists() else "new"
-
-
-def final_metrics(run_dir: str | Path) -> dict:
-    """The last epoch's metrics row of a run ({} before its first epoch)."""
-    rows = read_metrics(run_dir) if Path(run_dir).is_dir() else []
-    return rows[-1] if rows else {}
 
 
 def _synthetic(root: str) -> bool:
@@ -294,68 +111,6 @@ def plan_sweep(sweep_dir: str | Path, grid: dict[str, list], configure: Callable
 # ---- runners ----------------------------------------------------------------------------------
 
 
-def train_args(job: Job) -> list[str]:
-    """The interpreter's arguments that train (or resume) the job: ``-m mixcollapse train ... --resume``."""
-    return ["-m", "mixcollapse", "train", "--preset", str(job.config_path), "--out", str(job.run_dir), "--resume"]
-
-
-def train_command(job: Job, slot: Slot) -> list[str]:
-    """``python -m mixcollapse train`` for the job; through torch.distributed.run for a slot of several processes."""
-    train = train_args(job)
-    if slot.nproc > 1:
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={slot.nproc}", *train]
-    return [sys.executable, *train]
-
-
-def job_environment(slot: Slot) -> dict[str, str]:
-    """This process's environment with the slot's GPUs (none for a CPU slot) and this package importable."""
-    env = dict(os.environ)
-    env["CUDA_VISIBLE_DEVICES"] = ",".join(slot.devices)
-    src = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join([src, *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
-    return env
-
-
-def subprocess_runner(job: Job, slot: Slot) -> int:
-    """Run the job as a child process on its slot, output appended to its log; return the exit code."""
-    job.log_path.parent.mkdir(parents=True, exist_ok=True)
-    cmd = train_command(job, slot)
-    with open(job.log_path, "a") as log:
-        log.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} on {slot.describe()}: {' '.join(cmd)}\n")
-        log.flush()
-        return subprocess.run(cmd, env=job_environment(slot), stdout=log, stderr=subprocess.STDOUT).returncode
-
-
-def inprocess_runner(job: Job, slot: Slot) -> int:
-    """Run the job with ``train()`` in this process (one CPU process); a failure's traceback goes to its log."""
-    if slot.devices or slot.nproc > 1:
-        raise ValueError("the in-process launcher runs one process without GPUs; use --launcher subprocess")
-    from mixcollapse.config import load_config
-    from mixcollapse.training.loop import train
-
-    # The job's log lines (and a failure's traceback) go to its log file, as a subprocess's output does.
-    job.log_path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(job.log_path)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logger = logging.getLogger("mixcollapse")
-    logger.addHandler(handler)
-    level = logger.level
-    logger.setLevel(min(level or logging.INFO, logging.INFO))
-    try:
-        train(load_config(job.config_path), job.run_dir, resume=True)
-    except Exception:  # noqa: BLE001 - one failed run must not stop the others
-        handler.stream.write(traceback.format_exc())
-        return 1
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-        handler.close()
-    return 0
-
-
-LAUNCHERS = ("auto", "subprocess", "inprocess", "slurm")
-
-
 def launch_slots(launcher: str, gpus, nproc_per_node: int, slurm=None,
                  log: Callable[[str], None] = _log.info) -> tuple[list[Slot], Runner]:
     """The slots and the runner of ``launcher``: this machine's GPUs (or its CPU), or Slurm jobs through submitit
@@ -370,81 +125,7 @@ def launch_slots(launcher: str, gpus, nproc_per_node: int, slurm=None,
     return slots, pick_runner(launcher, slots)
 
 
-def pick_runner(launcher: str, slots: Sequence[Slot]) -> Runner:
-    """``auto``: in-process for one CPU slot of one process, subprocesses otherwise."""
-    if launcher not in LAUNCHERS or launcher == "slurm":
-        raise ValueError(f"--launcher {launcher} is not one of: {', '.join(LAUNCHERS[:3])}")
-    single_cpu = len(slots) == 1 and not slots[0].devices and slots[0].nproc == 1
-    if launcher == "inprocess" and not single_cpu:
-        raise ValueError("--launcher inprocess runs one CPU process; it cannot use GPUs or --nproc-per-node > 1")
-    if launcher == "inprocess" or (launcher == "auto" and single_cpu):
-        return inprocess_runner
-    return subprocess_runner
-
-
 # ---- scheduling -------------------------------------------------------------------------------
-
-
-def run_jobs(jobs: Sequence[Job], slots: Sequence[Slot], runner: Runner = subprocess_runner,
-             log: Callable[[str], None] = _log.info,
-             on_done: Callable[[Job, dict[str, dict]], None] | None = None) -> dict[str, dict]:
-    """Bring every job to its final epoch: finished ones are skipped, the rest run on free slots.
-
-    Returns ``{job.name: {"state", "returncode", "seconds"}}`` with state ``finished`` (already,
-    or now) or ``failed`` (the runner's exit code was not 0, or the run stopped short).
-    ``on_done(job, status)`` is called after each job that ran, one call at a time.
-    """
-    if not slots:
-        raise ValueError("no slot to run jobs on")
-    status: dict[str, dict] = {}
-    todo = []
-    for job in jobs:
-        if run_state(job.run_dir, job.epochs) == "finished":
-            status[job.name] = {"state": "finished", "returncode": None, "seconds": 0.0, "skipped": True}
-        else:
-            todo.append(job)
-    if jobs:
-        log(f"[sweep] {len(jobs) - len(todo)} of {len(jobs)} runs already finished; {len(todo)} to run "
-            f"on {len(slots)} slot(s): {', '.join(s.describe() for s in slots)}")
-    free: queue.Queue[Slot] = queue.Queue()
-    for slot in slots:
-        free.put(slot)
-    lock = threading.Lock()
-    counter = itertools.count(1)
-
-    def work(job: Job) -> None:
-        slot = free.get()
-        try:
-            index = next(counter)
-            log(f"[sweep] ({index}/{len(todo)}) {job.name} on {slot.describe()}")
-            tic = time.perf_counter()
-            code = runner(job, slot)
-            seconds = time.perf_counter() - tic
-        finally:
-            free.put(slot)
-        finished = code == 0 and run_state(job.run_dir, job.epochs) == "finished"
-        row = final_metrics(job.run_dir)
-        with lock:
-            status[job.name] = {"state": "finished" if finished else "failed", "returncode": code,
-                                "seconds": round(seconds, 1)}
-        if finished:
-            acc = row.get("test_accuracy")
-            log(f"[sweep] {job.name}: finished in {seconds:.0f}s, test accuracy "
-                f"{'n/a' if acc is None else f'{100 * acc:.2f}%'}")
-        else:
-            log(f"[sweep] {job.name}: FAILED (exit code {code}); see {job.log_path}")
-        if on_done is not None:
-            with lock:
-                on_done(job, status)
-
-    if len(slots) == 1:
-        for job in todo:  # in the main thread: Ctrl-C stops at once
-            work(job)
-    else:
-        with ThreadPoolExecutor(max_workers=len(slots)) as pool:
-            for future in [pool.submit(work, job) for job in todo]:
-                future.result()
-    return status
 
 
 def summarize_sweep(sweep_dir: str | Path, jobs: Sequence[Job], grid: dict[str, list],

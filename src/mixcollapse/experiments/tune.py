@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from mixcollapse.experiments.registry import GRIDS, scale_threads, scaled_config, sweep_grid
-from mixcollapse.experiments.reproduce import data_overrides, resolve_data
-from mixcollapse.experiments.sweep import launch_slots, parse_grid, run_sweep
+from mixcollapse.experiments.grid import parse_grid
+from mixcollapse.experiments.paper import GRIDS
+from mixcollapse.experiments.runs import data_overrides, resolve_data
+from mixcollapse.experiments.scales import scale_threads, scaled_config, sweep_grid
+from mixcollapse.experiments.sweep import launch_slots, run_sweep
 
 
 def sweep_preset(preset: str, out: str | Path, grid: Sequence[str] = (), *, scale: str = "full",

@@ -1,4 +1,4 @@
-"""The paper's experiments as named presets plus their analysis steps: one table, one place.
+"""The paper's experiments: its runs, figures and tables, and the datasets and variants they are drawn on.
 
 Vocabulary (docs/reproduce.md has the long version):
 
@@ -30,25 +30,19 @@ Vocabulary (docs/reproduce.md has the long version):
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from mixcollapse.config import PRESET_DIR, ExperimentConfig, load_config
-from mixcollapse.experiments.sweep import parse_grid
-from mixcollapse.machine import available_cores, cpu_bf16_supported
+from mixcollapse.catalog import title as dataset_title
 
 ARCHS = ("wrn", "vit")
-DATASETS = ("fashionmnist", "cifar10", "cifar100")
-SCALES = ("tiny", "cpu", "full")
-CPU_ARCHS = ("wrn", "vit")  # architectures with a CPU-scale recipe (presets/<arch>-<dataset>-cpu.yaml)
+# The paper's datasets (Section 2.1), named here rather than read from the catalog: registering another
+# dataset changes no figure or table of the paper.
+PAPER_DATASETS = ("fashionmnist", "cifar10", "cifar100")
 ARCH_TITLES = {"wrn": "WideResNet-40-10", "vit": "ViT-B/4"}
 ARCH_SHORT = {"wrn": "WRN", "vit": "ViT"}
-DATASET_TITLES = {"fashionmnist": "FashionMNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
 
-# Appendix B.1's sweeps. Values are rounded to 4 significant digits (sweep.parse_grid), so run
+# Appendix B.1's sweeps. Values are rounded to 4 significant digits (grid.parse_grid), so run
 # names and configs agree. The paper gives no count for the ViT weight decays "from 0 to 0.05":
 # we take three evenly spaced values, {0, 0.025, 0.05}; pass --grid to the sweep for others.
 GRIDS: dict[str, tuple[str, ...]] = {
@@ -96,11 +90,6 @@ RUN_EXTRAS: dict[str, tuple[str, ...]] = {
 # The ViT row of Figure 10 (tiny and cpu scales only) reads its mixup run at the same fractions of training
 # (200, 600 and 1000 of the paper's 1000 ViT epochs).
 VIT_FIG10_EPOCHS = (200, 600, 1000)
-TINY_RUN_EXTRAS: dict[str, tuple[str, ...]] = {
-    **{f"wrn-{d}-mixup": RUN_EXTRAS["wrn-cifar10-mixup"] for d in DATASETS},
-    **{f"vit-{d}-mixup": (f"train.checkpoint_epochs={list(VIT_FIG10_EPOCHS)}",) for d in DATASETS},
-}
-
 
 
 @dataclass(frozen=True, order=True)
@@ -129,18 +118,7 @@ class RunKey:
 
     @property
     def title(self) -> str:
-        return f"{ARCH_TITLES[self.arch]} · {DATASET_TITLES[self.dataset]} · {VARIANTS[self.variant].label}"
-
-
-def run_key(name: str) -> RunKey:
-    """``"wrn-cifar10-mixup"`` -> RunKey; ValueError naming the known parts otherwise."""
-    parts = name.split("-", 2)
-    if len(parts) != 3 or parts[0] not in ARCHS or parts[1] not in DATASETS or parts[2] not in VARIANTS:
-        raise ValueError(
-            f"'{name}' is not a run of the paper: expected ARCH-DATASET-VARIANT with ARCH in {', '.join(ARCHS)}, "
-            f"DATASET in {', '.join(DATASETS)}, VARIANT in {', '.join(VARIANTS)}"
-        )
-    return RunKey(*parts)
+        return f"{ARCH_TITLES[self.arch]} · {dataset_title(self.dataset)} · {VARIANTS[self.variant].label}"
 
 
 # ---- experiments ------------------------------------------------------------------------------
@@ -193,11 +171,11 @@ class Experiment:
         return tuple(dict.fromkeys(keys))
 
 
-def _grid(variant: str, archs=ARCHS, datasets=DATASETS) -> tuple[tuple[Panel, ...], ...]:
+def _grid(variant: str, archs=ARCHS, datasets=PAPER_DATASETS) -> tuple[tuple[Panel, ...], ...]:
     return tuple(tuple(Panel(RunKey(a, d, variant)) for d in datasets) for a in archs)
 
 
-_ALL = tuple((a, d) for a in ARCHS for d in DATASETS)
+_ALL = tuple((a, d) for a in ARCHS for d in PAPER_DATASETS)
 _C10 = ("cifar10",)
 
 TABLE1 = Table(
@@ -338,11 +316,11 @@ def select_datasets(experiment: Experiment, datasets: tuple[str, ...] | list[str
     where the paper has them (none for Table 2 off CIFAR10).
     """
     if datasets is not None:
-        unknown = [d for d in datasets if d not in DATASETS]
+        unknown = [d for d in datasets if d not in PAPER_DATASETS]
         if unknown or not datasets:
-            raise ValueError(f"--datasets {','.join(datasets)}: expected names from {', '.join(DATASETS)}")
+            raise ValueError(f"--datasets {','.join(datasets)}: expected names from {', '.join(PAPER_DATASETS)}")
     own = {k.dataset for k in experiment.runs}
-    chosen = tuple(datasets) if datasets is not None else tuple(DATASETS)
+    chosen = tuple(datasets) if datasets is not None else tuple(PAPER_DATASETS)
     moved = not own & set(chosen)
 
     def keep(key: RunKey) -> RunKey | None:
@@ -367,7 +345,7 @@ def select_datasets(experiment: Experiment, datasets: tuple[str, ...] | list[str
                                                                    for a, d in table.rows) if k))
         caption = table.caption
         if moved:
-            names = dict.fromkeys(DATASET_TITLES[d] for _, d in rows)
+            names = dict.fromkeys(dataset_title(d) for _, d in rows)
             caption = f"{caption} Drawn here on {', '.join(names)}."
         table = dataclasses.replace(table, rows=rows, caption=caption) if rows else None
     if not panels and not extra_rows and not extra and table is None:
@@ -379,14 +357,14 @@ def select_datasets(experiment: Experiment, datasets: tuple[str, ...] | list[str
     if not moved and set(kept.runs) != set(experiment.runs):
         shown = {k.arch: None for k in kept.runs}, {k.dataset: None for k in kept.runs}
         kept = dataclasses.replace(kept, title=f"{title} (here: {' and '.join(ARCH_SHORT[a] for a in shown[0])}"
-                                   f" × {', '.join(DATASET_TITLES[d] for d in shown[1])})")
+                                   f" × {', '.join(dataset_title(d) for d in shown[1])})")
     return kept
 
 
 def _moved_title(experiment: Experiment, dataset: str) -> str:
     title = experiment.title
-    for text in DATASET_TITLES.values():
-        title = title.replace(text, DATASET_TITLES[dataset])
+    for text in map(dataset_title, PAPER_DATASETS):
+        title = title.replace(text, dataset_title(dataset))
     return title
 
 
@@ -416,149 +394,7 @@ def trajectory_lams(experiment: Experiment, scale: str) -> tuple[float, ...]:
     return experiment.tiny_lams if scale == "tiny" and experiment.tiny_lams else experiment.lams
 
 
-# ---- configs at a scale -----------------------------------------------------------------------
-
-# The tiny scale, in one place (big_vision's runlocal): same model families, same analysis, same
-# code path; a few images, a few epochs, small models. The checkpoint epochs of Figure 10 keep their
-# fractions of training (100, 300, 500 of 500 -> 1, 2, 3 of 3).
-TINY_EPOCHS = 3
-TINY_BATCH = 32
-TINY_TRAIN_IMAGES = 128  # at least TINY_IMAGES_PER_CLASS per class on average (CIFAR100: 500)
-TINY_IMAGES_PER_CLASS = 5
-TINY_TEST_IMAGES = 64
-TINY_THREADS = 1  # torch intra-op threads while a tiny experiment runs (see scale_threads)
-TINY_MODELS = {
-    "wrn": ("model.depth=10", "model.width=1"),  # WRN-10-1: stage widths 16, 32, 64
-    "vit": ("model.embed_dim=32", "model.vit_depth=2", "model.num_heads=2"),  # patch size 4 kept
-    "small": ("model.hidden=16",),
-}
-
-
-@contextlib.contextmanager
-def scale_threads(scale: str):
-    """Run the block with one intra-op thread at tiny scale (restored afterwards).
-
-    The tiny models are too small to gain from intra-op parallelism, and on a shared CPU OpenMP
-    threads that wait for a descheduled sibling make a tiny WRN step up to 20x slower.
-    """
-    if scale != "tiny":
-        yield
-        return
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(TINY_THREADS)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def scale_epoch(epoch: int, full_epochs: int, epochs: int = TINY_EPOCHS) -> int:
-    """A full-scale epoch at the same fraction of a ``epochs``-epoch run (at least 1)."""
-    return min(epochs, max(1, math.floor(epoch * epochs / full_epochs + 0.5)))
-
-
-def tiny_overrides(cfg: ExperimentConfig) -> list[str]:
-    """Overrides that shrink the resolved full-scale ``cfg`` to a run of seconds on a CPU."""
-    from mixcollapse.config import num_classes
-
-    t = cfg.train
-    train_images = max(TINY_TRAIN_IMAGES, TINY_IMAGES_PER_CLASS * num_classes(cfg))
-    kept = sorted({scale_epoch(e, t.epochs) for e in t.checkpoint_epochs})
-    out = [
-        f"train.epochs={TINY_EPOCHS}",
-        f"train.batch_size={TINY_BATCH}",
-        f"train.checkpoint_epochs={kept}",
-        "train.checkpoint_every=0",
-        "train.progress=false",
-        "train.amp=none",
-        "train.channels_last=false",
-        f"data.train_limit={train_images}",
-        f"data.test_limit={TINY_TEST_IMAGES}",
-        "data.num_workers=0",
-        "analysis.pairs_per_class_pair=16",
-        f"analysis.batch_size={TINY_BATCH}",
-        "analysis.recalibrate_batches=2",
-        "analysis.test_pairs=64",
-        *TINY_MODELS.get(cfg.model.name, ()),
-    ]
-    if t.warmup_epochs > 0:
-        out.append("train.warmup_epochs=1")
-    return out
-
-
-def _cpu_recipe(preset: str | Path) -> Path:
-    """Where the CPU-scale recipe of a full-scale preset lives (``wrn-fashionmnist`` -> ``wrn-fashionmnist-cpu``)."""
-    return PRESET_DIR / f"{Path(str(preset)).stem}-cpu.yaml"
-
-
-def cpu_preset(preset: str | Path) -> str:
-    """The CPU-scale recipe of a full-scale preset name (``wrn-fashionmnist`` -> ``wrn-fashionmnist-cpu``)."""
-    path = _cpu_recipe(preset)
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem.removesuffix("-cpu") for p in PRESET_DIR.glob("*-cpu.yaml")))
-        raise ValueError(f"--scale cpu has no recipe for {Path(str(preset)).stem} (recipes: {known}); "
-                         "use --scale tiny for a smoke test or --scale full on a GPU")
-    return path.stem
-
-
-def cpu_datasets(archs: tuple[str, ...] = CPU_ARCHS) -> list[str]:
-    """The datasets with a CPU-scale recipe for one of ``archs`` (presets ``<arch>-<dataset>-cpu.yaml``)."""
-    return [d for d in DATASETS if any(_cpu_recipe(f"{a}-{d}").is_file() for a in archs)]
-
-
-def cpu_overrides(cfg: ExperimentConfig) -> list[str]:
-    """CPU-scale settings that depend on the machine: no loader workers (the data is in memory), one torch
-    thread per core available (unless the recipe fixes train.threads), bf16 autocast only where the CPU runs
-    bf16 natively (elsewhere it is slower than float32)."""
-    out = ["data.num_workers=0"]
-    if cfg.train.threads == 0:
-        out.append(f"train.threads={available_cores()}")
-    if cfg.train.amp == "bf16" and not cpu_bf16_supported():
-        out.append("train.amp=none")
-    return out
-
-
-def scaled_config(preset: str | Path, overrides: list[str] | tuple[str, ...] = (), scale: str = "full",
-                  late: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
-    """``load_config(preset, overrides)`` at ``scale``: shrunk by :func:`tiny_overrides` at tiny scale, the
-    ``<preset>-cpu`` recipe at cpu scale; ``late`` last."""
-    if scale not in SCALES:
-        raise ValueError(f"scale '{scale}' is not one of: {', '.join(SCALES)}")
-    if scale == "cpu":
-        preset = cpu_preset(preset)
-    cfg = load_config(preset, [*overrides, *late])
-    if scale == "tiny":
-        cfg = load_config(preset, [*overrides, *tiny_overrides(cfg), *late])
-    elif scale == "cpu":
-        cfg = load_config(preset, [*overrides, *cpu_overrides(cfg), *late])
-    return cfg
-
-
-def run_overrides(key: RunKey, scale: str = "full") -> list[str]:
-    """The overrides that make ``key`` from its preset (hyper-parameters excluded)."""
-    variant = VARIANTS[key.variant]
-    if scale == "cpu":  # the CPU recipes keep Figure 10's epochs themselves
-        return [f"name={key.name}", *variant.overrides, *variant.cpu]
-    extras = TINY_RUN_EXTRAS if scale == "tiny" else RUN_EXTRAS
-    return [f"name={key.name}", *variant.overrides, *extras.get(key.name, ())]
-
-
-def run_config(key: RunKey, scale: str = "full", hyper: list[str] | tuple[str, ...] = (),
-               late: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
-    """The resolved config of run ``key`` at ``scale`` with hyper-parameter overrides ``hyper``."""
-    return scaled_config(key.preset, [*run_overrides(key, scale), *hyper], scale, late)
-
-
-def sweep_grid(arch: str, scale: str = "full") -> dict[str, list]:
-    """Appendix B.1's grid for ``arch``; at tiny scale the first and last learning rate, other keys their last value."""
-    grid = parse_grid(GRIDS[arch])
-    if scale == "cpu":
-        raise ValueError("the CPU scale trains each run once with its recipe's settings: no sweep")
-    if scale == "tiny":
-        grid = {k: ([v[0], v[-1]] if k == "train.lr" else [v[-1]]) for k, v in grid.items()}
-    return grid
+# ---- plans -------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -579,46 +415,3 @@ def plan_runs(keys) -> Plan:
 def experiments_runs(names) -> list[RunKey]:
     """The runs that the named experiments read, each once, in first-use order."""
     return list(dict.fromkeys(k for n in names for k in at_scale(get_experiment(n), "full").runs))
-
-
-# ---- GPU-time estimates -----------------------------------------------------------------------
-
-# FLOPs per image of one forward+backward (train) and one forward (eval) of the full-size models,
-# counted by bench/estimate_gpu_time.py with torch.utils.flop_counter.FlopCounterMode at batch 128
-# (on the meta device; rerun it after changing a model and paste its output here).
-FLOPS_PER_IMAGE: dict[tuple[str, str], tuple[float, float]] = {
-    ("wrn", "fashionmnist"): (37.09e9, 12.36e9),
-    ("wrn", "cifar10"): (48.45e9, 16.15e9),
-    ("wrn", "cifar100"): (48.45e9, 16.15e9),
-    ("vit", "fashionmnist"): (25.76e9, 8.587e9),
-    ("vit", "cifar10"): (33.60e9, 11.20e9),
-    ("vit", "cifar100"): (33.60e9, 11.20e9),
-}
-DATASET_SIZES = {"fashionmnist": (60000, 10000), "cifar10": (50000, 10000), "cifar100": (50000, 10000)}
-# Assumed sustained throughput: 40% of the dense bf16 peak (A100: 312 TFLOP/s, H100 SXM: 989 TFLOP/s).
-MFU = 0.40
-PEAK_BF16 = {"A100": 312e12, "H100": 989e12}
-
-
-def run_flops(key: RunKey, flops: dict | None = None) -> float:
-    """FLOPs of one full-scale training of ``key``: every epoch's steps plus its test-set evaluation."""
-    cfg = run_config(key, "full")
-    train_f, eval_f = (flops or FLOPS_PER_IMAGE)[(key.arch, key.dataset)]
-    n_train, n_test = DATASET_SIZES[key.dataset]
-    t = cfg.train
-    per_epoch = (n_train // t.batch_size) * t.batch_size * train_f
-    evals = math.ceil(t.epochs / t.eval_every)
-    return t.epochs * per_epoch + evals * n_test * eval_f
-
-
-def trainings(keys) -> list[tuple[RunKey, int]]:
-    """(run, number of full-scale trainings) for everything ``keys`` needs: sweeps counted point by point."""
-    plan = plan_runs(keys)
-    out = [(k, math.prod(len(v) for v in sweep_grid(k.arch, "full").values())) for k in plan.swept]
-    return out + [(k, 1) for k in plan.inherited]
-
-
-def estimate_gpu_hours(names, gpu: str = "A100", flops: dict | None = None) -> float:
-    """GPU-hours for the named experiments at full scale, shared runs counted once (an estimate)."""
-    total = sum(n * run_flops(k, flops) for k, n in trainings(experiments_runs(names)))
-    return total / (MFU * PEAK_BF16[gpu]) / 3600
