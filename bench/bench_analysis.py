@@ -40,13 +40,15 @@ import torch
 
 from mixcollapse.analysis.configuration import ConfigurationAccumulator
 from mixcollapse.analysis.extract import (
+    BatchNormPlan,
+    Loading,
     extract_pair_features,
     mixup_training_batches,
     recalibrate_batchnorm,
     write_pairs,
 )
 from mixcollapse.analysis.heldout import MixedPairImages, make_test_pairs, measure_mixed_pairs
-from mixcollapse.analysis.measure import measure_model
+from mixcollapse.analysis.measure import Report, Training, measure_model
 from mixcollapse.analysis.neural_collapse import measure_neural_collapse
 from mixcollapse.analysis.ufm import DEFAULT_UFM_WEIGHT_DECAY, PairMeasures, ufm_solver
 from mixcollapse.data.datasets import build_datasets, dataset_labels
@@ -145,7 +147,7 @@ def overhead(run: Path, num_pairs: int, repeat: int) -> dict:
     pairs = write_pairs(out / "pairs", pair_chunks(dataset_labels(plain.train), CLASSES, per, "beta", 1.0, seed=0),
                         pair_count(len(CLASSES), per))
     nc = measure_neural_collapse(net, plain.train, 10, batch_size=a.batch_size)
-    common = dict(bn_mode="eval", batch_size=a.batch_size, device="cpu", progress=False, overwrite=True)
+    common = dict(bn=BatchNormPlan("eval"), loading=Loading(a.batch_size, progress=False), overwrite=True)
 
     def bare():
         extract_pair_features(net, plain.train, pairs, out / "bare", **common)
@@ -211,8 +213,8 @@ def memory_child(run: Path, num_pairs: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as out, _PeakSampler() as sampler:
         tic = time.perf_counter()
         result = measure_model(model, plain.train, plain.test, out_dir=out, classes=CLASSES, settings=a,
-                               alpha=cfg.mixup.alpha, mix_batches=batches, device="cpu", draw=False,
-                               progress=False)
+                               training=Training(cfg.mixup.alpha, batches), device="cpu",
+                               report=Report(draw=False, progress=False))
         seconds = time.perf_counter() - tic
         n = result.summary["num_pairs"]
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import yaml
 
+from mixcollapse.experiments.launch import Launch
 from mixcollapse.experiments.paper import EXPERIMENTS, TABLE1, TABLE2
 from mixcollapse.experiments.reproduce import reproduce, select_experiments
 from mixcollapse.machine import available_cores, cpu_bf16_supported, cpu_model
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> dict:
     for name in ["all"] if args.all else args.experiments:
         start = time.perf_counter()
         reproduce(name, scale="cpu", datasets=["fashionmnist"], out=out, data_root=args.data_root,
-                  threads=args.threads)
+                  launch=Launch(threads=args.threads))
         seconds[name] = round(time.perf_counter() - start, 1)
     if args.all:
         args.experiments = list(EXPERIMENTS)

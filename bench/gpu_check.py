@@ -230,7 +230,7 @@ def ddp_section(root: Path, device: torch.device, sizes: Sizes, tiny: bool) -> d
 
 def analysis_section(root: Path, device: torch.device, sizes: Sizes, tiny: bool, out: Path) -> dict:
     """measure_model on a WRN (random weights: the time does not depend on them), figures off."""
-    from mixcollapse.analysis.measure import measure_model
+    from mixcollapse.analysis.measure import Report, measure_model
 
     cfg = check_config("wrn", root, sizes, tiny)
     bundle = build_datasets(dataclasses.replace(cfg.data, augment=False))
@@ -240,9 +240,9 @@ def analysis_section(root: Path, device: torch.device, sizes: Sizes, tiny: bool,
                                    nc_samples=sizes.nc_samples, test_pairs=sizes.test_pairs)
     synchronize(device)
     tic = time.perf_counter()
-    result = measure_model(model, bundle.train, bundle.test, out_dir=out / "analysis", settings=settings, alpha=1.0,
-                           device=device, num_workers=min(sizes.workers, os.cpu_count() or 1), draw=False,
-                           overwrite=True, progress=False)
+    result = measure_model(model, bundle.train, bundle.test, out_dir=out / "analysis", settings=settings,
+                           device=device, num_workers=min(sizes.workers, os.cpu_count() or 1),
+                           report=Report(draw=False, progress=False), overwrite=True)
     synchronize(device)
     seconds = time.perf_counter() - tic
     pairs = len(result.features.lam)

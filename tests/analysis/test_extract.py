@@ -9,6 +9,8 @@ from torch import nn
 
 import mixcollapse.analysis.extract as extract
 from mixcollapse.analysis.extract import (
+    BatchNormPlan,
+    Loading,
     NpyAppender,
     StoredPairs,
     extract_pair_features,
@@ -21,6 +23,9 @@ from mixcollapse.analysis.extract import (
 )
 from mixcollapse.metrics.projection import project_features
 from mixcollapse.mixup import MixedPairImages, make_pairs, pair_chunks
+
+EVAL = BatchNormPlan("eval")
+QUIET = Loading(progress=False)
 
 
 class TinyBN(nn.Module):
@@ -66,11 +71,11 @@ def test_recalibration_is_the_plain_mean_of_batch_statistics(toy):
 
 def test_recalibrated_features_do_not_depend_on_batch_size(tmp_path, toy):
     model, dataset, pairs = toy
-    common = dict(train_batches=None, bn_mode="recalibrate", progress=False, recalibrate_batches=4)
-    a = extract_pair_features(model, dataset, pairs, tmp_path / "a", batch_size=7,
-                              **{**common, "train_batches": mixup_training_batches(dataset, 4, 1.0, 16, seed=1)})
-    b = extract_pair_features(model, dataset, pairs, tmp_path / "b", batch_size=64,
-                              **{**common, "train_batches": mixup_training_batches(dataset, 4, 1.0, 16, seed=1)})
+    def bn():
+        return BatchNormPlan("recalibrate", mixup_training_batches(dataset, 4, 1.0, 16, seed=1), recalibrate_batches=4)
+
+    a = extract_pair_features(model, dataset, pairs, tmp_path / "a", bn=bn(), loading=Loading(7, progress=False))
+    b = extract_pair_features(model, dataset, pairs, tmp_path / "b", bn=bn(), loading=Loading(64, progress=False))
     np.testing.assert_allclose(a.features, b.features, rtol=1e-5, atol=1e-6)
     assert a.meta["bn_mode"] == "recalibrate"
 
@@ -79,8 +84,9 @@ def test_train_mode_composes_batches_like_training_batches(tmp_path, toy):
     model, dataset, pairs = toy
     model.train()
     before = model.body[2].running_mean.clone()
-    out = extract_pair_features(model, dataset, pairs, tmp_path / "t", bn_mode="train", batch_size=32,
-                                train_batches=mixup_training_batches(dataset, 4, 1.0, 32, seed=0), progress=False)
+    out = extract_pair_features(model, dataset, pairs, tmp_path / "t",
+                                bn=BatchNormPlan("train", mixup_training_batches(dataset, 4, 1.0, 32, seed=0)),
+                                loading=Loading(32, progress=False))
     assert out.meta["bn_mode"] == "train" and out.meta["pair_fraction"] == 0.25
     assert torch.equal(model.body[2].running_mean, before)  # running statistics untouched
     assert model.training  # the caller's mode is restored
@@ -91,8 +97,8 @@ def test_train_mode_composes_batches_like_training_batches(tmp_path, toy):
 
 def test_eval_mode_and_round_trip(tmp_path, toy):
     model, dataset, pairs = toy
-    out = extract_pair_features(model, dataset, pairs, tmp_path / "e", bn_mode="eval", batch_size=16,
-                                progress=False, meta={"classes": [0, 1, 2]})
+    out = extract_pair_features(model, dataset, pairs, tmp_path / "e", bn=EVAL, loading=Loading(16, progress=False),
+                                meta={"classes": [0, 1, 2]})
     again = load_pair_features(tmp_path / "e")
     model.eval()
     image = lambda k: dataset[int(k)][0]  # noqa: E731
@@ -115,22 +121,21 @@ def test_a_failure_leaves_nothing_half_written(tmp_path, toy):
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        extract_pair_features(model, dataset, pairs, tmp_path / "x", bn_mode="eval", callbacks=[explode],
-                              progress=False)
+        extract_pair_features(model, dataset, pairs, tmp_path / "x", bn=EVAL, callbacks=[explode], loading=QUIET)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_existing_output_is_never_overwritten_silently(tmp_path, toy):
     model, dataset, pairs = toy
-    extract_pair_features(model, dataset, pairs, tmp_path / "o", bn_mode="eval", progress=False)
+    extract_pair_features(model, dataset, pairs, tmp_path / "o", bn=EVAL, loading=QUIET)
     with pytest.raises(FileExistsError, match="already exists"):
-        extract_pair_features(model, dataset, pairs, tmp_path / "o", bn_mode="eval", progress=False)
+        extract_pair_features(model, dataset, pairs, tmp_path / "o", bn=EVAL, loading=QUIET)
 
 
 def test_batchnorm_modes_need_training_batches(tmp_path, toy):
     model, dataset, pairs = toy
-    with pytest.raises(ValueError, match="needs train_batches"):
-        extract_pair_features(model, dataset, pairs, tmp_path / "r", bn_mode="recalibrate", progress=False)
+    with pytest.raises(ValueError, match="needs mixed training batches"):
+        extract_pair_features(model, dataset, pairs, tmp_path / "r", bn=BatchNormPlan("recalibrate"), loading=QUIET)
 
 
 def test_npy_appender_and_chunked_reader_round_trip(tmp_path):
@@ -168,7 +173,7 @@ def test_stored_pairs_are_read_by_range_and_extract_like_pairs_in_memory(tmp_pat
     batch = images.__getitems__([5, 6, 7, 9])
     assert [i for _, i in batch] == [5, 6, 7, 9]
     assert torch.equal(batch[3][0], MixedPairImages(dataset, pairs)[9][0])
-    kw = dict(bn_mode="eval", batch_size=16, progress=False)
+    kw = dict(bn=EVAL, loading=Loading(16, progress=False))
     seen = []
     a = extract_pair_features(model, dataset, pairs, tmp_path / "a", **kw)
     b = extract_pair_features(model, dataset, stored, tmp_path / "b", callbacks=[seen.append], **kw)

@@ -13,11 +13,13 @@ from torch import nn
 from torchmetrics.functional.classification import multiclass_calibration_error
 
 from mixcollapse.analysis.extract import recalibrate_batchnorm
-from mixcollapse.analysis.measure import ANALYSIS_FILE, HEADLINE, measure_model
+from mixcollapse.analysis.measure import ANALYSIS_FILE, HEADLINE, Report, Training, measure_model
 from mixcollapse.config import AnalysisConfig
 from mixcollapse.metrics.projection import project_features
 from mixcollapse.models.adapter import with_linear_head
 from reference import nc_metrics_dense
+
+QUIET = Report(draw=False, progress=False)
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -79,8 +81,8 @@ def test_measure_model_writes_every_section_and_figure(tmp_path, data):
     train, test = data
     out = tmp_path / "analysis"
     result = measure_model(TinyBN(), train, test, out_dir=out, classes=[0, 2, 4], settings=AnalysisConfig(**SMALL),
-                           mix_batch_size=32, metrics_rows=_rows(), checkpoint_epoch=3, title="tiny",
-                           class_names=[f"c{k}" for k in range(C)], device="cpu", progress=False)
+                           training=Training(mix_batch_size=32, metrics_rows=_rows(), checkpoint_epoch=3),
+                           report=Report([f"c{k}" for k in range(C)], "tiny", progress=False), device="cpu")
     summary = json.loads((out / ANALYSIS_FILE).read_text())
     assert summary == result.summary
     for section in ("configuration", "neural_collapse", "calibration", "test_pairs", "classifier", "bn"):
@@ -129,8 +131,8 @@ def test_one_network_state_for_every_measurement(tmp_path, data):
     train, test = data
     model = TinyBN()
     result = measure_model(model, train, test, out_dir=tmp_path / "a", classes=[0, 1, 2],
-                           settings=AnalysisConfig(**SMALL), mix_batches=iter(_mixed_batches()), draw=False,
-                           device="cpu", progress=False)
+                           settings=AnalysisConfig(**SMALL), training=Training(mix_batches=iter(_mixed_batches())),
+                           report=QUIET, device="cpu")
     ref = recalibrate_batchnorm(model, iter(_mixed_batches()), 3, "cpu")
     x_test, y_test = test.tensors
     with torch.no_grad():
@@ -164,8 +166,8 @@ def test_train_mode_measures_unmixed_data_with_stored_statistics(tmp_path, data)
         model.body[2].running_mean.fill_(0.3)
         model.body[2].running_var.fill_(2.0)
     result = measure_model(model, train, test, out_dir=tmp_path / "t", classes=[0, 1, 2],
-                           settings=AnalysisConfig(bn_mode="train", **SMALL), mix_batches=iter(_mixed_batches(n=50)),
-                           draw=False, device="cpu", progress=False)
+                           settings=AnalysisConfig(bn_mode="train", **SMALL),
+                           training=Training(mix_batches=iter(_mixed_batches(n=50))), report=QUIET, device="cpu")
     bn = result.summary["bn"]
     assert bn["pairs"] == "train" and bn["unmixed"].startswith("eval")
     with torch.no_grad():
@@ -195,7 +197,7 @@ def test_any_model_through_with_linear_head(tmp_path, data):
     x = train.tensors[0][:4]
     torch.testing.assert_close(wrapped(x), model(x))
     result = measure_model(wrapped, train, None, out_dir=tmp_path / "p", classes=[1, 2, 3],
-                           settings=AnalysisConfig(**SMALL), draw=False, device="cpu", progress=False)
+                           settings=AnalysisConfig(**SMALL), report=QUIET, device="cpu")
     s = result.summary
     assert s["bn"]["pairs"].startswith("none") and s["calibration"] is None and s["test_pairs"] is None
     assert s["ece"] is None and np.isfinite(s["nc1"]) and s["configuration"]["ufm"]["bias"] == "none"
@@ -223,5 +225,5 @@ def test_class_names_come_from_the_dataset_by_default(tmp_path, data):
 
     named = Named(*train.tensors)
     result = measure_model(TinyBN(), named, None, out_dir=tmp_path / "a", classes=[0, 3, 4],
-                           settings=AnalysisConfig(**SMALL), draw=False, device="cpu", progress=False)
+                           settings=AnalysisConfig(**SMALL), report=QUIET, device="cpu")
     assert result.summary["class_names"] == ["zero", "three", "four"]

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from mixcollapse import config
-from mixcollapse.experiments import paper as experiments
+from mixcollapse.experiments import paper, scales
+from mixcollapse.experiments.launch import Launch
 from mixcollapse.experiments.reproduce import reproduce
 
 pytestmark = pytest.mark.slow
@@ -34,7 +35,7 @@ def short_recipe(tmp_path, monkeypatch):
         recipe["analysis"].update(pairs_per_class_pair=20, test_pairs=64, recalibrate_batches=2)
         path.write_text(yaml.safe_dump(recipe))
     monkeypatch.setattr(config, "PRESET_DIR", presets)
-    monkeypatch.setattr(experiments, "PRESET_DIR", presets)
+    monkeypatch.setattr(scales, "PRESET_DIR", presets)
     return recipe
 
 
@@ -42,7 +43,7 @@ def test_fig2_on_real_fashionmnist(tmp_path, real_fashionmnist, short_recipe):
     lines: list[str] = []
     out = tmp_path / "out"
     (manifest,) = reproduce("fig2", scale="cpu", datasets=["fashionmnist"], out=out, data_root=real_fashionmnist,
-                            threads=1, log=lines.append)
+                            launch=Launch(threads=1), log=lines.append)
     assert manifest["scale"] == "cpu" and not manifest["synthetic"]
     assert sorted(manifest["runs"]) == ["wrn-fashionmnist-baseline", "wrn-fashionmnist-mixup", "wrn-fashionmnist-mse"]
     assert "CPU scale" in manifest["scale_note"] and "real data" in manifest["scale_note"]
@@ -61,8 +62,8 @@ def test_fig2_on_real_fashionmnist(tmp_path, real_fashionmnist, short_recipe):
     assert (out / "figures" / "fig2.png").is_file()
     # A second call trains nothing and reuses the analyses.
     lines.clear()
-    reproduce("fig2", scale="cpu", datasets=["fashionmnist"], out=out, data_root=real_fashionmnist, threads=1,
-              log=lines.append)
+    reproduce("fig2", scale="cpu", datasets=["fashionmnist"], out=out, data_root=real_fashionmnist,
+              launch=Launch(threads=1), log=lines.append)
     assert any("3 of 3 runs already finished" in line for line in lines), lines
 
 
@@ -91,7 +92,7 @@ def test_the_cpu_benchmark_writes_every_target(tmp_path, real_fashionmnist, shor
                                                             "vit": {"mixup", "baseline", "alpha0.4", "adamw"}}
     assert saved["table1_paper"] == {"wrn-baseline": 95.10, "wrn-mixup": 94.21, "vit-baseline": 93.71,
                                      "vit-mixup": 94.24}
-    assert set(saved["command_seconds"]) == set(experiments.EXPERIMENTS)
+    assert set(saved["command_seconds"]) == set(paper.EXPERIMENTS)
     fig10 = json.loads((tmp_path / "out" / "experiments" / "fig10.json").read_text())
     assert [(p["run"], p["epoch"]) for p in fig10["panels"]][3:] == [("vit-fashionmnist-mixup", 1)] * 2 + [
         ("vit-fashionmnist-mixup", 2)]

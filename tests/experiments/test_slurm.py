@@ -103,6 +103,7 @@ def test_the_command_line_checks_the_slurm_options_before_anything_runs(tmp_path
 @pytest.mark.slow  # a tiny table through the slurm launcher's plumbing: about 15 s
 def test_reproduce_hands_every_training_to_the_slurm_runner(tmp_path, monkeypatch):
     from mixcollapse.experiments import slurm
+    from mixcollapse.experiments.launch import Launch
     from mixcollapse.experiments.reproduce import reproduce
 
     calls = []
@@ -116,7 +117,7 @@ def test_reproduce_hands_every_training_to_the_slurm_runner(tmp_path, monkeypatc
     monkeypatch.setattr(slurm, "slurm_runner", fake_runner)
     options = SlurmOptions(folder=tmp_path / "slurm", cluster="local", gpus_per_node=0, max_jobs=3)
     (manifest,) = reproduce("table2", scale="tiny", datasets=["fashionmnist"], out=tmp_path / "out",
-                            launcher="slurm", slurm=options, log=lambda line: None)
+                            launch=Launch("slurm", slurm=options), log=lambda line: None)
     trained = {name.split("/")[0] for name, _ in calls}
     assert trained >= {cell["run"] for cell in manifest["tables"][0]["cells"]} | {"wrn-fashionmnist-mixup"}
     assert len(calls) == len({name for name, _ in calls})  # each training handed over once

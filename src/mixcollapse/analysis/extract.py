@@ -226,33 +226,54 @@ def write_pairs(directory: str | Path, chunks: Iterable[PairSet], num_pairs: int
     return StoredPairs(directory)
 
 
+@dataclass(frozen=True)
+class BatchNormPlan:
+    """How batch norm runs while the pairs are measured (docs/analysis.md, batch norm).
+
+    ``mode``: ``recalibrate`` (running statistics re-estimated on ``recalibrate_batches`` of ``batches``, then
+    eval mode), ``train`` (batch statistics of batches whose ``1 - pair_fraction`` rest is filled from
+    ``batches``, as in training) or ``eval`` (the stored running statistics). ``batches`` yields mixed training
+    batches (``mixup_training_batches``); recalibrate and train need them when the model has batch norm.
+    """
+
+    mode: str = "recalibrate"
+    batches: Iterable[torch.Tensor] | None = None
+    recalibrate_batches: int = 50
+    pair_fraction: float = 0.25
+
+
+@dataclass(frozen=True)
+class Loading:
+    """How images reach the network: batch size, device, loader workers, and whether a progress bar shows."""
+
+    batch_size: int = 256
+    device: str | torch.device = "cpu"
+    num_workers: int = 0
+    progress: bool = True
+
+
 def extract_pair_features(
     model: nn.Module,
     dataset,
     pairs: PairSet | StoredPairs,
     out_dir: str | Path,
     *,
-    bn_mode: str = "recalibrate",
-    train_batches: Iterable[torch.Tensor] | None = None,
-    recalibrate_batches: int = 50,
-    pair_fraction: float = 0.25,
-    batch_size: int = 256,
-    device: str | torch.device = "cpu",
-    num_workers: int = 0,
+    bn: BatchNormPlan = BatchNormPlan(),
+    loading: Loading = Loading(),
     callbacks: Iterable[BatchCallback] = (),
     meta: dict | None = None,
-    progress: bool = True,
     overwrite: bool = False,
 ) -> PairFeatures:
     """Features and logits of every mixup pair, streamed into ``out_dir`` (see the module doc).
 
-    ``dataset`` yields un-augmented training images by index; ``train_batches`` yields mixed
-    training batches (needed for ``recalibrate`` and ``train``; see mixup_training_batches).
-    Each callback receives a dict with the batch's ``features``, ``logits`` (tensors on
-    ``device``) and ``pairs`` (a PairSet slice) as it is produced, so streaming measurements
+    ``dataset`` yields un-augmented training images by index; ``bn`` says how batch norm runs.
+    Each callback receives a dict with the batch's ``features``, ``logits`` (tensors on the
+    device) and ``pairs`` (a PairSet slice) as it is produced, so streaming measurements
     need no second pass. ``pairs`` may be in memory (PairSet) or on disk (StoredPairs, read a
     batch at a time and copied into ``out_dir``), so memory does not grow with their number.
     """
+    bn_mode, pair_fraction, recalibrate_batches = bn.mode, bn.pair_fraction, bn.recalibrate_batches
+    train_batches, batch_size, num_workers = bn.batches, loading.batch_size, loading.num_workers
     out_dir = Path(out_dir)
     if bn_mode not in ("recalibrate", "train", "eval"):
         raise ValueError(f"bn_mode='{bn_mode}' is not one of: recalibrate, train, eval")
@@ -260,10 +281,10 @@ def extract_pair_features(
         raise FileExistsError(f"{out_dir} already exists; choose another output or remove it first")
     if not 0 < pair_fraction <= 1:
         raise ValueError(f"pair_fraction={pair_fraction} must lie in (0, 1]")
-    device = torch.device(device)
+    device = torch.device(loading.device)
     batchnorm = has_batchnorm(model)
     if batchnorm and bn_mode in ("recalibrate", "train") and train_batches is None:
-        raise ValueError(f"bn_mode='{bn_mode}' needs train_batches: mixed training batches")
+        raise ValueError(f"bn_mode='{bn_mode}' needs mixed training batches (BatchNormPlan.batches)")
     batch_iter = iter(train_batches) if train_batches is not None else None
     train_mode = batchnorm and bn_mode == "train"
     was_training = model.training
@@ -289,7 +310,8 @@ def extract_pair_features(
                 MixedPairImages(dataset, pairs), batch_size=per_batch, shuffle=False, num_workers=num_workers
             )
             filler = (lambda n: next(batch_iter)[:n].to(device)) if train_mode else None
-            _stream_features(net, loader, pairs, partial, batch_size, filler, list(callbacks), device, progress)
+            _stream_features(net, loader, pairs, partial, batch_size, filler, list(callbacks), device,
+                             loading.progress)
             _save_pairs_and_classifier(partial, pairs, weight, bias, info)
     finally:
         model.train(was_training)

@@ -28,6 +28,8 @@ from torch import Tensor, nn
 
 from mixcollapse.analysis.configuration import ConfigurationAccumulator
 from mixcollapse.analysis.extract import (
+    BatchNormPlan,
+    Loading,
     PairFeatures,
     extract_pair_features,
     has_batchnorm,
@@ -158,12 +160,11 @@ def measure_pairs(network: Network, model: nn.Module, train_dataset, classes: li
     measure = PairMeasures(acc, W, solver, weight_decay, center=nc.global_mean, span_rows=W[classes])
     try:
         feats = extract_pair_features(
-            network.pair_net, train_dataset, pairs, out_dir / "features", bn_mode=network.pair_mode,
-            train_batches=network.batches, recalibrate_batches=a.recalibrate_batches, overwrite=True,
-            callbacks=[measure],
+            network.pair_net, train_dataset, pairs, out_dir / "features",
+            bn=BatchNormPlan(network.pair_mode, network.batches, a.recalibrate_batches),
+            loading=Loading(**loader_args), callbacks=[measure], overwrite=True,
             meta={**(meta or {}), "classes": classes, "class_names": [names[c] for c in classes], "lam_mode": a.lam,
                   "alpha": alpha, "seed": a.seed, **extra},
-            **loader_args,
         )
     finally:
         shutil.rmtree(pair_dir, ignore_errors=True)  # the features directory holds a copy
@@ -239,6 +240,32 @@ def load_analysis(out_dir: str | Path) -> Analysis:
     return Analysis(summary, np.load(features / "projection.npy", mmap_mode="r"), load_pair_features(features))
 
 
+@dataclass(frozen=True)
+class Training:
+    """How the measured model was trained, which the analysis reproduces: mixup's ``alpha`` (the λ of the
+    pairs; 0 for a baseline), the mixed training ``mix_batches`` for batch-norm recalibration or train mode
+    (default: drawn from the training set with ``alpha``, ``mix_batch_size`` at a time), and for Figure 5
+    the run's per-epoch ``metrics_rows`` (``classifier_*`` keys of metrics.jsonl) up to ``checkpoint_epoch``."""
+
+    alpha: float = 1.0
+    mix_batches: Iterable[Tensor] | None = None
+    mix_batch_size: int = 128
+    metrics_rows: Sequence[dict] | None = None
+    checkpoint_epoch: int | None = None
+
+
+@dataclass(frozen=True)
+class Report:
+    """How an analysis is reported: class names and a title for the figures, extra ``meta`` for analysis.json,
+    which figures to ``draw`` (True, False, or names from plots.analysis.FIGURES), and a progress bar."""
+
+    class_names: Sequence[str] | None = None
+    title: str = ""
+    meta: dict | None = None
+    draw: bool | Collection[str] = True
+    progress: bool = True
+
+
 def measure_model(
     model: nn.Module,
     train_dataset,
@@ -247,19 +274,11 @@ def measure_model(
     out_dir: str | Path,
     classes: Sequence[int] | None = None,
     settings: AnalysisConfig | None = None,
-    alpha: float = 1.0,
-    class_names: Sequence[str] | None = None,
-    mix_batches: Iterable[Tensor] | None = None,
-    mix_batch_size: int = 128,
-    metrics_rows: Sequence[dict] | None = None,
-    checkpoint_epoch: int | None = None,
-    title: str = "",
-    meta: dict | None = None,
+    training: Training = Training(),
+    report: Report = Report(),
     device: str | torch.device = "auto",
     num_workers: int = 0,
-    draw: bool | Collection[str] = True,
     overwrite: bool = False,
-    progress: bool = True,
 ) -> Analysis:
     """Measure ``model`` (``features(x)``, final linear ``classifier``) on its data; write analysis.json + figures.
 
@@ -267,12 +286,7 @@ def measure_model(
     from it), ``test_dataset`` (optional) test samples for calibration and the mixed test pairs.
     ``classes``: the three analysis classes (default ``settings.classes``, else three drawn with
     ``settings.seed``); ``settings``: the analysis knobs (``AnalysisConfig``: pairs, lambda mode,
-    batch-norm mode, ufm_weight_decay, test_pairs, ...); ``alpha``: the training mixup alpha (the
-    lambda distribution; 0 = a baseline). ``mix_batches``: mixed training batches for batch-norm
-    recalibration or train mode (default: drawn from ``train_dataset`` with ``alpha``).
-    ``metrics_rows``: per-epoch rows with ``classifier_*`` keys (metrics.jsonl) for Figure 5.
-    ``draw=False`` skips the figures; a list of names (plots.analysis.FIGURES) draws those only. See
-    docs/analysis.md for what is measured and how.
+    batch-norm mode, ufm_weight_decay, test_pairs, ...). See docs/analysis.md for what is measured and how.
     """
     check_contract(model)
     a = settings if settings is not None else AnalysisConfig()
@@ -284,44 +298,49 @@ def measure_model(
     model = model.to(device)
     W = model.classifier.weight.detach()
     C = W.shape[0]
-    names = list(class_names) if class_names is not None else dataset_class_names(train_dataset, C)
+    names = list(report.class_names) if report.class_names is not None else dataset_class_names(train_dataset, C)
     classes = resolve_classes(classes, a, C)
-    weight_decay = a.ufm_weight_decay if a.ufm_weight_decay is not None else DEFAULT_UFM_WEIGHT_DECAY
+    loader_args = dict(batch_size=a.batch_size, device=device, num_workers=num_workers, progress=report.progress)
     clock = _Clock()
-    loader_args = dict(batch_size=a.batch_size, device=device, num_workers=num_workers, progress=progress)
-
-    network = prepare_network(model, train_dataset, a, alpha, mix_batches, mix_batch_size, device)
+    network = prepare_network(model, train_dataset, a, training.alpha, training.mix_batches,
+                              training.mix_batch_size, device)
     clock.lap("recalibrate")
     out_dir.mkdir(parents=True, exist_ok=True)
     nc = measure_neural_collapse(network.net, nc_subset(train_dataset, a), C, scratch_dir=out_dir, **loader_args)
     clock.lap("neural_collapse")
-    feats, configuration = measure_pairs(network, model, train_dataset, classes, names, nc, a, alpha, weight_decay,
-                                         out_dir, meta, **loader_args)
+    weight_decay = a.ufm_weight_decay if a.ufm_weight_decay is not None else DEFAULT_UFM_WEIGHT_DECAY
+    feats, configuration = measure_pairs(network, model, train_dataset, classes, names, nc, a, training.alpha,
+                                         weight_decay, out_dir, report.meta, **loader_args)
     clock.lap("pairs")
     calibration = test_pairs = None
     if test_dataset is not None:
-        calibration, test_pairs = measure_heldout(network.net, test_dataset, C, a, alpha, clock, **loader_args)
-
-    rows = feats.classifier_weight[classes]
-    xy = write_projection(feats.path / "features.npy", rows, feats.path / "projection.npy")
+        calibration, test_pairs = measure_heldout(network.net, test_dataset, C, a, training.alpha, clock,
+                                                  **loader_args)
+    xy = write_projection(feats.path / "features.npy", feats.classifier_weight[classes], feats.path / "projection.npy")
     clock.lap("projection")
     sections = {"configuration": configuration,
-                "neural_collapse": {**nc.metrics, "num_samples": int(nc.counts.sum())},
-                "calibration": calibration, "test_pairs": test_pairs, "classifier": classifier_section(W, metrics_rows)}
-    figures: dict[str, list[str]] = {}
-    if draw:
-        from mixcollapse.plots.analysis import draw_analysis  # matplotlib and plotly: only to draw
-
-        only = {} if draw is True else {"only": tuple(draw)}
-        figures = draw_analysis(out_dir / "figures", xy, feats.pairs, project_classifier(rows), classes, names,
-                                title or "mixup pairs", network.bn["pairs"], to_json(sections), metrics_rows,
-                                checkpoint_epoch, a.seed, **only)
-    summary = summarize(sections, feats, classes, names, figures, network.bn, meta)
+                "neural_collapse": {**nc.metrics, "num_samples": int(nc.counts.sum())}, "calibration": calibration,
+                "test_pairs": test_pairs, "classifier": classifier_section(W, training.metrics_rows)}
+    figures = _draw(out_dir / "figures", xy, feats, classes, names, network.bn["pairs"], sections, training,
+                    report, a.seed)
+    summary = summarize(sections, feats, classes, names, figures, network.bn, report.meta)
     clock.lap("figures")
-    summary["seconds"] = clock.laps
-    summary = to_json(summary)
+    summary = to_json({**summary, "seconds": clock.laps})
     atomic_write_text(out_dir / ANALYSIS_FILE, json.dumps(summary, indent=2))
     return Analysis(summary=summary, xy=xy, features=feats)
+
+
+def _draw(folder: Path, xy: np.ndarray, feats: PairFeatures, classes: list[int], names: list[str], bn_mode: str,
+          sections: dict, training: Training, report: Report, seed: int) -> dict[str, list[str]]:
+    """The analysis's figures (``report.draw``), or none."""
+    if not report.draw:
+        return {}
+    from mixcollapse.plots.analysis import draw_analysis  # matplotlib and plotly: only to draw
+
+    only = {} if report.draw is True else {"only": tuple(report.draw)}
+    return draw_analysis(folder, xy, feats.pairs, project_classifier(feats.classifier_weight[classes]), classes,
+                         names, report.title or "mixup pairs", bn_mode, to_json(sections), training.metrics_rows,
+                         training.checkpoint_epoch, seed, **only)
 
 
 def summarize(sections: dict, feats: PairFeatures, classes: list[int], names: Sequence[str],

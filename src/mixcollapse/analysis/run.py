@@ -6,24 +6,34 @@ the run's per-epoch classifier geometry (metrics.jsonl, Figure 5) to the figures
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
-from collections.abc import Collection
-from dataclasses import asdict
+from collections.abc import Collection, Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from mixcollapse.analysis.extract import has_batchnorm, mixup_training_batches
-from mixcollapse.analysis.measure import ANALYSIS_FILE, MEASURES_BY_LOSS, Analysis, load_analysis, measure_model
+from mixcollapse.analysis.measure import (
+    ANALYSIS_FILE,
+    MEASURES_BY_LOSS,
+    Analysis,
+    Report,
+    Training,
+    load_analysis,
+    measure_model,
+)
 from mixcollapse.analysis.ufm import DEFAULT_UFM_WEIGHT_DECAY
+from mixcollapse.catalog import get_spec
 from mixcollapse.catalog import title as dataset_title
-from mixcollapse.config import apply_overrides, model_label, training_label
-from mixcollapse.data.datasets import build_datasets
+from mixcollapse.config import ExperimentConfig, apply_overrides, model_label, training_label
+from mixcollapse.data.datasets import DataBundle, build_datasets
 from mixcollapse.files import check_output_folder
 from mixcollapse.machine import pick_device
 from mixcollapse.training.board import BOARD_DIR, log_image
-from mixcollapse.training.checkpoint import find_checkpoint, load_model
+from mixcollapse.training.checkpoint import load_trained
 from mixcollapse.training.rundir import read_metrics
 
 
@@ -40,11 +50,24 @@ def describe_data(bundle, cfg) -> str:
 _log = logging.getLogger(__name__)
 
 
-def _checkpoint_epoch(path: Path) -> int | None:
-    try:  # mmap: reads the small entries, not the weights
-        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"])
-    except Exception:  # noqa: BLE001 - only a figure annotation depends on it
-        return None
+@dataclass
+class RunData:
+    """A run's data as its analyses read it: the datasets without augmentation (``plain``), and mixed training
+    batches drawn as the run trained (its augmentation and mixup alpha) for batch-norm recalibration."""
+
+    plain: DataBundle
+    batches: Iterator[torch.Tensor] | None
+
+
+def run_data(cfg: ExperimentConfig, batches: bool = True) -> RunData:
+    """:class:`RunData` of ``cfg`` (``batches=False``: no mixed batches); one set-up for analyses and trajectories."""
+    plain = build_datasets(cfg.data, train_augment=False)
+    if not batches:
+        return RunData(plain, None)
+    augments = cfg.data.augment and get_spec(cfg.data.name).augmentable
+    train = build_datasets(cfg.data, train_augment=True).train if augments else plain.train
+    return RunData(plain, mixup_training_batches(train, plain.num_classes, cfg.mixup.alpha, cfg.train.batch_size,
+                                                 seed=cfg.analysis.seed))
 
 
 def analyze_run(
@@ -63,59 +86,59 @@ def analyze_run(
     """Measure a run's checkpoint with ``measure_model``: output under ``RUN/analysis/<name>/``.
 
     ``<name>`` is the checkpoint's name (``last``, ``epoch_0100``), followed by ``_classes-a-b-c`` when
-    ``analysis.classes`` is overridden, so analyses of other class subsets sit side by side. Loads the
-    model and its resolved config from the checkpoint, builds the run's datasets (un-augmented for
-    pairs and NC; augmented mixup batches for batch-norm recalibration, as trained), and adds the run's
-    per-epoch classifier geometry (metrics.jsonl) to the figures and JSON. An analysis already in the output
-    folder, made with the same checkpoint and settings, is read back instead of measured again (``overwrite``
-    measures anew; other settings without it are an error). lambda_H of the UFM defaults
-    to the run's train.weight_decay. ``threads``: torch threads on a CPU (default: the run's
-    ``train.threads`` when set, else torch's default).
+    ``analysis.classes`` is overridden, so analyses of other class subsets sit side by side. Reads the
+    model and its resolved config from the checkpoint, the run's data (:func:`run_data`) and its per-epoch
+    classifier geometry (metrics.jsonl, Figure 5). An analysis already in the output folder, made with
+    the same checkpoint and settings, is read back instead of measured again (``overwrite`` measures
+    anew; other settings without it are an error). lambda_H of the UFM defaults to the run's
+    train.weight_decay. ``threads``: torch threads on a CPU (default: the run's ``train.threads`` when set).
     """
     run_dir = Path(run_dir)
-    ckpt_path = find_checkpoint(run_dir, checkpoint)
     torch_device = pick_device(device)
-    model, cfg = load_model(ckpt_path, device=torch_device)
-    if data_root is not None:
-        cfg.data.root = data_root
-    trained_classes = cfg.analysis.classes
-    apply_overrides(cfg, overrides, allowed=("analysis.", "data.root", "data.num_workers"))
+    trained = load_trained(run_dir, device=torch_device, checkpoint=checkpoint)
+    cfg = _analysis_config(trained.config, data_root, overrides)
     threads = threads if threads is not None else cfg.train.threads
     if threads and torch_device.type == "cpu":
         torch.set_num_threads(threads)
-    name = ckpt_path.stem
-    if cfg.analysis.classes is not None and cfg.analysis.classes != trained_classes:
+    name = trained.path.stem
+    if cfg.analysis.classes is not None and cfg.analysis.classes != trained.config.analysis.classes:
         name += "_classes-" + "-".join(str(c) for c in cfg.analysis.classes)
     out_dir = check_output_folder(out_dir if out_dir is not None else run_dir / "analysis" / name)
     a = cfg.analysis
-    if a.ufm_weight_decay is None:
-        a.ufm_weight_decay = cfg.train.weight_decay if cfg.train.weight_decay > 0 else DEFAULT_UFM_WEIGHT_DECAY
-    settings = {"checkpoint": str(ckpt_path), **asdict(a)}
+    settings = {"checkpoint": str(trained.path), **asdict(a)}
     if (out_dir / ANALYSIS_FILE).exists() and not overwrite:
         return _finished(out_dir, settings)
-    plain = build_datasets(cfg.data, train_augment=False)
-    batches = None
-    if a.bn_mode in ("recalibrate", "train") and has_batchnorm(model):
-        augmented = build_datasets(cfg.data, train_augment=None)
-        batches = mixup_training_batches(augmented.train, plain.num_classes, cfg.mixup.alpha, cfg.train.batch_size,
-                                         seed=a.seed)
+    data = run_data(cfg, batches=a.bn_mode in ("recalibrate", "train") and has_batchnorm(trained.model))
     rows = None
     if run_dir.is_dir() and (run_dir / "metrics.jsonl").exists():
         rows = [r for r in read_metrics(run_dir) if "classifier_norm_cv" in r] or None
-    label = f"{model_label(cfg)} · {training_label(cfg)}\n{describe_data(plain, cfg)}, {cfg.train.epochs} epochs"
+    plain = data.plain
+    meta = {"run_dir": str(run_dir), "checkpoint": str(trained.path), "dataset": cfg.data.name,
+            "data_source": plain.source, "synthetic_data": plain.synthetic, "training": training_label(cfg),
+            "loss": cfg.train.loss, "measures_for_this_loss": list(MEASURES_BY_LOSS[cfg.train.loss]),
+            "analysis_settings": settings}
+    title = f"{model_label(cfg)} · {training_label(cfg)}\n{describe_data(plain, cfg)}, {cfg.train.epochs} epochs"
     result = measure_model(
-        model, plain.train, plain.test, out_dir=out_dir, settings=a, alpha=cfg.mixup.alpha,
-        class_names=plain.class_names, mix_batches=batches, metrics_rows=rows,
-        checkpoint_epoch=_checkpoint_epoch(ckpt_path), title=label,
-        meta={"run_dir": str(run_dir), "checkpoint": str(ckpt_path), "dataset": cfg.data.name,
-              "data_source": plain.source, "synthetic_data": plain.synthetic, "training": training_label(cfg),
-              "loss": cfg.train.loss, "measures_for_this_loss": list(MEASURES_BY_LOSS[cfg.train.loss]),
-              "analysis_settings": settings},
-        device=torch_device, num_workers=cfg.data.num_workers, draw=draw, overwrite=True, progress=progress,
+        trained.model, plain.train, plain.test, out_dir=out_dir, settings=a, device=torch_device,
+        training=Training(cfg.mixup.alpha, data.batches, metrics_rows=rows, checkpoint_epoch=trained.epoch),
+        report=Report(plain.class_names, title, meta, draw, progress), num_workers=cfg.data.num_workers,
+        overwrite=True,
     )
     if cfg.train.tensorboard:
-        _board_image(run_dir, name, result.summary, _checkpoint_epoch(ckpt_path))
+        _board_image(run_dir, name, result.summary, trained.epoch)
     return result
+
+
+def _analysis_config(cfg: ExperimentConfig, data_root: str | None, overrides) -> ExperimentConfig:
+    """The run's config with the analysis overrides (``analysis.*``, where the data is) and the UFM's lambda_H."""
+    cfg = copy.deepcopy(cfg)
+    if data_root is not None:
+        cfg.data.root = data_root
+    apply_overrides(cfg, overrides, allowed=("analysis.", "data.root", "data.num_workers"))
+    if cfg.analysis.ufm_weight_decay is None:
+        cfg.analysis.ufm_weight_decay = cfg.train.weight_decay if cfg.train.weight_decay > 0 \
+            else DEFAULT_UFM_WEIGHT_DECAY
+    return cfg
 
 
 def _finished(out_dir: Path, settings: dict) -> Analysis:

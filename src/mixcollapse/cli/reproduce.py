@@ -89,6 +89,7 @@ def _add_reproduce(sub) -> None:
 
 
 def run_reproduce(args) -> int:
+    from mixcollapse.experiments.launch import Launch
     from mixcollapse.experiments.reproduce import list_experiments, reproduce
 
     if args.list:
@@ -96,11 +97,11 @@ def run_reproduce(args) -> int:
         return 0
     if not args.experiment:
         raise ValueError("name an experiment (e.g. mixcollapse reproduce fig1) or pass --list to see them")
+    launch = Launch(args.launcher, args.gpus, args.nproc_per_node, args.threads, _slurm_options(args, Path(args.out)),
+                    allow_cpu=args.allow_cpu)
     manifests = reproduce(args.experiment, scale=args.scale, out=args.out, data_root=args.data_root,
-                          datasets=args.datasets, threads=args.threads, gpus=args.gpus,
-                          nproc_per_node=args.nproc_per_node, download=args.download, launcher=args.launcher,
-                          allow_cpu=args.allow_cpu, prune_checkpoints=args.prune_checkpoints, seeds=args.seeds,
-                          slurm=_slurm_options(args, Path(args.out)))
+                          datasets=args.datasets, download=args.download, seeds=args.seeds,
+                          prune_checkpoints=args.prune_checkpoints, launch=launch)
     for m in manifests:  # the results: what each experiment wrote (progress went to standard error)
         files = [*m.get("figures", []), *(f for t in m.get("tables", []) for f in t["files"])]
         print(f"{m['name']}: {', '.join(str(Path(args.out) / f) for f in files) or Path(args.out) / 'experiments'}")
@@ -162,13 +163,13 @@ def _add_sweep(sub) -> None:
 
 
 def run_sweep_command(args) -> int:
+    from mixcollapse.experiments.launch import Launch
     from mixcollapse.experiments.sweep import format_sweep
     from mixcollapse.experiments.tune import sweep_preset
 
+    launch = Launch(args.launcher, args.gpus, args.nproc_per_node, slurm=_slurm_options(args, Path(args.out)))
     result = sweep_preset(args.preset, args.out, args.grid, scale=args.scale, data_root=args.data_root,
-                          overrides=args.overrides, gpus=args.gpus, nproc_per_node=args.nproc_per_node,
-                          launcher=args.launcher, prune=args.prune_checkpoints, seeds=args.seeds,
-                          slurm=_slurm_options(args, Path(args.out)))
+                          overrides=args.overrides, prune=args.prune_checkpoints, seeds=args.seeds, launch=launch)
     print(format_sweep(result))
     best = result["best"]
     if best is None:

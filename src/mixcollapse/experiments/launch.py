@@ -60,6 +60,28 @@ class Slot:
 Runner = Callable[[Job, Slot], int]
 
 
+@dataclass(frozen=True)
+class Launch:
+    """Where and how training jobs run: ``launcher`` (auto, subprocess, inprocess or slurm), this machine's
+    ``gpus`` in slots of ``nproc_per_node`` processes, torch ``threads`` of every run (None: each run's own),
+    the Slurm options (``slurm``: experiments.slurm.SlurmOptions), a ``runner`` that replaces the launcher's
+    (tests), and ``allow_cpu``: train the full scale without a visible GPU."""
+
+    launcher: str = "auto"
+    gpus: str | Sequence[str] | None = "auto"
+    nproc_per_node: int = 1
+    threads: int | None = None
+    slurm: object | None = None
+    runner: Runner | None = None
+    allow_cpu: bool = False
+
+    def overrides(self) -> list[str]:
+        """The config overrides of every run this launch trains (its thread count)."""
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"--threads {self.threads} must be >= 1")
+        return [] if self.threads is None else [f"train.threads={self.threads}"]
+
+
 def visible_gpus() -> list[str]:
     """This machine's GPUs as CUDA_VISIBLE_DEVICES entries (the parent's own setting when it has one)."""
     env = os.environ.get("CUDA_VISIBLE_DEVICES")

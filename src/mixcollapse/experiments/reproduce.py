@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from mixcollapse.experiments.cost import estimate_gpu_hours, trainings
+from mixcollapse.experiments.launch import Launch, Runner
 from mixcollapse.experiments.paper import (
     EXPERIMENTS,
     Experiment,
@@ -42,10 +43,7 @@ from mixcollapse.experiments.runs import Context, ensure_runs, final_row, resolv
 from mixcollapse.experiments.scales import CPU_ARCHS, SCALES, cpu_datasets, cpu_preset, scale_threads
 from mixcollapse.experiments.steps import STEPS
 from mixcollapse.experiments.sweep import (
-    Runner,
     launch_slots,
-    make_slots,
-    parse_gpus,
 )
 from mixcollapse.files import atomic_write_text
 
@@ -64,29 +62,21 @@ def reproduce(
     out: str | Path = "reproduce_out",
     data_root: str | Path = "data",
     datasets: Sequence[str] | None = None,
-    threads: int | None = None,
-    gpus: str | Sequence[str] | None = "auto",
-    nproc_per_node: int = 1,
     download: bool = False,
-    launcher: str = "auto",
-    allow_cpu: bool = False,
-    prune_checkpoints: bool = False,
     seeds: Sequence[int] | None = None,
-    slurm=None,
-    runner: Runner | None = None,
+    prune_checkpoints: bool = False,
+    launch: Launch = Launch(),
     log: Callable[[str], None] = _log.info,
 ) -> list[dict]:
     """Reproduce experiment ``name`` (or ``all``) into ``out``; return the manifests written.
 
-    ``datasets`` limits the experiments to those datasets (experiments.select_datasets: one drawn on
-    CIFAR10 alone moves to the first of them). ``threads`` sets every run's torch threads (e.g. 1
-    for two commands side by side on two cores). Shared runs are trained once per ``out``.
-    ``prune_checkpoints``: delete the checkpoints of sweep runs as soon as they can no longer be
-    chosen (their metrics stay; docs/reproduce.md: disk space). ``seeds``: train every run with each of these
-    seeds (hyper-parameters chosen once, on the preset seed's sweep); tables show the mean ± standard
-    deviation over them and figures the first seed's runs. ``runner`` overrides how training
-    jobs start (see :mod:`mixcollapse.experiments.sweep`); by default it follows ``launcher`` and the GPUs, or
-    with ``launcher="slurm"`` submits each training as a Slurm job (``slurm``: experiments.slurm.SlurmOptions).
+    ``datasets`` limits the experiments to those datasets (paper.select_datasets: one drawn on
+    CIFAR10 alone moves to the first of them). Shared runs are trained once per ``out``. ``seeds``: train
+    every run with each of these seeds (hyper-parameters chosen once, on the preset seed's sweep); tables
+    show the mean ± standard deviation over them and figures the first seed's runs.
+    ``prune_checkpoints``: delete the checkpoints of sweep runs as soon as they can no longer be chosen
+    (their metrics stay; docs/reproduce.md: disk space). ``launch``: where the runs train (this machine's
+    GPUs or CPU, or Slurm jobs) and with how many torch threads (e.g. 1 for two commands side by side).
     """
     if scale not in SCALES:
         raise ValueError(f"--scale {scale} is not one of: {', '.join(SCALES)}")
@@ -95,33 +85,32 @@ def reproduce(
         datasets = cpu_datasets()
         log(f"[reproduce] cpu scale: the datasets with a CPU recipe, {', '.join(datasets)} (--datasets to choose)")
     exps = select_experiments(names, datasets, scale, log)
-    out = Path(out)
     keys = list(dict.fromkeys(k for e in exps for k in e.runs))
     datasets_used = list(dict.fromkeys(k.dataset for k in keys))
-    if threads is not None and threads < 1:
-        raise ValueError(f"--threads {threads} must be >= 1")
     if seeds is not None and (not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0):
         raise ValueError(f"--seeds {seeds}: give distinct seeds >= 0, e.g. --seeds 0,1,2")
-    ctx = Context(out=out, scale=scale, log=log, overrides=[] if threads is None else [f"train.threads={threads}"],
+    ctx = Context(out=Path(out), scale=scale, log=log, overrides=launch.overrides(),
                   seeds=list(seeds) if seeds else None)
     if scale == "cpu":
         for key in keys:
             cpu_preset(key.preset)  # a dataset without a CPU recipe stops here, before its data is searched
     for ds in datasets_used:  # before anything trains: cpu and full scale refuse missing data here
         ctx.sources[ds] = resolve_data(ds, scale, data_root, out, download)
-    if scale == "full" and not allow_cpu and launcher != "slurm":  # Slurm jobs get their GPUs on the cluster
-        import torch
-
-        if not torch.cuda.is_available():
-            hours = estimate_gpu_hours(names)
-            raise ValueError(f"--scale full trains for about {hours:.0f} A100-hours and no GPU is visible; on this "
-                             "machine use --scale cpu --datasets fashionmnist (real data, at most 20 minutes per run "
-                             "on 2 cores), --scale tiny for a minutes-long smoke test, or --allow-cpu to insist")
-    slots, picked = launch_slots(launcher, gpus, nproc_per_node, slurm, log) if runner is None else (
-        make_slots(parse_gpus(gpus), nproc_per_node), runner)
-    runner = picked
+    if scale == "full" and not launch.allow_cpu and launch.launcher != "slurm":  # Slurm jobs get GPUs on the cluster
+        _need_a_gpu(names)
+    slots, runner = launch_slots(launch, log)
     with scale_threads(scale):
         return _reproduce(exps, keys, datasets_used, ctx, slots, runner, prune_checkpoints)
+
+
+def _need_a_gpu(names: Sequence[str]) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        hours = estimate_gpu_hours(names)
+        raise ValueError(f"--scale full trains for about {hours:.0f} A100-hours and no GPU is visible; on this "
+                         "machine use --scale cpu --datasets fashionmnist (real data, at most 20 minutes per run "
+                         "on 2 cores), --scale tiny for a minutes-long smoke test, or --allow-cpu to insist")
 
 
 def select_experiments(names: Sequence[str], datasets: Sequence[str] | None, scale: str,

@@ -110,9 +110,9 @@ def configuration_step(exp: Experiment, ctx: Context) -> dict:
 
 def trajectory_step(exp: Experiment, ctx: Context) -> dict:
     """Figure 3: paths of mixes through the layers, for every run of the experiment (ViT and WRN)."""
-    from mixcollapse.analysis.extract import mixup_training_batches
+    from mixcollapse.analysis.run import run_data
     from mixcollapse.analysis.trajectory import layer_trajectories, save_trajectories
-    from mixcollapse.data.datasets import build_datasets, train_labels
+    from mixcollapse.data.datasets import train_labels
     from mixcollapse.machine import pick_device
     from mixcollapse.mixup import choose_classes
     from mixcollapse.training.checkpoint import load_model
@@ -120,18 +120,14 @@ def trajectory_step(exp: Experiment, ctx: Context) -> dict:
     device = pick_device("auto")
     panels, records = [], []
     for key in exp.runs_extra:
-        run_dir = ctx.runs[key.name]
-        model, _ = load_model(run_dir, device=device)
+        model, _ = load_model(ctx.runs[key.name], device=device)
         cfg = ctx.configs[key.name]
-        a = cfg.analysis
-        plain = build_datasets(cfg.data, train_augment=False)
-        augmented = build_datasets(cfg.data, train_augment=None)
+        a, data = cfg.analysis, run_data(cfg)
+        plain = data.plain
         classes = a.classes if a.classes is not None else choose_classes(plain.num_classes, a.seed)
-        batches = mixup_training_batches(augmented.train, plain.num_classes, cfg.mixup.alpha or 1.0,
-                                         cfg.train.batch_size, seed=a.seed)
         result = layer_trajectories(
             model, plain.train, train_labels(plain), classes, lams=trajectory_lams(exp, ctx.scale),
-            reference_batches=batches, reference_size=2048 if ctx.scale == "full" else 4 * cfg.train.batch_size,
+            reference_batches=data.batches, reference_size=2048 if ctx.scale == "full" else 4 * cfg.train.batch_size,
             bn_mode=a.bn_mode, recalibrate_batches=a.recalibrate_batches, seed=a.seed, device=device,
         )
         names = [plain.class_names[c] for c in classes]

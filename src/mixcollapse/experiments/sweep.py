@@ -27,6 +27,7 @@ from mixcollapse.experiments.grid import grid_points, point_name, point_override
 from mixcollapse.experiments.launch import (
     PRUNED_MARKER,
     Job,
+    Launch,
     Runner,
     Slot,
     final_metrics,
@@ -111,18 +112,18 @@ def plan_sweep(sweep_dir: str | Path, grid: dict[str, list], configure: Callable
 # ---- runners ----------------------------------------------------------------------------------
 
 
-def launch_slots(launcher: str, gpus, nproc_per_node: int, slurm=None,
-                 log: Callable[[str], None] = _log.info) -> tuple[list[Slot], Runner]:
-    """The slots and the runner of ``launcher``: this machine's GPUs (or its CPU), or Slurm jobs through submitit
-    (``slurm``: experiments.slurm.SlurmOptions)."""
-    if launcher == "slurm":
-        if slurm is None:
+def launch_slots(launch: Launch, log: Callable[[str], None] = _log.info) -> tuple[list[Slot], Runner]:
+    """The slots and the runner of ``launch``: this machine's GPUs (or its CPU), or Slurm jobs through submitit."""
+    if launch.runner is not None:
+        return make_slots(parse_gpus(launch.gpus), launch.nproc_per_node), launch.runner
+    if launch.launcher == "slurm":
+        if launch.slurm is None:
             raise ValueError("--launcher slurm needs its options (experiments.slurm.SlurmOptions)")
         from mixcollapse.experiments.slurm import slurm_runner, slurm_slots
 
-        return slurm_slots(slurm), slurm_runner(slurm, log)
-    slots = make_slots(parse_gpus(gpus), nproc_per_node)
-    return slots, pick_runner(launcher, slots)
+        return slurm_slots(launch.slurm), slurm_runner(launch.slurm, log)
+    slots = make_slots(parse_gpus(launch.gpus), launch.nproc_per_node)
+    return slots, pick_runner(launch.launcher, slots)
 
 
 # ---- scheduling -------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mixcollapse.experiments.grid import parse_grid
+from mixcollapse.experiments.launch import Launch
 from mixcollapse.experiments.paper import GRIDS
 from mixcollapse.experiments.runs import data_overrides, resolve_data
 from mixcollapse.experiments.scales import scale_threads, scaled_config, sweep_grid
@@ -13,15 +14,15 @@ from mixcollapse.experiments.sweep import launch_slots, run_sweep
 
 
 def sweep_preset(preset: str, out: str | Path, grid: Sequence[str] = (), *, scale: str = "full",
-                 data_root: str | None = None, overrides: Sequence[str] = (), gpus: str = "auto",
-                 nproc_per_node: int = 1, launcher: str = "auto", prune: bool = False,
-                 seeds: Sequence[int] | None = None, slurm=None) -> dict:
+                 data_root: str | None = None, overrides: Sequence[str] = (), prune: bool = False,
+                 seeds: Sequence[int] | None = None, launch: Launch = Launch()) -> dict:
     """Train every point of ``grid`` (``KEY=VALUES`` strings; default: the preset's Appendix B.1 grid) into ``out``.
 
     Resumable: finished runs are never redone. Returns ``run_sweep``'s result (runs, best, complete). ``seeds``:
-    each point trained with each seed; the best point is the one with the highest mean test accuracy. ``slurm``
-    (experiments.slurm.SlurmOptions, with ``launcher="slurm"``): each run is a Slurm job.
+    each point trained with each seed; the best point is the one with the highest mean test accuracy. ``launch``:
+    where the runs train (this machine's GPUs or CPU, or Slurm jobs).
     """
+    overrides = [*overrides, *launch.overrides()]
     base = scaled_config(preset, list(overrides), scale)
     if grid:
         points = parse_grid(list(grid))
@@ -36,7 +37,7 @@ def sweep_preset(preset: str, out: str | Path, grid: Sequence[str] = (), *, scal
         late = data_overrides(resolve_data(base.data.name, scale, root, out, base.data.download))
     elif data_root:
         late = [f"data.root={data_root}"]
-    slots, runner = launch_slots(launcher, gpus, nproc_per_node, slurm)
+    slots, runner = launch_slots(launch)
     with scale_threads(scale):
         return run_sweep(out, points, lambda hyper: scaled_config(preset, [*overrides, *hyper], scale, late),
                          slots=slots, runner=runner, prune=prune, seeds=seeds)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import pickle
 import random
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -209,13 +210,23 @@ def find_checkpoint(run_dir_or_checkpoint: str | Path, checkpoint: str | Path | 
     raise CheckpointError(f"no checkpoint '{checkpoint}' in {folder} (available: {known})")
 
 
-def load_model(
+@dataclass(frozen=True)
+class Trained:
+    """A trained model rebuilt from its checkpoint, with the checkpoint's config, epoch and path."""
+
+    model: nn.Module
+    config: ExperimentConfig
+    epoch: int
+    path: Path
+
+
+def load_trained(
     run_dir_or_checkpoint: str | Path, device: str | torch.device = "cpu", checkpoint: str | Path | None = None
-) -> tuple[nn.Module, ExperimentConfig]:
+) -> Trained:
     """Rebuild a trained model from a checkpoint (its own config and sizes), in eval mode, on ``device``.
 
     Needs neither the training loop nor the dataset's files. ``run_dir_or_checkpoint`` is a run
-    directory (its last.pt, or ``checkpoint``) or a checkpoint file.
+    directory (its last.pt, or ``checkpoint``) or a checkpoint file; the file is read once.
     """
     from mixcollapse.models import build_model  # models import timm; keep importing this module light
 
@@ -228,7 +239,15 @@ def load_model(
     args = state["model_args"]
     model = build_model(cfg.model, int(args["num_classes"]), int(args["in_channels"]), int(args["image_size"]))
     load_weights(model, state["model"], path)
-    return model.to(device).eval(), cfg
+    return Trained(model.to(device).eval(), cfg, int(state["epoch"]), path)
+
+
+def load_model(
+    run_dir_or_checkpoint: str | Path, device: str | torch.device = "cpu", checkpoint: str | Path | None = None
+) -> tuple[nn.Module, ExperimentConfig]:
+    """The model and config of :func:`load_trained`."""
+    trained = load_trained(run_dir_or_checkpoint, device, checkpoint)
+    return trained.model, trained.config
 
 
 def load_weights(model: nn.Module, weights: dict, path: str | Path) -> None:
