@@ -78,10 +78,10 @@ def test_an_interrupt_in_process_writes_the_last_finished_epoch(tmp_path, tiny_c
 
     real = loop._run_epoch
 
-    def run_epoch(s, ddp_model, cfg, epoch, *args, **kwargs):
+    def run_epoch(run, epoch, *args, **kwargs):
         if epoch == 3:
             raise TrainingInterrupted(signal.SIGTERM)  # as the handler would, in the middle of epoch 3
-        return real(s, ddp_model, cfg, epoch, *args, **kwargs)
+        return real(run, epoch, *args, **kwargs)
 
     monkeypatch.setattr(loop, "_run_epoch", run_epoch)
     with pytest.raises(TrainingInterrupted):

@@ -128,7 +128,8 @@ def train_one_epoch(
 
     Every batch is mixed with a permutation of itself, lambda ~ Beta(alpha, alpha) per batch (or
     per sample); alpha = 0 is the baseline (one-hot targets). Returns train_loss, train_accuracy
-    (vs the dominant label) and lr (of the first step), reduced over all ranks.
+    (vs the dominant label) and lr (of the first step), reduced over all ranks; a train_loss that is not
+    finite means training diverged (the caller decides what to do: ``train`` stops with a DivergedError).
     """
     model.train()
     lr = current_lr(optimizer)
@@ -155,10 +156,7 @@ def train_one_epoch(
     loss_sum, correct, count = sums.tolist()
     if count == 0:
         raise ValueError("the training loader yielded no batches (training set smaller than one batch?)")
-    train_loss = loss_sum / count
-    if not np.isfinite(train_loss):
-        raise DivergedError(f"training diverged in epoch {epoch} (train loss {train_loss})")
-    return {"train_loss": train_loss, "train_accuracy": correct / count, "lr": lr}
+    return {"train_loss": loss_sum / count, "train_accuracy": correct / count, "lr": lr}
 
 
 @torch.no_grad()
@@ -249,9 +247,14 @@ def train(
 
 
 @dataclass
-class _Session:
-    """Everything one training process holds: data, model, optimizer, schedule, loss and its random streams."""
+class _Run:
+    """One process's training run: its config and folder, where it runs, and everything it trains."""
 
+    cfg: ExperimentConfig
+    run_dir: Path
+    device: torch.device
+    rank: int
+    world: int
     bundle: DataBundle
     model: nn.Module
     model_args: dict
@@ -261,9 +264,58 @@ class _Session:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     loss_fn: Callable
     mixup_rng: np.random.Generator
+    ddp_model: nn.Module | None = None  # the model as it trains (DDP-wrapped on several processes)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
 
 
-def _build_session(cfg: ExperimentConfig, device: torch.device, rank: int, world: int) -> _Session:
+def _train(cfg: ExperimentConfig, run_dir: Path, device: torch.device, resume: bool,
+           stop_after_epoch: int | None) -> Path:
+    """The steps of a run in order: check its folder, build it, restore it, train epoch by epoch, finish."""
+    world = dist.world_size()
+    if cfg.train.batch_size % world != 0:
+        raise ValueError(f"train.batch_size={cfg.train.batch_size} (the global batch) must be divisible by {world} "
+                         "processes")
+    # Nothing is written until the data, the model and the checkpoint to resume from have been read: input
+    # that fails (missing data, a corrupt checkpoint) leaves the run directory as it was.
+    _on_main(lambda: check_run_dir(run_dir, cfg, resume))
+    run = _build(cfg, run_dir, device, dist.rank(), world)
+    start = _resume(run) if resume else 0
+    _on_main(lambda: prepare_run_dir(run_dir, cfg, resume))
+    if run.main:
+        truncate_metrics(run_dir, start)  # epochs after the checkpoint (or of a failed start) are trained again
+        _log.info(_start_line(run, start))
+    if start >= cfg.train.epochs:
+        return run_dir
+    run.ddp_model = dist.wrap(run.model, device)
+    board = _board(cfg, run_dir, start) if run.main and cfg.train.tensorboard else None
+    state, saved = None, start  # the last finished epoch's checkpoint (rank 0), the last epoch written
+    try:
+        with stop_signals():
+            for epoch in range(start + 1, cfg.train.epochs + 1):
+                row = _run_epoch(run, epoch, first=epoch == start + 1)
+                state = _state(run, epoch, row)  # from here on an interrupt keeps this epoch
+                _record(run, row, board)
+                if _due(cfg.train, epoch):
+                    saved = _save(run, state, epoch)
+                if stop_after_epoch is not None and epoch >= stop_after_epoch:
+                    return run_dir
+    except KeyboardInterrupt as err:  # TrainingInterrupted from a stop signal, or Ctrl-C under a host's own handler
+        if run.main:
+            _save_on_interrupt(err, state, saved, cfg, run_dir)
+        raise
+    finally:
+        if board is not None:
+            board.close()
+    if run.main:
+        _log.info(f"[train] done: metrics in {run_dir / 'metrics.jsonl'}, checkpoints in {run_dir / 'checkpoints'}; "
+                  f"analyse the run with: mixcollapse analyze {run_dir}")
+    return run_dir
+
+
+def _build(cfg: ExperimentConfig, run_dir: Path, device: torch.device, rank: int, world: int) -> _Run:
     """Data, model and optimizer of ``cfg``; the same initial weights on every rank, then per-rank streams."""
     t = cfg.train
     torch.manual_seed(t.seed)  # DDP would broadcast rank 0's weights anyway
@@ -283,69 +335,93 @@ def _build_session(cfg: ExperimentConfig, device: torch.device, rank: int, world
                                               seed=t.seed, distributed=world > 1, pin_memory=device.type == "cuda")
     optimizer = build_optimizer(t, model)
     scheduler = build_scheduler(t, optimizer, len(train_loader))
-    return _Session(bundle, model, model_args, train_loader, test_loader, optimizer, scheduler, get_loss(t.loss),
-                    mixup_rng)
+    return _Run(cfg, run_dir, device, rank, world, bundle, model, model_args, train_loader, test_loader, optimizer,
+                scheduler, get_loss(t.loss), mixup_rng)
 
 
-def _restore(s: _Session, cfg: ExperimentConfig, last_path: Path, device: torch.device, rank: int,
-             world: int) -> int:
-    """Load the last checkpoint into the session (weights, optimizer, schedule, random streams); its epoch."""
+def _resume(run: _Run) -> int:
+    """Load the last checkpoint into the run (weights, optimizer, schedule, random streams); its epoch (0: none)."""
+    last_path = last_checkpoint_path(run.run_dir)
+    if not last_path.is_file():
+        if run.main:
+            _log.info(f"[train] --resume: {run.run_dir} has no checkpoint yet, so the run starts from the beginning")
+        return 0
     state = load_checkpoint(last_path, map_location="cpu")
-    diffs = resume_differences(config_from_dict(state["config"]), cfg)
+    diffs = resume_differences(config_from_dict(state["config"]), run.cfg)
     if diffs:
         raise CheckpointError(f"checkpoint {last_path} was trained with another config ({'; '.join(diffs)})")
-    load_weights(s.model, state["model"], last_path)
-    s.optimizer.load_state_dict(state["optimizer"])
-    s.scheduler.load_state_dict(state["scheduler"])
+    load_weights(run.model, state["model"], last_path)
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
     start = int(state["epoch"])
-    if len(state["rng"]) == world:
-        restore_rng(state["rng"][rank], s.mixup_rng, device)
-        if state["loader"] is not None and s.train_loader.generator is not None:
-            s.train_loader.generator.set_state(state["loader"])
+    if len(state["rng"]) == run.world:
+        restore_rng(state["rng"][run.rank], run.mixup_rng, run.device)
+        if state["loader"] is not None and run.train_loader.generator is not None:
+            run.train_loader.generator.set_state(state["loader"])
     else:
         warnings.warn(
-            f"checkpoint was written by {len(state['rng'])} processes, resuming with {world}: "
+            f"checkpoint was written by {len(state['rng'])} processes, resuming with {run.world}: "
             "random streams are reseeded, so the run will not match an uninterrupted one",
             stacklevel=3,
         )
-        torch.manual_seed(cfg.train.seed + 1000 * start + rank)
-        s.mixup_rng = np.random.default_rng([cfg.train.seed, start, rank])
+        torch.manual_seed(run.cfg.train.seed + 1000 * start + run.rank)
+        run.mixup_rng = np.random.default_rng([run.cfg.train.seed, start, run.rank])
     return start
 
 
-def _run_epoch(s: _Session, ddp_model: nn.Module, cfg: ExperimentConfig, epoch: int, device: torch.device,
-               main: bool, first: bool = False) -> dict:
+def _run_epoch(run: _Run, epoch: int, first: bool = False) -> dict:
     """One epoch of mixup training, the test set when due (train.eval_every), and the classifier's geometry."""
-    t = cfg.train
-    set_epoch(s.train_loader, epoch - 1)  # under DDP the order is a function of the epoch
+    cfg, t, main = run.cfg, run.cfg.train, run.main
+    set_epoch(run.train_loader, epoch - 1)  # under DDP the order is a function of the epoch
     tic = time.perf_counter()
     row: dict = {"epoch": epoch}
-    watch = _cpu_time_check(cfg, len(s.train_loader), epoch) if first and device.type == "cpu" and main else None
-    row.update(train_one_epoch(ddp_model, s.loss_fn, s.optimizer, s.scheduler, s.train_loader, device, epoch,
-                               num_classes=s.bundle.num_classes, mixup=cfg.mixup, rng=s.mixup_rng, amp=t.amp,
-                               channels_last=t.channels_last, progress=t.progress and main, on_step=watch))
+    watch = _cpu_time_check(cfg, len(run.train_loader), epoch) if first and run.device.type == "cpu" and main else None
+    row.update(train_one_epoch(run.ddp_model, run.loss_fn, run.optimizer, run.scheduler, run.train_loader, run.device,
+                               epoch, num_classes=run.bundle.num_classes, mixup=cfg.mixup, rng=run.mixup_rng,
+                               amp=t.amp, channels_last=t.channels_last, progress=t.progress and main, on_step=watch))
+    if not np.isfinite(row["train_loss"]):
+        raise DivergedError(f"training diverged in epoch {epoch} (train loss {row['train_loss']}) with "
+                            f"train.lr={t.lr:g}, train.weight_decay={t.weight_decay:g}, train.batch_size={t.batch_size}"
+                            f", mixup.alpha={cfg.mixup.alpha:g}; lower train.lr (or add train.warmup_epochs) and "
+                            "train again")
     if epoch % t.eval_every == 0 or epoch == t.epochs:
-        dist.broadcast_buffers(s.model)
-        row.update(evaluate(s.model, s.test_loader, device, s.bundle.num_classes, amp=t.amp,
+        dist.broadcast_buffers(run.model)
+        row.update(evaluate(run.model, run.test_loader, run.device, run.bundle.num_classes, amp=t.amp,
                             channels_last=t.channels_last, progress=t.progress and main))
     else:
         row.update(test_loss=None, test_accuracy=None, test_ece=None)
     row["epoch_seconds"] = time.perf_counter() - tic
-    row.update({f"classifier_{k}": v for k, v in classifier_geometry(s.model.classifier.weight).items()})
+    row.update({f"classifier_{k}": v for k, v in classifier_geometry(run.model.classifier.weight).items()})
     return row
 
 
-def _state(s: _Session, cfg: ExperimentConfig, epoch: int, row: dict, device: torch.device,
-           main: bool) -> dict | None:
+def _state(run: _Run, epoch: int, row: dict) -> dict | None:
     """The checkpoint of ``epoch`` as a copy on the CPU (rank 0; None elsewhere): what an interrupt writes later."""
-    rng_states = dist.all_gather_object(capture_rng(s.mixup_rng, device))
-    if not main:
+    rng_states = dist.all_gather_object(capture_rng(run.mixup_rng, run.device))
+    if not run.main:
         return None
-    loader_state = s.train_loader.generator.get_state() if s.train_loader.generator is not None else None
-    state = build_checkpoint(model=s.model, optimizer=s.optimizer, scheduler=s.scheduler, epoch=epoch,
-                             config=to_dict(cfg), model_args=s.model_args, rng=rng_states, loader=loader_state,
+    loader_state = run.train_loader.generator.get_state() if run.train_loader.generator is not None else None
+    state = build_checkpoint(model=run.model, optimizer=run.optimizer, scheduler=run.scheduler, epoch=epoch,
+                             config=to_dict(run.cfg), model_args=run.model_args, rng=rng_states, loader=loader_state,
                              metrics=row)
     return _cpu_copy(state)
+
+
+def _record(run: _Run, row: dict, board) -> None:
+    """An epoch's metrics line, its TensorBoard scalars and its log line (rank 0)."""
+    if run.main:
+        append_metrics(run.run_dir, row)
+        if board is not None:
+            log_epoch(board, row)
+        _log.info(_format_row(row, run.cfg.train.epochs))
+
+
+def _save(run: _Run, state: dict | None, epoch: int) -> int:
+    """Write the epoch's checkpoints (rank 0) and wait for them on every rank; the epoch now saved."""
+    if run.main:
+        _write(state, run.cfg, run.run_dir)
+    dist.barrier()
+    return epoch
 
 
 def _cpu_copy(value):
@@ -420,25 +496,13 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
-def _start_line(cfg: ExperimentConfig, run_dir: Path, device: torch.device, world: int, start: int) -> str:
-    t = cfg.train
+def _start_line(run: _Run, start: int) -> str:
+    cfg, t, device = run.cfg, run.cfg.train, run.device
     what = f"resuming after epoch {start}" if start else "starting"
     how = f"{'bf16 autocast' if t.amp == 'bf16' else 'float32'}{', channels_last' if t.channels_last else ''}"
     if device.type == "cpu":
         how += f", {torch.get_num_threads()} torch thread{'s' if torch.get_num_threads() > 1 else ''}"
-    return f"[train] {what}: {cfg.name} -> {run_dir} on {device} x{world} ({how})"
-
-
-def _epoch_or_divergence(s: _Session, ddp_model: nn.Module, cfg: ExperimentConfig, epoch: int,
-                         device: torch.device, main: bool, first: bool) -> dict:
-    """``_run_epoch``; a divergence names the settings to change."""
-    t = cfg.train
-    try:
-        return _run_epoch(s, ddp_model, cfg, epoch, device, main, first=first)
-    except DivergedError as err:
-        raise DivergedError(f"{err} with train.lr={t.lr:g}, train.weight_decay={t.weight_decay:g}, "
-                            f"train.batch_size={t.batch_size}, mixup.alpha={cfg.mixup.alpha:g}; lower train.lr "
-                            "(or add train.warmup_epochs) and train again") from None
+    return f"[train] {what}: {cfg.name} -> {run.run_dir} on {device} x{run.world} ({how})"
 
 
 def _board(cfg: ExperimentConfig, run_dir: Path, start: int):
@@ -447,58 +511,3 @@ def _board(cfg: ExperimentConfig, run_dir: Path, start: int):
     if start == 0:
         log_hparams(board, to_dict(cfg))
     return board
-
-
-def _train(
-    cfg: ExperimentConfig, run_dir: Path, device: torch.device, resume: bool, stop_after_epoch: int | None
-) -> Path:
-    t = cfg.train
-    rank, world, main = dist.rank(), dist.world_size(), dist.is_main()
-    if t.batch_size % world != 0:
-        raise ValueError(f"train.batch_size={t.batch_size} (the global batch) must be divisible by {world} processes")
-    # Nothing is written until the data, the model and the checkpoint to resume from have been read: input
-    # that fails (missing data, a corrupt checkpoint) leaves the run directory as it was.
-    _on_main(lambda: check_run_dir(run_dir, cfg, resume))
-    session = _build_session(cfg, device, rank, world)
-    start = 0
-    if resume and last_checkpoint_path(run_dir).is_file():
-        start = _restore(session, cfg, last_checkpoint_path(run_dir), device, rank, world)
-    elif resume and main:
-        _log.info(f"[train] --resume: {run_dir} has no checkpoint yet, so the run starts from the beginning")
-    _on_main(lambda: prepare_run_dir(run_dir, cfg, resume))
-    if main:
-        truncate_metrics(run_dir, start)  # epochs after the checkpoint (or of a failed start) are trained again
-        _log.info(_start_line(cfg, run_dir, device, world, start))
-    if start >= t.epochs:
-        return run_dir
-    ddp_model = dist.wrap(session.model, device)
-    board = _board(cfg, run_dir, start) if main and t.tensorboard else None
-    state, saved = None, start  # the last finished epoch's checkpoint (rank 0), the last epoch written
-    try:
-        with stop_signals():
-            for epoch in range(start + 1, t.epochs + 1):
-                row = _epoch_or_divergence(session, ddp_model, cfg, epoch, device, main, first=epoch == start + 1)
-                state = _state(session, cfg, epoch, row, device, main)  # from here on an interrupt keeps this epoch
-                if main:
-                    append_metrics(run_dir, row)
-                    if board is not None:
-                        log_epoch(board, row)
-                    _log.info(_format_row(row, t.epochs))
-                if _due(t, epoch):
-                    if main:
-                        _write(state, cfg, run_dir)
-                        saved = epoch
-                    dist.barrier()
-                if stop_after_epoch is not None and epoch >= stop_after_epoch:
-                    return run_dir
-    except KeyboardInterrupt as err:  # TrainingInterrupted from a stop signal, or Ctrl-C under a host's own handler
-        if main:
-            _save_on_interrupt(err, state, saved, cfg, run_dir)
-        raise
-    finally:
-        if board is not None:
-            board.close()
-    if main:
-        _log.info(f"[train] done: metrics in {run_dir / 'metrics.jsonl'}, checkpoints in {run_dir / 'checkpoints'}; "
-                  f"analyse the run with: mixcollapse analyze {run_dir}")
-    return run_dir
