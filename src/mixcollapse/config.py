@@ -364,8 +364,20 @@ def validate(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"train.device='{t.device}' must be auto, cpu, cuda or cuda:N")
     if mx.alpha < 0:
         raise ConfigError(f"mixup.alpha={mx.alpha} must be >= 0 (0 turns mixup off: the baseline)")
-    num_classes = CATALOG[d.name].num_classes  # None: an image folder's, known once it is read
     _check_folder_settings(d)
+    _check_classes(d, a)
+    _check_train(t)
+    check_model(m)
+    if m.fixed_etf and m.etf_multiplier == 0:
+        raise ConfigError("model.etf_multiplier must be non-zero")
+    _check_analysis(a)
+    if d.train_limit is not None and d.train_limit < 1 or d.test_limit is not None and d.test_limit < 1:
+        raise ConfigError("data.train_limit and data.test_limit must be >= 1 when set")
+
+
+def _check_classes(d: DataConfig, a: AnalysisConfig) -> None:
+    """data.classes (a subset of the dataset's classes) and analysis.classes (three of the model's)."""
+    num_classes = CATALOG[d.name].num_classes  # None: an image folder's, known once it is read
     if d.classes is not None:
         twice = sorted({c for c in d.classes if d.classes.count(c) > 1})
         if twice:
@@ -382,6 +394,9 @@ def validate(cfg: ExperimentConfig) -> None:
         check_analysis_classes(a.classes, num_classes, "analysis.classes")
     elif num_classes is not None and num_classes < 3:
         raise ConfigError("the analysis needs at least three classes; use more classes in data.classes")
+
+
+def _check_train(t: TrainConfig) -> None:
     for name in ("epochs", "batch_size"):
         if getattr(t, name) < 1:
             raise ConfigError(f"train.{name}={getattr(t, name)} must be >= 1")
@@ -401,9 +416,9 @@ def validate(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"train.eval_every={t.eval_every} must be >= 1")
     if any(e < 1 or e > t.epochs for e in t.checkpoint_epochs):
         raise ConfigError(f"train.checkpoint_epochs={t.checkpoint_epochs} must lie in 1..train.epochs={t.epochs}")
-    check_model(m)
-    if m.fixed_etf and m.etf_multiplier == 0:
-        raise ConfigError("model.etf_multiplier must be non-zero")
+
+
+def _check_analysis(a: AnalysisConfig) -> None:
     if a.ufm_weight_decay is not None and a.ufm_weight_decay <= 0:
         raise ConfigError(
             f"analysis.ufm_weight_decay={a.ufm_weight_decay} must be > 0 (or null: the training weight decay)"
@@ -414,8 +429,6 @@ def validate(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"analysis.test_pairs={a.test_pairs} must be >= 0 (0 skips the mixed test pairs)")
     if a.pairs_per_class_pair < 1 or a.batch_size < 1 or a.grid_size < 2:
         raise ConfigError("analysis.pairs_per_class_pair and analysis.batch_size must be >= 1, analysis.grid_size >= 2")
-    if d.train_limit is not None and d.train_limit < 1 or d.test_limit is not None and d.test_limit < 1:
-        raise ConfigError("data.train_limit and data.test_limit must be >= 1 when set")
 
 
 def _check_folder_settings(d: DataConfig) -> None:

@@ -293,16 +293,8 @@ def extract_pair_features(
     classifier = net.classifier
     weight = classifier.weight.detach().cpu().float().numpy()
     bias = classifier.bias.detach().cpu().float().numpy() if classifier.bias is not None else None
-    info = {
-        "format_version": FORMAT_VERSION,
-        "num_pairs": len(pairs),
-        "feature_dim": weight.shape[1],
-        "num_classes": weight.shape[0],
-        "bn_mode": bn_mode if batchnorm else "none (the model has no batch norm)",
-        "pair_fraction": pair_fraction if train_mode else None,
-        "recalibrate_batches": recalibrate_batches if (batchnorm and bn_mode == "recalibrate") else None,
-        **(meta or {}),
-    }
+    info = {"format_version": FORMAT_VERSION, "num_pairs": len(pairs), "feature_dim": weight.shape[1],
+            "num_classes": weight.shape[0], **_bn_meta(bn, batchnorm), **(meta or {})}
     try:
         with atomic_folder(out_dir) as partial:
             per_batch = max(1, int(batch_size * pair_fraction)) if train_mode else batch_size
@@ -316,6 +308,13 @@ def extract_pair_features(
     finally:
         model.train(was_training)
     return load_pair_features(out_dir)
+
+
+def _bn_meta(bn: BatchNormPlan, batchnorm: bool) -> dict:
+    """What meta.json says about batch norm: the mode, and the settings that mode used."""
+    return {"bn_mode": bn.mode if batchnorm else "none (the model has no batch norm)",
+            "pair_fraction": bn.pair_fraction if batchnorm and bn.mode == "train" else None,
+            "recalibrate_batches": bn.recalibrate_batches if batchnorm and bn.mode == "recalibrate" else None}
 
 
 def _save_pairs_and_classifier(out_dir: Path, pairs, weight: np.ndarray, bias: np.ndarray | None,

@@ -290,10 +290,7 @@ def measure_model(
     """
     check_contract(model)
     a = settings if settings is not None else AnalysisConfig()
-    out_dir = check_output_folder(out_dir, "out_dir")
-    if (out_dir / ANALYSIS_FILE).exists() and not overwrite:
-        raise FileExistsError(f"{out_dir} already holds an analysis; pass overwrite=True to replace it or choose "
-                              "another out_dir")
+    out_dir = _output_folder(out_dir, overwrite)
     device = pick_device(device)
     model = model.to(device)
     W = model.classifier.weight.detach()
@@ -328,6 +325,15 @@ def measure_model(
     summary = to_json({**summary, "seconds": clock.laps})
     atomic_write_text(out_dir / ANALYSIS_FILE, json.dumps(summary, indent=2))
     return Analysis(summary=summary, xy=xy, features=feats)
+
+
+def _output_folder(out_dir: str | Path, overwrite: bool) -> Path:
+    """``out_dir``, checked before any work: a folder, and without an analysis unless ``overwrite``."""
+    out_dir = check_output_folder(out_dir, "out_dir")
+    if (out_dir / ANALYSIS_FILE).exists() and not overwrite:
+        raise FileExistsError(f"{out_dir} already holds an analysis; pass overwrite=True to replace it or choose "
+                              "another out_dir")
+    return out_dir
 
 
 def _draw(folder: Path, xy: np.ndarray, feats: PairFeatures, classes: list[int], names: list[str], bn_mode: str,

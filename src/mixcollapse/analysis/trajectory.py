@@ -153,35 +153,28 @@ def layer_trajectories(
     model = model.to(device)
     was_training = model.training
     batches = iter(reference_batches)
+    pairs = pick_pairs(labels, classes, seed)
+    readout = pick_different_pairs(labels, classes, readout_pairs, seed) if readout_pairs > 0 else []
+    lam = torch.tensor(list(lams), dtype=torch.float32)
+    meta = [(kind == "same", ia, ib, float(v)) for kind, (ia, ib) in pairs.items() for v in lam]
     try:
         net = bn_network(model, bn_mode, batches, recalibrate_batches, device)
-        in_train_mode = net.training
-        ref_parts: list[list[np.ndarray]] = []
-        count = 0
-        for x in batches:
-            ref_parts.append(_layers(net, x, None, device))
-            count += len(x)
-            if count >= reference_size:
-                break
-        ref_layers = [np.concatenate(parts)[:reference_size] for parts in zip(*ref_parts, strict=True)]
-        pairs = pick_pairs(labels, classes, seed)
-        lam = torch.tensor(list(lams), dtype=torch.float32)
-        mixes, meta = [], []
-        readout = pick_different_pairs(labels, classes, readout_pairs, seed) if readout_pairs > 0 else []
-        for kind, (ia, ib) in pairs.items():
-            mixes.append(_mixes(dataset, ia, ib, lam))
-            meta += [(kind == "same", ia, ib, float(v)) for v in lam]
-        x = torch.cat([*mixes, *(_mixes(dataset, ia, ib, lam) for ia, ib in readout)])
-        filler = next(batches) if in_train_mode else None
-        # with batch statistics, a quarter of a training batch at a time inside the filler; else 256 at a time
-        chunk = max(1, len(filler) // 4) if filler is not None else 256
-        parts = [_layers(net, x[i:i + chunk], filler, device) for i in range(0, len(x), chunk)]
-        all_layers = [np.concatenate(p) for p in zip(*parts, strict=True)]
+        ref_layers = _reference_layers(net, batches, reference_size, device)
+        x = torch.cat([_mixes(dataset, ia, ib, lam) for ia, ib in [*pairs.values(), *readout]])
+        all_layers = _chunked_layers(net, x, next(batches) if net.training else None, device)
         mix_layers = [h[: len(meta)] for h in all_layers]
         read_layers = [h[len(meta):] for h in all_layers]
     finally:
         model.train(was_training)
 
+    return _result(net, mix_layers, read_layers, ref_layers, meta, classes, readout, lams, projection, {
+        "bn_mode": bn_mode if has_batchnorm(model) else "none (the model has no batch norm)", "seed": seed})
+
+
+def _result(net: nn.Module, mix_layers: list[np.ndarray], read_layers: list[np.ndarray],
+            ref_layers: list[np.ndarray], meta: list, classes: Sequence[int], readout: list, lams: Sequence[float],
+            projection: str, settings: dict) -> dict:
+    """layer_trajectories' arrays: the paths projected onto the classes' plane, and the classifier read per layer."""
     weight = net.classifier.weight.detach().double().cpu().numpy()
     bias = None if net.classifier.bias is None else net.classifier.bias.detach().double().cpu().numpy()
     rows = weight[list(classes)]
@@ -212,13 +205,32 @@ def layer_trajectories(
         "layer_names": names,
         "r2": r2,
         "projection": projection,
-        "bn_mode": bn_mode if has_batchnorm(model) else "none (the model has no batch norm)",
         "reference_size": int(len(ref_layers[0])),
-        "seed": seed,
+        **settings,
     }
 
 
 ARRAYS = ("xy", "lam", "same", "pair", "classifier_xy", "readout_probs", "readout_lam")
+
+
+def _reference_layers(net: nn.Module, batches: Iterator[torch.Tensor], size: int, device) -> list[np.ndarray]:
+    """Every layer's representation of the first ``size`` images of the mixed training batches."""
+    parts: list[list[np.ndarray]] = []
+    count = 0
+    for x in batches:
+        parts.append(_layers(net, x, None, device))
+        count += len(x)
+        if count >= size:
+            break
+    return [np.concatenate(layer)[:size] for layer in zip(*parts, strict=True)]
+
+
+def _chunked_layers(net: nn.Module, x: torch.Tensor, filler: torch.Tensor | None, device) -> list[np.ndarray]:
+    """Every layer's representation of ``x``: with batch statistics a quarter of a training batch at a time
+    inside ``filler``, else 256 at a time."""
+    chunk = max(1, len(filler) // 4) if filler is not None else 256
+    parts = [_layers(net, x[i:i + chunk], filler, device) for i in range(0, len(x), chunk)]
+    return [np.concatenate(p) for p in zip(*parts, strict=True)]
 
 
 def save_trajectories(result: dict, path: str | Path) -> Path:

@@ -82,26 +82,51 @@ def run_demo(out_dir: str | Path = "demo_out", overrides: list[str] | tuple[str,
     results, panels, sections, histories = {}, [], [], []
     for (name, alpha, _, run_dir), folder in zip(planned, folders, strict=True):
         result = load_analysis(folder)
-        analysis, feats = result.summary, result.features
-        rows = feats.classifier_weight[analysis["classes"]]
-        panels.append(dict(xy=result.xy, lam=feats.lam, same=feats.same, classifier_xy=project_classifier(rows),
-                           title=f"{name} (α={alpha:g}): test acc {100 * analysis['test_accuracy']:.1f}%",
-                           class_names=feats.meta["class_names"]))
         label = f"{name} (α={alpha:g})"
-        sections.append((label, analysis))
+        panels.append(_panel(result, label))
+        sections.append((label, result.summary))
         histories.append((label, read_metrics(run_dir)))
-        results[name] = {
-            "alpha": alpha,
-            "test_accuracy": analysis["test_accuracy"],
-            "ece": analysis["ece"],
-            "pair_prob_mae": analysis["pair_prob_mae"],
-            **{key: analysis.get(key) for key in HEADLINE_KEYS},
-            "run_dir": str(run_dir),
-            "analysis": str(feats.path.parent / ANALYSIS_FILE),
-            "figures": analysis["figures"],
-            "bn_mode": analysis["bn_mode"],
-            "classes": analysis["classes"],
-        }
+        results[name] = _run_summary(result, alpha, run_dir)
+    side_by_side, comparison = _comparison_figures(out_dir / "figures", panels, sections, histories)
+    for name in results:
+        results[name]["figures"] = [*results[name]["figures"], *map(str, comparison)]
+    summary = {"runs": results, "overrides": list(overrides), "seconds": round(time.perf_counter() - start, 1),
+               "comparison_figure": [str(p) for p in side_by_side],
+               "comparison_figures": [str(p) for p in comparison]}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(summary_path, json.dumps(summary, indent=2))
+    _log.info(f"[demo] done in {summary['seconds']:.0f} s")
+    return summary
+
+
+def _panel(result, label: str) -> dict:
+    """One run's configuration scatter for the side-by-side figure."""
+    analysis, feats = result.summary, result.features
+    rows = feats.classifier_weight[analysis["classes"]]
+    return dict(xy=result.xy, lam=feats.lam, same=feats.same, classifier_xy=project_classifier(rows),
+                title=f"{label}: test acc {100 * analysis['test_accuracy']:.1f}%",
+                class_names=feats.meta["class_names"])
+
+
+def _run_summary(result, alpha: float, run_dir: Path) -> dict:
+    """summary.json's entry of one run: its headline numbers and where its files are."""
+    analysis = result.summary
+    return {
+        "alpha": alpha,
+        "test_accuracy": analysis["test_accuracy"],
+        "ece": analysis["ece"],
+        "pair_prob_mae": analysis["pair_prob_mae"],
+        **{key: analysis.get(key) for key in HEADLINE_KEYS},
+        "run_dir": str(run_dir),
+        "analysis": str(result.features.path.parent / ANALYSIS_FILE),
+        "figures": analysis["figures"],
+        "bn_mode": analysis["bn_mode"],
+        "classes": analysis["classes"],
+    }
+
+
+def _comparison_figures(figures: Path, panels: list[dict], sections: list, histories: list) -> tuple[list, list]:
+    """The runs on shared axes: the configurations side by side, then the measures, confidences and classifier."""
     from mixcollapse.plots.figures import (  # matplotlib is imported when there is something to draw
         classifier_geometry_figure,
         confidence_by_lambda_figure,
@@ -109,7 +134,6 @@ def run_demo(out_dir: str | Path = "demo_out", overrides: list[str] | tuple[str,
         configuration_measures_figure,
     )
 
-    figures = out_dir / "figures"
     side_by_side = configuration_figure(panels, figures / "mixup_vs_baseline",
                                         suptitle="Last-layer features of mixup pairs, digits (Figure 1 vs Figure 8)")
     comparison = [
@@ -123,15 +147,7 @@ def run_demo(out_dir: str | Path = "demo_out", overrides: list[str] | tuple[str,
         *classifier_geometry_figure(histories, figures / "mixup_vs_baseline_classifier",
                                     suptitle="Classifier geometry during training (Figure 5)"),
     ]
-    for name in results:
-        results[name]["figures"] = [*results[name]["figures"], *map(str, comparison)]
-    summary = {"runs": results, "overrides": list(overrides), "seconds": round(time.perf_counter() - start, 1),
-               "comparison_figure": [str(p) for p in side_by_side],
-               "comparison_figures": [str(p) for p in comparison]}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(summary_path, json.dumps(summary, indent=2))
-    _log.info(f"[demo] done in {summary['seconds']:.0f} s")
-    return summary
+    return side_by_side, comparison
 
 
 def machine_overrides(cfg: ExperimentConfig) -> list[str]:

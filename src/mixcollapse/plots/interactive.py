@@ -62,12 +62,8 @@ def configuration_html(
     if n > max_points:
         shown = np.sort(np.random.default_rng(seed).choice(n, size=max_points, replace=False))
 
-    def name(c: int) -> str:
-        if class_names is None:
-            return str(int(c))
-        return str(class_names[int(c)])
-
-    names = {int(c): name(c) for c in np.unique(np.concatenate([class_a, class_b]))}
+    names = {int(c): str(int(c)) if class_names is None else str(class_names[int(c)])
+             for c in np.unique(np.concatenate([class_a, class_b]))}
     fig = go.Figure()
     same = class_a == class_b
     groups = (
@@ -90,7 +86,12 @@ def configuration_html(
         radius = float(np.abs(xy).max()) if n else 1.0
         for trace in _classifier_traces(go, np.asarray(classifier_xy, dtype=float), radius, classifier_labels):
             fig.add_trace(trace)
-    subtitle = f"{len(shown)} of {n} pairs shown" if len(shown) < n else f"{n} pairs"
+    _layout(fig, title, f"{len(shown)} of {n} pairs shown" if len(shown) < n else f"{n} pairs")
+    return _write_html(fig, Path(path))
+
+
+def _layout(fig, title: str, subtitle: str) -> None:
+    """Title, hidden axes of equal scale, the legend at the top left, and a size that follows the window."""
     fig.update_layout(
         title=dict(text=f"{title}<br><sup>{subtitle}; click a legend entry to hide or show a group</sup>"
                    if title else subtitle),
@@ -101,7 +102,6 @@ def configuration_html(
         autosize=True,  # fills the window (the page sets the size); equal axis scales keep the geometry true
         margin=dict(l=20, r=20, t=80, b=20),
     )
-    return _write_html(fig, Path(path))
 
 
 def _write_html(fig, path: Path) -> Path:

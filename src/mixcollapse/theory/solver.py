@@ -286,7 +286,7 @@ def _newton_chunk(
     condition number 1e6 (where float32 is not used) the looser linear rate makes the error
     estimate up to 7x optimistic.
 
-    The one function in the package over 80 lines, on purpose: the Newton loop shares a dozen
+    The one function in the package over 60 lines, on purpose: the Newton loop shares a dozen
     per-sample tensors (the active set, step history, error estimates) that it shrinks in place as
     samples converge; split into helpers they would travel as long argument lists, and the loop is
     the solver's hot path, checked against the closed form and scipy (tests/theory).
@@ -410,8 +410,7 @@ def optimal_features(
     Y = targets.detach().to(device=W.device, dtype=torch.float64)
     lam = float(weight_decay)
     if chunk_size is None:  # CPU: a chunk's arrays stay near the caches (but are not so small that
-        # per-operation overhead dominates, as with few classes); GPU: enough rows to fill it
-        chunk_size = max(2048, (1 << 17) // geo.C) if W.device.type == "cpu" else 65536
+        chunk_size = max(2048, (1 << 17) // geo.C) if W.device.type == "cpu" else 65536  # overhead dominates)
     z_all = Y.new_empty(Y.shape[0], geo.C)  # the logits, filled chunk by chunk
 
     def solve(k: int) -> Tensor:
@@ -434,21 +433,23 @@ def optimal_features(
 
     starts = range(0, Y.shape[0], chunk_size)
     workers = min(torch.get_num_threads(), len(starts)) if W.device.type == "cpu" else 1
-    if workers > 1:
-        unconverged = _in_threads(solve, starts, workers)
-    else:
-        unconverged = [solve(k) for k in starts]
+    unconverged = _in_threads(solve, starts, workers) if workers > 1 else [solve(k) for k in starts]
     H = z_all @ geo.to_features
+    _warn_unconverged(unconverged, len(Y), geo.cond)
+    return (H.to(out_dtype), z_all.to(out_dtype)) if return_logits else H.to(out_dtype)
+
+
+def _warn_unconverged(unconverged: list[Tensor], total: int, cond: float) -> None:
+    """One RuntimeWarning when some problems did not reach the tolerance (stacklevel: optimal_features' caller)."""
     bad = sum(int(b.numel()) for b in unconverged)
     if bad:
         warnings.warn(
-            f"optimal_features: {bad} of {len(Y)} problems did not converge (relative gradient up to "
-            f"{float(torch.cat(unconverged).max()):.1e}); W W^T has condition number {geo.cond:.1e}, "
+            f"optimal_features: {bad} of {total} problems did not converge (relative gradient up to "
+            f"{float(torch.cat(unconverged).max()):.1e}); W W^T has condition number {cond:.1e}, "
             "the solver is accurate up to about 1e8",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    return (H.to(out_dtype), z_all.to(out_dtype)) if return_logits else H.to(out_dtype)
 
 
 def _in_threads(fn: Callable[[int], Tensor], items: range, workers: int) -> list[Tensor]:
