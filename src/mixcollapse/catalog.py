@@ -109,7 +109,7 @@ _CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 _FASHION_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 _FASHION_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                   "t10k-labels-idx1-ubyte")
-_FOLDER_LAYOUT = "DIR/train/<class>/<image> and DIR/test/<class>/<image> (torchvision's ImageFolder layout)"
+FOLDER_LAYOUT = "DIR/train/<class>/<image> and DIR/test/<class>/<image> (torchvision's ImageFolder layout)"
 
 
 def _extract_how(url: str, archive: str) -> str:
@@ -161,5 +161,5 @@ register(DatasetSpec(
 register(DatasetSpec(
     name="imagefolder", title="your images", read="mixcollapse.data.folders:read_image_folders",
     in_channels=3, augmentable=True,
-    files=Files(paths=("train", "test"), expected=_FOLDER_LAYOUT, how="set data.root to DIR", searched=False),
+    files=Files(paths=("train", "test"), expected=FOLDER_LAYOUT, how="set data.root to DIR", searched=False),
 ))  # classes, size and statistics are read from data.root (mixcollapse.data.folders)

@@ -19,12 +19,12 @@ def mse_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(logits.float(), target)
 
 
-LOSSES = {"ce": soft_cross_entropy, "mse": mse_loss}
+LOSS_FUNCTIONS = {"ce": soft_cross_entropy, "mse": mse_loss}
 
 
 def get_loss(name: str):
     """The loss function named in the config (``ce`` or ``mse``)."""
     try:
-        return LOSSES[name]
+        return LOSS_FUNCTIONS[name]
     except KeyError:
-        raise ValueError(f"unknown loss '{name}' (known: {', '.join(LOSSES)})") from None
+        raise ValueError(f"unknown loss '{name}' (known: {', '.join(LOSS_FUNCTIONS)})") from None

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import torch
 
 from mixcollapse.analysis.readout import fit_probe
 from mixcollapse.analysis.trajectory import (
     layer_trajectories,
-    load_trajectories,
     logit_plane,
     project_layers,
     save_trajectories,
@@ -92,6 +93,7 @@ def test_layer_trajectories_of_a_vit_and_a_wrn(tmp_path):
         assert res["projection"] == "probe" and res["xy"].shape == (6, 4, 2)  # origin + 3 stages
         assert np.isfinite(res["xy"]).all()
         np.testing.assert_allclose(res["xy"][:, 0], 0)
-    saved = load_trajectories(save_trajectories(res, tmp_path / "t"))
-    np.testing.assert_array_equal(saved["xy"], res["xy"])
-    assert saved["layer_names"] == res["layer_names"]
+    saved = save_trajectories(res, tmp_path / "t")
+    with np.load(saved / "trajectories.npz") as arrays:
+        np.testing.assert_array_equal(arrays["xy"], res["xy"])
+    assert json.loads((saved / "trajectories.json").read_text())["layer_names"] == res["layer_names"]

@@ -22,7 +22,7 @@ from mixcollapse.experiments.launch import (
     subprocess_runner,
     train_command,
 )
-from mixcollapse.experiments.sweep import check_run_dir, run_sweep
+from mixcollapse.experiments.sweep import check_job_dir, run_sweep
 from mixcollapse.training.rundir import append_metrics, last_checkpoint_path, prepare_run_dir
 from reference import read_sweep
 
@@ -140,11 +140,11 @@ def test_a_finished_run_is_never_redone_and_a_killed_sweep_continues(tmp_path):
 def test_a_run_directory_of_another_config_is_refused(tmp_path):
     cfg = configure(["train.lr=0.01"])
     prepare_run_dir(tmp_path / "r", cfg)
-    check_run_dir(tmp_path / "r", configure(["train.lr=0.02"]))  # no checkpoint yet: a failed start, taken over
+    check_job_dir(tmp_path / "r", configure(["train.lr=0.02"]))  # no checkpoint yet: a failed start, taken over
     (tmp_path / "r" / "checkpoints" / "last.pt").write_bytes(b"")
-    check_run_dir(tmp_path / "r", configure(["train.lr=0.01", "train.progress=true"]))  # resume-free field
+    check_job_dir(tmp_path / "r", configure(["train.lr=0.01", "train.progress=true"]))  # resume-free field
     with pytest.raises(ValueError, match="holds a run of another config"):
-        check_run_dir(tmp_path / "r", configure(["train.lr=0.02"]))
+        check_job_dir(tmp_path / "r", configure(["train.lr=0.02"]))
 
 
 @pytest.mark.slow

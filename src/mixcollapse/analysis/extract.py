@@ -48,6 +48,8 @@ FORMAT_VERSION = 1
 PROJECTION_CHUNK_BYTES = 4 << 20  # float64 bytes per chunk when re-reading features for the projection (4 MiB)
 BatchCallback = Callable[[dict], None]
 
+NO_BATCHNORM = "none (the model has no batch norm)"  # what analyses record as the batch-norm mode of such a model
+
 
 def has_batchnorm(model: nn.Module) -> bool:
     """True when the model holds any batch-norm layer."""
@@ -312,7 +314,7 @@ def extract_pair_features(
 
 def _bn_meta(bn: BatchNormPlan, batchnorm: bool) -> dict:
     """What meta.json says about batch norm: the mode, and the settings that mode used."""
-    return {"bn_mode": bn.mode if batchnorm else "none (the model has no batch norm)",
+    return {"bn_mode": bn.mode if batchnorm else NO_BATCHNORM,
             "pair_fraction": bn.pair_fraction if batchnorm and bn.mode == "train" else None,
             "recalibrate_batches": bn.recalibrate_batches if batchnorm and bn.mode == "recalibrate" else None}
 

@@ -24,11 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mixcollapse.metrics.calibration import CalibrationAccumulator, ConfidenceByLambdaAccumulator
+from mixcollapse.metrics.calibration import ECE_BINS, CalibrationAccumulator, ConfidenceByLambdaAccumulator
 from mixcollapse.mixup import MixedPairImages, PairSet, make_pairs
 from mixcollapse.progress import progress_bar
 
-ECE_BINS = 15  # the toolkit's ECE everywhere (Appendix C; training uses the same)
 LAMBDA_BINS = 10
 
 

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from mixcollapse.analysis.configuration import ConfigurationAccumulator
 from mixcollapse.analysis.extract import (
+    NO_BATCHNORM,
     BatchNormPlan,
     Loading,
     PairFeatures,
@@ -440,8 +441,7 @@ _STAGES = {
 
 def _bn_record(model: nn.Module, mode: str, recalibrate_batches: int) -> dict:
     if not has_batchnorm(model):
-        none = "none (the model has no batch norm)"
-        return {"pairs": none, "unmixed": none, "recalibrate_batches": None}
+        return {"pairs": NO_BATCHNORM, "unmixed": NO_BATCHNORM, "recalibrate_batches": None}
     unmixed = {
         "recalibrate": "recalibrate (the recalibrated copy, eval mode)",
         "eval": "eval (stored running statistics)",

@@ -27,7 +27,6 @@ inside batches filled up with mixup training samples, ``recalibrate`` and ``eval
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -35,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mixcollapse.analysis.extract import bn_network, has_batchnorm
+from mixcollapse.analysis.extract import NO_BATCHNORM, bn_network, has_batchnorm
 from mixcollapse.analysis.readout import fit_probe, layer_logits, readout_summary, softmax
 from mixcollapse.files import atomic_write, atomic_write_json
 from mixcollapse.metrics.projection import project_classifier, projection_matrix, triangle_vertices
@@ -168,7 +167,7 @@ def layer_trajectories(
         model.train(was_training)
 
     return _result(net, mix_layers, read_layers, ref_layers, meta, classes, readout, lams, projection, {
-        "bn_mode": bn_mode if has_batchnorm(model) else "none (the model has no batch norm)", "seed": seed})
+        "bn_mode": bn_mode if has_batchnorm(model) else NO_BATCHNORM, "seed": seed})
 
 
 def _result(net: nn.Module, mix_layers: list[np.ndarray], read_layers: list[np.ndarray],
@@ -234,21 +233,13 @@ def _chunked_layers(net: nn.Module, x: torch.Tensor, filler: torch.Tensor | None
 
 
 def save_trajectories(result: dict, path: str | Path) -> Path:
-    """``path`` (a directory): ``trajectories.npz`` with the arrays and ``trajectories.json`` with the rest."""
+    """``path`` (a directory): ``trajectories.npz`` with the arrays (``np.load``) and ``trajectories.json`` with the
+    rest."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     atomic_write(path / "trajectories.npz", lambda f: np.savez(f, **{k: np.asarray(result[k]) for k in ARRAYS}))
     atomic_write_json(path / "trajectories.json", {k: v for k, v in result.items() if k not in ARRAYS})
     return path
-
-
-def load_trajectories(path: str | Path) -> dict:
-    """Inverse of :func:`save_trajectories`."""
-    path = Path(path)
-    info = json.loads((path / "trajectories.json").read_text())
-    with np.load(path / "trajectories.npz") as arrays:
-        info.update({k: arrays[k] for k in ARRAYS if k in arrays})
-    return info
 
 
 __all__ = [
@@ -259,6 +250,5 @@ __all__ = [
     "project_layers",
     "layer_trajectories",
     "save_trajectories",
-    "load_trajectories",
 ]
 

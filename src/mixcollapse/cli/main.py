@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     run.add_parsers(sub)
     reproduce.add_parsers(sub)
-    theory.add_parser(sub)
+    theory.add_parsers(sub)
     return parser
 
 

@@ -56,7 +56,7 @@ def add_parsers(sub) -> None:
                    help="trainings side by side, one process each (default: one per CPU core, at most 2)")
     p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP + " (applied to both runs)")
     p.add_argument("--pdf", action="store_true", help=PDF_HELP)
-    p.set_defaults(func=run_demo)
+    p.set_defaults(func=run_demo_command)
 
 
 def run_train(args) -> int:
@@ -92,7 +92,7 @@ def run_analyze(args) -> int:
     return 0
 
 
-def run_demo(args) -> int:
+def run_demo_command(args) -> int:
     from mixcollapse.config import load_config
 
     load_config("digits", args.overrides)  # bad overrides are refused before torch is imported

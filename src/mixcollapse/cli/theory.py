@@ -23,7 +23,7 @@ class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``theory`` subcommand (sets ``func``)."""
     p = subparsers.add_parser(
         "theory",

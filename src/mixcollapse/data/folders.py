@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mixcollapse.catalog import FOLDER_LAYOUT as LAYOUT
 from mixcollapse.catalog import DatasetSpec
 from mixcollapse.config import DataConfig
 from mixcollapse.data.locate import DataError
@@ -25,7 +26,6 @@ from mixcollapse.data.readers import Images
 from mixcollapse.data.transforms import image_transform
 
 STATISTICS_IMAGES = 2000
-LAYOUT = "DIR/train/<class>/<image> and DIR/test/<class>/<image> (torchvision's ImageFolder layout)"
 
 
 def read_image_folders(spec: DatasetSpec, cfg: DataConfig, root: Path, augment: bool) -> Images:

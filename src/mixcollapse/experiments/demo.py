@@ -216,7 +216,7 @@ def _show_finished(out_dir: Path, summary_path: Path, overrides: list[str]) -> d
 
 def describe_summary(summary: dict, out_dir: str | Path) -> str:
     """The demo's results as the command prints them: the table, the comparison figure, the summary file."""
-    return (f"{format_table(summary['runs'])}\nfigures: {summary['comparison_figure'][0]}\n"
+    return (f"{format_summary(summary['runs'])}\nfigures: {summary['comparison_figure'][0]}\n"
             f"summary: {Path(out_dir) / 'summary.json'}")
 
 
@@ -237,7 +237,7 @@ def _cell(value, width: int, fmt: str) -> str:
     return f"{value:>{width}{fmt}}" if isinstance(value, (int, float)) else f"{'n/a':>{width}}"
 
 
-def format_table(results: dict) -> str:
+def format_summary(results: dict) -> str:
     """Plain-text table of test accuracy and the headline numbers per run (TABLE)."""
     lines = [f"{'run':<10} {'alpha':>5} {'test acc':>9} " + " ".join(f"{title:>{w}}" for _, title, w, _ in TABLE)]
     for name, r in results.items():

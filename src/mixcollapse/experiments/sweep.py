@@ -61,7 +61,7 @@ def _synthetic(root: str) -> bool:
     return os.path.isfile(os.path.join(root, FAKE_MARKER))
 
 
-def check_run_dir(run_dir: Path, cfg: ExperimentConfig) -> None:
+def check_job_dir(run_dir: Path, cfg: ExperimentConfig) -> None:
     """Refuse a run directory that holds a run of another config (or of synthetic data when real is asked).
 
     ``analysis.*`` settings are ignored: they never change training, and the analysis is given its
@@ -82,7 +82,7 @@ def check_run_dir(run_dir: Path, cfg: ExperimentConfig) -> None:
 def write_job(name: str, cfg: ExperimentConfig, run_dir: Path, config_path: Path, log_path: Path,
               overrides: Sequence[str] = (), point: str = "", seed: int | None = None) -> Job:
     """Check ``run_dir`` against ``cfg``, write ``cfg`` to ``config_path`` and describe the job."""
-    check_run_dir(run_dir, cfg)
+    check_job_dir(run_dir, cfg)
     config_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(config_path, dump_yaml(cfg))
     return Job(name, run_dir, config_path, log_path, cfg.train.epochs, tuple(overrides), point, seed)

@@ -21,6 +21,9 @@ from torch import Tensor
 F64 = torch.float64
 
 
+ECE_BINS = 15  # the toolkit's ECE everywhere: training, analysis, Table 2 (Appendix C)
+
+
 def confidence_bins(conf: Tensor, n_bins: int) -> Tensor:
     """Appendix C's bin of each confidence in [0, 1]: floor(conf M), a confidence of 1.0 in the last bin."""
     return (conf.to(F64) * n_bins).floor().long().clamp_(0, n_bins - 1)
@@ -33,7 +36,7 @@ class CalibrationAccumulator:
     does not grow with the number of samples.
     """
 
-    def __init__(self, n_bins: int = 15, *, from_logits: bool = True) -> None:
+    def __init__(self, n_bins: int = ECE_BINS, *, from_logits: bool = True) -> None:
         self.n_bins = int(n_bins)
         self.from_logits = from_logits
         self.count: Tensor | None = None  # (n_bins,) float64

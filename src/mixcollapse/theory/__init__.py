@@ -5,6 +5,9 @@ solver       optimal features for any classifier W and soft targets (batched New
 loss         eq. 2's loss at the optimum: per lambda, expected over Beta(alpha, alpha), Monte Carlo
 joint        eq. 2 over W and the features together; how close W comes to a simplex ETF
 figure6      Figure 6's data and panels
+summary      every number of ``mixcollapse theory`` at one set of settings, as one dict
+roots        vectorised safeguarded Newton for increasing scalar functions (the closed form's K)
+checks       the argument checks the modules share
 """
 
 from mixcollapse.theory.closed_form import (

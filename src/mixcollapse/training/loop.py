@@ -56,7 +56,7 @@ from mixcollapse.data.batches import TensorBatches, set_epoch
 from mixcollapse.data.datasets import DataBundle, build_datasets, build_loaders
 from mixcollapse.losses import get_loss
 from mixcollapse.machine import available_cores
-from mixcollapse.metrics.calibration import CalibrationAccumulator
+from mixcollapse.metrics.calibration import ECE_BINS, CalibrationAccumulator
 from mixcollapse.metrics.geometry import classifier_geometry
 from mixcollapse.mixup import mix_batch
 from mixcollapse.models import build_model
@@ -92,7 +92,6 @@ _log = logging.getLogger(__name__)
 class DivergedError(ValueError):
     """The training loss became inf or NaN; the message names the epoch, the loss and the settings to change."""
 
-ECE_BINS = 15  # Appendix C / Table 2
 
 
 def _autocast(device: torch.device, amp: str):
