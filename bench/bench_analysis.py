@@ -128,6 +128,7 @@ def _compare(bare, measured, repeat: int) -> dict[str, tuple[float, float, float
             fn()
             wall[k].append(time.perf_counter() - tic)
             cpu[k].append(time.process_time() - tic_cpu)
+
     def summary(t: tuple[list[float], list[float]]) -> tuple[float, float, float]:
         return min(t[0]), min(t[1]), float(np.median(np.array(t[1]) / np.array(t[0])))
 
@@ -144,8 +145,11 @@ def overhead(run: Path, num_pairs: int, repeat: int) -> dict:
     out = Path(tempfile.mkdtemp(prefix="bench-analysis-"))
     # on disk, read a batch at a time, as measure_model does
     per = max(1, num_pairs // 6)
-    pairs = write_pairs(out / "pairs", pair_chunks(dataset_labels(plain.train), CLASSES, per, "beta", 1.0, seed=0),
-                        pair_count(len(CLASSES), per))
+    pairs = write_pairs(
+        out / "pairs",
+        pair_chunks(dataset_labels(plain.train), CLASSES, per, "beta", 1.0, seed=0),
+        pair_count(len(CLASSES), per),
+    )
     nc = measure_neural_collapse(net, plain.train, 10, batch_size=a.batch_size)
     common = dict(bn=BatchNormPlan("eval"), loading=Loading(a.batch_size, progress=False), overwrite=True)
 
@@ -177,16 +181,22 @@ def overhead(run: Path, num_pairs: int, repeat: int) -> dict:
 
     results = {
         "pair_features": _compare(bare, measured, repeat),
-        "neural_collapse": _compare(lambda: _forward_only(net, plain.train, a.batch_size),
-                                    lambda: measure_neural_collapse(net, plain.train, 10, batch_size=a.batch_size),
-                                    repeat),
-        "mixed_test_pairs": _compare(lambda: _forward_only(net, MixedPairImages(plain.test, tpairs), a.batch_size),
-                                     lambda: measure_mixed_pairs(net, plain.test, tpairs, batch_size=a.batch_size),
-                                     repeat),
+        "neural_collapse": _compare(
+            lambda: _forward_only(net, plain.train, a.batch_size),
+            lambda: measure_neural_collapse(net, plain.train, 10, batch_size=a.batch_size),
+            repeat,
+        ),
+        "mixed_test_pairs": _compare(
+            lambda: _forward_only(net, MixedPairImages(plain.test, tpairs), a.batch_size),
+            lambda: measure_mixed_pairs(net, plain.test, tpairs, batch_size=a.batch_size),
+            repeat,
+        ),
     }
     print(f"\n(a) overhead of the streaming measurements, {len(pairs)} pairs, UFM solver: {note}")
-    print(f"{'passes':<18} {'forward only':>13} {'with measures':>14} {'ratio':>7}   {'CPU: forward':>12} "
-          f"{'measures':>9} {'ratio':>7}")
+    print(
+        f"{'passes':<18} {'forward only':>13} {'with measures':>14} {'ratio':>7}   {'CPU: forward':>12} "
+        f"{'measures':>9} {'ratio':>7}"
+    )
     for name, r in results.items():
         (w0, w1, wr), (c0, c1, cr) = r["wall"], r["cpu"]
         print(f"{name:<18} {w0:>12.2f}s {w1:>13.2f}s {wr:>7.3f}   {c0:>11.2f}s {c1:>8.2f}s {cr:>7.3f}")
@@ -195,8 +205,10 @@ def overhead(run: Path, num_pairs: int, repeat: int) -> dict:
     # The same within each measured run, which load on a shared machine disturbs far less: time in
     # the measures against the rest of that run (the forward passes and writing the features).
     own = [total / (total - spent) for spent, total in inside[1:]]  # the first run is the warm-up
-    print(f"pair-feature overhead within each measured run (all / forward passes): median {np.median(own):.3f}, "
-          f"max {max(own):.3f} (target <= 1.10)")
+    print(
+        f"pair-feature overhead within each measured run (all / forward passes): median {np.median(own):.3f}, "
+        f"max {max(own):.3f} (target <= 1.10)"
+    )
     results["within_run"] = own
     return results
 
@@ -212,35 +224,70 @@ def memory_child(run: Path, num_pairs: int) -> None:
     base_anon, base_rss = _status_kb("RssAnon"), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as out, _PeakSampler() as sampler:
         tic = time.perf_counter()
-        result = measure_model(model, plain.train, plain.test, out_dir=out, classes=CLASSES, settings=a,
-                               training=Training(cfg.mixup.alpha, batches), device="cpu",
-                               report=Report(draw=False, progress=False))
+        result = measure_model(
+            model,
+            plain.train,
+            plain.test,
+            out_dir=out,
+            classes=CLASSES,
+            settings=a,
+            training=Training(cfg.mixup.alpha, batches),
+            device="cpu",
+            report=Report(draw=False, progress=False),
+        )
         seconds = time.perf_counter() - tic
         n = result.summary["num_pairs"]
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"pairs": n, "seconds": seconds, "base_rss_mb": base_rss / 1024,
-                      "peak_rss_mb": peak_rss / 1024, "base_anon_mb": base_anon / 1024,
-                      "peak_anon_mb": sampler.peak / 1024, "median_anon_mb": sampler.median / 1024,
-                      "phases": result.summary["seconds"]}))
+    print(
+        json.dumps(
+            {
+                "pairs": n,
+                "seconds": seconds,
+                "base_rss_mb": base_rss / 1024,
+                "peak_rss_mb": peak_rss / 1024,
+                "base_anon_mb": base_anon / 1024,
+                "peak_anon_mb": sampler.peak / 1024,
+                "median_anon_mb": sampler.median / 1024,
+                "phases": result.summary["seconds"],
+            }
+        )
+    )
 
 
 def memory(run: Path, sizes: list[int]) -> list[dict]:
     rows = []
     print("\n(b) peak memory of measure_model (no figures) against the number of pairs, fresh process each")
-    print(f"{'pairs':>9} {'seconds':>8} {'peak RSS':>9} {'(+ analysis)':>13} {'peak anon':>10} {'(+ analysis)':>13} "
-          f"{'median anon':>12}")
+    print(
+        f"{'pairs':>9} {'seconds':>8} {'peak RSS':>9} {'(+ analysis)':>13} {'peak anon':>10} {'(+ analysis)':>13} "
+        f"{'median anon':>12}"
+    )
     for n in sizes:
-        proc = subprocess.run([sys.executable, __file__, "--run", str(run), "--memory-child", str(n),
-                               "--threads", str(torch.get_num_threads())],
-                              capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        proc = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--run",
+                str(run),
+                "--memory-child",
+                str(n),
+                "--threads",
+                str(torch.get_num_threads()),
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        )
         if proc.returncode != 0:
             print(proc.stderr[-2000:])
             raise SystemExit(f"memory run with {n} pairs failed")
         row = json.loads(proc.stdout.strip().splitlines()[-1])
         rows.append(row)
-        print(f"{row['pairs']:>9} {row['seconds']:>8.1f} {row['peak_rss_mb']:>7.0f}MB "
-              f"{row['peak_rss_mb'] - row['base_rss_mb']:>11.0f}MB {row['peak_anon_mb']:>8.0f}MB "
-              f"{row['peak_anon_mb'] - row['base_anon_mb']:>11.0f}MB {row['median_anon_mb']:>10.0f}MB", flush=True)
+        print(
+            f"{row['pairs']:>9} {row['seconds']:>8.1f} {row['peak_rss_mb']:>7.0f}MB "
+            f"{row['peak_rss_mb'] - row['base_rss_mb']:>11.0f}MB {row['peak_anon_mb']:>8.0f}MB "
+            f"{row['peak_anon_mb'] - row['base_anon_mb']:>11.0f}MB {row['median_anon_mb']:>10.0f}MB",
+            flush=True,
+        )
     return rows
 
 
@@ -260,9 +307,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5, help="epochs when training the run here")
     parser.add_argument("--pairs", type=int, default=20000, help="pairs for the overhead measurement")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (default 1: on a shared 2-core machine, OpenMP threads waiting for "
-                             "each other make small batches 10x slower and the timings meaningless)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: on a shared 2-core machine, OpenMP threads waiting for "
+        "each other make small batches 10x slower and the timings meaningless)",
+    )
     parser.add_argument("--sizes", default="1e4,1e5,1e6", help="numbers of pairs for the memory measurement")
     parser.add_argument("--skip-overhead", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")

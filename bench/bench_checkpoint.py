@@ -47,9 +47,18 @@ def _timed(name: str, times: list[float]):
 
 
 def measure(preset: str, epochs: int, threads: int) -> dict:
-    cfg = load_config(preset, [f"train.epochs={epochs}", "train.progress=false", "train.tensorboard=false",
-                               f"train.threads={threads}", "train.eval_every=1000", "train.checkpoint_epochs=[]",
-                               "train.warmup_epochs=0"])
+    cfg = load_config(
+        preset,
+        [
+            f"train.epochs={epochs}",
+            "train.progress=false",
+            "train.tensorboard=false",
+            f"train.threads={threads}",
+            "train.eval_every=1000",
+            "train.checkpoint_epochs=[]",
+            "train.warmup_epochs=0",
+        ],
+    )
     every = load_config(preset).train.checkpoint_every
     copies: list[float] = []
     writes: list[float] = []
@@ -67,11 +76,21 @@ def measure(preset: str, epochs: int, threads: int) -> dict:
     copy = statistics.median_high(copies[1:])
     write = max(writes)
     share = copy / epoch + write / (every * epoch)
-    return {"preset": preset, "epochs_trained": epochs, "threads": threads, "checkpoint_every": every,
-            "epoch_seconds_median": round(epoch, 4), "copy_seconds_median": round(copy, 5),
-            "write_seconds": round(write, 4), "checkpoint_mib": round(size / 2**20, 2),
-            "share_of_training": round(share, 5), "target": f"<= {TARGET}", "met": share <= TARGET,
-            "kill_9_loses_at_most_seconds": round(every * epoch, 1), "wall_seconds": round(wall, 1)}
+    return {
+        "preset": preset,
+        "epochs_trained": epochs,
+        "threads": threads,
+        "checkpoint_every": every,
+        "epoch_seconds_median": round(epoch, 4),
+        "copy_seconds_median": round(copy, 5),
+        "write_seconds": round(write, 4),
+        "checkpoint_mib": round(size / 2**20, 2),
+        "share_of_training": round(share, 5),
+        "target": f"<= {TARGET}",
+        "met": share <= TARGET,
+        "kill_9_loses_at_most_seconds": round(every * epoch, 1),
+        "wall_seconds": round(wall, 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -89,10 +108,12 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{preset}: skipped ({err})")
             continue
         results.append(r)
-        print(f"{preset}: epoch {r['epoch_seconds_median']:.3f} s, copy {1000 * r['copy_seconds_median']:.2f} ms, "
-              f"write {1000 * r['write_seconds']:.1f} ms ({r['checkpoint_mib']} MiB) every {r['checkpoint_every']} "
-              f"epochs: {100 * r['share_of_training']:.2f}% of training (target <= {100 * TARGET:g}%); kill -9 loses "
-              f"at most {r['kill_9_loses_at_most_seconds']} s")
+        print(
+            f"{preset}: epoch {r['epoch_seconds_median']:.3f} s, copy {1000 * r['copy_seconds_median']:.2f} ms, "
+            f"write {1000 * r['write_seconds']:.1f} ms ({r['checkpoint_mib']} MiB) every {r['checkpoint_every']} "
+            f"epochs: {100 * r['share_of_training']:.2f}% of training (target <= {100 * TARGET:g}%); kill -9 loses "
+            f"at most {r['kill_9_loses_at_most_seconds']} s"
+        )
     out = {"cpu_model": cpu_model(), "cores": available_cores(), "results": results}
     atomic_write_text(Path(args.json), json.dumps(out, indent=2))
     print(f"numbers: {args.json}")

@@ -47,9 +47,20 @@ from mixcollapse.machine import available_cores, cpu_bf16_supported, cpu_model
 from mixcollapse.training.rundir import atomic_write_text, read_metrics
 
 RUNS = {"wrn": ("mixup", "baseline", "mse", "etf", "alpha0.4"), "vit": ("mixup", "baseline", "alpha0.4", "adamw")}
-KEYS = ("same_cos_in_span", "same_cos_mean", "offspan_energy", "pair_prob_mae", "pair_mass", "logit_position_mae",
-        "channel_position_mae", "channel_middle_density_ratio", "off_channel_distance", "ufm_distance", "nc1",
-        "classifier_etf_distance")
+KEYS = (
+    "same_cos_in_span",
+    "same_cos_mean",
+    "offspan_energy",
+    "pair_prob_mae",
+    "pair_mass",
+    "logit_position_mae",
+    "channel_position_mae",
+    "channel_middle_density_ratio",
+    "off_channel_distance",
+    "ufm_distance",
+    "nc1",
+    "classifier_etf_distance",
+)
 RUN_BUDGET_S = 20 * 60
 ALL_BUDGET_S = 150 * 60
 
@@ -81,8 +92,7 @@ def run_numbers(out: Path, arch: str, variant: str) -> dict:
 
 
 def _check(value, bound, op) -> dict:
-    ok = value is not None and {"<=": value <= bound, ">=": value >= bound, "<": value < bound,
-                                ">": value > bound}[op]
+    ok = value is not None and {"<=": value <= bound, ">=": value >= bound, "<": value < bound, ">": value > bound}[op]
     return {"measured": value, "target": f"{op} {bound}", "met": bool(ok)}
 
 
@@ -93,33 +103,46 @@ def targets(runs: dict) -> dict:
         if "mixup" not in by_variant or "baseline" not in by_variant:
             continue
         mix, base = by_variant["mixup"], by_variant["baseline"]
-        out.update({
-            f"{arch}_baseline_train_accuracy_unmixed": _check(base["train_accuracy_unmixed"], 0.99, ">="),
-            f"{arch}_mixup_pair_prob_mae": _check(mix["pair_prob_mae"], 0.10, "<="),
-            f"{arch}_mixup_pair_prob_mae_over_baseline": _check(mix["pair_prob_mae"] / base["pair_prob_mae"], 0.5,
-                                                                "<="),
-            f"{arch}_mixup_pair_mass": _check(mix["pair_mass"], 0.90, ">="),
-            f"{arch}_mixup_same_cos_in_span": _check(mix["same_cos_in_span"], 0.95, ">="),
-            f"{arch}_mixup_channel_middle_density_ratio": _check(mix["channel_middle_density_ratio"], 2.0, ">="),
-        })
+        out.update(
+            {
+                f"{arch}_baseline_train_accuracy_unmixed": _check(base["train_accuracy_unmixed"], 0.99, ">="),
+                f"{arch}_mixup_pair_prob_mae": _check(mix["pair_prob_mae"], 0.10, "<="),
+                f"{arch}_mixup_pair_prob_mae_over_baseline": _check(
+                    mix["pair_prob_mae"] / base["pair_prob_mae"], 0.5, "<="
+                ),
+                f"{arch}_mixup_pair_mass": _check(mix["pair_mass"], 0.90, ">="),
+                f"{arch}_mixup_same_cos_in_span": _check(mix["same_cos_in_span"], 0.95, ">="),
+                f"{arch}_mixup_channel_middle_density_ratio": _check(mix["channel_middle_density_ratio"], 2.0, ">="),
+            }
+        )
         if "mse" in by_variant:
             out[f"{arch}_mse_channel_position_mae"] = _check(by_variant["mse"]["channel_position_mae"], 0.05, "<=")
         if "etf" in by_variant:
-            out[f"{arch}_etf_ufm_distance_below_mixup"] = _check(by_variant["etf"]["ufm_distance"],
-                                                                 mix["ufm_distance"], "<")
+            out[f"{arch}_etf_ufm_distance_below_mixup"] = _check(
+                by_variant["etf"]["ufm_distance"], mix["ufm_distance"], "<"
+            )
         for variant, numbers in by_variant.items():
             if variant != "etf":  # a fixed ETF classifier is at distance 0 throughout: nothing to converge
                 out[f"{arch}_{variant}_classifier_etf_distance_falls"] = _check(
-                    numbers["classifier_etf_distance_ratio"], 1.0, "<")
+                    numbers["classifier_etf_distance_ratio"], 1.0, "<"
+                )
     return out
 
 
 def timing(runs: dict) -> dict:
     """Each run's training time as it was trained, with its thread count (the 20-minute budget is for a quiet
     machine with one thread per core; runs trained side by side with one thread each take longer)."""
-    return {f"{arch}-{v}": {"train_seconds": r["train_seconds"], "threads": r["threads"], "amp": r["amp"],
-                            "budget_seconds": RUN_BUDGET_S, "within_budget": r["train_seconds"] <= RUN_BUDGET_S}
-            for arch, by_variant in runs.items() for v, r in by_variant.items()}
+    return {
+        f"{arch}-{v}": {
+            "train_seconds": r["train_seconds"],
+            "threads": r["threads"],
+            "amp": r["amp"],
+            "budget_seconds": RUN_BUDGET_S,
+            "within_budget": r["train_seconds"] <= RUN_BUDGET_S,
+        }
+        for arch, by_variant in runs.items()
+        for v, r in by_variant.items()
+    }
 
 
 def readout(out: Path) -> dict:
@@ -128,8 +151,10 @@ def readout(out: Path) -> dict:
     if not path.is_file():
         return {}
     manifest = json.loads(path.read_text())
-    return {t["run"].split("-")[0]: {"layers": t["layers"], "class_names": t["class_names"],
-                                     **t["readout"]["small_lambda"]} for t in manifest["trajectories"]}
+    return {
+        t["run"].split("-")[0]: {"layers": t["layers"], "class_names": t["class_names"], **t["readout"]["small_lambda"]}
+        for t in manifest["trajectories"]
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -138,8 +163,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data-root", default="data", help="where FashionMNIST lives (then the usual search)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per run (default: one per core)")
     parser.add_argument("--json", default=None, help="numbers file (default: OUT/bench_cpu_fashionmnist.json)")
-    parser.add_argument("--experiments", nargs="+", choices=list(EXPERIMENTS), default=list(EXPERIMENTS),
-                        help="the experiments to reproduce one at a time (default: all of them)")
+    parser.add_argument(
+        "--experiments",
+        nargs="+",
+        choices=list(EXPERIMENTS),
+        default=list(EXPERIMENTS),
+        help="the experiments to reproduce one at a time (default: all of them)",
+    )
     parser.add_argument("--all", action="store_true", help="one call of `reproduce all`, timed as one command")
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -147,32 +177,49 @@ def main(argv: list[str] | None = None) -> dict:
     seconds = {}
     for name in ["all"] if args.all else args.experiments:
         start = time.perf_counter()
-        reproduce(name, scale="cpu", datasets=["fashionmnist"], out=out, data_root=args.data_root,
-                  launch=Launch(threads=args.threads))
+        reproduce(
+            name,
+            scale="cpu",
+            datasets=["fashionmnist"],
+            out=out,
+            data_root=args.data_root,
+            launch=Launch(threads=args.threads),
+        )
         seconds[name] = round(time.perf_counter() - start, 1)
     if args.all:
         args.experiments = list(EXPERIMENTS)
     drawn = {k.name for n in args.experiments for k in select_experiments([n], ["fashionmnist"], "cpu")[0].runs}
     analysed = {n for n in drawn if (out / "analysis" / n / "last" / "analysis.json").is_file()}
-    runs = {arch: {v: run_numbers(out, arch, v) for v in variants if f"{arch}-fashionmnist-{v}" in analysed}
-            for arch, variants in RUNS.items()}
+    runs = {
+        arch: {v: run_numbers(out, arch, v) for v in variants if f"{arch}-fashionmnist-{v}" in analysed}
+        for arch, variants in RUNS.items()
+    }
     trained = sum(r["train_seconds"] + r["analysis_seconds"] for by in runs.values() for r in by.values())
     result = {
-        "machine": {"cores": available_cores(), "cpu_bf16": cpu_bf16_supported(), "python": platform.python_version(),
-                    "processor": platform.processor() or platform.machine(), "cpu_model": cpu_model()},
+        "machine": {
+            "cores": available_cores(),
+            "cpu_bf16": cpu_bf16_supported(),
+            "python": platform.python_version(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_model": cpu_model(),
+        },
         "runs": runs,
         "targets": targets(runs),
         "timing": timing(runs),
         "fig3_readout": readout(out),
         "experiments": args.experiments,
-        "all_seconds": {"measured_this_invocation": round(time.perf_counter() - tic, 1),
-                        "runs_train_and_analysis": round(trained, 1), "target": f"<= {ALL_BUDGET_S}",
-                        "what": "the experiments above at --scale cpu --datasets fashionmnist (all of them: "
-                                "reproduce all); a bench that resumed a finished output directory measures less than a "
-                                "fresh one"},
+        "all_seconds": {
+            "measured_this_invocation": round(time.perf_counter() - tic, 1),
+            "runs_train_and_analysis": round(trained, 1),
+            "target": f"<= {ALL_BUDGET_S}",
+            "what": "the experiments above at --scale cpu --datasets fashionmnist (all of them: "
+            "reproduce all); a bench that resumed a finished output directory measures less than a "
+            "fresh one",
+        },
         "table1_paper": {f"{a}-{v}": TABLE1.paper[(a, "fashionmnist", v)] for a in RUNS for v in ("baseline", "mixup")},
-        "table2_paper_cifar10": {f"{a}-{v}": TABLE2.paper[(a, "cifar10", v)] for a in RUNS
-                                 for v in ("baseline", "mixup", "alpha0.4")},
+        "table2_paper_cifar10": {
+            f"{a}-{v}": TABLE2.paper[(a, "cifar10", v)] for a in RUNS for v in ("baseline", "mixup", "alpha0.4")
+        },
         "command_seconds": seconds,
     }
     path = Path(args.json) if args.json else out / "bench_cpu_fashionmnist.json"
@@ -184,12 +231,16 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{'met   ' if t['met'] else 'MISSED'} {key}: {shown} (target {t['target']})")
     for arch, by_variant in runs.items():
         for v, r in by_variant.items():
-            print(f"{arch}-{v:>8}: test accuracy {100 * r['test_accuracy']:.2f}%, ECE {r['test_ece']:.4f}, train "
-                  f"{r['train_seconds']:.0f} s over {r['epochs']} epochs with {r['threads']} thread(s), {r['amp']}")
+            print(
+                f"{arch}-{v:>8}: test accuracy {100 * r['test_accuracy']:.2f}%, ECE {r['test_ece']:.4f}, train "
+                f"{r['train_seconds']:.0f} s over {r['epochs']} epochs with {r['threads']} thread(s), {r['amp']}"
+            )
     for arch, r in result["fig3_readout"].items():
-        print(f"fig3 {arch}: half the final probability at layer {r['major_half_depth']:g} (major class), "
-              f"{r['minor_half_depth']:g} (minor); the minor class later in {100 * r['minor_later_share']:.0f}%, "
-              f"earlier in {100 * r['minor_earlier_share']:.0f}% of {r['mixes']} mixes")
+        print(
+            f"fig3 {arch}: half the final probability at layer {r['major_half_depth']:g} (major class), "
+            f"{r['minor_half_depth']:g} (minor); the minor class later in {100 * r['minor_later_share']:.0f}%, "
+            f"earlier in {100 * r['minor_earlier_share']:.0f}% of {r['mixes']} mixes"
+        )
     print(f"numbers: {path}")
     return result
 

@@ -48,26 +48,46 @@ def images_per_second(bundle, pipeline: str, repeat: int) -> float:
 
 def data_alone(root: Path, repeat: int) -> dict:
     out = {}
-    cases = {"cifar10, crop + flip": DataConfig(name="cifar10", root=str(root), download=False),
-             "cifar10, no augmentation": DataConfig(name="cifar10", root=str(root), download=False, augment=False)}
+    cases = {
+        "cifar10, crop + flip": DataConfig(name="cifar10", root=str(root), download=False),
+        "cifar10, no augmentation": DataConfig(name="cifar10", root=str(root), download=False, augment=False),
+    }
     real = DataConfig(name="fashionmnist", root=str(root), download=False)
     if files_present(real):
         cases["real fashionmnist (never augmented)"] = real
     for name, cfg in cases.items():
         bundle = build_datasets(cfg)
         loader, tensor = (images_per_second(bundle, p, repeat) for p in ("loader", "tensor"))
-        out[name] = {"loader_images_per_s": loader, "tensor_images_per_s": tensor, "speedup": tensor / loader,
-                     "images": len(bundle.train)}
+        out[name] = {
+            "loader_images_per_s": loader,
+            "tensor_images_per_s": tensor,
+            "speedup": tensor / loader,
+            "images": len(bundle.train),
+        }
         print(f"{name:<38} per-sample {loader:9.0f} img/s   tensor {tensor:10.0f} img/s   {tensor / loader:6.1f}x")
     return out
 
 
 def training_epoch(root: Path, repeat: int) -> dict:
     seconds: dict[str, list[float]] = {"loader": [], "tensor": []}
-    overrides = ["data.name=cifar10", f"data.root={root}", "data.download=false", "data.train_limit=4096",
-                 "data.test_limit=1024", "model.name=wrn", "model.depth=10", "model.width=2", "train.epochs=1",
-                 "train.batch_size=128", "train.amp=bf16", "train.channels_last=true", "train.progress=false",
-                 "train.checkpoint_every=0", "train.checkpoint_epochs=[]", "data.num_workers=0"]
+    overrides = [
+        "data.name=cifar10",
+        f"data.root={root}",
+        "data.download=false",
+        "data.train_limit=4096",
+        "data.test_limit=1024",
+        "model.name=wrn",
+        "model.depth=10",
+        "model.width=2",
+        "train.epochs=1",
+        "train.batch_size=128",
+        "train.amp=bf16",
+        "train.channels_last=true",
+        "train.progress=false",
+        "train.checkpoint_every=0",
+        "train.checkpoint_epochs=[]",
+        "data.num_workers=0",
+    ]
     with tempfile.TemporaryDirectory() as runs:
         for k in range(repeat):
             for pipeline in ("loader", "tensor") if k % 2 == 0 else ("tensor", "loader"):
@@ -75,10 +95,16 @@ def training_epoch(root: Path, repeat: int) -> dict:
                 run = train(cfg, Path(runs) / f"{pipeline}-{k}")
                 seconds[pipeline].append(read_metrics(run)[-1]["epoch_seconds"])
     loader, tensor = (statistics.median(seconds[p]) for p in ("loader", "tensor"))
-    print(f"training epoch (WRN-10-2, 4096 images, bf16): per-sample {loader:.2f} s, tensor {tensor:.2f} s, "
-          f"tensor / per-sample {tensor / loader:.3f}")
-    return {"loader_epoch_s": loader, "tensor_epoch_s": tensor, "ratio_tensor_over_loader": tensor / loader,
-            "all_seconds": seconds}
+    print(
+        f"training epoch (WRN-10-2, 4096 images, bf16): per-sample {loader:.2f} s, tensor {tensor:.2f} s, "
+        f"tensor / per-sample {tensor / loader:.3f}"
+    )
+    return {
+        "loader_epoch_s": loader,
+        "tensor_epoch_s": tensor,
+        "ratio_tensor_over_loader": tensor / loader,
+        "all_seconds": seconds,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -45,8 +45,12 @@ VARIANTS = {  # overrides, figure formats, jobs
 }
 # The demo's comparison figures: run_demo imports them from plots.figures when it draws, so patching works (the
 # analyses' figures are timed by their own "figures" lap).
-COMPARISON = ["configuration_figure", "configuration_measures_figure", "confidence_by_lambda_figure",
-              "classifier_geometry_figure"]
+COMPARISON = [
+    "configuration_figure",
+    "configuration_measures_figure",
+    "confidence_by_lambda_figure",
+    "classifier_geometry_figure",
+]
 
 
 @contextlib.contextmanager
@@ -62,6 +66,7 @@ def figure_clock():
                 return fn(*args, **kwargs)
             finally:
                 spent[0] += time.perf_counter() - tic
+
         return wrapper
 
     for (module, name), fn in saved.items():
@@ -98,8 +103,11 @@ def one_demo(variant: str, epochs: int | None) -> dict:
         wall = time.perf_counter() - tic
         runs = summary["runs"]
         laps = sum(json.loads(Path(r["analysis"]).read_text())["seconds"]["figures"] for r in runs.values())
-    return {"wall_s": wall, "figures_s": spent[0] + laps,
-            "numbers": {name: {k: runs[name][k] for k in ("test_accuracy", "ece", "pair_prob_mae")} for name in runs}}
+    return {
+        "wall_s": wall,
+        "figures_s": spent[0] + laps,
+        "numbers": {name: {k: runs[name][k] for k in ("test_accuracy", "ece", "pair_prob_mae")} for name in runs},
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -114,19 +122,29 @@ def main(argv: list[str] | None = None) -> dict:
         for variant in ("before", "now") if k % 2 == 0 else ("now", "before"):
             r = one_demo(variant, args.epochs)
             results[variant].append(r)
-            print(f"{variant:<6} run {k + 1}: {r['wall_s']:.1f} s, figures {r['figures_s']:.1f} s; "
-                  f"pair_prob_mae mixup {r['numbers']['mixup']['pair_prob_mae']:.4f} "
-                  f"vs baseline {r['numbers']['baseline']['pair_prob_mae']:.4f}")
+            print(
+                f"{variant:<6} run {k + 1}: {r['wall_s']:.1f} s, figures {r['figures_s']:.1f} s; "
+                f"pair_prob_mae mixup {r['numbers']['mixup']['pair_prob_mae']:.4f} "
+                f"vs baseline {r['numbers']['baseline']['pair_prob_mae']:.4f}"
+            )
     best = {v: {key: min(r[key] for r in rs) for key in ("wall_s", "figures_s")} for v, rs in results.items()}
     ratios = {key: best["now"][key] / best["before"][key] for key in ("wall_s", "figures_s")}
-    print(f"now / before (best of {args.repeat}): wall time {ratios['wall_s']:.2f}, figure time "
-          f"{ratios['figures_s']:.2f}")
+    print(
+        f"now / before (best of {args.repeat}): wall time {ratios['wall_s']:.2f}, figure time {ratios['figures_s']:.2f}"
+    )
     for variant, rs in results.items():
-        print(f"{variant:<6} numbers: " + "; ".join(f"{run} " + ", ".join(f"{k} {v:.4f}" for k, v in numbers.items())
-                                                    for run, numbers in rs[0]["numbers"].items()))
+        print(
+            f"{variant:<6} numbers: "
+            + "; ".join(
+                f"{run} " + ", ".join(f"{k} {v:.4f}" for k, v in numbers.items())
+                for run, numbers in rs[0]["numbers"].items()
+            )
+        )
     now = best["now"]["wall_s"]
-    print(f"demo wall time: {now:.1f} s = {now / BUDGET_SECONDS:.2f} x the {BUDGET_SECONDS:.0f} s budget "
-          f"({'within' if now < BUDGET_SECONDS else 'OVER'} budget)")
+    print(
+        f"demo wall time: {now:.1f} s = {now / BUDGET_SECONDS:.2f} x the {BUDGET_SECONDS:.0f} s budget "
+        f"({'within' if now < BUDGET_SECONDS else 'OVER'} budget)"
+    )
     report = {"best": best, "ratios_now_over_before": ratios, "runs": results}
     if args.json:
         with open(args.json, "w") as f:

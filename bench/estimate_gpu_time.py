@@ -41,8 +41,9 @@ def count_flops(arch: str, dataset: str, batch: int = BATCH) -> tuple[float, flo
     return count_model_flops(cfg.model, CLASSES[dataset], channels, size, batch)
 
 
-def count_model_flops(model_cfg, classes: int, channels: int, size: int,
-                      batch: int = BATCH) -> tuple[float, float, dict]:
+def count_model_flops(
+    model_cfg, classes: int, channels: int, size: int, batch: int = BATCH
+) -> tuple[float, float, dict]:
     """FLOPs per image of one soft-target training step (forward + backward) and one evaluation forward of the
     model ``model_cfg`` builds, counted on the meta device (shapes only), and the training step's by operator."""
     with torch.device("meta"):
@@ -63,14 +64,18 @@ def markdown_table(flops: dict) -> str:
     lines = ["| experiment | command | trainings | A100-hours | H100-hours |", "|---|---|---:|---:|---:|"]
     for name in EXPERIMENTS:
         n = sum(k for _, k in trainings(at_scale(EXPERIMENTS[name], "full").runs))
-        lines.append(f"| {name} | `mixcollapse reproduce {name} --scale full` | {n} | "
-                     f"{estimate_gpu_hours([name], 'A100', flops):.0f} | "
-                     f"{estimate_gpu_hours([name], 'H100', flops):.0f} |")
+        lines.append(
+            f"| {name} | `mixcollapse reproduce {name} --scale full` | {n} | "
+            f"{estimate_gpu_hours([name], 'A100', flops):.0f} | "
+            f"{estimate_gpu_hours([name], 'H100', flops):.0f} |"
+        )
     everything = list(EXPERIMENTS)
     n = sum(k for _, k in trainings(experiments_runs(everything)))
-    lines.append(f"| **all** | `mixcollapse reproduce all --scale full` | {n} | "
-                 f"{estimate_gpu_hours(everything, 'A100', flops):.0f} | "
-                 f"{estimate_gpu_hours(everything, 'H100', flops):.0f} |")
+    lines.append(
+        f"| **all** | `mixcollapse reproduce all --scale full` | {n} | "
+        f"{estimate_gpu_hours(everything, 'A100', flops):.0f} | "
+        f"{estimate_gpu_hours(everything, 'H100', flops):.0f} |"
+    )
     return "\n".join(lines)
 
 
@@ -87,22 +92,30 @@ def main(argv: list[str] | None = None) -> int:
             if abs(stored[0] - train) > 0.01 * train or abs(stored[1] - evaluate) > 0.01 * evaluate:
                 mismatch.append((arch, dataset, train, evaluate))
             if not args.markdown:
-                ops = ", ".join(f"{k.split('.')[1] if '.' in k else k} {v / BATCH / 1e9:.2f}" for k, v in
-                                sorted(by_op.items(), key=lambda kv: -kv[1])[:4])
-                print(f"{arch:<4} {dataset:<13} train {train / 1e9:7.2f} GFLOP/image, eval {evaluate / 1e9:6.2f}; "
-                      f"top operators (GFLOP/image): {ops}")
+                ops = ", ".join(
+                    f"{k.split('.')[1] if '.' in k else k} {v / BATCH / 1e9:.2f}"
+                    for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])[:4]
+                )
+                print(
+                    f"{arch:<4} {dataset:<13} train {train / 1e9:7.2f} GFLOP/image, eval {evaluate / 1e9:6.2f}; "
+                    f"top operators (GFLOP/image): {ops}"
+                )
     if args.markdown:
         print(markdown_table(measured))
         return 0
     print()
-    print(f"Assumed throughput: {MFU:.0%} of the bf16 peak: "
-          + ", ".join(f"{gpu} {MFU * peak / 1e12:.0f} TFLOP/s" for gpu, peak in PEAK_BF16.items()))
+    print(
+        f"Assumed throughput: {MFU:.0%} of the bf16 peak: "
+        + ", ".join(f"{gpu} {MFU * peak / 1e12:.0f} TFLOP/s" for gpu, peak in PEAK_BF16.items())
+    )
     for arch in ARCHS:
         for dataset in DATASETS:
             key = RunKey(arch, dataset, "mixup")
             f = run_flops(key, measured)
-            print(f"one {key.name} run: {f / 1e18:.2f} EFLOP = "
-                  + ", ".join(f"{f / (MFU * p) / 3600:.1f} {g}-hours" for g, p in PEAK_BF16.items()))
+            print(
+                f"one {key.name} run: {f / 1e18:.2f} EFLOP = "
+                + ", ".join(f"{f / (MFU * p) / 3600:.1f} {g}-hours" for g, p in PEAK_BF16.items())
+            )
     print()
     print(markdown_table(measured))
     if mismatch:

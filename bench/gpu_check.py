@@ -85,10 +85,24 @@ class Sizes:
     workers: int = 8
 
 
-TINY = Sizes(n_train=256, n_test=64, warmup=2, steps=3, ddp_steps=2, pairs_per_class_pair=20, nc_samples=64,
-             test_pairs=40, ufm_problems=1_000, ufm_classes=10, ufm_dim=16, workers=2)
-TINY_MODELS = {"wrn": ["model.depth=10", "model.width=1"],
-               "vit": ["model.embed_dim=32", "model.vit_depth=1", "model.num_heads=2"]}
+TINY = Sizes(
+    n_train=256,
+    n_test=64,
+    warmup=2,
+    steps=3,
+    ddp_steps=2,
+    pairs_per_class_pair=20,
+    nc_samples=64,
+    test_pairs=40,
+    ufm_problems=1_000,
+    ufm_classes=10,
+    ufm_dim=16,
+    workers=2,
+)
+TINY_MODELS = {
+    "wrn": ["model.depth=10", "model.width=1"],
+    "vit": ["model.embed_dim=32", "model.vit_depth=1", "model.num_heads=2"],
+}
 
 
 def peak_flops(device: torch.device) -> tuple[str, float | None]:
@@ -106,8 +120,14 @@ def synchronize(device: torch.device) -> None:
 
 def check_config(arch: str, root: Path, sizes: Sizes, tiny: bool, pipeline: str = "tensor") -> ExperimentConfig:
     """The paper's full-scale mixup config of ``arch`` on CIFAR10, reading the synthetic files in ``root``."""
-    hyper = [f"data.root={root}", "data.download=false", f"data.pipeline={pipeline}",
-             f"data.num_workers={sizes.workers}", "train.progress=false", *(TINY_MODELS[arch] if tiny else [])]
+    hyper = [
+        f"data.root={root}",
+        "data.download=false",
+        f"data.pipeline={pipeline}",
+        f"data.num_workers={sizes.workers}",
+        "train.progress=false",
+        *(TINY_MODELS[arch] if tiny else []),
+    ]
     if tiny:
         hyper.append("train.batch_size=32")
     return run_config(RunKey(arch, "cifar10", "mixup"), "full", late=hyper)
@@ -141,8 +161,14 @@ def timed_steps(cfg: ExperimentConfig, device: torch.device, sizes: Sizes, steps
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     train_loader, test_loader = build_loaders(
-        bundle, cfg.train.batch_size, pipeline=cfg.data.pipeline, device=device, channels_last=cfg.train.channels_last,
-        num_workers=min(cfg.data.num_workers, os.cpu_count() or 1), pin_memory=device.type == "cuda")
+        bundle,
+        cfg.train.batch_size,
+        pipeline=cfg.data.pipeline,
+        device=device,
+        channels_last=cfg.train.channels_last,
+        num_workers=min(cfg.data.num_workers, os.cpu_count() or 1),
+        pin_memory=device.type == "cuda",
+    )
     needed = sizes.warmup + steps
     if len(train_loader) < needed:
         raise ValueError(f"{len(train_loader)} batches, {needed} needed: raise Sizes.n_train")
@@ -156,17 +182,30 @@ def timed_steps(cfg: ExperimentConfig, device: torch.device, sizes: Sizes, steps
             marks[step] = time.perf_counter()
 
     net = wrap(model) if wrap is not None else model
-    train_one_epoch(net, get_loss(cfg.train.loss), optimizer, scheduler, _First(train_loader, needed), device, 1,
-                    num_classes=bundle.num_classes, mixup=cfg.mixup, rng=np.random.default_rng(0), amp=cfg.train.amp,
-                    channels_last=cfg.train.channels_last, on_step=on_step)
+    train_one_epoch(
+        net,
+        get_loss(cfg.train.loss),
+        optimizer,
+        scheduler,
+        _First(train_loader, needed),
+        device,
+        1,
+        num_classes=bundle.num_classes,
+        mixup=cfg.mixup,
+        rng=np.random.default_rng(0),
+        amp=cfg.train.amp,
+        channels_last=cfg.train.channels_last,
+        on_step=on_step,
+    )
     images_per_s = steps * cfg.train.batch_size / (marks[needed] - marks[sizes.warmup])
     out = {"images_per_s": images_per_s, "steps": steps, "batch_size": cfg.train.batch_size}
     if cfg.data.pipeline == "tensor" and wrap is None:
         for _ in range(2):  # the first pass warms up
             synchronize(device)
             tic = time.perf_counter()
-            evaluate(model, test_loader, device, bundle.num_classes, amp=cfg.train.amp,
-                     channels_last=cfg.train.channels_last)
+            evaluate(
+                model, test_loader, device, bundle.num_classes, amp=cfg.train.amp, channels_last=cfg.train.channels_last
+            )
             synchronize(device)
         out["eval_images_per_s"] = len(bundle.test) / (time.perf_counter() - tic)
     return out
@@ -183,20 +222,29 @@ def training_section(root: Path, device: torch.device, sizes: Sizes, tiny: bool,
             cfg = check_config(arch, root, sizes, tiny, pipeline)
             run = timed_steps(cfg, device, sizes, sizes.steps)
             ips = run["images_per_s"]
-            row = {"images_per_s": ips, "train_tflops": ips * train_flops / 1e12,
-                   "fraction_of_bf16_peak": None if peak is None else ips * train_flops / peak,
-                   "amp": cfg.train.amp, "channels_last": cfg.train.channels_last, "batch_size": run["batch_size"],
-                   "workers": cfg.data.num_workers if pipeline == "loader" else 0}
+            row = {
+                "images_per_s": ips,
+                "train_tflops": ips * train_flops / 1e12,
+                "fraction_of_bf16_peak": None if peak is None else ips * train_flops / peak,
+                "amp": cfg.train.amp,
+                "channels_last": cfg.train.channels_last,
+                "batch_size": run["batch_size"],
+                "workers": cfg.data.num_workers if pipeline == "loader" else 0,
+            }
             if "eval_images_per_s" in run:
                 n_train, n_test = get_spec("cifar10").sizes
                 steps = n_train // cfg.train.batch_size
                 row["eval_images_per_s"] = run["eval_images_per_s"]
                 row["eval_tflops"] = run["eval_images_per_s"] * eval_flops / 1e12
-                row["seconds_per_cifar10_epoch"] = (steps * cfg.train.batch_size / ips
-                                                    + n_test / run["eval_images_per_s"])
+                row["seconds_per_cifar10_epoch"] = (
+                    steps * cfg.train.batch_size / ips + n_test / run["eval_images_per_s"]
+                )
             entry[pipeline] = row
-            print(f"[gpu-check] {title} {pipeline:<6}: {ips:9.0f} images/s, {row['train_tflops']:.1f} TFLOP/s"
-                  + (f" ({100 * row['fraction_of_bf16_peak']:.0f}% of peak)" if peak else ""), flush=True)
+            print(
+                f"[gpu-check] {title} {pipeline:<6}: {ips:9.0f} images/s, {row['train_tflops']:.1f} TFLOP/s"
+                + (f" ({100 * row['fraction_of_bf16_peak']:.0f}% of peak)" if peak else ""),
+                flush=True,
+            )
         entry["tensor_over_loader"] = entry["tensor"]["images_per_s"] / entry["loader"]["images_per_s"]
         entry["seconds_per_cifar10_epoch"] = entry["tensor"]["seconds_per_cifar10_epoch"]
         result[arch] = entry
@@ -217,15 +265,30 @@ def ddp_section(root: Path, device: torch.device, sizes: Sizes, tiny: bool) -> d
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
     tdist.init_process_group(backend, rank=0, world_size=1)
     try:
-        ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" \
+        ids = (
+            [device.index if device.index is not None else torch.cuda.current_device()]
+            if device.type == "cuda"
             else None
-        ddp = timed_steps(cfg, device, sizes, sizes.ddp_steps,
-                          wrap=lambda m: torch.nn.parallel.DistributedDataParallel(m, device_ids=ids))["images_per_s"]
+        )
+        ddp = timed_steps(
+            cfg,
+            device,
+            sizes,
+            sizes.ddp_steps,
+            wrap=lambda m: torch.nn.parallel.DistributedDataParallel(m, device_ids=ids),
+        )["images_per_s"]
     finally:
         tdist.destroy_process_group()
     print(f"[gpu-check] DDP ({backend}, 1 process): {ddp:.0f} images/s, plain {plain:.0f}", flush=True)
-    return {"model": model_label(cfg), "backend": backend, "world_size": 1, "images_per_s": ddp,
-            "plain_images_per_s": plain, "ddp_over_plain": ddp / plain, "steps": sizes.ddp_steps}
+    return {
+        "model": model_label(cfg),
+        "backend": backend,
+        "world_size": 1,
+        "images_per_s": ddp,
+        "plain_images_per_s": plain,
+        "ddp_over_plain": ddp / plain,
+        "steps": sizes.ddp_steps,
+    }
 
 
 def analysis_section(root: Path, device: torch.device, sizes: Sizes, tiny: bool, out: Path) -> dict:
@@ -236,23 +299,43 @@ def analysis_section(root: Path, device: torch.device, sizes: Sizes, tiny: bool,
     bundle = build_datasets(dataclasses.replace(cfg.data, augment=False))
     torch.manual_seed(0)
     model = build_model(cfg.model, bundle.num_classes, bundle.in_channels, bundle.image_size)
-    settings = dataclasses.replace(cfg.analysis, classes=[0, 1, 2], pairs_per_class_pair=sizes.pairs_per_class_pair,
-                                   nc_samples=sizes.nc_samples, test_pairs=sizes.test_pairs)
+    settings = dataclasses.replace(
+        cfg.analysis,
+        classes=[0, 1, 2],
+        pairs_per_class_pair=sizes.pairs_per_class_pair,
+        nc_samples=sizes.nc_samples,
+        test_pairs=sizes.test_pairs,
+    )
     synchronize(device)
     tic = time.perf_counter()
-    result = measure_model(model, bundle.train, bundle.test, out_dir=out / "analysis", settings=settings,
-                           device=device, num_workers=min(sizes.workers, os.cpu_count() or 1),
-                           report=Report(draw=False, progress=False), overwrite=True)
+    result = measure_model(
+        model,
+        bundle.train,
+        bundle.test,
+        out_dir=out / "analysis",
+        settings=settings,
+        device=device,
+        num_workers=min(sizes.workers, os.cpu_count() or 1),
+        report=Report(draw=False, progress=False),
+        overwrite=True,
+    )
     synchronize(device)
     seconds = time.perf_counter() - tic
     pairs = len(result.features.lam)
     laps = result.summary.get("seconds", {})
     pair_seconds = laps.get("pairs")
     print(f"[gpu-check] analysis: {pairs} pairs in {seconds:.1f} s", flush=True)
-    return {"model": model_label(cfg), "pairs": pairs, "seconds": seconds, "pairs_per_s": pairs / seconds,
-            "pair_features_and_measures_per_s": pairs / pair_seconds if pair_seconds else None,
-            "laps_seconds": laps, "bn_mode": settings.bn_mode, "nc_samples": sizes.nc_samples,
-            "test_pairs": sizes.test_pairs}
+    return {
+        "model": model_label(cfg),
+        "pairs": pairs,
+        "seconds": seconds,
+        "pairs_per_s": pairs / seconds,
+        "pair_features_and_measures_per_s": pairs / pair_seconds if pair_seconds else None,
+        "laps_seconds": laps,
+        "bn_mode": settings.bn_mode,
+        "nc_samples": sizes.nc_samples,
+        "test_pairs": sizes.test_pairs,
+    }
 
 
 def ufm_section(device: torch.device, sizes: Sizes) -> dict:
@@ -278,14 +361,23 @@ def ufm_section(device: torch.device, sizes: Sizes) -> dict:
     grad = feature_gradient(W, H[sample], targets[sample], weight_decay)
     rel = (grad.norm(dim=1) / H[sample].norm(dim=1).clamp_min(1.0)).max().item()
     print(f"[gpu-check] UFM: {N} problems (C={C}, d={d}) in {seconds:.2f} s", flush=True)
-    return {"problems": N, "num_classes": C, "dim": d, "seconds": seconds, "problems_per_s": N / seconds,
-            "max_relative_gradient": rel, "weight_decay": weight_decay}
+    return {
+        "problems": N,
+        "num_classes": C,
+        "dim": d,
+        "seconds": seconds,
+        "problems_per_s": N / seconds,
+        "max_relative_gradient": rel,
+        "weight_decay": weight_decay,
+    }
 
 
 def gpu_hours_section(training: dict, device_name: str) -> dict:
     """The full reproduction's GPU-hours from the measured throughput of each architecture, and the estimates."""
-    rates = {arch: (training[arch]["tensor"]["train_tflops"] * 1e12,
-                    training[arch]["tensor"].get("eval_tflops", 0.0) * 1e12) for arch in training}
+    rates = {
+        arch: (training[arch]["tensor"]["train_tflops"] * 1e12, training[arch]["tensor"].get("eval_tflops", 0.0) * 1e12)
+        for arch in training
+    }
     per_experiment = {}
     for name in [*EXPERIMENTS, "all"]:
         names = list(EXPERIMENTS) if name == "all" else [name]
@@ -298,13 +390,19 @@ def gpu_hours_section(training: dict, device_name: str) -> dict:
             train_part = t.epochs * (n_train // t.batch_size) * t.batch_size * train_f / rates[key.arch][0]
             eval_part = math.ceil(t.epochs / t.eval_every) * n_test * eval_f / rates[key.arch][1]
             seconds += n * (train_part + eval_part)
-        per_experiment[name] = {"measured_gpu_hours": seconds / 3600,
-                                "estimated_h100_hours": estimate_gpu_hours(names, "H100"),
-                                "estimated_a100_hours": estimate_gpu_hours(names, "A100")}
-    return {"device": device_name, "assumed_fraction_of_peak_in_estimates": MFU,
-            "estimate_peaks": PEAK_BF16, "experiments": per_experiment,
-            "how": "each run's FLOPs (cost.FLOPS_PER_IMAGE x images x epochs) over the achieved train and eval "
-                   "FLOP/s of its architecture measured here on CIFAR10 shapes (tensor pipeline)"}
+        per_experiment[name] = {
+            "measured_gpu_hours": seconds / 3600,
+            "estimated_h100_hours": estimate_gpu_hours(names, "H100"),
+            "estimated_a100_hours": estimate_gpu_hours(names, "A100"),
+        }
+    return {
+        "device": device_name,
+        "assumed_fraction_of_peak_in_estimates": MFU,
+        "estimate_peaks": PEAK_BF16,
+        "experiments": per_experiment,
+        "how": "each run's FLOPs (cost.FLOPS_PER_IMAGE x images x epochs) over the achieved train and eval "
+        "FLOP/s of its architecture measured here on CIFAR10 shapes (tensor pipeline)",
+    }
 
 
 def _write(path: Path, report: dict) -> None:
@@ -327,8 +425,15 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name, peak = peak_flops(device)
-    report: dict = {"tiny": args.tiny, "device": name, "bf16_peak_flops": peak, "torch": torch.__version__,
-                    "cuda": torch.version.cuda, "cpu_count": os.cpu_count(), "sizes": dataclasses.asdict(sizes)}
+    report: dict = {
+        "tiny": args.tiny,
+        "device": name,
+        "bf16_peak_flops": peak,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cpu_count": os.cpu_count(),
+        "sizes": dataclasses.asdict(sizes),
+    }
     print(f"[gpu-check] {name}, torch {torch.__version__}; writing {out / OUT_FILE}", flush=True)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:

@@ -35,21 +35,57 @@ from pathlib import Path
 from mixcollapse.machine import cpu_model
 
 COMMON = (
-    "data.name=fashionmnist", "data.num_workers=0", "train.threads=1", "train.progress=false",
-    "train.batch_size=128", "train.optimizer=adam", "train.schedule=cosine", "train.warmup_epochs=10",
-    "train.amp=none", "train.eval_every=25", "train.checkpoint_every=25", "train.tensorboard=false",
+    "data.name=fashionmnist",
+    "data.num_workers=0",
+    "train.threads=1",
+    "train.progress=false",
+    "train.batch_size=128",
+    "train.optimizer=adam",
+    "train.schedule=cosine",
+    "train.warmup_epochs=10",
+    "train.amp=none",
+    "train.eval_every=25",
+    "train.checkpoint_every=25",
+    "train.tensorboard=false",
 )
 # name -> overrides. Width, depth, heads, training subset, epochs, lr and weight decay differ.
 CANDIDATES: dict[str, tuple[str, ...]] = {
-    "d64-L4-n2000-e400": ("model.embed_dim=64", "model.vit_depth=4", "model.num_heads=4", "data.train_limit=2000",
-                          "train.epochs=400", "train.lr=1e-3", "train.weight_decay=0"),
-    "d96-L6-n2000-e160": ("model.embed_dim=96", "model.vit_depth=6", "model.num_heads=3", "data.train_limit=2000",
-                          "train.epochs=160", "train.lr=1e-3", "train.weight_decay=0"),
-    "d64-L4-n2000-e400-wd5e-4": ("model.embed_dim=64", "model.vit_depth=4", "model.num_heads=4",
-                                 "data.train_limit=2000", "train.epochs=400", "train.lr=1e-3",
-                                 "train.weight_decay=5e-4"),
-    "d64-L6-n1000-e500": ("model.embed_dim=64", "model.vit_depth=6", "model.num_heads=4", "data.train_limit=1000",
-                          "train.epochs=500", "train.lr=1e-3", "train.weight_decay=5e-5"),
+    "d64-L4-n2000-e400": (
+        "model.embed_dim=64",
+        "model.vit_depth=4",
+        "model.num_heads=4",
+        "data.train_limit=2000",
+        "train.epochs=400",
+        "train.lr=1e-3",
+        "train.weight_decay=0",
+    ),
+    "d96-L6-n2000-e160": (
+        "model.embed_dim=96",
+        "model.vit_depth=6",
+        "model.num_heads=3",
+        "data.train_limit=2000",
+        "train.epochs=160",
+        "train.lr=1e-3",
+        "train.weight_decay=0",
+    ),
+    "d64-L4-n2000-e400-wd5e-4": (
+        "model.embed_dim=64",
+        "model.vit_depth=4",
+        "model.num_heads=4",
+        "data.train_limit=2000",
+        "train.epochs=400",
+        "train.lr=1e-3",
+        "train.weight_decay=5e-4",
+    ),
+    "d64-L6-n1000-e500": (
+        "model.embed_dim=64",
+        "model.vit_depth=6",
+        "model.num_heads=4",
+        "data.train_limit=1000",
+        "train.epochs=500",
+        "train.lr=1e-3",
+        "train.weight_decay=5e-5",
+    ),
 }
 # Kernel settings of a CPU without AVX-512 (most laptops, older servers), on a CPU that has it: ATen's own
 # vectorised kernels, oneDNN's and MKL's capped at AVX2 (bf16 autocast is then emulated, so it is not measured).
@@ -88,17 +124,40 @@ def probe(name: str, overrides: tuple[str, ...], out: Path, data_root: str) -> d
     run = out / name
     epochs = _epochs(overrides)
     kept = sorted({max(1, round(epochs * f)) for f in (0.25, 0.5, 0.75)})
-    args = [*COMMON, *overrides, "mixup.alpha=1.0", f"train.checkpoint_epochs={kept}",
-            "analysis.pairs_per_class_pair=300", "analysis.bn_mode=train"]
+    args = [
+        *COMMON,
+        *overrides,
+        "mixup.alpha=1.0",
+        f"train.checkpoint_epochs={kept}",
+        "analysis.pairs_per_class_pair=300",
+        "analysis.bn_mode=train",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     log = out / f"{name}.log"
     metrics = run / "metrics.jsonl"
     if not (run / "checkpoints" / "last.pt").is_file() or len(metrics.read_text().splitlines()) < epochs:
         resume = ["--resume"] if (run / "config.yaml").is_file() else []
         with open(log, "a") as f:
-            subprocess.run([sys.executable, "-m", "mixcollapse", "train", "--preset", "vit-fashionmnist", "--out",
-                            str(run), "--data-root", data_root, *resume, *args], check=True, stdout=f, stderr=f,
-                           env=env)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "mixcollapse",
+                    "train",
+                    "--preset",
+                    "vit-fashionmnist",
+                    "--out",
+                    str(run),
+                    "--data-root",
+                    data_root,
+                    *resume,
+                    *args,
+                ],
+                check=True,
+                stdout=f,
+                stderr=f,
+                env=env,
+            )
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     points = []
     for epoch in [*kept, epochs]:
@@ -107,20 +166,39 @@ def probe(name: str, overrides: tuple[str, ...], out: Path, data_root: str) -> d
         result = dest / "analysis.json"
         if not result.is_file():
             with open(log, "a") as f:
-                subprocess.run([sys.executable, "-m", "mixcollapse", "analyze", str(run), "--checkpoint", str(ckpt),
-                                "--out", str(dest), "--threads", "1", "--json"], check=True, stdout=f, stderr=f,
-                               env=env)
+                subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "mixcollapse",
+                        "analyze",
+                        str(run),
+                        "--checkpoint",
+                        str(ckpt),
+                        "--out",
+                        str(dest),
+                        "--threads",
+                        "1",
+                        "--json",
+                    ],
+                    check=True,
+                    stdout=f,
+                    stderr=f,
+                    env=env,
+                )
         analysis = json.loads(result.read_text())
         upto = rows[:epoch]
         tested = [r for r in upto if r.get("test_accuracy") is not None]
-        points.append({
-            "epoch": epoch,
-            "train_seconds": round(sum(r["epoch_seconds"] for r in upto), 1),
-            "train_accuracy_unmixed": analysis["neural_collapse"]["accuracy"],
-            **{k: analysis.get(k) for k in KEYS},
-            "test_accuracy": tested[-1]["test_accuracy"] if tested else None,
-            "test_ece": tested[-1]["test_ece"] if tested else None,
-        })
+        points.append(
+            {
+                "epoch": epoch,
+                "train_seconds": round(sum(r["epoch_seconds"] for r in upto), 1),
+                "train_accuracy_unmixed": analysis["neural_collapse"]["accuracy"],
+                **{k: analysis.get(k) for k in KEYS},
+                "test_accuracy": tested[-1]["test_accuracy"] if tested else None,
+                "test_ece": tested[-1]["test_ece"] if tested else None,
+            }
+        )
     return {"overrides": list(overrides), "mixup_alpha": 1.0, "threads": 1, "points": points}
 
 
@@ -128,15 +206,27 @@ def step_times(overrides: tuple[str, ...]) -> dict:
     """Median ms per training step (forward, backward, Adam) of one batch of the candidate's ViT, alone on the
     machine: float32 and bf16 autocast, one thread and one per core, and float32 with AVX2-level kernels."""
     cores = os.cpu_count() or 1
-    settings = [(1, "none", {}), (cores, "none", {}), (1, "bf16", {}), (cores, "bf16", {}), (1, "none", AVX2_ENV),
-                (cores, "none", AVX2_ENV)]
+    settings = [
+        (1, "none", {}),
+        (cores, "none", {}),
+        (1, "bf16", {}),
+        (cores, "bf16", {}),
+        (1, "none", AVX2_ENV),
+        (cores, "none", AVX2_ENV),
+    ]
     out = {}
     for threads, amp, extra in settings:
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), **extra}
-        done = subprocess.run([sys.executable, "-c", STEP_SCRIPT, str(threads), amp, *overrides], check=True,
-                              capture_output=True, text=True, env=env)
-        key = f"{'float32' if amp == 'none' else 'bf16'}_{threads}thread{'s' if threads > 1 else ''}" + \
-            ("_avx2_kernels" if extra else "")
+        done = subprocess.run(
+            [sys.executable, "-c", STEP_SCRIPT, str(threads), amp, *overrides],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        key = f"{'float32' if amp == 'none' else 'bf16'}_{threads}thread{'s' if threads > 1 else ''}" + (
+            "_avx2_kernels" if extra else ""
+        )
         out[key] = round(float(done.stdout.strip().splitlines()[-1]), 1)
     return out
 
@@ -148,17 +238,25 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", default="docs/results/vit_cpu_candidates.json")
     parser.add_argument("--only", nargs="*", default=None, help="candidate names (default: all)")
     parser.add_argument("--jobs", type=int, default=2, help="candidates trained side by side, one thread each")
-    parser.add_argument("--speed", action="store_true",
-                        help="only measure the step time of each candidate's ViT (quiet machine), into the same JSON")
+    parser.add_argument(
+        "--speed",
+        action="store_true",
+        help="only measure the step time of each candidate's ViT (quiet machine), into the same JSON",
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     names = args.only or list(CANDIDATES)
     path = Path(args.json)
     result = json.loads(path.read_text()) if path.is_file() else {"candidates": {}}
-    result["machine"] = {"processor": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                         "lscpu_model": cpu_model(), "jobs_side_by_side": args.jobs,
-                         "common_overrides": list(COMMON), "preset": "vit-fashionmnist"}
+    result["machine"] = {
+        "processor": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "lscpu_model": cpu_model(),
+        "jobs_side_by_side": args.jobs,
+        "common_overrides": list(COMMON),
+        "preset": "vit-fashionmnist",
+    }
 
     if args.speed:
         for name in names:
@@ -172,9 +270,12 @@ def main(argv: list[str] | None = None) -> dict:
         numbers = probe(name, CANDIDATES[name], out, args.data_root)
         print(f"{name}: done in {time.perf_counter() - tic:.0f} s", flush=True)
         for p in numbers["points"]:
-            print(f"  epoch {p['epoch']:4d} ({p['train_seconds']:.0f} s): train acc {p['train_accuracy_unmixed']:.4f} "
-                  f"|p_a-l| {p['pair_prob_mae']:.4f} mass {p['pair_mass']:.3f} cos {p['same_cos_in_span']:.3f} "
-                  f"middle {p['channel_middle_density_ratio']:.2f} test {p['test_accuracy']}", flush=True)
+            print(
+                f"  epoch {p['epoch']:4d} ({p['train_seconds']:.0f} s): train acc {p['train_accuracy_unmixed']:.4f} "
+                f"|p_a-l| {p['pair_prob_mae']:.4f} mass {p['pair_mass']:.3f} cos {p['same_cos_in_span']:.3f} "
+                f"middle {p['channel_middle_density_ratio']:.2f} test {p['test_accuracy']}",
+                flush=True,
+            )
         return name, numbers
 
     with ThreadPoolExecutor(args.jobs) as pool:

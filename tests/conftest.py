@@ -16,12 +16,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 from mixcollapse.config import ExperimentConfig, load_config
 
 # 384 training images (6 batches of 64), a 32-unit small CNN, no progress bar.
-TINY_OVERRIDES = (
-    "data.train_limit=384",
-    "train.batch_size=64",
-    "model.hidden=32",
-    "train.progress=false",
-)
+TINY_OVERRIDES = ("data.train_limit=384", "train.batch_size=64", "model.hidden=32", "train.progress=false")
 
 
 @pytest.fixture
@@ -96,8 +91,10 @@ REAL_FASHIONMNIST = "/usr/share/datasets/fashion-mnist"
 def real_fashionmnist() -> str:
     """The folder of the real FashionMNIST (Debian's dataset-fashion-mnist); skips the test without it."""
     if not os.path.isfile(os.path.join(REAL_FASHIONMNIST, "train-images-idx3-ubyte.gz")):
-        pytest.skip(f"the real FashionMNIST is not installed in {REAL_FASHIONMNIST} "
-                    "(apt-get install dataset-fashion-mnist; .ci/run installs it)")
+        pytest.skip(
+            f"the real FashionMNIST is not installed in {REAL_FASHIONMNIST} "
+            "(apt-get install dataset-fashion-mnist; .ci/run installs it)"
+        )
     return REAL_FASHIONMNIST
 
 

@@ -88,8 +88,17 @@ def configuration_metrics_dense(
         gap = float(max(z[i, ai], z[i, bi]) - zo.mean())
         p_a = float(P[i, ai])
         s_pos = float(z[i, ai] - z[i, bi] + 1.0) / 2.0
-        diff_sums[:, idx[i]] += [1.0, li, p_a, p_a**2, abs(p_a - li), p_a + float(P[i, bi]), std_o, gap,
-                                 abs(s_pos - li)]
+        diff_sums[:, idx[i]] += [
+            1.0,
+            li,
+            p_a,
+            p_a**2,
+            abs(p_a - li),
+            p_a + float(P[i, bi]),
+            std_o,
+            gap,
+            abs(s_pos - li),
+        ]
         if centres is not None:
             c_a, c_b = centres[ai].to(dev, F64), centres[bi].to(dev, F64)
             seg = c_a - c_b

@@ -44,8 +44,15 @@ def read_stripes(spec: DatasetSpec, cfg, root: Path, augment: bool) -> Images:
     with np.load(root / STRIPES_FILE) as f:
         sets = [(torch.from_numpy(f[f"{s}_x"]).float() / 255 - spec.mean[0]) / spec.std[0] for s in ("train", "test")]
         labels = [f["train_y"], f["test_y"]]
-    return Images(ImageTensors(sets[0], labels[0]), ImageTensors(sets[1], labels[1]), ["a", "b", "c", "d"],
-                  spec.mean, spec.std, spec.image_size, spec.in_channels)
+    return Images(
+        ImageTensors(sets[0], labels[0]),
+        ImageTensors(sets[1], labels[1]),
+        ["a", "b", "c", "d"],
+        spec.mean,
+        spec.std,
+        spec.image_size,
+        spec.in_channels,
+    )
 
 
 def write_stripes(root) -> Path:
@@ -54,14 +61,26 @@ def write_stripes(root) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "FAKE_DATA.txt").write_text("synthetic stripes\n")
     train_y, test_y = np.arange(160) % 4, np.arange(40) % 4
-    np.savez(root / STRIPES_FILE, train_x=synthetic_images(train_y, 4, 12, 1, 0, 0), train_y=train_y,
-             test_x=synthetic_images(test_y, 4, 12, 1, 0, 1), test_y=test_y)
+    np.savez(
+        root / STRIPES_FILE,
+        train_x=synthetic_images(train_y, 4, 12, 1, 0, 0),
+        train_y=train_y,
+        test_x=synthetic_images(test_y, 4, 12, 1, 0, 1),
+        test_y=test_y,
+    )
     return root
 
 
 STRIPES = DatasetSpec(
-    name="stripes", title="Stripes", read=read_stripes, num_classes=4, image_size=12, in_channels=1,
-    mean=(0.5,), std=(0.25,), sizes=(160, 40),
+    name="stripes",
+    title="Stripes",
+    read=read_stripes,
+    num_classes=4,
+    image_size=12,
+    in_channels=1,
+    mean=(0.5,),
+    std=(0.25,),
+    sizes=(160, 40),
     files=Files(paths=(STRIPES_FILE,), expected=STRIPES_FILE, how="write it with write_stripes({root})"),
     fake=write_stripes,
 )
@@ -75,13 +94,21 @@ def stripes():
 
 
 def test_a_registered_dataset_trains_analyses_and_draws(stripes, tmp_path, capsys):
-    source = ensure_data(load_config("digits", ["data.name=stripes", f"data.root={tmp_path / 'none'}"]).data,
-                         allow_fake=True)
+    source = ensure_data(
+        load_config("digits", ["data.name=stripes", f"data.root={tmp_path / 'none'}"]).data, allow_fake=True
+    )
     assert source.kind == "fake" and (Path(source.root) / STRIPES_FILE).is_file()  # the spec's own writer
     run = tmp_path / "run"
-    settings = ["data.name=stripes", f"data.root={source.root}", "model.hidden=16", "train.epochs=3",
-                "train.batch_size=32", "train.progress=false", "analysis.pairs_per_class_pair=8",
-                "analysis.test_pairs=16"]
+    settings = [
+        "data.name=stripes",
+        f"data.root={source.root}",
+        "model.hidden=16",
+        "train.epochs=3",
+        "train.batch_size=32",
+        "train.progress=false",
+        "analysis.pairs_per_class_pair=8",
+        "analysis.test_pairs=16",
+    ]
     assert main(["train", "--preset", "digits", "--out", str(run), *settings]) == 0
     assert main(["analyze", str(run)]) == 0
     analysis = run / "analysis" / "last"

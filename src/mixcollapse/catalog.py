@@ -107,8 +107,12 @@ def resolve(ref: str | Callable) -> Callable:
 _CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 _CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 _FASHION_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
-_FASHION_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-                  "t10k-labels-idx1-ubyte")
+_FASHION_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 FOLDER_LAYOUT = "DIR/train/<class>/<image> and DIR/test/<class>/<image> (torchvision's ImageFolder layout)"
 
 
@@ -116,50 +120,100 @@ def _extract_how(url: str, archive: str) -> str:
     return f"download {url} and extract it into {{root}} (tar xzf {archive} -C {{root}})"
 
 
-register(DatasetSpec(
-    name="digits", title="digits", read="mixcollapse.data.readers:read_digits",
-    num_classes=10, image_size=8, in_channels=1, sizes=(1437, 360),
-))  # scikit-learn's 1797 real 8x8 digits, a seeded stratified 80/20 split; statistics from its training part
-register(DatasetSpec(
-    name="fashionmnist", title="FashionMNIST", read="mixcollapse.data.readers:read_fashionmnist",
-    num_classes=10, image_size=28, in_channels=1, mean=(0.2860,), std=(0.3530,), sizes=(60000, 10000),
-    files=Files(
-        paths=tuple(f"FashionMNIST/raw/{n}" for n in _FASHION_FILES),
-        expected="FashionMNIST/raw/" + ", ".join(f"{n}(.gz)" for n in _FASHION_FILES),
-        how=f"install them with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or put the four .gz files "
-        f"from {_FASHION_URL} (or github.com/zalandoresearch/fashion-mnist, data/fashion) into one folder and pass "
-        f"--data-root or set {DATA_ENV}",
-        url=_FASHION_URL, flat=True, system_dirs=("/usr/share/datasets/fashion-mnist",),
-    ),
-    fake="mixcollapse.data.fake:write_fake_fashionmnist", download="mixcollapse.data.readers:download_fashionmnist",
-))
-register(DatasetSpec(
-    name="cifar10", title="CIFAR10", read="mixcollapse.data.readers:read_cifar10",
-    num_classes=10, image_size=32, in_channels=3, mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616),
-    sizes=(50000, 10000), augmentable=True,
-    files=Files(
-        paths=tuple(f"cifar-10-batches-py/{n}"
-                    for n in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]),
-        expected="cifar-10-batches-py/data_batch_1..5, test_batch, batches.meta",
-        how=_extract_how(_CIFAR10_URL, "cifar-10-python.tar.gz"), url=_CIFAR10_URL,
-        archive="cifar-10-python.tar.gz", archive_md5="c58f30108f718f92721af3b95e74349a",
-    ),
-    fake="mixcollapse.data.fake:write_fake_cifar10", download="mixcollapse.data.readers:download_cifar10",
-))
-register(DatasetSpec(
-    name="cifar100", title="CIFAR100", read="mixcollapse.data.readers:read_cifar100",
-    num_classes=100, image_size=32, in_channels=3, mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762),
-    sizes=(50000, 10000), augmentable=True,
-    files=Files(
-        paths=("cifar-100-python/train", "cifar-100-python/test", "cifar-100-python/meta"),
-        expected="cifar-100-python/train, test, meta",
-        how=_extract_how(_CIFAR100_URL, "cifar-100-python.tar.gz"), url=_CIFAR100_URL,
-        archive="cifar-100-python.tar.gz", archive_md5="eb9058c3a382ffc7106e4002c42a8d85",
-    ),
-    fake="mixcollapse.data.fake:write_fake_cifar100", download="mixcollapse.data.readers:download_cifar100",
-))
-register(DatasetSpec(
-    name="imagefolder", title="your images", read="mixcollapse.data.folders:read_image_folders",
-    in_channels=3, augmentable=True,
-    files=Files(paths=("train", "test"), expected=FOLDER_LAYOUT, how="set data.root to DIR", searched=False),
-))  # classes, size and statistics are read from data.root (mixcollapse.data.folders)
+register(
+    DatasetSpec(
+        name="digits",
+        title="digits",
+        read="mixcollapse.data.readers:read_digits",
+        num_classes=10,
+        image_size=8,
+        in_channels=1,
+        sizes=(1437, 360),
+    )
+)  # scikit-learn's 1797 real 8x8 digits, a seeded stratified 80/20 split; statistics from its training part
+register(
+    DatasetSpec(
+        name="fashionmnist",
+        title="FashionMNIST",
+        read="mixcollapse.data.readers:read_fashionmnist",
+        num_classes=10,
+        image_size=28,
+        in_channels=1,
+        mean=(0.2860,),
+        std=(0.3530,),
+        sizes=(60000, 10000),
+        files=Files(
+            paths=tuple(f"FashionMNIST/raw/{n}" for n in _FASHION_FILES),
+            expected="FashionMNIST/raw/" + ", ".join(f"{n}(.gz)" for n in _FASHION_FILES),
+            how=f"install them with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or put the four .gz files "
+            f"from {_FASHION_URL} (or github.com/zalandoresearch/fashion-mnist, data/fashion) into one folder and pass "
+            f"--data-root or set {DATA_ENV}",
+            url=_FASHION_URL,
+            flat=True,
+            system_dirs=("/usr/share/datasets/fashion-mnist",),
+        ),
+        fake="mixcollapse.data.fake:write_fake_fashionmnist",
+        download="mixcollapse.data.readers:download_fashionmnist",
+    )
+)
+register(
+    DatasetSpec(
+        name="cifar10",
+        title="CIFAR10",
+        read="mixcollapse.data.readers:read_cifar10",
+        num_classes=10,
+        image_size=32,
+        in_channels=3,
+        mean=(0.4914, 0.4822, 0.4465),
+        std=(0.2470, 0.2435, 0.2616),
+        sizes=(50000, 10000),
+        augmentable=True,
+        files=Files(
+            paths=tuple(
+                f"cifar-10-batches-py/{n}"
+                for n in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
+            ),
+            expected="cifar-10-batches-py/data_batch_1..5, test_batch, batches.meta",
+            how=_extract_how(_CIFAR10_URL, "cifar-10-python.tar.gz"),
+            url=_CIFAR10_URL,
+            archive="cifar-10-python.tar.gz",
+            archive_md5="c58f30108f718f92721af3b95e74349a",
+        ),
+        fake="mixcollapse.data.fake:write_fake_cifar10",
+        download="mixcollapse.data.readers:download_cifar10",
+    )
+)
+register(
+    DatasetSpec(
+        name="cifar100",
+        title="CIFAR100",
+        read="mixcollapse.data.readers:read_cifar100",
+        num_classes=100,
+        image_size=32,
+        in_channels=3,
+        mean=(0.5071, 0.4865, 0.4409),
+        std=(0.2673, 0.2564, 0.2762),
+        sizes=(50000, 10000),
+        augmentable=True,
+        files=Files(
+            paths=("cifar-100-python/train", "cifar-100-python/test", "cifar-100-python/meta"),
+            expected="cifar-100-python/train, test, meta",
+            how=_extract_how(_CIFAR100_URL, "cifar-100-python.tar.gz"),
+            url=_CIFAR100_URL,
+            archive="cifar-100-python.tar.gz",
+            archive_md5="eb9058c3a382ffc7106e4002c42a8d85",
+        ),
+        fake="mixcollapse.data.fake:write_fake_cifar100",
+        download="mixcollapse.data.readers:download_cifar100",
+    )
+)
+register(
+    DatasetSpec(
+        name="imagefolder",
+        title="your images",
+        read="mixcollapse.data.folders:read_image_folders",
+        in_channels=3,
+        augmentable=True,
+        files=Files(paths=("train", "test"), expected=FOLDER_LAYOUT, how="set data.root to DIR", searched=False),
+    )
+)  # classes, size and statistics are read from data.root (mixcollapse.data.folders)

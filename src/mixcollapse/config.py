@@ -309,8 +309,9 @@ def _choice(value: str, options: tuple[str, ...], where: str) -> None:
 MIN_IMAGE_SIZE = 8  # the convolutional nets downsample by 2 (small) or 4 (WRN) before pooling
 
 
-def check_model(m: ModelConfig, num_classes: int | None = None, in_channels: int | None = None,
-                image_size: int | None = None) -> None:
+def check_model(
+    m: ModelConfig, num_classes: int | None = None, in_channels: int | None = None, image_size: int | None = None
+) -> None:
     """Raise ConfigError for an architecture that cannot be built (and for sizes it cannot take, when given).
 
     The one place for these checks: ``validate`` calls it on a config, ``models.build_model`` with the
@@ -324,8 +325,9 @@ def check_model(m: ModelConfig, num_classes: int | None = None, in_channels: int
     if image_size is not None and m.name in ("small", "wrn") and image_size < MIN_IMAGE_SIZE:
         raise ConfigError(f"model '{m.name}' needs image_size >= {MIN_IMAGE_SIZE}, got {image_size}")
     if m.name == "wrn" and ((m.depth - 4) % 6 != 0 or m.depth < 10 or m.width < 1):
-        raise ConfigError(f"WRN-{m.depth}-{m.width}: model.depth must be 6n + 4 >= 10 (e.g. 16, 28, 40) and "
-                          "model.width >= 1")
+        raise ConfigError(
+            f"WRN-{m.depth}-{m.width}: model.depth must be 6n + 4 >= 10 (e.g. 16, 28, 40) and model.width >= 1"
+        )
     if m.name == "small" and m.hidden < 1:
         raise ConfigError(f"model.hidden={m.hidden} must be >= 1")
     if m.name == "vit":

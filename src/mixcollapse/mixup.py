@@ -46,12 +46,7 @@ class MixedBatch:
 
 
 def mix_batch(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    num_classes: int,
-    alpha: float,
-    rng: np.random.Generator,
-    per_sample: bool = False,
+    x: torch.Tensor, y: torch.Tensor, num_classes: int, alpha: float, rng: np.random.Generator, per_sample: bool = False
 ) -> MixedBatch:
     """Mix a batch with a random permutation of itself; one lambda per batch or per sample."""
     B = x.shape[0]

@@ -71,6 +71,7 @@ def test_recalibration_is_the_plain_mean_of_batch_statistics(toy):
 
 def test_recalibrated_features_do_not_depend_on_batch_size(tmp_path, toy):
     model, dataset, pairs = toy
+
     def bn():
         return BatchNormPlan("recalibrate", mixup_training_batches(dataset, 4, 1.0, 16, seed=1), recalibrate_batches=4)
 
@@ -84,9 +85,14 @@ def test_train_mode_composes_batches_like_training_batches(tmp_path, toy):
     model, dataset, pairs = toy
     model.train()
     before = model.body[2].running_mean.clone()
-    out = extract_pair_features(model, dataset, pairs, tmp_path / "t",
-                                bn=BatchNormPlan("train", mixup_training_batches(dataset, 4, 1.0, 32, seed=0)),
-                                loading=Loading(32, progress=False))
+    out = extract_pair_features(
+        model,
+        dataset,
+        pairs,
+        tmp_path / "t",
+        bn=BatchNormPlan("train", mixup_training_batches(dataset, 4, 1.0, 32, seed=0)),
+        loading=Loading(32, progress=False),
+    )
     assert out.meta["bn_mode"] == "train" and out.meta["pair_fraction"] == 0.25
     assert torch.equal(model.body[2].running_mean, before)  # running statistics untouched
     assert model.training  # the caller's mode is restored
@@ -97,13 +103,18 @@ def test_train_mode_composes_batches_like_training_batches(tmp_path, toy):
 
 def test_eval_mode_and_round_trip(tmp_path, toy):
     model, dataset, pairs = toy
-    out = extract_pair_features(model, dataset, pairs, tmp_path / "e", bn=EVAL, loading=Loading(16, progress=False),
-                                meta={"classes": [0, 1, 2]})
+    out = extract_pair_features(
+        model, dataset, pairs, tmp_path / "e", bn=EVAL, loading=Loading(16, progress=False), meta={"classes": [0, 1, 2]}
+    )
     again = load_pair_features(tmp_path / "e")
     model.eval()
     image = lambda k: dataset[int(k)][0]  # noqa: E731
-    x = torch.stack([lam * image(a) + (1 - lam) * image(b)
-                     for a, b, lam in zip(pairs.index_a, pairs.index_b, pairs.lam, strict=True)]).float()
+    x = torch.stack(
+        [
+            lam * image(a) + (1 - lam) * image(b)
+            for a, b, lam in zip(pairs.index_a, pairs.index_b, pairs.lam, strict=True)
+        ]
+    ).float()
     with torch.no_grad():
         np.testing.assert_allclose(again.features, model.features(x).numpy(), rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(again.logits, model(x).numpy(), rtol=1e-5, atol=1e-5)
@@ -201,4 +212,3 @@ def test_the_saved_projection_is_project_features_of_the_saved_features(tmp_path
     xy = write_projection(tmp_path / "features.npy", rows, tmp_path / "projection.npy")
     np.testing.assert_allclose(xy, project_features(H.astype(np.float64), rows), atol=1e-9)
     np.testing.assert_allclose(np.asarray(xy).mean(axis=0), 0.0, atol=1e-9)
-

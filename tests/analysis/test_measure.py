@@ -56,8 +56,17 @@ def data():
 
 
 def _rows(n=3):
-    return [{"epoch": e, "classifier_norm_cv": 0.3 / e, "classifier_cos_std": 0.2 / e, "classifier_cos_mean": -0.1,
-             "classifier_etf_cos": -0.25, "classifier_etf_distance": 0.5 / e} for e in range(1, n + 1)]
+    return [
+        {
+            "epoch": e,
+            "classifier_norm_cv": 0.3 / e,
+            "classifier_cos_std": 0.2 / e,
+            "classifier_cos_mean": -0.1,
+            "classifier_etf_cos": -0.25,
+            "classifier_etf_distance": 0.5 / e,
+        }
+        for e in range(1, n + 1)
+    ]
 
 
 def _mixed_batches(seed=0, n=3):
@@ -80,9 +89,17 @@ def _ece_appendix_c(probs: np.ndarray, y: np.ndarray, n_bins: int = 15) -> float
 def test_measure_model_writes_every_section_and_figure(tmp_path, data):
     train, test = data
     out = tmp_path / "analysis"
-    result = measure_model(TinyBN(), train, test, out_dir=out, classes=[0, 2, 4], settings=AnalysisConfig(**SMALL),
-                           training=Training(mix_batch_size=32, metrics_rows=_rows(), checkpoint_epoch=3),
-                           report=Report([f"c{k}" for k in range(C)], "tiny", progress=False), device="cpu")
+    result = measure_model(
+        TinyBN(),
+        train,
+        test,
+        out_dir=out,
+        classes=[0, 2, 4],
+        settings=AnalysisConfig(**SMALL),
+        training=Training(mix_batch_size=32, metrics_rows=_rows(), checkpoint_epoch=3),
+        report=Report([f"c{k}" for k in range(C)], "tiny", progress=False),
+        device="cpu",
+    )
     summary = json.loads((out / ANALYSIS_FILE).read_text())
     assert summary == result.summary
     for section in ("configuration", "neural_collapse", "calibration", "test_pairs", "classifier", "bn"):
@@ -90,9 +107,22 @@ def test_measure_model_writes_every_section_and_figure(tmp_path, data):
     for keys in HEADLINE.values():
         for key in keys:
             assert key in summary, key
-    finite = ("pair_prob_mae", "pair_mass", "other_logit_spread", "same_cos_mean", "channel_position_mae", "nc1",
-              "nc3", "nc4_agreement", "test_accuracy", "ece", "mce", "test_pair_error", "classifier_etf_distance",
-              "ufm_distance")
+    finite = (
+        "pair_prob_mae",
+        "pair_mass",
+        "other_logit_spread",
+        "same_cos_mean",
+        "channel_position_mae",
+        "nc1",
+        "nc3",
+        "nc4_agreement",
+        "test_accuracy",
+        "ece",
+        "mce",
+        "test_pair_error",
+        "classifier_etf_distance",
+        "ufm_distance",
+    )
     for key in finite:
         assert isinstance(summary[key], float) and np.isfinite(summary[key]), key
     conf = summary["configuration"]
@@ -110,12 +140,20 @@ def test_measure_model_writes_every_section_and_figure(tmp_path, data):
     assert result.xy.shape == (120, 2) and summary["class_names"] == ["c0", "c2", "c4"]
     # The saved projection is Appendix B.2's of the saved features, centred by their mean.
     features, W = np.load(out / "features" / "features.npy"), np.load(out / "features" / "classifier_weight.npy")
-    np.testing.assert_allclose(np.load(out / "features" / "projection.npy"),
-                               project_features(features.astype(np.float64), W[[0, 2, 4]]), atol=1e-9)
+    np.testing.assert_allclose(
+        np.load(out / "features" / "projection.npy"),
+        project_features(features.astype(np.float64), W[[0, 2, 4]]),
+        atol=1e-9,
+    )
 
     files = summary["figure_files"]
-    for name in ("configuration", "configuration_measures", "reliability", "confidence_by_lambda",
-                 "classifier_geometry"):
+    for name in (
+        "configuration",
+        "configuration_measures",
+        "reliability",
+        "confidence_by_lambda",
+        "classifier_geometry",
+    ):
         assert [p.rsplit(".", 1)[1] for p in files[name]] == ["png"], name
     (html,) = files["configuration_html"]
     text = open(html).read()
@@ -130,9 +168,17 @@ def test_one_network_state_for_every_measurement(tmp_path, data):
     """recalibrate: pairs, NC and the test set all see the same recalibrated copy; ECE = torchmetrics' = Appendix C."""
     train, test = data
     model = TinyBN()
-    result = measure_model(model, train, test, out_dir=tmp_path / "a", classes=[0, 1, 2],
-                           settings=AnalysisConfig(**SMALL), training=Training(mix_batches=iter(_mixed_batches())),
-                           report=QUIET, device="cpu")
+    result = measure_model(
+        model,
+        train,
+        test,
+        out_dir=tmp_path / "a",
+        classes=[0, 1, 2],
+        settings=AnalysisConfig(**SMALL),
+        training=Training(mix_batches=iter(_mixed_batches())),
+        report=QUIET,
+        device="cpu",
+    )
     ref = recalibrate_batchnorm(model, iter(_mixed_batches()), 3, "cpu")
     x_test, y_test = test.tensors
     with torch.no_grad():
@@ -143,8 +189,9 @@ def test_one_network_state_for_every_measurement(tmp_path, data):
     reference = float(multiclass_calibration_error(probs, y_test, C, n_bins=15, norm="l1"))
     assert cal["ece"] == pytest.approx(reference, abs=1e-6)
     assert cal["ece"] == pytest.approx(_ece_appendix_c(probs.numpy(), y_test.numpy()), abs=1e-6)
-    assert cal["mce"] == pytest.approx(float(multiclass_calibration_error(probs, y_test, C, n_bins=15, norm="max")),
-                                       abs=1e-6)
+    assert cal["mce"] == pytest.approx(
+        float(multiclass_calibration_error(probs, y_test, C, n_bins=15, norm="max")), abs=1e-6
+    )
     assert cal["accuracy"] == pytest.approx(float((probs.argmax(1) == y_test).double().mean()))
     dense = nc_metrics_dense(H_train, train.tensors[1], logits_train, ref.classifier.weight.detach())
     for key in ("nc1", "nc2_norm_cv", "nc3", "nc4_agreement"):
@@ -165,9 +212,17 @@ def test_train_mode_measures_unmixed_data_with_stored_statistics(tmp_path, data)
     with torch.no_grad():  # give the stored statistics something to say
         model.body[2].running_mean.fill_(0.3)
         model.body[2].running_var.fill_(2.0)
-    result = measure_model(model, train, test, out_dir=tmp_path / "t", classes=[0, 1, 2],
-                           settings=AnalysisConfig(bn_mode="train", **SMALL),
-                           training=Training(mix_batches=iter(_mixed_batches(n=50))), report=QUIET, device="cpu")
+    result = measure_model(
+        model,
+        train,
+        test,
+        out_dir=tmp_path / "t",
+        classes=[0, 1, 2],
+        settings=AnalysisConfig(bn_mode="train", **SMALL),
+        training=Training(mix_batches=iter(_mixed_batches(n=50))),
+        report=QUIET,
+        device="cpu",
+    )
     bn = result.summary["bn"]
     assert bn["pairs"] == "train" and bn["unmixed"].startswith("eval")
     with torch.no_grad():
@@ -196,8 +251,16 @@ def test_any_model_through_with_linear_head(tmp_path, data):
     wrapped = with_linear_head(model, "fc")
     x = train.tensors[0][:4]
     torch.testing.assert_close(wrapped(x), model(x))
-    result = measure_model(wrapped, train, None, out_dir=tmp_path / "p", classes=[1, 2, 3],
-                           settings=AnalysisConfig(**SMALL), report=QUIET, device="cpu")
+    result = measure_model(
+        wrapped,
+        train,
+        None,
+        out_dir=tmp_path / "p",
+        classes=[1, 2, 3],
+        settings=AnalysisConfig(**SMALL),
+        report=QUIET,
+        device="cpu",
+    )
     s = result.summary
     assert s["bn"]["pairs"].startswith("none") and s["calibration"] is None and s["test_pairs"] is None
     assert s["ece"] is None and np.isfinite(s["nc1"]) and s["configuration"]["ufm"]["bias"] == "none"
@@ -209,12 +272,12 @@ def test_analysis_benchmark_runs_end_to_end_on_a_small_run():
     bench = Path(__file__).resolve().parents[2] / "bench" / "bench_analysis.py"
     proc = subprocess.run(
         [sys.executable, str(bench), "--epochs", "1", "--pairs", "600", "--repeat", "1", "--sizes", "1000"],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "overhead within each measured run" in proc.stdout and "median anon" in proc.stdout
-
-
 
 
 def test_class_names_come_from_the_dataset_by_default(tmp_path, data):
@@ -224,6 +287,14 @@ def test_class_names_come_from_the_dataset_by_default(tmp_path, data):
         classes = ["zero", "one", "two", "three", "four"]
 
     named = Named(*train.tensors)
-    result = measure_model(TinyBN(), named, None, out_dir=tmp_path / "a", classes=[0, 3, 4],
-                           settings=AnalysisConfig(**SMALL), report=QUIET, device="cpu")
+    result = measure_model(
+        TinyBN(),
+        named,
+        None,
+        out_dir=tmp_path / "a",
+        classes=[0, 3, 4],
+        settings=AnalysisConfig(**SMALL),
+        report=QUIET,
+        device="cpu",
+    )
     assert result.summary["class_names"] == ["zero", "three", "four"]

@@ -84,21 +84,35 @@ class Images(torch.utils.data.Dataset):
 def _batches(ds):
     while True:
         for i in range(0, len(ds) - 15, 16):
-            yield ds.x[i:i + 16]
+            yield ds.x[i : i + 16]
 
 
 @pytest.mark.parametrize("arch", ["vit", "wrn"])
 def test_the_last_layer_reads_what_the_network_outputs(arch):
     ds = Images()
-    cfg = ModelConfig(name="vit", patch_size=4, embed_dim=16, vit_depth=2, num_heads=2) if arch == "vit" else \
-        ModelConfig(name="wrn", depth=10, width=1)
+    cfg = (
+        ModelConfig(name="vit", patch_size=4, embed_dim=16, vit_depth=2, num_heads=2)
+        if arch == "vit"
+        else ModelConfig(name="wrn", depth=10, width=1)
+    )
     model = build_model(cfg, 4, 3, 16).eval()
     lams = (0.1, 0.5, 0.9)
-    res = layer_trajectories(model, ds, ds.labels, [0, 1, 2], lams=lams, reference_batches=_batches(ds),
-                             reference_size=32, bn_mode="eval", readout_pairs=3)
+    res = layer_trajectories(
+        model,
+        ds,
+        ds.labels,
+        [0, 1, 2],
+        lams=lams,
+        reference_batches=_batches(ds),
+        reference_size=32,
+        bn_mode="eval",
+        readout_pairs=3,
+    )
     pairs = pick_different_pairs(ds.labels, [0, 1, 2], 3)
-    assert res["readout_pairs"] == [list(p) for p in pairs] and tuple(pairs[0]) == (int(res["pair"][-1][0]),
-                                                                                    int(res["pair"][-1][1]))
+    assert res["readout_pairs"] == [list(p) for p in pairs] and tuple(pairs[0]) == (
+        int(res["pair"][-1][0]),
+        int(res["pair"][-1][1]),
+    )
     assert all(ds.labels[a] == 0 and ds.labels[b] == 1 for a, b in pairs)
     lam = torch.tensor(lams)
     x = torch.cat([mix_images(ds[a][0].expand(3, 3, 16, 16), ds[b][0].expand(3, 3, 16, 16), lam) for a, b in pairs])

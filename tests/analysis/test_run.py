@@ -12,8 +12,16 @@ def test_analyze_run_wraps_measure_model_with_the_run_history(tmp_path, tiny_con
     from mixcollapse.training.loop import train
 
     run = tmp_path / "run"
-    train(tiny_config("train.epochs=2", "analysis.pairs_per_class_pair=10", "analysis.test_pairs=100",
-                      "analysis.recalibrate_batches=2", "data.test_limit=100"), run)
+    train(
+        tiny_config(
+            "train.epochs=2",
+            "analysis.pairs_per_class_pair=10",
+            "analysis.test_pairs=100",
+            "analysis.recalibrate_batches=2",
+            "data.test_limit=100",
+        ),
+        run,
+    )
     result = analyze_run(run, device="cpu", progress=False, draw=False)
     s = json.loads((run / "analysis" / "last" / ANALYSIS_FILE).read_text())
     assert s == result.summary and s["checkpoint"].endswith("last.pt") and s["dataset"] == "digits"
@@ -37,12 +45,22 @@ def test_only_the_figures_asked_for_are_drawn(tmp_path, tiny_config):
     from mixcollapse.training.loop import train
 
     run = tmp_path / "run"
-    train(tiny_config("train.epochs=1", "analysis.pairs_per_class_pair=10", "analysis.test_pairs=50",
-                      "analysis.recalibrate_batches=2", "data.test_limit=60"), run)
+    train(
+        tiny_config(
+            "train.epochs=1",
+            "analysis.pairs_per_class_pair=10",
+            "analysis.test_pairs=50",
+            "analysis.recalibrate_batches=2",
+            "data.test_limit=60",
+        ),
+        run,
+    )
     result = analyze_run(run, device="cpu", progress=False, draw=("reliability", "configuration"))
     figures = result.summary["figure_files"]
     assert sorted(figures) == ["configuration", "reliability"]
-    assert sorted(p.name for p in (run / "analysis" / "last" / "figures").iterdir()) == ["configuration.png",
-                                                                                         "reliability.png"]
+    assert sorted(p.name for p in (run / "analysis" / "last" / "figures").iterdir()) == [
+        "configuration.png",
+        "reliability.png",
+    ]
     with pytest.raises(ValueError, match="unknown analysis figure 'scatter'; choose from configuration"):
         analyze_run(run, device="cpu", progress=False, draw=("scatter",), overwrite=True)

@@ -8,12 +8,7 @@ import numpy as np
 import torch
 
 from mixcollapse.analysis.readout import fit_probe
-from mixcollapse.analysis.trajectory import (
-    layer_trajectories,
-    logit_plane,
-    project_layers,
-    save_trajectories,
-)
+from mixcollapse.analysis.trajectory import layer_trajectories, logit_plane, project_layers, save_trajectories
 from mixcollapse.config import ModelConfig
 from mixcollapse.metrics.projection import projection_matrix
 from mixcollapse.models import build_model
@@ -74,22 +69,32 @@ class Images(torch.utils.data.Dataset):
 def batches(ds, batch=16):
     while True:
         for i in range(0, len(ds) - batch + 1, batch):
-            yield ds.x[i:i + batch]
+            yield ds.x[i : i + batch]
 
 
 def test_layer_trajectories_of_a_vit_and_a_wrn(tmp_path):
     ds = Images()
     lams = (0.0, 0.5, 1.0)
     vit = build_model(ModelConfig(name="vit", patch_size=4, embed_dim=16, vit_depth=2, num_heads=2), 4, 3, 16)
-    res = layer_trajectories(vit, ds, ds.labels, [0, 1, 2], lams=lams, reference_batches=batches(ds),
-                             reference_size=32, bn_mode="train")
+    res = layer_trajectories(
+        vit, ds, ds.labels, [0, 1, 2], lams=lams, reference_batches=batches(ds), reference_size=32, bn_mode="train"
+    )
     assert res["projection"] == "classifier" and res["xy"].shape == (6, 3, 2)
     np.testing.assert_allclose(res["xy"][:, 0], 0, atol=1e-6)  # the CLS embedding does not depend on the input
     assert res["same"].sum() == 3 and res["layer_names"][0] == "embedding"
     wrn = build_model(ModelConfig(name="wrn", depth=10, width=1), 4, 3, 16)
     for mode in ("train", "recalibrate", "eval"):
-        res = layer_trajectories(wrn, ds, ds.labels, [1, 2, 3], lams=lams, reference_batches=batches(ds),
-                                 reference_size=48, bn_mode=mode, recalibrate_batches=2)
+        res = layer_trajectories(
+            wrn,
+            ds,
+            ds.labels,
+            [1, 2, 3],
+            lams=lams,
+            reference_batches=batches(ds),
+            reference_size=48,
+            bn_mode=mode,
+            recalibrate_batches=2,
+        )
         assert res["projection"] == "probe" and res["xy"].shape == (6, 4, 2)  # origin + 3 stages
         assert np.isfinite(res["xy"]).all()
         np.testing.assert_allclose(res["xy"][:, 0], 0)

@@ -13,15 +13,23 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 # Run as documented (PYTHONPATH=src python bench/gpu_check.py), with plotly made unimportable: a GPU machine
 # without internet has torch, torchvision, timm, scipy, scikit-learn and PyYAML, but no plotly.
-WITHOUT_PLOTLY = ("import runpy, sys; sys.modules['plotly'] = None; sys.argv = ['bench/gpu_check.py', *sys.argv[1:]]; "
-                  "runpy.run_path('bench/gpu_check.py', run_name='__main__')")
+WITHOUT_PLOTLY = (
+    "import runpy, sys; sys.modules['plotly'] = None; sys.argv = ['bench/gpu_check.py', *sys.argv[1:]]; "
+    "runpy.run_path('bench/gpu_check.py', run_name='__main__')"
+)
 
 
 @pytest.mark.slow  # five sections, each a few steps: about 10 s
 def test_the_gpu_check_runs_tiny_on_a_cpu_and_writes_every_key(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.run([sys.executable, "-c", WITHOUT_PLOTLY, "--tiny", "--out", str(tmp_path)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", WITHOUT_PLOTLY, "--tiny", "--out", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     assert report["tiny"] and not [k for k, v in report.items() if isinstance(v, dict) and "error" in v]

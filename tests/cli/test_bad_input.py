@@ -54,8 +54,10 @@ SETUP = {
     "preset_python_tag": lambda tmp, run: _write(tmp / "p.yaml", "train: !!python/object/apply:os.system ['true']\n"),
     "preset_dir": lambda tmp, run: (tmp / "presetdir").mkdir(),
     "no_checkpoints": lambda tmp, run: (tmp / "empty_run").mkdir(),
-    **{f"ckpt_{how}": functools.partial(lambda how, tmp, run: _corrupt_checkpoint(run, how), how)
-       for how in ("garbage", "truncated", "foreign", "mismatch", "future")},
+    **{
+        f"ckpt_{how}": functools.partial(lambda how, tmp, run: _corrupt_checkpoint(run, how), how)
+        for how in ("garbage", "truncated", "foreign", "mismatch", "future")
+    },
 }
 
 CASES = [
@@ -70,10 +72,18 @@ CASES = [
     ("argv-reproduce-unknown", None, ["reproduce", "fig4", "--scale", "tiny"], "unknown experiment 'fig4'"),
     ("argv-reproduce-none", None, ["reproduce"], "name an experiment"),
     ("argv-sweep-no-preset", None, ["sweep", "--out", "{tmp}/s"], "required"),
-    ("argv-sweep-gpus", None, ["sweep", "--preset", "digits", "--out", "{tmp}/s", "--gpus", "x,y",
-                               "--grid", "train.lr=[0.1]"], "gpus"),
-    ("argv-sweep-nproc", None, ["sweep", "--preset", "digits", "--out", "{tmp}/s", "--nproc-per-node", "0",
-                                "--grid", "train.lr=[0.1]"], "nproc"),
+    (
+        "argv-sweep-gpus",
+        None,
+        ["sweep", "--preset", "digits", "--out", "{tmp}/s", "--gpus", "x,y", "--grid", "train.lr=[0.1]"],
+        "gpus",
+    ),
+    (
+        "argv-sweep-nproc",
+        None,
+        ["sweep", "--preset", "digits", "--out", "{tmp}/s", "--nproc-per-node", "0", "--grid", "train.lr=[0.1]"],
+        "nproc",
+    ),
     # config overrides
     ("override-no-equals", None, ["train", "--out", "{tmp}/r", "train.lr"], "train.lr"),
     ("override-unknown-section", None, ["train", "--out", "{tmp}/r", "nope.lr=1"], "nope"),
@@ -92,23 +102,35 @@ CASES = [
     ("override-model", None, ["train", "--out", "{tmp}/r", "model.name=resnet"], "model.name='resnet'"),
     ("override-loss", None, ["train", "--out", "{tmp}/r", "train.loss=hinge"], "train.loss='hinge'"),
     ("override-wrn-depth", None, ["train", "--out", "{tmp}/r", "model.name=wrn", "model.depth=11"], "6n + 4"),
-    ("override-vit-heads", None, ["train", "--out", "{tmp}/r", "model.name=vit", "model.embed_dim=30",
-                                  "model.num_heads=4"], "num_heads"),
+    (
+        "override-vit-heads",
+        None,
+        ["train", "--out", "{tmp}/r", "model.name=vit", "model.embed_dim=30", "model.num_heads=4"],
+        "num_heads",
+    ),
     ("override-classes-twice", None, ["train", "--out", "{tmp}/r", "data.classes=[1,1,2]"], "more than once"),
     ("override-classes-range", None, ["train", "--out", "{tmp}/r", "data.classes=[0,1,12]"], "out of range"),
     ("override-analysis-classes", None, ["train", "--out", "{tmp}/r", "analysis.classes=[0,1,10]"], "0..9"),
     ("override-analysis-two", None, ["train", "--out", "{tmp}/r", "analysis.classes=[0,1]"], "three distinct"),
     ("override-bn-mode", None, ["train", "--out", "{tmp}/r", "analysis.bn_mode=frozen"], "analysis.bn_mode"),
     ("override-device", None, ["train", "--out", "{tmp}/r", "train.device=tpu"], "train.device"),
-    ("override-checkpoint-epochs", None, ["train", "--out", "{tmp}/r", "train.epochs=5",
-                                          "train.checkpoint_epochs=[9]"], "checkpoint_epochs"),
+    (
+        "override-checkpoint-epochs",
+        None,
+        ["train", "--out", "{tmp}/r", "train.epochs=5", "train.checkpoint_epochs=[9]"],
+        "checkpoint_epochs",
+    ),
     ("override-demo", None, ["demo", "--out", "{tmp}/d", "train.lr=-1"], "train.lr"),
     ("override-analyze-train-key", "no_checkpoints", ["analyze", "{run}", "train.lr=0.5"], "train.lr"),
     # preset files
     ("preset-missing", None, ["train", "--preset", "nope", "--out", "{tmp}/r"], "no preset or YAML file 'nope'"),
     ("preset-unknown-key", "preset_unknown_key", ["train", "--preset", "{tmp}/p.yaml", "--out", "{tmp}/r"], "nope"),
-    ("preset-wrong-type", "preset_wrong_type", ["train", "--preset", "{tmp}/p.yaml", "--out", "{tmp}/r"],
-     "train.epochs"),
+    (
+        "preset-wrong-type",
+        "preset_wrong_type",
+        ["train", "--preset", "{tmp}/p.yaml", "--out", "{tmp}/r"],
+        "train.epochs",
+    ),
     ("preset-not-mapping", "preset_not_mapping", ["train", "--preset", "{tmp}/p.yaml", "--out", "{tmp}/r"], "p.yaml"),
     ("preset-bad-yaml", "preset_bad_yaml", ["train", "--preset", "{tmp}/p.yaml", "--out", "{tmp}/r"], "p.yaml"),
     ("preset-empty", "preset_empty", ["train", "--preset", "{tmp}/p.yaml", "--out", "{tmp}/r"], "empty"),
@@ -121,10 +143,18 @@ CASES = [
     ("run-analyze-empty", "no_checkpoints", ["analyze", "{tmp}/empty_run"], "empty_run"),
     ("run-analyze-checkpoint-missing", None, ["analyze", "{run}", "--checkpoint", "{tmp}/none.pt"], "none.pt"),
     ("run-train-holds-run", None, ["train", "--out", "{run}", *TINY, *TINY_RUN_SETTINGS], "already holds a run"),
-    ("run-resume-other-config", None, ["train", "--out", "{run}", "--resume", *TINY, *TINY_RUN_SETTINGS,
-                                       "train.lr=0.5"], "cannot resume"),
-    ("run-analyze-not-a-checkpoint", "a_file", ["analyze", "{run}", "--checkpoint", "{tmp}/a_file"],
-     "truncated or corrupt"),
+    (
+        "run-resume-other-config",
+        None,
+        ["train", "--out", "{run}", "--resume", *TINY, *TINY_RUN_SETTINGS, "train.lr=0.5"],
+        "cannot resume",
+    ),
+    (
+        "run-analyze-not-a-checkpoint",
+        "a_file",
+        ["analyze", "{run}", "--checkpoint", "{tmp}/a_file"],
+        "truncated or corrupt",
+    ),
     ("run-report-missing", None, ["report", "{tmp}/none"], "report"),
     ("run-report-empty", "no_checkpoints", ["report", "{tmp}/empty_run"], "holds no reproduce results"),
     # checkpoints
@@ -133,8 +163,12 @@ CASES = [
     ("ckpt-foreign", "ckpt_foreign", ["analyze", "{run}"], "not a mixcollapse checkpoint"),
     ("ckpt-mismatch", "ckpt_mismatch", ["analyze", "{run}"], "do not fit"),
     ("ckpt-future", "ckpt_future", ["analyze", "{run}"], "format version 99"),
-    ("ckpt-resume-garbage", "ckpt_garbage", ["train", "--out", "{run}", "--resume", *TINY, *TINY_RUN_SETTINGS],
-     "truncated or corrupt"),
+    (
+        "ckpt-resume-garbage",
+        "ckpt_garbage",
+        ["train", "--out", "{run}", "--resume", *TINY, *TINY_RUN_SETTINGS],
+        "truncated or corrupt",
+    ),
     # theory parameters
     ("theory-classes-1", None, ["theory", "--num-classes", "1", "--no-joint", "--out", "{tmp}/t"], "num_classes"),
     ("theory-classes-2", None, ["theory", "--num-classes", "2", "--no-joint", "--out", "{tmp}/t"], "at least 3"),
@@ -145,21 +179,45 @@ CASES = [
     ("theory-alpha-nan", None, ["theory", "--alpha", "nan", "--no-joint", "--out", "{tmp}/t"], "alpha"),
     ("theory-multiplier", None, ["theory", "--multiplier", "0", "--no-joint", "--out", "{tmp}/t"], "multiplier"),
     ("theory-classes-range", None, ["theory", "--classes", "0", "1", "10", "--no-joint", "--out", "{tmp}/t"], "10"),
-    ("theory-classes-repeat", None, ["theory", "--classes", "0", "0", "1", "--no-joint", "--out", "{tmp}/t"],
-     "distinct"),
+    (
+        "theory-classes-repeat",
+        None,
+        ["theory", "--classes", "0", "0", "1", "--no-joint", "--out", "{tmp}/t"],
+        "distinct",
+    ),
     # sweep grids
     ("grid-no-equals", None, ["sweep", "--preset", "digits", "--out", "{tmp}/s", "--grid", "train.lr"], "train.lr"),
-    ("grid-unknown-key", None, ["sweep", "--preset", "digits", "--out", "{tmp}/s", "--grid", "train.nope=[1,2]"],
-     "nope"),
+    (
+        "grid-unknown-key",
+        None,
+        ["sweep", "--preset", "digits", "--out", "{tmp}/s", "--grid", "train.nope=[1,2]"],
+        "nope",
+    ),
     ("grid-empty", None, ["sweep", "--preset", "digits", "--out", "{tmp}/s", "--grid", "train.lr=[]"], "empty"),
-    ("grid-logspace-args", None, ["sweep", "--preset", "digits", "--out", "{tmp}/s", "--grid",
-                                  "train.lr=logspace(0.1,1)"], "logspace(start,stop,count)"),
-    ("grid-logspace-zero", None, ["sweep", "--preset", "digits", "--out", "{tmp}/s", "--grid",
-                                  "train.lr=logspace(0,1,3)"], "positive"),
-    ("grid-count", None, ["sweep", "--preset", "digits", "--out", "{tmp}/s", "--grid", "train.lr=linspace(0.1,1,0)"],
-     "count"),
-    ("grid-bad-value", None, ["sweep", "--preset", "digits", "--out", "{tmp}/s", "--grid", "train.lr=[a,b]"],
-     "train.lr"),
+    (
+        "grid-logspace-args",
+        None,
+        ["sweep", "--preset", "digits", "--out", "{tmp}/s", "--grid", "train.lr=logspace(0.1,1)"],
+        "logspace(start,stop,count)",
+    ),
+    (
+        "grid-logspace-zero",
+        None,
+        ["sweep", "--preset", "digits", "--out", "{tmp}/s", "--grid", "train.lr=logspace(0,1,3)"],
+        "positive",
+    ),
+    (
+        "grid-count",
+        None,
+        ["sweep", "--preset", "digits", "--out", "{tmp}/s", "--grid", "train.lr=linspace(0.1,1,0)"],
+        "count",
+    ),
+    (
+        "grid-bad-value",
+        None,
+        ["sweep", "--preset", "digits", "--out", "{tmp}/s", "--grid", "train.lr=[a,b]"],
+        "train.lr",
+    ),
     ("grid-none", None, ["sweep", "--preset", "digits", "--out", "{tmp}/s"], "has no default grid"),
     # output paths
     ("out-under-file", "a_file", ["train", "--out", "{tmp}/a_file/run", *TINY], "a part of that path is a file"),
@@ -168,20 +226,31 @@ CASES = [
     ("out-theory-file", "a_file", ["theory", "--out", "{tmp}/a_file"], "is a file; give a folder"),  # before compute
     ("out-theory-under-file", "a_file", ["theory", "--out", "{tmp}/a_file/fig"], "lies under a file"),
     ("out-compare-file", "a_file", ["compare", "{run}", "--out", "{tmp}/a_file"], "is a file; give a folder"),
-    ("out-report-foreign-file", "a_file", ["report", "{tmp}", "--out", "{tmp}/a_file"],
-     "is not a report written by mixcollapse; pass --overwrite"),
+    (
+        "out-report-foreign-file",
+        "a_file",
+        ["report", "{tmp}", "--out", "{tmp}/a_file"],
+        "is not a report written by mixcollapse; pass --overwrite",
+    ),
     ("out-report-folder", "preset_dir", ["report", "{tmp}", "--out", "{tmp}/presetdir"], "is a folder"),
     ("out-analyze-under-file", "a_file", ["analyze", "{run}", "--out", "{tmp}/a_file/x"], "a_file"),
     ("out-report-under-file", "a_file", ["report", "{tmp}/a_file"], "a_file"),
     ("out-demo-under-file", "a_file", ["demo", "--out", "{tmp}/a_file/demo", "train.epochs=1"], "a_file"),
-    ("data-missing", None, ["train", "--out", "{tmp}/r", "--data-root", "{tmp}/nodata", "data.name=cifar10",
-                            "model.name=small", *TINY], "cifar-10-batches-py"),
+    (
+        "data-missing",
+        None,
+        ["train", "--out", "{tmp}/r", "--data-root", "{tmp}/nodata", "data.name=cifar10", "model.name=small", *TINY],
+        "cifar-10-batches-py",
+    ),
 ]
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_the_table_is_large_and_its_names_unique():
@@ -189,8 +258,9 @@ def test_the_table_is_large_and_its_names_unique():
 
 
 @pytest.mark.parametrize("name, setup, argv, fragment", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_is_one_line_with_exit_2_and_nothing_written(name, setup, argv, fragment, tiny_run, tmp_path,
-                                                               capsys, monkeypatch):
+def test_bad_input_is_one_line_with_exit_2_and_nothing_written(
+    name, setup, argv, fragment, tiny_run, tmp_path, capsys, monkeypatch
+):
     monkeypatch.chdir(tmp_path)  # default outputs (runs/, demo_out/) would land here and be seen
     if setup:
         SETUP[setup](tmp_path, tiny_run)

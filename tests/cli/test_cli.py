@@ -43,19 +43,36 @@ def test_train_rejects_bad_config_values(tmp_path, capsys, override, fragments):
 
 
 def test_missing_dataset_offline_names_the_files(tmp_path, capsys):
-    line = one_line_error(capsys, "train", "--out", str(tmp_path / "run"), "--data-root", str(tmp_path / "nodata"),
-                          "data.name=cifar10", "data.download=false", "model.name=small")
+    line = one_line_error(
+        capsys,
+        "train",
+        "--out",
+        str(tmp_path / "run"),
+        "--data-root",
+        str(tmp_path / "nodata"),
+        "data.name=cifar10",
+        "data.download=false",
+        "model.name=small",
+    )
     assert "cifar-10-batches-py" in line and "data_batch_1" in line
 
 
 def test_unknown_preset_and_analyze_of_a_missing_run(tmp_path, capsys):
-    assert "no preset or YAML file 'nope'" in one_line_error(capsys, "train", "--preset", "nope", "--out",
-                                                              str(tmp_path / "r"))
+    assert "no preset or YAML file 'nope'" in one_line_error(
+        capsys, "train", "--preset", "nope", "--out", str(tmp_path / "r")
+    )
     assert one_line_error(capsys, "analyze", str(tmp_path / "missing")).startswith("mixcollapse analyze: error:")
 
 
-@pytest.mark.parametrize("argv", [["train", "--no-such-flag"], ["theory", "--classes", "1"], ["frobnicate"],
-                                  ["reproduce", "fig1", "--scale", "huge"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--no-such-flag"],
+        ["theory", "--classes", "1"],
+        ["frobnicate"],
+        ["reproduce", "fig1", "--scale", "huge"],
+    ],
+)
 def test_argument_errors_are_one_line_with_exit_2(capsys, argv):
     line = one_line_error(capsys, *argv)
     assert "error:" in line and "--help" in line
@@ -66,8 +83,16 @@ def test_report_of_a_missing_directory(tmp_path, capsys):
 
 
 def test_a_diverging_run_ends_in_one_line_naming_the_epoch_and_settings(tmp_path, capsys):
-    line = one_line_error(capsys, "train", "--out", str(tmp_path / "run"), *TINY_OVERRIDES, "train.epochs=2",
-                          "train.lr=1e6", after_progress=True)
+    line = one_line_error(
+        capsys,
+        "train",
+        "--out",
+        str(tmp_path / "run"),
+        *TINY_OVERRIDES,
+        "train.epochs=2",
+        "train.lr=1e6",
+        after_progress=True,
+    )
     assert line.startswith("mixcollapse train: error: training diverged in epoch 1 (train loss ")
     assert "train.lr=1e+06" in line and "mixup.alpha=1" in line and "lower train.lr" in line
 
@@ -84,8 +109,9 @@ def test_output_paths_the_system_refuses_are_one_line(tmp_path, capsys):
 def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(tiny_run, capsys, full_disk, monkeypatch):
     before = (tiny_run / "checkpoints" / "last.pt").read_bytes()
     full_disk(8192)  # config.yaml fits, a checkpoint does not
-    line = one_line_error(capsys, "train", "--out", str(tiny_run), "--resume", *TINY_OVERRIDES, *TINY_RUN_SETTINGS,
-                          after_progress=True)
+    line = one_line_error(
+        capsys, "train", "--out", str(tiny_run), "--resume", *TINY_OVERRIDES, *TINY_RUN_SETTINGS, after_progress=True
+    )
     monkeypatch.undo()
     assert "No space left on device" in line and "rerun with --resume" in line
     assert (tiny_run / "checkpoints" / "last.pt").read_bytes() == before
@@ -112,7 +138,6 @@ def test_overrides_are_accepted_anywhere_on_the_line_in_their_order():
     assert args.run == "RUN" and args.checkpoint == "F" and args.overrides == ["analysis.classes=[0,3,8]"]
 
 
-
 def test_help_lists_the_presets_and_shows_real_defaults_only(capsys):
     assert run("train", "--help") == 0
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
@@ -132,8 +157,21 @@ def test_train_then_analyze_print_progress_and_a_short_table(tmp_path, capsys):
     printed = capsys.readouterr().err  # progress on stderr
     assert "[train] starting" in printed and "epoch 1/1" in printed  # the training loop's log lines, shown
     assert f"[train] done: metrics in {run_dir / 'metrics.jsonl'}" in printed and "mixcollapse analyze" in printed
-    assert main(["analyze", str(run_dir), "--threads", "1", "analysis.classes=[0,3,8]",  # overrides after options
-                 "analysis.pairs_per_class_pair=10", "analysis.test_pairs=0", "analysis.nc_samples=100"]) == 0
+    assert (
+        main(
+            [
+                "analyze",
+                str(run_dir),
+                "--threads",
+                "1",
+                "analysis.classes=[0,3,8]",  # overrides after options
+                "analysis.pairs_per_class_pair=10",
+                "analysis.test_pairs=0",
+                "analysis.nc_samples=100",
+            ]
+        )
+        == 0
+    )
     out, err = capsys.readouterr()
     assert "classes: 0 (0), 3 (3), 8 (8); 60 mixup pairs" in out and "neural_collapse:" in out and "figures:" in out
     assert "[analyze] neural collapse on the training data" in err and "[analyze]" not in out

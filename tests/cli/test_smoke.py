@@ -16,8 +16,9 @@ SMALL_THEORY = ["--num-classes", "4", "--dim", "5", "--samples", "300", "--weigh
 
 
 def mixcollapse(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mixcollapse", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "mixcollapse", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def assert_one_line(proc: subprocess.CompletedProcess, prefix: str) -> None:
@@ -42,8 +43,9 @@ def test_train_and_analyze(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "[analyze] neural collapse on the training data" in proc.stderr and "it/s" not in proc.stderr
     assert "60 mixup pairs" in proc.stdout and "[analyze]" not in proc.stdout  # the results alone on stdout
-    proc = mixcollapse("analyze", str(run), "--json", "--overwrite", "analysis.pairs_per_class_pair=10",
-                       "analysis.test_pairs=0")
+    proc = mixcollapse(
+        "analyze", str(run), "--json", "--overwrite", "analysis.pairs_per_class_pair=10", "analysis.test_pairs=0"
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["num_pairs"] == 60
     assert_one_line(mixcollapse("analyze", str(tmp_path / "missing")), "mixcollapse analyze: error:")
@@ -57,8 +59,10 @@ def test_demo_refuses_bad_overrides(tmp_path):
 def test_reproduce_list_sweep_and_report(tmp_path):
     proc = mixcollapse("reproduce", "--list")
     assert proc.returncode == 0 and "fig1" in proc.stdout and "table2" in proc.stdout
-    assert_one_line(mixcollapse("sweep", "--preset", "nope", "--out", str(tmp_path / "s")),
-                    "mixcollapse sweep: error: no preset or YAML file 'nope'")
+    assert_one_line(
+        mixcollapse("sweep", "--preset", "nope", "--out", str(tmp_path / "s")),
+        "mixcollapse sweep: error: no preset or YAML file 'nope'",
+    )
     assert_one_line(mixcollapse("report", str(tmp_path / "none")), "mixcollapse report: error:")
 
 

@@ -6,8 +6,20 @@ import pytest
 
 from mixcollapse.cli import main
 
-SMALL = ["--num-classes", "4", "--dim", "5", "--samples", "300", "--joint-nodes", "4", "--weight-decay-w", "1e-2",
-         "--weight-decay-h", "1e-2"]
+SMALL = [
+    "--num-classes",
+    "4",
+    "--dim",
+    "5",
+    "--samples",
+    "300",
+    "--joint-nodes",
+    "4",
+    "--weight-decay-w",
+    "1e-2",
+    "--weight-decay-h",
+    "1e-2",
+]
 
 
 def test_json_has_the_required_keys(tmp_path, capsys):

@@ -61,13 +61,19 @@ def _recover(images: torch.Tensor, pixels: torch.Tensor, source, padding: int = 
     """The (row offset, column offset, flip) that produced each augmented image of ``pixels``' one image."""
     grid = torch.cartesian_prod(torch.arange(2 * padding + 1), torch.arange(2 * padding + 1))
     finish = TensorBatches(source, 1, shuffle=False)._finish
-    candidates = torch.cat([finish(crop_flip(pixels.expand(len(grid), -1, -1, -1), grid,
-                                             torch.full((len(grid),), flip), padding)).flatten(1)
-                            for flip in (False, True)])  # (2 * 81, D): every crop, unflipped then flipped
+    candidates = torch.cat(
+        [
+            finish(
+                crop_flip(pixels.expand(len(grid), -1, -1, -1), grid, torch.full((len(grid),), flip), padding)
+            ).flatten(1)
+            for flip in (False, True)
+        ]
+    )  # (2 * 81, D): every crop, unflipped then flipped
     labels = torch.cat([torch.cat([grid, torch.full((len(grid), 1), flip)], 1) for flip in (0, 1)])
     probe = torch.randn(candidates.shape[1], 8, dtype=torch.float64)  # equal images give equal keys
-    keys = torch.cdist(images.flatten(1).double() @ probe, candidates.double() @ probe,
-                       compute_mode="donot_use_mm_for_euclid_dist")
+    keys = torch.cdist(
+        images.flatten(1).double() @ probe, candidates.double() @ probe, compute_mode="donot_use_mm_for_euclid_dist"
+    )
     equal = keys < 1e-6  # (N, 162)
     assert (equal.sum(1) == 1).all()  # each image is exactly one of the candidates
     match = equal.int().argmax(1)

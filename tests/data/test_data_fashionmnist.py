@@ -97,8 +97,12 @@ def test_samples_are_bitwise_torchvisions(root):
     """The in-memory images give exactly what torchvision's FashionMNIST + ToTensor + Normalize gives."""
     from torchvision import transforms as T
 
-    tv = torchvision.datasets.FashionMNIST(root, train=True, download=False, transform=T.Compose(
-        [T.ToTensor(), T.Normalize(FASHIONMNIST_MEAN, FASHIONMNIST_STD)]))
+    tv = torchvision.datasets.FashionMNIST(
+        root,
+        train=True,
+        download=False,
+        transform=T.Compose([T.ToTensor(), T.Normalize(FASHIONMNIST_MEAN, FASHIONMNIST_STD)]),
+    )
     b = build_datasets(DataConfig(name="fashionmnist", root=root, download=False))
     for i in range(len(tv)):
         assert torch.equal(b.train[i][0], tv[i][0]) and b.train[i][1] == tv[i][1]
@@ -118,8 +122,10 @@ def test_flat_layout_of_the_distribution(tmp_path):
 def test_search_order_root_then_environment_then_system(tmp_path, monkeypatch):
     from mixcollapse.data import locate as data
 
-    env, system, root = (write_fake_fashionmnist(tmp_path / n, n_train=n_train, n_test=10).parents[1]
-                         for n, n_train in (("env", 30), ("system", 40), ("root", 50)))
+    env, system, root = (
+        write_fake_fashionmnist(tmp_path / n, n_train=n_train, n_test=10).parents[1]
+        for n, n_train in (("env", 30), ("system", 40), ("root", 50))
+    )
     spec = with_system_dirs(monkeypatch, "fashionmnist", (str(system),))
     cfg = DataConfig(name="fashionmnist", root=str(tmp_path / "nothing-here"), download=False)
     assert len(build_datasets(cfg).train) == 40  # only the system folder has it

@@ -42,8 +42,9 @@ def test_classes_from_folders_statistics_from_the_training_pixels(folder):
     bundle = build_datasets(DataConfig(name="imagefolder", root=str(folder), augment=False))
     assert bundle.class_names == list(CLASSES) and bundle.num_classes == 4
     assert (bundle.in_channels, bundle.image_size, len(bundle.train), len(bundle.test)) == (3, 12, 96, 24)
-    pixels = np.stack([np.asarray(Image.open(p).convert("RGB"), dtype=np.float64) / 255
-                       for p in sorted(folder.glob("train/*/*.png"))])  # every training image, by hand
+    pixels = np.stack(
+        [np.asarray(Image.open(p).convert("RGB"), dtype=np.float64) / 255 for p in sorted(folder.glob("train/*/*.png"))]
+    )  # every training image, by hand
     assert bundle.mean == pytest.approx(pixels.mean(axis=(0, 1, 2)), abs=1e-6)  # ToTensor: float32
     assert bundle.std == pytest.approx(pixels.std(axis=(0, 1, 2)), abs=1e-6)
     x, y = bundle.train[0]
@@ -54,8 +55,15 @@ def test_classes_from_folders_statistics_from_the_training_pixels(folder):
 
 
 def test_given_size_statistics_and_class_subset(folder):
-    cfg = DataConfig(name="imagefolder", root=str(folder), image_size=8, mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25],
-                     classes=[3, 1], augment=True)
+    cfg = DataConfig(
+        name="imagefolder",
+        root=str(folder),
+        image_size=8,
+        mean=[0.5, 0.5, 0.5],
+        std=[0.25, 0.25, 0.25],
+        classes=[3, 1],
+        augment=True,
+    )
     bundle = build_datasets(cfg)
     assert bundle.class_names == ["damson", "banana"] and bundle.mean == (0.5, 0.5, 0.5) and bundle.image_size == 8
     assert bundle.crop_padding == 4 and bundle.flip and bundle.train[0][0].shape == (3, 8, 8)
@@ -79,8 +87,23 @@ def test_missing_parts_non_square_images_and_other_test_classes_are_one_line_err
 @pytest.mark.slow  # a training and an analysis: about 5 s
 def test_train_analyze_end_to_end_on_a_folder_of_images(folder, tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", "--out", str(run), "data.name=imagefolder", f"data.root={folder}", "train.epochs=3",
-                 "train.batch_size=32", "train.lr=0.05", "model.hidden=16", "train.progress=false"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--out",
+                str(run),
+                "data.name=imagefolder",
+                f"data.root={folder}",
+                "train.epochs=3",
+                "train.batch_size=32",
+                "train.lr=0.05",
+                "model.hidden=16",
+                "train.progress=false",
+            ]
+        )
+        == 0
+    )
     assert main(["analyze", str(run), "analysis.pairs_per_class_pair=10", "analysis.test_pairs=40"]) == 0
     summary = json.loads((run / "analysis" / "last" / "analysis.json").read_text())
     assert set(summary["class_names"]) <= set(CLASSES) and len(summary["class_names"]) == 3

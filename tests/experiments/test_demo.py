@@ -42,8 +42,11 @@ def test_overwrite_restarts_an_interrupted_demo_with_new_settings(tmp_path, tiny
 
     out = tmp_path / "demo"
     # interrupted: the mixup run exists (one epoch of two done), no summary yet
-    train(tiny_config("train.epochs=2", "train.checkpoint_every=1", "name=digits-mixup"), out / "runs" / "mixup",
-          stop_after_epoch=1)
+    train(
+        tiny_config("train.epochs=2", "train.checkpoint_every=1", "name=digits-mixup"),
+        out / "runs" / "mixup",
+        stop_after_epoch=1,
+    )
     settings = [*TINY_OVERRIDES, "train.epochs=1", "analysis.pairs_per_class_pair=10", "analysis.test_pairs=50"]
     summary = run_demo(out, overrides=settings, overwrite=True, progress=False)  # other settings: starts over
     assert summary["overrides"] == settings and len(summary["runs"]) == 2

@@ -8,8 +8,14 @@ from mixcollapse.experiments.grid import parse_grid, point_name
 
 
 def test_grid_syntax():
-    grid = parse_grid(["train.lr=logspace(0.01,0.25,10)", "train.weight_decay=linspace(0,0.05,3)",
-                       "mixup.alpha=[0.4, 1.0]", "train.epochs=5"])
+    grid = parse_grid(
+        [
+            "train.lr=logspace(0.01,0.25,10)",
+            "train.weight_decay=linspace(0,0.05,3)",
+            "mixup.alpha=[0.4, 1.0]",
+            "train.epochs=5",
+        ]
+    )
     lr = grid["train.lr"]
     assert len(lr) == 10 and lr[0] == 0.01 and lr[-1] == 0.25 and lr == sorted(lr)
     ratios = [b / a for a, b in zip(lr, lr[1:], strict=False)]

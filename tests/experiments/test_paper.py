@@ -46,8 +46,11 @@ def test_variants_of_the_figures():
     assert {k.name for k in get_experiment("fig9").runs} == {"wrn-cifar10-alpha0.4", "vit-cifar10-alpha0.4"}
     assert {k.name for k in get_experiment("fig12").runs} == {"vit-cifar10-adamw"}
     assert {k.name for k in get_experiment("fig7").runs} == {"wrn-cifar10-etf"}
-    assert [k.name for k in get_experiment("fig2").runs] == ["wrn-cifar10-baseline", "wrn-cifar10-mse",
-                                                             "wrn-cifar10-mixup"]
+    assert [k.name for k in get_experiment("fig2").runs] == [
+        "wrn-cifar10-baseline",
+        "wrn-cifar10-mse",
+        "wrn-cifar10-mixup",
+    ]
     assert len(get_experiment("fig1").runs) == 6 and len(get_experiment("fig8").runs) == 6
     assert {k.variant for k in get_experiment("fig8").runs} == {"baseline"}
     assert [p.checkpoint_epoch for p in get_experiment("fig10").panels[0]] == [100, 300, 500]
@@ -72,8 +75,10 @@ def test_rows_beyond_the_paper_only_below_full_scale():
     assert [p.checkpoint_epoch for p in at_scale(fig10, "tiny").panels[1]] == [200, 600, 1000]
     assert "vit-cifar10-mixup" not in {k.name for k in experiments_runs(["fig10"])}
     tiny = panel_rows(at_scale(fig11, "tiny"), "tiny")  # the first three of each architecture, a row each
-    assert [[(p.run.arch, p.seed) for p in row] for row in tiny] == [[("wrn", s) for s in (1, 2, 3)],
-                                                                    [("vit", s) for s in (1, 2, 3)]]
+    assert [[(p.run.arch, p.seed) for p in row] for row in tiny] == [
+        [("wrn", s) for s in (1, 2, 3)],
+        [("vit", s) for s in (1, 2, 3)],
+    ]
     assert len(panel_rows(at_scale(fig11, "cpu"), "cpu")) == 3
     kept = select_datasets(at_scale(fig10, "cpu"), ["fashionmnist"], archs=("wrn",))
     assert {k.name for k in kept.runs} == {"wrn-fashionmnist-mixup"}
@@ -99,8 +104,11 @@ def test_datasets_filter_multi_dataset_experiments():
 def test_datasets_move_single_dataset_experiments():
     """Figure 2 is drawn on CIFAR10 alone: --datasets fashionmnist draws the same panels on FashionMNIST."""
     fig2 = select_datasets(get_experiment("fig2"), ["fashionmnist"])
-    assert [k.name for k in fig2.runs] == ["wrn-fashionmnist-baseline", "wrn-fashionmnist-mse",
-                                           "wrn-fashionmnist-mixup"]
+    assert [k.name for k in fig2.runs] == [
+        "wrn-fashionmnist-baseline",
+        "wrn-fashionmnist-mse",
+        "wrn-fashionmnist-mixup",
+    ]
     assert "FashionMNIST" in fig2.title and "CIFAR10" not in fig2.title
     fig10 = select_datasets(get_experiment("fig10"), ["fashionmnist"])
     assert [p.checkpoint_epoch for row in fig10.panels for p in row] == [100, 300, 500]

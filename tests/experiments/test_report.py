@@ -13,10 +13,17 @@ from mixcollapse.plots.figures import save_figure
 
 def write_manifest(out, name="table2", **extra):
     (out / "experiments").mkdir(parents=True, exist_ok=True)
-    manifest = {"name": name, "title": "CIFAR10 expected calibration error", "expected": "ECE falls with mixup",
-                "step": "table", "scale": "tiny", "synthetic": True,
-                "data": {"cifar10": "cifar10: SYNTHETIC files in the real format in x, not the real dataset"},
-                "runs": {}, **extra}
+    manifest = {
+        "name": name,
+        "title": "CIFAR10 expected calibration error",
+        "expected": "ECE falls with mixup",
+        "step": "table",
+        "scale": "tiny",
+        "synthetic": True,
+        "data": {"cifar10": "cifar10: SYNTHETIC files in the real format in x, not the real dataset"},
+        "runs": {},
+        **extra,
+    }
     (out / "experiments" / f"{name}.json").write_text(json.dumps(manifest))
 
 
@@ -25,8 +32,11 @@ def test_report_embeds_figures_and_shows_paper_values(tmp_path):
     ax.plot([0, 1], [0, 1])
     save_figure(fig, tmp_path / "figures" / "fig9")
     write_manifest(tmp_path, "fig9", figures=["figures/fig9.png", "figures/fig9.pdf"])
-    table = {"caption": "Table 2", "header": ["Network", "Dataset", "Baseline (measured)", "Baseline (paper)"],
-             "rows": [["ViT-B/4", "CIFAR10", 0.3, 0.122]]}
+    table = {
+        "caption": "Table 2",
+        "header": ["Network", "Dataset", "Baseline (measured)", "Baseline (paper)"],
+        "rows": [["ViT-B/4", "CIFAR10", 0.3, 0.122]],
+    }
     write_manifest(tmp_path, "table2", tables=[table])
     path = build_report(tmp_path)
     text = path.read_text()

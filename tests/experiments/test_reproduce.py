@@ -6,10 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mixcollapse.experiments.paper import (
-    get_experiment,
-    select_datasets,
-)
+from mixcollapse.experiments.paper import get_experiment, select_datasets
 from mixcollapse.experiments.reproduce import reproduce
 from mixcollapse.experiments.scales import run_config
 
@@ -48,8 +45,20 @@ def test_full_scale_refuses_synthetic_files(tmp_path):
 def test_cpu_scale_refuses_missing_data_in_one_line(tmp_path, capsys):
     from mixcollapse import cli
 
-    code = cli.main(["reproduce", "fig1", "--scale", "cpu", "--datasets", "fashionmnist", "--data-root",
-                     str(tmp_path / "none"), "--out", str(tmp_path / "o")])
+    code = cli.main(
+        [
+            "reproduce",
+            "fig1",
+            "--scale",
+            "cpu",
+            "--datasets",
+            "fashionmnist",
+            "--data-root",
+            str(tmp_path / "none"),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err
     assert "apt-get install dataset-fashion-mnist" in err and str(tmp_path / "none") in err
@@ -97,8 +106,10 @@ def test_titles_name_what_is_drawn_at_smaller_scales():
     both = {n: select_datasets(at_scale(get_experiment(n), "cpu"), ["fashionmnist"]) for n in ("fig10", "fig11")}
     for key in {*both["fig10"].runs, *both["fig11"].runs}:
         ctx.configs[key.name] = run_config(key, "cpu")
-    assert "WRN and ViT on FashionMNIST: WRN at epochs 60, 180, 300 of 300; ViT at epochs 80, 240, 400 of 400 " \
+    assert (
+        "WRN and ViT on FashionMNIST: WRN at epochs 60, 180, 300 of 300; ViT at epochs 80, 240, 400 of 400 "
         "(the paper: WRN only, at 100, 300, 500 of 500" in _suptitle(both["fig10"], ctx)
+    )
     assert "(WRN, FashionMNIST), and below of a ViT (not in the paper)" in _suptitle(both["fig11"], ctx)
 
 

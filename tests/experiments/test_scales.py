@@ -8,14 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from mixcollapse.experiments.paper import (
-    ARCHS,
-    EXPERIMENTS,
-    RunKey,
-    experiments_runs,
-    get_experiment,
-    panel_rows,
-)
+from mixcollapse.experiments.paper import ARCHS, EXPERIMENTS, RunKey, experiments_runs, get_experiment, panel_rows
 from mixcollapse.experiments.paper import PAPER_DATASETS as DATASETS
 from mixcollapse.experiments.scales import run_config, scale_epoch, sweep_grid
 from mixcollapse.models import build_model
@@ -77,8 +70,18 @@ def test_no_dropout_in_the_full_size_models():
 def test_tiny_scale_keeps_the_code_path():
     for key in experiments_runs(list(EXPERIMENTS)):
         full, tiny = run_config(key, "full"), run_config(key, "tiny")
-        for attr in ("model.name", "model.fixed_etf", "model.patch_size", "data.name", "train.optimizer",
-                     "train.schedule", "train.loss", "mixup.alpha", "analysis.bn_mode", "analysis.lam"):
+        for attr in (
+            "model.name",
+            "model.fixed_etf",
+            "model.patch_size",
+            "data.name",
+            "train.optimizer",
+            "train.schedule",
+            "train.loss",
+            "mixup.alpha",
+            "analysis.bn_mode",
+            "analysis.lam",
+        ):
             section, name = attr.split(".")
             assert getattr(getattr(full, section), name) == getattr(getattr(tiny, section), name), (key, attr)
         assert tiny.train.epochs < full.train.epochs and tiny.data.train_limit is not None
@@ -110,8 +113,10 @@ def test_cpu_scale_is_the_measured_recipe():
     assert mixup.train.checkpoint_epochs == [scale_epoch(e, 500, 300) for e in (100, 300, 500)]
     mse = run_config(run_key("wrn-fashionmnist-mse"), "cpu")
     assert mse.train.loss == "mse" and mse.train.lr == 5 * mixup.train.lr  # the step size CE's recipe takes
-    assert run_config(run_key("wrn-fashionmnist-mse"), "full").train.lr == run_config(
-        run_key("wrn-fashionmnist-mixup"), "full").train.lr  # at full scale the sweep chooses
+    assert (
+        run_config(run_key("wrn-fashionmnist-mse"), "full").train.lr
+        == run_config(run_key("wrn-fashionmnist-mixup"), "full").train.lr
+    )  # at full scale the sweep chooses
     assert run_config(run_key("wrn-fashionmnist-etf"), "cpu").model.fixed_etf
     assert run_config(run_key("wrn-fashionmnist-baseline"), "cpu").mixup.alpha == 0
     with pytest.raises(ValueError, match="no recipe for wrn-cifar10"):

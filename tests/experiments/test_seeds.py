@@ -15,8 +15,9 @@ from mixcollapse.training.rundir import read_metrics
 
 @pytest.mark.slow  # twelve tiny trainings: about 20 s
 def test_a_two_seed_table_shows_mean_and_std_of_each_seeds_run(tmp_path):
-    (manifest,) = reproduce("table2", scale="tiny", datasets=["fashionmnist"], seeds=[0, 1], out=tmp_path,
-                            log=lambda line: None)
+    (manifest,) = reproduce(
+        "table2", scale="tiny", datasets=["fashionmnist"], seeds=[0, 1], out=tmp_path, log=lambda line: None
+    )
     (table,) = manifest["tables"]
     for cell in table["cells"]:
         runs = manifest["runs"][cell["run"]]["seed_runs"]

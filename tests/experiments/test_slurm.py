@@ -17,8 +17,15 @@ from mixcollapse.training.checkpoint import load_checkpoint
 from mixcollapse.training.rundir import read_metrics
 
 pytest.importorskip("submitit")
-SMALL = ("data.train_limit=256", "train.batch_size=64", "model.hidden=16", "train.progress=false", "train.epochs=2",
-         "train.checkpoint_every=1", "train.threads=1")
+SMALL = (
+    "data.train_limit=256",
+    "train.batch_size=64",
+    "model.hidden=16",
+    "train.progress=false",
+    "train.epochs=2",
+    "train.checkpoint_every=1",
+    "train.threads=1",
+)
 
 
 def rows(run):
@@ -28,13 +35,33 @@ def rows(run):
 @pytest.mark.slow  # two sweeps of two jobs, each job a fresh python: about 25 s
 def test_a_sweep_submitted_as_jobs_equals_the_in_process_sweep_and_is_never_resubmitted(tmp_path, capsys):
     out = tmp_path / "jobs"
-    argv = ["sweep", "--preset", "digits", "--out", str(out), "--grid", "train.lr=[0.05,0.1]", "--launcher", "slurm",
-            "--cluster", "local", "--gpus-per-job", "0", "--cpus-per-task", "1", *SMALL]
+    argv = [
+        "sweep",
+        "--preset",
+        "digits",
+        "--out",
+        str(out),
+        "--grid",
+        "train.lr=[0.05,0.1]",
+        "--launcher",
+        "slurm",
+        "--cluster",
+        "local",
+        "--gpus-per-job",
+        "0",
+        "--cpus-per-task",
+        "1",
+        *SMALL,
+    ]
     assert main(argv) == 0
     assert "[slurm] lr=0.05: job" in capsys.readouterr().err
-    reference = run_sweep(tmp_path / "ref", parse_grid(["train.lr=[0.05,0.1]"]),
-                          lambda hyper: load_config("digits", [*SMALL, *hyper]), runner=inprocess_runner,
-                          log=lambda s: None)
+    reference = run_sweep(
+        tmp_path / "ref",
+        parse_grid(["train.lr=[0.05,0.1]"]),
+        lambda hyper: load_config("digits", [*SMALL, *hyper]),
+        runner=inprocess_runner,
+        log=lambda s: None,
+    )
     result = json.loads((out / "sweep.json").read_text())
     assert result["complete"] and result["best"]["name"] == reference["best"]["name"]
     for got, want in zip(result["runs"], reference["runs"], strict=True):
@@ -61,8 +88,10 @@ def test_a_preempted_job_is_requeued_and_resumes_to_the_uninterrupted_result(tmp
     from mixcollapse.experiments.sweep import write_job
     from mixcollapse.training.loop import train
 
-    cfg = load_config("digits", ["train.progress=false", "train.epochs=12", "train.checkpoint_every=1",
-                                 "train.threads=1", "model.hidden=16"])
+    cfg = load_config(
+        "digits",
+        ["train.progress=false", "train.epochs=12", "train.checkpoint_every=1", "train.threads=1", "model.hidden=16"],
+    )
     run = tmp_path / "run"
     job = write_job("run", cfg, run, tmp_path / "run.yaml", tmp_path / "run.log")
     executor = submitit.LocalExecutor(str(tmp_path / "submitit"), max_num_timeout=3)
@@ -94,8 +123,25 @@ def test_options_are_checked_and_the_time_limit_follows_the_runs_estimate(tmp_pa
 
 
 def test_the_command_line_checks_the_slurm_options_before_anything_runs(tmp_path, capsys):
-    assert main(["reproduce", "table2", "--scale", "tiny", "--out", str(tmp_path), "--launcher", "slurm",
-                 "--cluster", "local", "--nodes", "2"]) == 2
+    assert (
+        main(
+            [
+                "reproduce",
+                "table2",
+                "--scale",
+                "tiny",
+                "--out",
+                str(tmp_path),
+                "--launcher",
+                "slurm",
+                "--cluster",
+                "local",
+                "--nodes",
+                "2",
+            ]
+        )
+        == 2
+    )
     assert "--cluster local runs on this machine: --nodes must be 1" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
 
@@ -112,12 +158,19 @@ def test_reproduce_hands_every_training_to_the_slurm_runner(tmp_path, monkeypatc
         def run(job, slot):
             calls.append((job.name, slot))
             return inprocess_runner(job, slot)
+
         return run
 
     monkeypatch.setattr(slurm, "slurm_runner", fake_runner)
     options = SlurmOptions(folder=tmp_path / "slurm", cluster="local", gpus_per_node=0, max_jobs=3)
-    (manifest,) = reproduce("table2", scale="tiny", datasets=["fashionmnist"], out=tmp_path / "out",
-                            launch=Launch("slurm", slurm=options), log=lambda line: None)
+    (manifest,) = reproduce(
+        "table2",
+        scale="tiny",
+        datasets=["fashionmnist"],
+        out=tmp_path / "out",
+        launch=Launch("slurm", slurm=options),
+        log=lambda line: None,
+    )
     trained = {name.split("/")[0] for name, _ in calls}
     assert trained >= {cell["run"] for cell in manifest["tables"][0]["cells"]} | {"wrn-fashionmnist-mixup"}
     assert len(calls) == len({name for name, _ in calls})  # each training handed over once

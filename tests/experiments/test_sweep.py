@@ -11,19 +11,19 @@ import torch
 
 from mixcollapse.config import load_config
 from mixcollapse.experiments.grid import parse_grid
-from mixcollapse.experiments.launch import (
-    Job,
-    Slot,
-    inprocess_runner,
-    make_slots,
-    subprocess_runner,
-)
+from mixcollapse.experiments.launch import Job, Slot, inprocess_runner, make_slots, subprocess_runner
 from mixcollapse.experiments.sweep import check_job_dir, run_sweep
 from mixcollapse.training.rundir import append_metrics, last_checkpoint_path, prepare_run_dir
 from reference import read_sweep
 
-DIGITS = ("data.train_limit=256", "train.batch_size=64", "model.hidden=16", "train.progress=false",
-          "train.epochs=2", "train.checkpoint_every=0")
+DIGITS = (
+    "data.train_limit=256",
+    "train.batch_size=64",
+    "model.hidden=16",
+    "train.progress=false",
+    "train.epochs=2",
+    "train.checkpoint_every=0",
+)
 
 
 def configure(hyper):
@@ -65,8 +65,9 @@ def test_sweep_spreads_runs_over_gpus_and_picks_the_best(tmp_path):
     grid = parse_grid(["train.lr=logspace(0.01,0.25,6)"])
     acc = {0.01: 0.2, 0.25: 0.9}
     runner = StubRunner(accuracy=lambda job: acc.get(load_config(job.config_path).train.lr, 0.5), delay=0.05)
-    result = run_sweep(tmp_path / "s", grid, configure, slots=make_slots(["0", "1", "2"], 1), runner=runner,
-                       log=lambda s: None)
+    result = run_sweep(
+        tmp_path / "s", grid, configure, slots=make_slots(["0", "1", "2"], 1), runner=runner, log=lambda s: None
+    )
     assert len(runner.calls) == 6 and len({name for name, _ in runner.calls}) == 6
     assert 1 < runner.max_active <= 3
     assert result["complete"] and result["best"]["name"] == "lr=0.25" and result["best"]["test_accuracy"] == 0.9
@@ -153,11 +154,16 @@ def test_with_seeds_the_best_point_has_the_best_mean_and_keeps_every_seeds_check
         cfg = load_config(job.config_path)
         return acc[(cfg.train.lr, cfg.train.seed)]
 
-    result = run_sweep(tmp_path / "s", grid, configure, runner=StubRunner(accuracy), log=lambda s: None, prune=True,
-                       seeds=[0, 1])
+    result = run_sweep(
+        tmp_path / "s", grid, configure, runner=StubRunner(accuracy), log=lambda s: None, prune=True, seeds=[0, 1]
+    )
     assert [r["name"] for r in result["runs"]] == ["lr=0.01", "lr=0.01-seed1", "lr=0.02", "lr=0.02-seed1"]
-    assert [(r["point"], r["seed"]) for r in result["runs"]] == [("lr=0.01", 0), ("lr=0.01", 1), ("lr=0.02", 0),
-                                                                  ("lr=0.02", 1)]
+    assert [(r["point"], r["seed"]) for r in result["runs"]] == [
+        ("lr=0.01", 0),
+        ("lr=0.01", 1),
+        ("lr=0.02", 0),
+        ("lr=0.02", 1),
+    ]
     points = {p["name"]: p for p in result["points"]}
     assert points["lr=0.01"]["test_accuracy"] == pytest.approx(0.7)
     assert points["lr=0.01"]["test_accuracy_std"] == pytest.approx(0.2828427, rel=1e-6)  # sample std of 0.9, 0.5

@@ -47,7 +47,8 @@ def test_experiment_runs_at_tiny_scale(name, tiny_out, caplog):
         assert (tiny_out / "figures" / f"{name}.png").stat().st_size > 1000
     if name == "fig10":  # the paper's WRN row, then the ViT row (below full scale), at the same fractions
         assert [(p["run"].split("-")[0], p["epoch"]) for p in manifest["panels"]] == [
-            (arch, e) for arch in ("wrn", "vit") for e in (1, 2, 3)]
+            (arch, e) for arch in ("wrn", "vit") for e in (1, 2, 3)
+        ]
     if name == "fig11":  # three subsets of each architecture
         assert len({tuple(p["classes"]) for p in manifest["panels"]}) == 3 and len(manifest["panels"]) == 6
     if name == "fig3":
@@ -75,5 +76,9 @@ def test_rerun_trains_nothing_and_report(tiny_out, caplog):
     text = (tiny_out / "report.html").read_text()
     assert text.count("data:image/png;base64,") >= 10
     assert "97.3" in text and "0.122" in text  # the paper's values beside ours
-    print("tiny-scale seconds per experiment:", {k: round(v, 1) for k, v in TIMES.items()},
-          "total", round(sum(TIMES.values()), 1))
+    print(
+        "tiny-scale seconds per experiment:",
+        {k: round(v, 1) for k, v in TIMES.items()},
+        "total",
+        round(sum(TIMES.values()), 1),
+    )

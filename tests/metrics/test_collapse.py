@@ -51,8 +51,7 @@ def _uneven_sizes(N, seed):
 
 
 @pytest.mark.parametrize(
-    ("C", "d", "N", "missing"),
-    [(5, 8, 300, ()), (10, 32, 517, ()), (6, 3, 211, ()), (7, 12, 250, (2,))],
+    ("C", "d", "N", "missing"), [(5, 8, 300, ()), (10, 32, 517, ()), (6, 3, 211, ()), (7, 12, 250, (2,))]
 )
 def test_streaming_equals_dense(C, d, N, missing):
     H, y, logits, W = _random_problem(C, d, N, seed=C * d, missing=missing)

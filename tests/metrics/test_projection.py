@@ -5,12 +5,7 @@ import pytest
 import torch
 
 from mixcollapse.etf import simplex_etf
-from mixcollapse.metrics.projection import (
-    project_classifier,
-    project_features,
-    projection_matrix,
-    triangle_vertices,
-)
+from mixcollapse.metrics.projection import project_classifier, project_features, projection_matrix, triangle_vertices
 
 
 def test_triangle_is_regular_and_centred():

@@ -29,8 +29,9 @@ def test_a_head_that_is_not_linear_is_named():
 
 
 def test_a_missing_head_names_the_keyword_and_the_model_s_last_linear():
-    model = torchvision.models.VisionTransformer(image_size=32, patch_size=16, num_layers=1, num_heads=2, hidden_dim=8,
-                                                 mlp_dim=8, num_classes=5)
+    model = torchvision.models.VisionTransformer(
+        image_size=32, patch_size=16, num_layers=1, num_heads=2, hidden_dim=8, mlp_dim=8, num_classes=5
+    )
     with pytest.raises(ValueError, match=r"no module 'fc' \(with_linear_head's head=\).*pass head='heads.head'"):
         with_linear_head(model)  # the default head="fc" is a ResNet's
     assert isinstance(with_linear_head(model, head="heads.head").classifier, nn.Linear)

@@ -16,20 +16,26 @@ def points():
     n = 60
     class_a = np.repeat([0, 0, 3, 3, 7, 7], 10)
     class_b = np.repeat([0, 3, 3, 7, 7, 0], 10)
-    return dict(xy=rng.normal(size=(n, 2)), lam=rng.uniform(size=n), class_a=class_a, class_b=class_b,
-                index_a=np.arange(n) + 1000, index_b=np.arange(n) + 5000)
+    return dict(
+        xy=rng.normal(size=(n, 2)),
+        lam=rng.uniform(size=n),
+        class_a=class_a,
+        class_b=class_b,
+        index_a=np.arange(n) + 1000,
+        index_b=np.arange(n) + 5000,
+    )
 
 
 def _figure_json(html: str, part: int = 0):
     """What plotly writes into the page, Plotly.newPlot(id, data, layout, config): the data (``part=0``), the
     layout (1)."""
-    body = html[html.index("Plotly.newPlot("):]
+    body = html[html.index("Plotly.newPlot(") :]
     at = body.index("[")
     decoder = json.JSONDecoder()
     value, end = decoder.raw_decode(body[at:])
     if part == 1:
-        rest = body[at + end:]
-        value, _ = decoder.raw_decode(rest[rest.index("{"):])
+        rest = body[at + end :]
+        value, _ = decoder.raw_decode(rest[rest.index("{") :])
     return value
 
 
@@ -42,9 +48,14 @@ def _values(array) -> np.ndarray:
 
 def test_html_is_self_contained_with_hover_and_groups(tmp_path, points):
     names = [f"class{k}" for k in range(10)]
-    path = configuration_html(tmp_path / "out" / "configuration.html", **points, class_names=names,
-                              classifier_xy=np.array([[0, 1], [-0.87, -0.5], [0.87, -0.5]]),
-                              classifier_labels=["class0", "class3", "class7"], title="digits")
+    path = configuration_html(
+        tmp_path / "out" / "configuration.html",
+        **points,
+        class_names=names,
+        classifier_xy=np.array([[0, 1], [-0.87, -0.5], [0.87, -0.5]]),
+        classifier_labels=["class0", "class3", "class7"],
+        title="digits",
+    )
     html = path.read_text()
     assert "<html" in html and "plotly" in html.lower()
     # No script fetched from anywhere: plotly.js is inline.
@@ -79,7 +90,8 @@ def test_large_sets_are_thinned_reproducibly(tmp_path, points):
     a = configuration_html(tmp_path / "a.html", **points, max_points=25, seed=1).read_text()
     b = configuration_html(tmp_path / "b.html", **points, max_points=25, seed=1).read_text()
     groups = ("same class", "different class")
-    shown = sum(len(_values(t["x"])) for t in _figure_json(a)
-                if t.get("legendgroup") in groups and t.get("showlegend") is False)
+    shown = sum(
+        len(_values(t["x"])) for t in _figure_json(a) if t.get("legendgroup") in groups and t.get("showlegend") is False
+    )
     assert shown == 25 and "25 of 60 pairs shown" in a
     assert _figure_json(a) == _figure_json(b)

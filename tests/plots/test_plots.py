@@ -20,18 +20,20 @@ def configuration_section(slope=1.0):
     p_a = np.clip(0.5 + slope * (centers - 0.5), 0, 1)
     p_a[3] = np.nan  # an empty bin
     edges = np.linspace(-0.5, 1.5, 41)
-    return _saved({
-        "lambda_bin_centers": centers.tolist(),
-        "pair_prob_by_lambda": p_a.tolist(),
-        "pair_prob_std_by_lambda": np.full(20, 0.05).tolist(),
-        "pair_prob_mae": 0.04,
-        "same_cos_by_lambda": np.full(20, 0.97).tolist(),
-        "same_cos_lambda_spread": 0.01,
-        "channel_position_by_lambda": centers.tolist(),
-        "channel_position_std_by_lambda": np.full(20, 0.1).tolist(),
-        "position_hist_edges": edges.tolist(),
-        "position_hist_density": np.exp(-((edges[:-1] - 0.5) ** 2) * 8).tolist(),
-    })
+    return _saved(
+        {
+            "lambda_bin_centers": centers.tolist(),
+            "pair_prob_by_lambda": p_a.tolist(),
+            "pair_prob_std_by_lambda": np.full(20, 0.05).tolist(),
+            "pair_prob_mae": 0.04,
+            "same_cos_by_lambda": np.full(20, 0.97).tolist(),
+            "same_cos_lambda_spread": 0.01,
+            "channel_position_by_lambda": centers.tolist(),
+            "channel_position_std_by_lambda": np.full(20, 0.1).tolist(),
+            "position_hist_edges": edges.tolist(),
+            "position_hist_density": np.exp(-((edges[:-1] - 0.5) ** 2) * 8).tolist(),
+        }
+    )
 
 
 def calibration_section():
@@ -39,24 +41,47 @@ def calibration_section():
     acc = np.linspace(0.1, 1.0, 15)
     acc[:5] = np.nan
     counts = np.where(np.isnan(acc), 0, 10)
-    return _saved({"bin_edges": edges.tolist(), "accuracy_by_bin": acc.tolist(),
-                   "confidence_by_bin": (acc - 0.03).tolist(), "counts": counts.tolist(),
-                   "ece": 0.03, "mce": 0.05, "accuracy": 0.97})
+    return _saved(
+        {
+            "bin_edges": edges.tolist(),
+            "accuracy_by_bin": acc.tolist(),
+            "confidence_by_bin": (acc - 0.03).tolist(),
+            "counts": counts.tolist(),
+            "ece": 0.03,
+            "mce": 0.05,
+            "accuracy": 0.97,
+        }
+    )
 
 
 def mixed_pairs_section():
     centers = (np.arange(10) + 0.5) / 10
-    return _saved({"different_class": {"bin_centers": centers.tolist(),
-                                       "confidence": np.maximum(centers, 1 - centers).tolist(),
-                                       "error_rate": (0.5 - np.abs(centers - 0.5)).tolist(),
-                                       "error_rate_overall": 0.2, "mean_confidence": 0.75},
-                   "same_class": None})
+    return _saved(
+        {
+            "different_class": {
+                "bin_centers": centers.tolist(),
+                "confidence": np.maximum(centers, 1 - centers).tolist(),
+                "error_rate": (0.5 - np.abs(centers - 0.5)).tolist(),
+                "error_rate_overall": 0.2,
+                "mean_confidence": 0.75,
+            },
+            "same_class": None,
+        }
+    )
 
 
 def metrics_rows(n=5):
-    return [{"epoch": e, "classifier_norm_cv": 0.3 / e, "classifier_cos_std": 0.2 / e,
-             "classifier_cos_mean": -0.1 - 0.01 * e, "classifier_etf_cos": -1 / 9,
-             "classifier_etf_distance": 0.5 / e if e != 3 else None} for e in range(1, n + 1)]
+    return [
+        {
+            "epoch": e,
+            "classifier_norm_cv": 0.3 / e,
+            "classifier_cos_std": 0.2 / e,
+            "classifier_cos_mean": -0.1 - 0.01 * e,
+            "classifier_etf_cos": -1 / 9,
+            "classifier_etf_distance": 0.5 / e if e != 3 else None,
+        }
+        for e in range(1, n + 1)
+    ]
 
 
 def assert_written(paths, stem):
@@ -69,7 +94,8 @@ def assert_written(paths, stem):
 def test_configuration_measures_overlay_two_runs(tmp_path):
     stem = tmp_path / "figs" / "measures"
     paths = plots.configuration_measures_figure(
-        [("mixup", configuration_section(1.0)), ("baseline", configuration_section(3.0))], stem, suptitle="x")
+        [("mixup", configuration_section(1.0)), ("baseline", configuration_section(3.0))], stem, suptitle="x"
+    )
     assert_written(paths, stem)
 
 
@@ -114,18 +140,31 @@ def test_the_reliability_legend_covers_no_bar(tmp_path, monkeypatch):
 
 
 def test_reliability_confidence_and_classifier_figures(tmp_path):
-    assert_written(plots.reliability_figure([("a", calibration_section()), ("b", calibration_section())],
-                                            tmp_path / "rel"), tmp_path / "rel")
-    assert_written(plots.confidence_by_lambda_figure([("a", mixed_pairs_section())], tmp_path / "conf"),
-                   tmp_path / "conf")
-    assert_written(plots.classifier_geometry_figure([("mixup", metrics_rows()), ("baseline", metrics_rows(3))],
-                                                    tmp_path / "w", mark_epoch=4), tmp_path / "w")
+    assert_written(
+        plots.reliability_figure([("a", calibration_section()), ("b", calibration_section())], tmp_path / "rel"),
+        tmp_path / "rel",
+    )
+    assert_written(
+        plots.confidence_by_lambda_figure([("a", mixed_pairs_section())], tmp_path / "conf"), tmp_path / "conf"
+    )
+    assert_written(
+        plots.classifier_geometry_figure(
+            [("mixup", metrics_rows()), ("baseline", metrics_rows(3))], tmp_path / "w", mark_epoch=4
+        ),
+        tmp_path / "w",
+    )
 
 
 def test_configuration_scatter_still_draws(tmp_path):
     rng = np.random.default_rng(0)
-    panel = dict(xy=rng.normal(size=(50, 2)), lam=rng.uniform(size=50), same=rng.uniform(size=50) < 0.3,
-                 classifier_xy=np.array([[0, 1], [-0.87, -0.5], [0.87, -0.5]]), title="t", class_names=["a", "b", "c"])
+    panel = dict(
+        xy=rng.normal(size=(50, 2)),
+        lam=rng.uniform(size=50),
+        same=rng.uniform(size=50) < 0.3,
+        classifier_xy=np.array([[0, 1], [-0.87, -0.5], [0.87, -0.5]]),
+        title="t",
+        class_names=["a", "b", "c"],
+    )
     assert_written(plots.configuration_figure([panel, panel], tmp_path / "cfg"), tmp_path / "cfg")
 
 
@@ -140,8 +179,14 @@ def _panel(seed, n=300):
     rng = np.random.default_rng(seed)
     xy = rng.normal(size=(n, 2)) * (1 + seed)  # panels with different data ranges
     A = np.array([[0.0, 1.0], [-0.87, -0.5], [0.87, -0.5]])
-    return dict(xy=xy, lam=rng.uniform(size=n), same=rng.uniform(size=n) < 0.3, classifier_xy=A,
-                title=f"panel {seed}", class_names=["a", "b", "c"])
+    return dict(
+        xy=xy,
+        lam=rng.uniform(size=n),
+        same=rng.uniform(size=n) < 0.3,
+        classifier_xy=A,
+        title=f"panel {seed}",
+        class_names=["a", "b", "c"],
+    )
 
 
 def test_a_row_of_panels_has_equal_panels_and_one_pair_of_colour_bars(tmp_path, monkeypatch):
@@ -164,10 +209,18 @@ def test_epoch_axes_show_whole_epochs(tmp_path, monkeypatch):
     from mixcollapse.plots import paper
 
     kept = _kept_figure(monkeypatch, paper)
-    curves = {"r": {"arch": "wrn", "dataset": "fashionmnist", "epoch": [1, 2, 3], "norm_cv": [0.3, 0.2, 0.1],
-                    "cos_std": [0.2, 0.15, 0.1]}}
-    paper.draw_classifier_curves(curves, tmp_path / "fig5", "Figure 5", {"fashionmnist": "FashionMNIST"},
-                                 {"wrn": "WRN"})
+    curves = {
+        "r": {
+            "arch": "wrn",
+            "dataset": "fashionmnist",
+            "epoch": [1, 2, 3],
+            "norm_cv": [0.3, 0.2, 0.1],
+            "cos_std": [0.2, 0.15, 0.1],
+        }
+    }
+    paper.draw_classifier_curves(
+        curves, tmp_path / "fig5", "Figure 5", {"fashionmnist": "FashionMNIST"}, {"wrn": "WRN"}
+    )
     (fig,) = kept
     fig.canvas.draw()
     for ax in fig.axes:

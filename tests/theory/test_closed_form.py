@@ -32,7 +32,9 @@ def pair_targets(C: int, lam: np.ndarray, i: int = 0, ip: int = 1) -> torch.Tens
 # C = 1000 costs over a second a case: it runs with the slow tests.
 GRID = [
     pytest.param(C, m, lam_h, marks=[pytest.mark.slow] if C == 1000 else [])
-    for C in (2, 10, 1000) for m in (0.1, 30.0) for lam_h in (1e-9, 10.0)
+    for C in (2, 10, 1000)
+    for m in (0.1, 30.0)
+    for lam_h in (1e-9, 10.0)
 ]
 
 

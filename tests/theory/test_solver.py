@@ -17,11 +17,7 @@ from scipy import optimize
 
 from mixcollapse.etf import simplex_etf
 from mixcollapse.mixup import mixup_targets
-from mixcollapse.theory import (
-    feature_gradient,
-    optimal_features,
-    theorem_features,
-)
+from mixcollapse.theory import feature_gradient, optimal_features, theorem_features
 from mixcollapse.theory.solver import _in_threads
 
 LAMBDAS = np.array([0.0, 1e-12, 0.5, 1.0])
@@ -35,7 +31,9 @@ def pair_targets(C: int, lam: np.ndarray, i: int = 0, ip: int = 1) -> torch.Tens
 # C = 1000 costs over a second a case: it runs with the slow tests.
 GRID = [
     pytest.param(C, m, lam_h, marks=[pytest.mark.slow] if C == 1000 else [])
-    for C in (2, 10, 1000) for m in (0.1, 30.0) for lam_h in (1e-9, 10.0)
+    for C in (2, 10, 1000)
+    for m in (0.1, 30.0)
+    for lam_h in (1e-9, 10.0)
 ]
 
 
@@ -175,7 +173,12 @@ def test_speed_benchmark_runs_end_to_end_on_a_small_problem():
     # the benchmark measures, it is not a test of speed: this only keeps the script working
     bench = Path(__file__).resolve().parents[2] / "bench" / "bench_theory.py"
     env = {**os.environ, "BENCH_THREADS": "1"}
-    proc = subprocess.run([sys.executable, str(bench), "--samples", "300", "--scipy-samples", "2"],
-                          capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(bench), "--samples", "300", "--scipy-samples", "2"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "solver random W: 300 samples" in proc.stdout and "ours at scipy's accuracy" in proc.stdout

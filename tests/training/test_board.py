@@ -21,8 +21,17 @@ def test_every_epoch_number_and_the_hyper_parameters_are_in_the_event_files(tmp_
     cfg = tiny_config("train.epochs=3", "mixup.alpha=0.4", "train.lr=0.05")
     run = train(cfg, tmp_path / "run")
     board, rows = events(run), read_metrics(run)
-    for tag in ("train/loss", "train/accuracy", "test/loss", "test/accuracy", "test/ece", "lr",
-                "classifier/etf_distance", "classifier/norm_cv", "classifier/cos_std"):
+    for tag in (
+        "train/loss",
+        "train/accuracy",
+        "test/loss",
+        "test/accuracy",
+        "test/ece",
+        "lr",
+        "classifier/etf_distance",
+        "classifier/norm_cv",
+        "classifier/cos_std",
+    ):
         assert [e.step for e in board.Scalars(tag)] == [1, 2, 3], tag
     for row in rows:  # the same numbers as metrics.jsonl (event files hold float32)
         got = {tag: board.Scalars(tag)[row["epoch"] - 1].value for tag in epoch_scalars(row)}
@@ -45,8 +54,13 @@ def test_a_resumed_run_purges_the_epochs_after_its_checkpoint(tmp_path, tiny_con
 def test_the_analysed_configuration_is_an_image_at_its_epoch_and_the_board_can_be_off(tmp_path, tiny_config):
     from mixcollapse.analysis.run import analyze_run
 
-    cfg = tiny_config("train.epochs=2", "analysis.pairs_per_class_pair=10", "analysis.test_pairs=50",
-                      "analysis.recalibrate_batches=2", "data.test_limit=60")
+    cfg = tiny_config(
+        "train.epochs=2",
+        "analysis.pairs_per_class_pair=10",
+        "analysis.test_pairs=50",
+        "analysis.recalibrate_batches=2",
+        "data.test_limit=60",
+    )
     run = train(cfg, tmp_path / "run")
     analyze_run(run, device="cpu", progress=False, draw=("configuration",))
     (image,) = events(run).Images("configuration/last")

@@ -21,8 +21,15 @@ from mixcollapse.training.loop import train
 from mixcollapse.training.rundir import RunDirError, read_metrics
 
 # Twelve short epochs, periodic checkpoints every 10: the signal lands after epoch 3, before the first one.
-SETTINGS = ("data.train_limit=512", "train.batch_size=64", "model.hidden=32", "train.progress=false",
-            "train.epochs=12", "train.checkpoint_every=10", "train.tensorboard=false")
+SETTINGS = (
+    "data.train_limit=512",
+    "train.batch_size=64",
+    "model.hidden=32",
+    "train.progress=false",
+    "train.epochs=12",
+    "train.checkpoint_every=10",
+    "train.tensorboard=false",
+)
 
 
 def _result(run: Path) -> tuple[list[dict], dict]:
@@ -37,8 +44,9 @@ def _same(a: dict, b: dict) -> bool:
 def _interrupted(run: Path, sig: int, after_epoch: int = 3) -> tuple[int, str]:
     """``mixcollapse train`` in a process of its own, sent ``sig`` once epoch ``after_epoch`` is logged."""
     cmd = [sys.executable, "-m", "mixcollapse", "train", "--out", str(run), *SETTINGS]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
     lines = []
     for line in proc.stdout:
         lines.append(line)
@@ -93,8 +101,9 @@ def test_an_interrupt_in_process_writes_the_last_finished_epoch(tmp_path, tiny_c
     assert rows == straight_rows and _same(weights, straight_weights)
 
 
-def test_an_interrupt_in_the_first_epoch_says_the_resume_starts_from_the_beginning(tmp_path, tiny_config, caplog,
-                                                                                  monkeypatch):
+def test_an_interrupt_in_the_first_epoch_says_the_resume_starts_from_the_beginning(
+    tmp_path, tiny_config, caplog, monkeypatch
+):
     from mixcollapse.training import loop
 
     def run_epoch(*args, **kwargs):
@@ -141,8 +150,9 @@ def test_resume_without_a_preset_continues_with_the_saved_config(tmp_path):
 def test_resume_accepts_bookkeeping_overrides_and_refuses_a_changed_result(tmp_path, tiny_config):
     cfg = tiny_config("train.epochs=3", "train.checkpoint_every=1")
     train(cfg, tmp_path / "run", stop_after_epoch=1)
-    train(tiny_config("train.epochs=3", "train.checkpoint_every=2", "train.progress=false"), tmp_path / "run",
-          resume=True)  # checkpointing and progress output change nothing that is trained
+    train(
+        tiny_config("train.epochs=3", "train.checkpoint_every=2", "train.progress=false"), tmp_path / "run", resume=True
+    )  # checkpointing and progress output change nothing that is trained
     with pytest.raises(RunDirError, match=r"train\.lr: 0\.1 -> 0\.2"):
         train(tiny_config("train.epochs=3", "train.lr=0.2"), tmp_path / "run", resume=True)
 

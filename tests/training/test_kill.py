@@ -23,8 +23,14 @@ from mixcollapse.training.rundir import read_metrics
 
 pytestmark = pytest.mark.slow
 
-SETTINGS = ("data.train_limit=768", "train.batch_size=64", "model.hidden=32", "train.progress=false",
-            "train.epochs=8", "train.checkpoint_every=1")
+SETTINGS = (
+    "data.train_limit=768",
+    "train.batch_size=64",
+    "model.hidden=32",
+    "train.progress=false",
+    "train.epochs=8",
+    "train.checkpoint_every=1",
+)
 KILLS = {"tensor": 7, "loader": 4}  # the default pipeline more often; each kill and resume costs about 8 s
 
 
@@ -35,8 +41,9 @@ def _data(pipeline: str) -> list[str]:
 def _train(out: Path, pipeline: str) -> subprocess.Popen:
     """``mixcollapse train`` in a process of its own, to be killed."""
     cmd = [sys.executable, "-m", "mixcollapse", "train", "--out", str(out), *SETTINGS, *_data(pipeline)]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
 
 
 def _started(proc: subprocess.Popen) -> bool:

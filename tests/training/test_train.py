@@ -98,8 +98,12 @@ def test_train_one_epoch_hands_the_loss_the_mixed_targets(per_sample):
     so the target the loss receives must equal the input the model received, batch after batch."""
     C = 6
     y = torch.arange(48) % C
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(F.one_hot(y, C).float(), y), batch_size=8,
-                                         shuffle=True, generator=torch.Generator().manual_seed(0))
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(F.one_hot(y, C).float(), y),
+        batch_size=8,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(0),
+    )
     seen_inputs, seen_targets = [], []
     model = torch.nn.Linear(C, C)
     model.register_forward_pre_hook(lambda module, args: seen_inputs.append(args[0].detach().clone()))
@@ -110,8 +114,18 @@ def test_train_one_epoch_hands_the_loss_the_mixed_targets(per_sample):
 
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    train_one_epoch(model, loss_fn, optimizer, scheduler, loader, torch.device("cpu"), 1, num_classes=C,
-                    mixup=MixupConfig(alpha=1.0, per_sample=per_sample), rng=np.random.default_rng(0))
+    train_one_epoch(
+        model,
+        loss_fn,
+        optimizer,
+        scheduler,
+        loader,
+        torch.device("cpu"),
+        1,
+        num_classes=C,
+        mixup=MixupConfig(alpha=1.0, per_sample=per_sample),
+        rng=np.random.default_rng(0),
+    )
     assert len(seen_targets) == len(seen_inputs) == 6
     for x, target in zip(seen_inputs, seen_targets, strict=True):
         torch.testing.assert_close(target, x, rtol=0, atol=1e-6)
@@ -163,9 +177,16 @@ def test_resume_with_random_crops_and_flips_equals_the_uninterrupted_run(tmp_pat
     from mixcollapse.data.fake import write_fake_cifar10
 
     write_fake_cifar10(tmp_path / "data", n_train=128, n_test=40)
-    cfg = tiny_config("data.name=cifar10", f"data.root={tmp_path / 'data'}", "data.num_workers=2",
-                      f"data.pipeline={pipeline}", "data.train_limit=128", "train.batch_size=32", "train.epochs=4",
-                      "train.checkpoint_every=2")
+    cfg = tiny_config(
+        "data.name=cifar10",
+        f"data.root={tmp_path / 'data'}",
+        "data.num_workers=2",
+        f"data.pipeline={pipeline}",
+        "data.train_limit=128",
+        "train.batch_size=32",
+        "train.epochs=4",
+        "train.checkpoint_every=2",
+    )
     assert cfg.data.augment
     straight = train(cfg, tmp_path / "straight")
     cut = train(cfg, tmp_path / "cut", stop_after_epoch=3)
@@ -318,8 +339,7 @@ def test_two_process_resume_equals_the_uninterrupted_ddp_run(tmp_path, torchrun)
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_a_run_too_long_for_this_cpu_says_so_once_and_workers_are_capped(tmp_path, tiny_config, caplog,
-                                                                          monkeypatch):
+def test_a_run_too_long_for_this_cpu_says_so_once_and_workers_are_capped(tmp_path, tiny_config, caplog, monkeypatch):
     import logging
 
     from mixcollapse.training import loop
@@ -349,14 +369,36 @@ def test_two_nodes_on_localhost_equal_the_two_process_single_node_run(tmp_path, 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2] / "src"),
-                                          os.environ.get("PYTHONPATH", "")])}
-    node = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
-            "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "two-nodes",
-            *train_args, "--out", str(tmp_path / "two-nodes")]
-    agents = [subprocess.Popen(node, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True) for _ in range(2)]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).resolve().parents[2] / "src"), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
+    node = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "2",
+        "--nproc_per_node",
+        "1",
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        f"127.0.0.1:{port}",
+        "--rdzv-id",
+        "two-nodes",
+        *train_args,
+        "--out",
+        str(tmp_path / "two-nodes"),
+    ]
+    agents = [
+        subprocess.Popen(node, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]
     outputs = [agent.communicate(timeout=240)[0] for agent in agents]
     assert all(agent.returncode == 0 for agent in agents), outputs[0][-2000:] + outputs[1][-2000:]
     one, two = tmp_path / "one-node", tmp_path / "two-nodes"

@@ -76,13 +76,7 @@ def ufm_distance_stats(H: Tensor, H_opt: Tensor) -> dict[str, float]:
 
 
 def _per_sample(
-    H: Tensor,
-    logits: Tensor,
-    lam: Tensor,
-    a: Tensor,
-    b: Tensor,
-    W: Tensor,
-    centres: Tensor | None,
+    H: Tensor, logits: Tensor, lam: Tensor, a: Tensor, b: Tensor, W: Tensor, centres: Tensor | None
 ) -> dict[str, Tensor]:
     """Per-sample quantities (all (B,), float64), vectorized over the batch."""
     C = logits.shape[1]
@@ -189,8 +183,17 @@ class ConfigurationAccumulator:
         S = torch.stack([one, q["cos"], q["cos"] ** 2, q["norm"], q["norm"] ** 2])
         self.same.index_add_(1, idx, torch.where(same, S, 0.0))
         D = torch.stack(
-            [one, lam, q["p_a"], q["p_a"] ** 2, (q["p_a"] - lam).abs(), q["mass"], q["other_std"], q["other_gap"],
-             (q["logit_position"] - lam).abs()]
+            [
+                one,
+                lam,
+                q["p_a"],
+                q["p_a"] ** 2,
+                (q["p_a"] - lam).abs(),
+                q["mass"],
+                q["other_std"],
+                q["other_gap"],
+                (q["logit_position"] - lam).abs(),
+            ]
         )
         self.diff.index_add_(1, idx, torch.where(diff, D, 0.0))
         self.class_sums.index_add_(0, a, torch.where(same.unsqueeze(1), H, 0.0))

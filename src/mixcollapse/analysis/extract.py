@@ -198,11 +198,13 @@ class StoredPairs:
         n = max(0, hi - lo)
         if self._last is not None and self._last[:2] == (lo, hi):
             return self._last[2]
-        rows = PairSet(*(
-            np.fromfile(self.path(name), dtype=dtype, count=n, offset=offset + lo * dtype.itemsize)
-            for name in PAIR_FIELDS
-            for offset, _, dtype in [self._layout[name]]
-        ))
+        rows = PairSet(
+            *(
+                np.fromfile(self.path(name), dtype=dtype, count=n, offset=offset + lo * dtype.itemsize)
+                for name in PAIR_FIELDS
+                for offset, _, dtype in [self._layout[name]]
+            )
+        )
         self._last = (lo, hi, rows)
         return rows
 
@@ -295,8 +297,14 @@ def extract_pair_features(
     classifier = net.classifier
     weight = classifier.weight.detach().cpu().float().numpy()
     bias = classifier.bias.detach().cpu().float().numpy() if classifier.bias is not None else None
-    info = {"format_version": FORMAT_VERSION, "num_pairs": len(pairs), "feature_dim": weight.shape[1],
-            "num_classes": weight.shape[0], **_bn_meta(bn, batchnorm), **(meta or {})}
+    info = {
+        "format_version": FORMAT_VERSION,
+        "num_pairs": len(pairs),
+        "feature_dim": weight.shape[1],
+        "num_classes": weight.shape[0],
+        **_bn_meta(bn, batchnorm),
+        **(meta or {}),
+    }
     try:
         with atomic_folder(out_dir) as partial:
             per_batch = max(1, int(batch_size * pair_fraction)) if train_mode else batch_size
@@ -304,8 +312,7 @@ def extract_pair_features(
                 MixedPairImages(dataset, pairs), batch_size=per_batch, shuffle=False, num_workers=num_workers
             )
             filler = (lambda n: next(batch_iter)[:n].to(device)) if train_mode else None
-            _stream_features(net, loader, pairs, partial, batch_size, filler, list(callbacks), device,
-                             loading.progress)
+            _stream_features(net, loader, pairs, partial, batch_size, filler, list(callbacks), device, loading.progress)
             _save_pairs_and_classifier(partial, pairs, weight, bias, info)
     finally:
         model.train(was_training)
@@ -314,13 +321,14 @@ def extract_pair_features(
 
 def _bn_meta(bn: BatchNormPlan, batchnorm: bool) -> dict:
     """What meta.json says about batch norm: the mode, and the settings that mode used."""
-    return {"bn_mode": bn.mode if batchnorm else NO_BATCHNORM,
-            "pair_fraction": bn.pair_fraction if batchnorm and bn.mode == "train" else None,
-            "recalibrate_batches": bn.recalibrate_batches if batchnorm and bn.mode == "recalibrate" else None}
+    return {
+        "bn_mode": bn.mode if batchnorm else NO_BATCHNORM,
+        "pair_fraction": bn.pair_fraction if batchnorm and bn.mode == "train" else None,
+        "recalibrate_batches": bn.recalibrate_batches if batchnorm and bn.mode == "recalibrate" else None,
+    }
 
 
-def _save_pairs_and_classifier(out_dir: Path, pairs, weight: np.ndarray, bias: np.ndarray | None,
-                               info: dict) -> None:
+def _save_pairs_and_classifier(out_dir: Path, pairs, weight: np.ndarray, bias: np.ndarray | None, info: dict) -> None:
     """The pairs (a copy of each field), the classifier's weight and bias, and meta.json beside the features."""
     for name in PAIR_FIELDS:
         if isinstance(pairs, StoredPairs):
@@ -333,8 +341,9 @@ def _save_pairs_and_classifier(out_dir: Path, pairs, weight: np.ndarray, bias: n
     atomic_write_json(out_dir / "meta.json", info, sort_keys=True)
 
 
-def bn_network(model: nn.Module, bn_mode: str, batches: Iterator[torch.Tensor] | None, recalibrate_batches: int,
-               device) -> nn.Module:
+def bn_network(
+    model: nn.Module, bn_mode: str, batches: Iterator[torch.Tensor] | None, recalibrate_batches: int, device
+) -> nn.Module:
     """The model as it should run for ``bn_mode``: a recalibrated copy (recalibrate), a copy using batch
     statistics with its running statistics untouched (train), or ``model`` in eval mode (eval, or no batch norm)."""
     if not has_batchnorm(model) or bn_mode == "eval":
@@ -353,9 +362,17 @@ def bn_network(model: nn.Module, bn_mode: str, batches: Iterator[torch.Tensor] |
 
 
 @torch.no_grad()
-def _stream_features(net: nn.Module, loader, pairs, out_dir: Path, batch_size: int,
-                     filler: Callable[[int], torch.Tensor] | None, callbacks: list, device: torch.device,
-                     progress: bool) -> None:
+def _stream_features(
+    net: nn.Module,
+    loader,
+    pairs,
+    out_dir: Path,
+    batch_size: int,
+    filler: Callable[[int], torch.Tensor] | None,
+    callbacks: list,
+    device: torch.device,
+    progress: bool,
+) -> None:
     """features.npy and logits.npy of every pair, in order, each batch also handed to the callbacks.
 
     ``filler(n)``: n mixed training images that complete a train-mode batch to ``batch_size`` (their

@@ -132,14 +132,16 @@ def measure_mixed_pairs(
     net.eval()
     groups = {name: ConfidenceByLambdaAccumulator(n_bins) for name in ("different_class", "same_class")}
     seen = {"different_class": 0, "same_class": 0}
-    loader = torch.utils.data.DataLoader(MixedPairImages(dataset, pairs), batch_size=batch_size, shuffle=False,
-                                         num_workers=num_workers)
+    loader = torch.utils.data.DataLoader(
+        MixedPairImages(dataset, pairs), batch_size=batch_size, shuffle=False, num_workers=num_workers
+    )
     try:
         for x, idx in progress_bar(loader, "mixed test pairs", progress):
             probs = torch.softmax(net.classifier(net.features(x.to(device))).double(), dim=1)  # (B, C)
             sl = slice(int(idx[0]), int(idx[-1]) + 1)  # the loader keeps the pairs' order
-            lam, a, b = (torch.from_numpy(np.asarray(v[sl])).to(device) for v in (pairs.lam, pairs.class_a,
-                                                                                pairs.class_b))
+            lam, a, b = (
+                torch.from_numpy(np.asarray(v[sl])).to(device) for v in (pairs.lam, pairs.class_a, pairs.class_b)
+            )
             same = a == b
             for name, mask in (("different_class", ~same), ("same_class", same)):
                 k = int(mask.sum())

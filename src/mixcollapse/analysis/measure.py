@@ -58,9 +58,20 @@ ANALYSIS_FILE = "analysis.json"
 
 # Top-level scalars of analysis.json: the headline of each section (``mixcollapse analyze`` prints them).
 HEADLINE = {
-    "configuration": ("pair_prob_mae", "pair_mass", "other_logit_spread", "same_cos_mean", "same_cos_in_span",
-                      "offspan_energy", "same_cos_lambda_spread", "logit_position_mae", "channel_position_mae",
-                      "channel_middle_density_ratio", "off_channel_distance", "ufm_distance"),
+    "configuration": (
+        "pair_prob_mae",
+        "pair_mass",
+        "other_logit_spread",
+        "same_cos_mean",
+        "same_cos_in_span",
+        "offspan_energy",
+        "same_cos_lambda_spread",
+        "logit_position_mae",
+        "channel_position_mae",
+        "channel_middle_density_ratio",
+        "off_channel_distance",
+        "ufm_distance",
+    ),
     "neural_collapse": ("nc1", "nc2_norm_cv", "nc2_etf_distance", "nc3", "nc4_agreement"),
     "calibration": ("test_accuracy", "ece", "mce"),
     "test_pairs": ("test_pair_confidence", "test_pair_error"),
@@ -72,10 +83,25 @@ HEADLINE = {
 # Softmax probabilities and the UFM (a cross-entropy model) say nothing about an MSE network, whose logits
 # regress onto the mixed target; the geometry of the features applies to both.
 MEASURES_BY_LOSS = {
-    "ce": ("pair_prob_mae", "pair_mass", "other_logit_spread", "same_cos_mean", "same_cos_in_span", "offspan_energy",
-           "channel_middle_density_ratio", "ufm_distance"),
-    "mse": ("logit_position_mae", "channel_position_mae", "off_channel_distance", "same_cos_mean", "same_cos_in_span",
-            "offspan_energy", "channel_middle_density_ratio"),
+    "ce": (
+        "pair_prob_mae",
+        "pair_mass",
+        "other_logit_spread",
+        "same_cos_mean",
+        "same_cos_in_span",
+        "offspan_energy",
+        "channel_middle_density_ratio",
+        "ufm_distance",
+    ),
+    "mse": (
+        "logit_position_mae",
+        "channel_position_mae",
+        "off_channel_distance",
+        "same_cos_mean",
+        "same_cos_in_span",
+        "offspan_energy",
+        "channel_middle_density_ratio",
+    ),
 }
 
 
@@ -118,26 +144,46 @@ class Network:
     bn: dict  # analysis.json's ``bn`` record
 
 
-def prepare_network(model: nn.Module, train_dataset, settings: AnalysisConfig, alpha: float,
-                    mix_batches: Iterable[Tensor] | None = None, mix_batch_size: int = 128,
-                    device: str | torch.device = "cpu") -> Network:
+def prepare_network(
+    model: nn.Module,
+    train_dataset,
+    settings: AnalysisConfig,
+    alpha: float,
+    mix_batches: Iterable[Tensor] | None = None,
+    mix_batch_size: int = 128,
+    device: str | torch.device = "cpu",
+) -> Network:
     """Step 1: the network state of ``settings.bn_mode`` (recalibrate: a copy with statistics of mixup batches)."""
     batchnorm = has_batchnorm(model)
     bn = _bn_record(model, settings.bn_mode, settings.recalibrate_batches)
     batches = None
     if batchnorm and settings.bn_mode in ("recalibrate", "train"):
         num_classes = model.classifier.weight.shape[0]
-        batches = mix_batches if mix_batches is not None else mixup_training_batches(
-            train_dataset, num_classes, alpha, mix_batch_size, seed=settings.seed)
+        batches = (
+            mix_batches
+            if mix_batches is not None
+            else mixup_training_batches(train_dataset, num_classes, alpha, mix_batch_size, seed=settings.seed)
+        )
     if batchnorm and settings.bn_mode == "recalibrate":
         net = recalibrate_batchnorm(model, iter(batches), settings.recalibrate_batches, device)
         return Network(net, net, "eval", batches, bn)  # extracted in eval mode, recorded as recalibrate
     return Network(model, model, settings.bn_mode, batches, bn)
 
 
-def measure_pairs(network: Network, model: nn.Module, train_dataset, classes: list[int], names: Sequence[str],
-                  nc: NeuralCollapse, settings: AnalysisConfig, alpha: float, weight_decay: float, out_dir: Path,
-                  meta: dict | None = None, **loader_args) -> tuple[PairFeatures, dict]:
+def measure_pairs(
+    network: Network,
+    model: nn.Module,
+    train_dataset,
+    classes: list[int],
+    names: Sequence[str],
+    nc: NeuralCollapse,
+    settings: AnalysisConfig,
+    alpha: float,
+    weight_decay: float,
+    out_dir: Path,
+    meta: dict | None = None,
+    **loader_args,
+) -> tuple[PairFeatures, dict]:
     """Step 3: the mixup pairs of ``classes`` through the network into features on disk and the configuration.
 
     The pairs are drawn in chunks onto disk (memory does not grow with their number), streamed
@@ -156,16 +202,31 @@ def measure_pairs(network: Network, model: nn.Module, train_dataset, classes: li
     solver, solver_note = ufm_solver()
     bias = model.classifier.bias
     acc = ConfigurationAccumulator(W, None if bias is None else bias.detach(), centres=nc.means - nc.global_mean)
-    extra = {"bn_mode": network.bn["pairs"], "recalibrate_batches": network.bn["recalibrate_batches"]} \
-        if has_batchnorm(model) else {}
+    extra = (
+        {"bn_mode": network.bn["pairs"], "recalibrate_batches": network.bn["recalibrate_batches"]}
+        if has_batchnorm(model)
+        else {}
+    )
     measure = PairMeasures(acc, W, solver, weight_decay, center=nc.global_mean, span_rows=W[classes])
     try:
         feats = extract_pair_features(
-            network.pair_net, train_dataset, pairs, out_dir / "features",
+            network.pair_net,
+            train_dataset,
+            pairs,
+            out_dir / "features",
             bn=BatchNormPlan(network.pair_mode, network.batches, a.recalibrate_batches),
-            loading=Loading(**loader_args), callbacks=[measure], overwrite=True,
-            meta={**(meta or {}), "classes": classes, "class_names": [names[c] for c in classes], "lam_mode": a.lam,
-                  "alpha": alpha, "seed": a.seed, **extra},
+            loading=Loading(**loader_args),
+            callbacks=[measure],
+            overwrite=True,
+            meta={
+                **(meta or {}),
+                "classes": classes,
+                "class_names": [names[c] for c in classes],
+                "lam_mode": a.lam,
+                "alpha": alpha,
+                "seed": a.seed,
+                **extra,
+            },
         )
     finally:
         shutil.rmtree(pair_dir, ignore_errors=True)  # the features directory holds a copy
@@ -173,21 +234,37 @@ def measure_pairs(network: Network, model: nn.Module, train_dataset, classes: li
     configuration = {**acc.compute(), **span}
     configuration.pop("same_class_means", None)
     configuration["feature_center"] = "global mean of the unmixed training features (subtracted before measuring)"
-    configuration["ufm"] = {"weight_decay": weight_decay, "solver": solver_note,
-                            "bias": "ignored (the UFM has no classifier bias)" if bias is not None else "none"}
+    configuration["ufm"] = {
+        "weight_decay": weight_decay,
+        "solver": solver_note,
+        "bias": "ignored (the UFM has no classifier bias)" if bias is not None else "none",
+    }
     return feats, configuration
 
 
-def measure_heldout(net: nn.Module, test_dataset, num_classes: int, settings: AnalysisConfig, alpha: float,
-                    clock: _Clock | None = None, **loader_args) -> tuple[dict, dict | None]:
+def measure_heldout(
+    net: nn.Module,
+    test_dataset,
+    num_classes: int,
+    settings: AnalysisConfig,
+    alpha: float,
+    clock: _Clock | None = None,
+    **loader_args,
+) -> tuple[dict, dict | None]:
     """Step 4: calibration on the test set (Appendix C) and mixed test pairs of all classes (Figure 4)."""
     calibration = measure_calibration(net, test_dataset, num_classes, **loader_args)
     if clock is not None:
         clock.lap("calibration")
     if settings.test_pairs <= 0:
         return calibration, None
-    tpairs = make_test_pairs(dataset_labels(test_dataset), settings.test_pairs, lam_mode=settings.lam, alpha=alpha,
-                             grid_size=settings.grid_size, seed=settings.seed + 1)
+    tpairs = make_test_pairs(
+        dataset_labels(test_dataset),
+        settings.test_pairs,
+        lam_mode=settings.lam,
+        alpha=alpha,
+        grid_size=settings.grid_size,
+        seed=settings.seed + 1,
+    )
     test_pairs = measure_mixed_pairs(net, test_dataset, tpairs, **loader_args)
     test_pairs["classes"] = "all classes present in the test set"
     test_pairs["lam_mode"] = settings.lam
@@ -300,27 +377,44 @@ def measure_model(
     classes = resolve_classes(classes, a, C)
     loader_args = dict(batch_size=a.batch_size, device=device, num_workers=num_workers, progress=report.progress)
     clock = _Clock()
-    network = prepare_network(model, train_dataset, a, training.alpha, training.mix_batches,
-                              training.mix_batch_size, device)
+    network = prepare_network(
+        model, train_dataset, a, training.alpha, training.mix_batches, training.mix_batch_size, device
+    )
     clock.lap("recalibrate")
     out_dir.mkdir(parents=True, exist_ok=True)
     nc = measure_neural_collapse(network.net, nc_subset(train_dataset, a), C, scratch_dir=out_dir, **loader_args)
     clock.lap("neural_collapse")
     weight_decay = a.ufm_weight_decay if a.ufm_weight_decay is not None else DEFAULT_UFM_WEIGHT_DECAY
-    feats, configuration = measure_pairs(network, model, train_dataset, classes, names, nc, a, training.alpha,
-                                         weight_decay, out_dir, report.meta, **loader_args)
+    feats, configuration = measure_pairs(
+        network,
+        model,
+        train_dataset,
+        classes,
+        names,
+        nc,
+        a,
+        training.alpha,
+        weight_decay,
+        out_dir,
+        report.meta,
+        **loader_args,
+    )
     clock.lap("pairs")
     calibration = test_pairs = None
     if test_dataset is not None:
-        calibration, test_pairs = measure_heldout(network.net, test_dataset, C, a, training.alpha, clock,
-                                                  **loader_args)
+        calibration, test_pairs = measure_heldout(network.net, test_dataset, C, a, training.alpha, clock, **loader_args)
     xy = write_projection(feats.path / "features.npy", feats.classifier_weight[classes], feats.path / "projection.npy")
     clock.lap("projection")
-    sections = {"configuration": configuration,
-                "neural_collapse": {**nc.metrics, "num_samples": int(nc.counts.sum())}, "calibration": calibration,
-                "test_pairs": test_pairs, "classifier": classifier_section(W, training.metrics_rows)}
-    figures = _draw(out_dir / "figures", xy, feats, classes, names, network.bn["pairs"], sections, training,
-                    report, a.seed)
+    sections = {
+        "configuration": configuration,
+        "neural_collapse": {**nc.metrics, "num_samples": int(nc.counts.sum())},
+        "calibration": calibration,
+        "test_pairs": test_pairs,
+        "classifier": classifier_section(W, training.metrics_rows),
+    }
+    figures = _draw(
+        out_dir / "figures", xy, feats, classes, names, network.bn["pairs"], sections, training, report, a.seed
+    )
     summary = summarize(sections, feats, classes, names, figures, network.bn, report.meta)
     clock.lap("figures")
     summary = to_json({**summary, "seconds": clock.laps})
@@ -332,26 +426,56 @@ def _output_folder(out_dir: str | Path, overwrite: bool) -> Path:
     """``out_dir``, checked before any work: a folder, and without an analysis unless ``overwrite``."""
     out_dir = check_output_folder(out_dir, "out_dir")
     if (out_dir / ANALYSIS_FILE).exists() and not overwrite:
-        raise FileExistsError(f"{out_dir} already holds an analysis; pass overwrite=True to replace it or choose "
-                              "another out_dir")
+        raise FileExistsError(
+            f"{out_dir} already holds an analysis; pass overwrite=True to replace it or choose another out_dir"
+        )
     return out_dir
 
 
-def _draw(folder: Path, xy: np.ndarray, feats: PairFeatures, classes: list[int], names: list[str], bn_mode: str,
-          sections: dict, training: Training, report: Report, seed: int) -> dict[str, list[str]]:
+def _draw(
+    folder: Path,
+    xy: np.ndarray,
+    feats: PairFeatures,
+    classes: list[int],
+    names: list[str],
+    bn_mode: str,
+    sections: dict,
+    training: Training,
+    report: Report,
+    seed: int,
+) -> dict[str, list[str]]:
     """The analysis's figures (``report.draw``), or none."""
     if not report.draw:
         return {}
     from mixcollapse.plots.analysis import draw_analysis  # matplotlib and plotly: only to draw
 
     only = {} if report.draw is True else {"only": tuple(report.draw)}
-    return draw_analysis(folder, xy, feats.pairs, project_classifier(feats.classifier_weight[classes]), classes,
-                         names, report.title or "mixup pairs", bn_mode, to_json(sections), training.metrics_rows,
-                         training.checkpoint_epoch, seed, **only)
+    return draw_analysis(
+        folder,
+        xy,
+        feats.pairs,
+        project_classifier(feats.classifier_weight[classes]),
+        classes,
+        names,
+        report.title or "mixup pairs",
+        bn_mode,
+        to_json(sections),
+        training.metrics_rows,
+        training.checkpoint_epoch,
+        seed,
+        **only,
+    )
 
 
-def summarize(sections: dict, feats: PairFeatures, classes: list[int], names: Sequence[str],
-              figures: dict[str, list[str]], bn: dict, meta: dict | None = None) -> dict:
+def summarize(
+    sections: dict,
+    feats: PairFeatures,
+    classes: list[int],
+    names: Sequence[str],
+    figures: dict[str, list[str]],
+    bn: dict,
+    meta: dict | None = None,
+) -> dict:
     """Step 5: analysis.json's content: ``meta``, the headline scalars (HEADLINE), the sections, the bn record."""
     summary = {
         **(meta or {}),
@@ -447,5 +571,8 @@ def _bn_record(model: nn.Module, mode: str, recalibrate_batches: int) -> dict:
         "eval": "eval (stored running statistics)",
         "train": "eval (stored running statistics; train-mode batch statistics are for pair extraction only)",
     }[mode]
-    return {"pairs": mode, "unmixed": unmixed,
-            "recalibrate_batches": recalibrate_batches if mode == "recalibrate" else None}
+    return {
+        "pairs": mode,
+        "unmixed": unmixed,
+        "recalibrate_batches": recalibrate_batches if mode == "recalibrate" else None,
+    }

@@ -95,8 +95,9 @@ def measure_neural_collapse(
                     z = np.fromfile(f, dtype=np.float32, count=B * num_classes).reshape(B, num_classes)
                     y = np.fromfile(f, dtype=np.int64, count=B)
                     dev = means.device
-                    cov_acc.accumulate(torch.from_numpy(h).to(dev), torch.from_numpy(y).to(dev),
-                                       torch.from_numpy(z).to(dev))
+                    cov_acc.accumulate(
+                        torch.from_numpy(h).to(dev), torch.from_numpy(y).to(dev), torch.from_numpy(z).to(dev)
+                    )
     finally:
         net.train(was_training)
     cov = cov_acc.compute()

@@ -48,8 +48,13 @@ def fit_probe(F: np.ndarray, Z: np.ndarray, ridge: float = RIDGE) -> tuple[np.nd
     return P, r2
 
 
-def layer_logits(mix_layers: list[np.ndarray], ref_layers: list[np.ndarray], weight: np.ndarray,
-                 bias: np.ndarray | None, projection: str) -> np.ndarray:
+def layer_logits(
+    mix_layers: list[np.ndarray],
+    ref_layers: list[np.ndarray],
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    projection: str,
+) -> np.ndarray:
     """(K, L', C) logits of the final classifier read at every layer (L' = L, or L + 1 with the probe's input point).
 
     ``mix_layers``/``ref_layers``: per layer (K, d_l) / (n, d_l) features of the mixes and of the reference

@@ -39,8 +39,13 @@ from mixcollapse.training.rundir import read_metrics
 
 def describe_data(bundle, cfg) -> str:
     """``FashionMNIST (real data, first 2,000 training images)``, ``CIFAR10 (SYNTHETIC files, ...)``: for titles."""
-    kind = "SYNTHETIC files, not the real data" if bundle.synthetic else \
-        "embedded" if bundle.name == "digits" else "real data"
+    kind = (
+        "SYNTHETIC files, not the real data"
+        if bundle.synthetic
+        else "embedded"
+        if bundle.name == "digits"
+        else "real data"
+    )
     title = dataset_title(bundle.name)
     if cfg.data.train_limit is not None:
         kind += f", first {len(bundle.train):,} training images"
@@ -66,8 +71,10 @@ def run_data(cfg: ExperimentConfig, batches: bool = True) -> RunData:
         return RunData(plain, None)
     augments = cfg.data.augment and get_spec(cfg.data.name).augmentable
     train = build_datasets(cfg.data, train_augment=True).train if augments else plain.train
-    return RunData(plain, mixup_training_batches(train, plain.num_classes, cfg.mixup.alpha, cfg.train.batch_size,
-                                                 seed=cfg.analysis.seed))
+    return RunData(
+        plain,
+        mixup_training_batches(train, plain.num_classes, cfg.mixup.alpha, cfg.train.batch_size, seed=cfg.analysis.seed),
+    )
 
 
 def analyze_run(
@@ -113,15 +120,28 @@ def analyze_run(
     if run_dir.is_dir() and (run_dir / "metrics.jsonl").exists():
         rows = [r for r in read_metrics(run_dir) if "classifier_norm_cv" in r] or None
     plain = data.plain
-    meta = {"run_dir": str(run_dir), "checkpoint": str(trained.path), "dataset": cfg.data.name,
-            "data_source": plain.source, "synthetic_data": plain.synthetic, "training": training_label(cfg),
-            "loss": cfg.train.loss, "measures_for_this_loss": list(MEASURES_BY_LOSS[cfg.train.loss]),
-            "analysis_settings": settings}
+    meta = {
+        "run_dir": str(run_dir),
+        "checkpoint": str(trained.path),
+        "dataset": cfg.data.name,
+        "data_source": plain.source,
+        "synthetic_data": plain.synthetic,
+        "training": training_label(cfg),
+        "loss": cfg.train.loss,
+        "measures_for_this_loss": list(MEASURES_BY_LOSS[cfg.train.loss]),
+        "analysis_settings": settings,
+    }
     title = f"{model_label(cfg)} · {training_label(cfg)}\n{describe_data(plain, cfg)}, {cfg.train.epochs} epochs"
     result = measure_model(
-        trained.model, plain.train, plain.test, out_dir=out_dir, settings=a, device=torch_device,
+        trained.model,
+        plain.train,
+        plain.test,
+        out_dir=out_dir,
+        settings=a,
+        device=torch_device,
         training=Training(cfg.mixup.alpha, data.batches, metrics_rows=rows, checkpoint_epoch=trained.epoch),
-        report=Report(plain.class_names, title, meta, draw, progress), num_workers=cfg.data.num_workers,
+        report=Report(plain.class_names, title, meta, draw, progress),
+        num_workers=cfg.data.num_workers,
         overwrite=True,
     )
     if cfg.train.tensorboard:
@@ -136,8 +156,9 @@ def _analysis_config(cfg: ExperimentConfig, data_root: str | None, overrides) ->
         cfg.data.root = data_root
     apply_overrides(cfg, overrides, allowed=("analysis.", "data.root", "data.num_workers"))
     if cfg.analysis.ufm_weight_decay is None:
-        cfg.analysis.ufm_weight_decay = cfg.train.weight_decay if cfg.train.weight_decay > 0 \
-            else DEFAULT_UFM_WEIGHT_DECAY
+        cfg.analysis.ufm_weight_decay = (
+            cfg.train.weight_decay if cfg.train.weight_decay > 0 else DEFAULT_UFM_WEIGHT_DECAY
+        )
     return cfg
 
 
@@ -147,8 +168,10 @@ def _finished(out_dir: Path, settings: dict) -> Analysis:
     settings = json.loads(json.dumps(settings))  # as analysis.json holds them (tuples become lists)
     if saved is not None and saved != settings:
         diffs = "; ".join(f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in settings.items() if saved.get(k) != v)
-        raise FileExistsError(f"{out_dir} holds an analysis made with other settings ({diffs}); pass --overwrite "
-                              "(overwrite=True) to replace it or choose another --out (out_dir=...)")
+        raise FileExistsError(
+            f"{out_dir} holds an analysis made with other settings ({diffs}); pass --overwrite "
+            "(overwrite=True) to replace it or choose another --out (out_dir=...)"
+        )
     _log.info(f"[analyze] {out_dir} already holds this analysis; its results (--overwrite measures again):")
     return load_analysis(out_dir)
 

@@ -88,16 +88,19 @@ def logit_plane(rows: np.ndarray) -> np.ndarray:
     return triangle_vertices() @ U @ np.diag(1.0 / S) @ U.T @ np.diag(1.0 / norms)
 
 
-def project_layers(mix_layers: list[np.ndarray], ref_layers: list[np.ndarray], rows: np.ndarray,
-                   projection: str) -> tuple[np.ndarray, list[float] | None]:
+def project_layers(
+    mix_layers: list[np.ndarray], ref_layers: list[np.ndarray], rows: np.ndarray, projection: str
+) -> tuple[np.ndarray, list[float] | None]:
     """(K, L', 2) paths of K mixes through the layers, and the probes' R^2 (``probe`` only)."""
     rows = np.asarray(rows, dtype=np.float64)
     if projection == "classifier":
         d = rows.shape[1]
         bad = [i for i, h in enumerate(mix_layers) if h.shape[1] != d]
         if bad:
-            raise ValueError(f"projection 'classifier' needs every layer in the classifier's {d}-dim space, but "
-                             f"layer {bad[0]} has {mix_layers[bad[0]].shape[1]} dims; use projection 'probe'")
+            raise ValueError(
+                f"projection 'classifier' needs every layer in the classifier's {d}-dim space, but "
+                f"layer {bad[0]} has {mix_layers[bad[0]].shape[1]} dims; use projection 'probe'"
+            )
         P = projection_matrix(rows)  # (2, d)
         xy = [(h - r.mean(0)) @ P.T for h, r in zip(mix_layers, ref_layers, strict=True)]
         return np.stack(xy, axis=1), None
@@ -162,17 +165,36 @@ def layer_trajectories(
         x = torch.cat([_mixes(dataset, ia, ib, lam) for ia, ib in [*pairs.values(), *readout]])
         all_layers = _chunked_layers(net, x, next(batches) if net.training else None, device)
         mix_layers = [h[: len(meta)] for h in all_layers]
-        read_layers = [h[len(meta):] for h in all_layers]
+        read_layers = [h[len(meta) :] for h in all_layers]
     finally:
         model.train(was_training)
 
-    return _result(net, mix_layers, read_layers, ref_layers, meta, classes, readout, lams, projection, {
-        "bn_mode": bn_mode if has_batchnorm(model) else NO_BATCHNORM, "seed": seed})
+    return _result(
+        net,
+        mix_layers,
+        read_layers,
+        ref_layers,
+        meta,
+        classes,
+        readout,
+        lams,
+        projection,
+        {"bn_mode": bn_mode if has_batchnorm(model) else NO_BATCHNORM, "seed": seed},
+    )
 
 
-def _result(net: nn.Module, mix_layers: list[np.ndarray], read_layers: list[np.ndarray],
-            ref_layers: list[np.ndarray], meta: list, classes: Sequence[int], readout: list, lams: Sequence[float],
-            projection: str, settings: dict) -> dict:
+def _result(
+    net: nn.Module,
+    mix_layers: list[np.ndarray],
+    read_layers: list[np.ndarray],
+    ref_layers: list[np.ndarray],
+    meta: list,
+    classes: Sequence[int],
+    readout: list,
+    lams: Sequence[float],
+    projection: str,
+    settings: dict,
+) -> dict:
     """layer_trajectories' arrays: the paths projected onto the classes' plane, and the classifier read per layer."""
     weight = net.classifier.weight.detach().double().cpu().numpy()
     bias = None if net.classifier.bias is None else net.classifier.bias.detach().double().cpu().numpy()
@@ -228,7 +250,7 @@ def _chunked_layers(net: nn.Module, x: torch.Tensor, filler: torch.Tensor | None
     """Every layer's representation of ``x``: with batch statistics a quarter of a training batch at a time
     inside ``filler``, else 256 at a time."""
     chunk = max(1, len(filler) // 4) if filler is not None else 256
-    parts = [_layers(net, x[i:i + chunk], filler, device) for i in range(0, len(x), chunk)]
+    parts = [_layers(net, x[i : i + chunk], filler, device) for i in range(0, len(x), chunk)]
     return [np.concatenate(p) for p in zip(*parts, strict=True)]
 
 
@@ -251,4 +273,3 @@ __all__ = [
     "layer_trajectories",
     "save_trajectories",
 ]
-

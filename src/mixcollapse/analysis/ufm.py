@@ -55,8 +55,16 @@ class PairMeasures:
     that the figure does not show).
     """
 
-    def __init__(self, acc: ConfigurationAccumulator, W: Tensor, solver: Callable | None, weight_decay: float,
-                 center: Tensor | None = None, buffer_rows: int | None = None, span_rows: Tensor | None = None):
+    def __init__(
+        self,
+        acc: ConfigurationAccumulator,
+        W: Tensor,
+        solver: Callable | None,
+        weight_decay: float,
+        center: Tensor | None = None,
+        buffer_rows: int | None = None,
+        span_rows: Tensor | None = None,
+    ):
         # default: at most 4096 rows and 32 MB per float64 (rows, d) array
         if buffer_rows is None:
             buffer_rows = min(4096, max(512, (1 << 22) // W.shape[1]))
@@ -80,8 +88,15 @@ class PairMeasures:
         pairs, H = batch["pairs"], batch["features"]
         device = H.device
         as_tensor = lambda a: torch.as_tensor(np.asarray(a), device=device)  # noqa: E731
-        self._buffer.append((H.detach(), batch["logits"].detach(), as_tensor(pairs.lam), as_tensor(pairs.class_a),
-                             as_tensor(pairs.class_b)))
+        self._buffer.append(
+            (
+                H.detach(),
+                batch["logits"].detach(),
+                as_tensor(pairs.lam),
+                as_tensor(pairs.class_a),
+                as_tensor(pairs.class_b),
+            )
+        )
         self._rows += len(H)
         if self._rows >= self.buffer_rows:
             self.flush()
@@ -113,8 +128,9 @@ class PairMeasures:
         w_a = self.W.to(H.device)[a]
         # <P h, w_a> = <h, w_a> because w_a lies in the span.
         cos = (H * w_a).sum(1) / (in_sq.sqrt() * w_a.norm(dim=1)).clamp_min(torch.finfo(torch.float64).tiny)
-        return torch.stack([torch.where(same, cos, 0.0).sum(), same.sum().to(H.dtype),
-                            (h_sq - in_sq).clamp_min(0).sum(), h_sq.sum()])
+        return torch.stack(
+            [torch.where(same, cos, 0.0).sum(), same.sum().to(H.dtype), (h_sq - in_sq).clamp_min(0).sum(), h_sq.sum()]
+        )
 
     def compute(self) -> dict[str, float]:
         """classifier_span_energy = ||H P||^2 / ||H||^2 (P: projector onto W's row space, where the UFM

@@ -15,14 +15,20 @@ def add_parsers(sub) -> None:
     from mixcollapse.config import preset_names
 
     p = sub.add_parser("train", help="train a network with (or without) mixup into a run directory")
-    p.add_argument("--preset", default=None,
-                   help=f"preset name ({', '.join(preset_names())}) or YAML file (default: digits; with --resume, "
-                        "the run's own config.yaml)")
+    p.add_argument(
+        "--preset",
+        default=None,
+        help=f"preset name ({', '.join(preset_names())}) or YAML file (default: digits; with --resume, "
+        "the run's own config.yaml)",
+    )
     p.add_argument("--out", default=None, help="run directory (default: runs/<config name>)")
     p.add_argument("--data-root", default=None, help="where the datasets live (sets data.root)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its last checkpoint, with its saved config (overrides are "
-                        "checked against it)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last checkpoint, with its saved config (overrides are "
+        "checked against it)",
+    )
     p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
     p.set_defaults(func=run_train)
 
@@ -33,11 +39,17 @@ def add_parsers(sub) -> None:
     p.add_argument("--data-root", default=None, help="where the datasets live (default: as trained)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing analysis output")
     p.add_argument("--json", action="store_true", help="print the headline numbers as one JSON object")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch threads on a CPU (default: the run's train.threads when set, else torch's default)")
-    p.add_argument("overrides", nargs="*",
-                   help="analysis overrides, e.g. analysis.classes=[0,3,5] analysis.bn_mode=eval "
-                        "analysis.nc_samples=5000")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads on a CPU (default: the run's train.threads when set, else torch's default)",
+    )
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        help="analysis overrides, e.g. analysis.classes=[0,3,5] analysis.bn_mode=eval analysis.nc_samples=5000",
+    )
     p.add_argument("--pdf", action="store_true", help=PDF_HELP)
     p.set_defaults(func=run_analyze)
 
@@ -52,8 +64,12 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("demo", help="mixup vs baseline on the embedded digits data: figures, accuracy, ECE")
     p.add_argument("--out", default="demo_out", help="output directory (default: demo_out)")
     p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier demo in --out")
-    p.add_argument("--jobs", type=int, default=None,
-                   help="trainings side by side, one process each (default: one per CPU core, at most 2)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="trainings side by side, one process each (default: one per CPU core, at most 2)",
+    )
     p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP + " (applied to both runs)")
     p.add_argument("--pdf", action="store_true", help=PDF_HELP)
     p.set_defaults(func=run_demo_command)
@@ -83,8 +99,15 @@ def run_analyze(args) -> int:
 
     if args.json:  # standard output holds the JSON object alone
         logging.getLogger("mixcollapse").setLevel(logging.WARNING)
-    result = analyze_run(args.run, checkpoint=args.checkpoint, out_dir=args.out, data_root=args.data_root,
-                         overrides=args.overrides, overwrite=args.overwrite, threads=args.threads)
+    result = analyze_run(
+        args.run,
+        checkpoint=args.checkpoint,
+        out_dir=args.out,
+        data_root=args.data_root,
+        overrides=args.overrides,
+        overwrite=args.overwrite,
+        threads=args.threads,
+    )
     if args.json:
         print(json.dumps({k: v for k, v in result.summary.items() if not isinstance(v, (list, dict))}, indent=2))
     else:
@@ -99,8 +122,9 @@ def run_demo_command(args) -> int:
     from mixcollapse.experiments.demo import describe_summary
     from mixcollapse.experiments.demo import run_demo as demo
 
-    print(describe_summary(demo(args.out, overrides=args.overrides, overwrite=args.overwrite, jobs=args.jobs),
-                           args.out))
+    print(
+        describe_summary(demo(args.out, overrides=args.overrides, overwrite=args.overwrite, jobs=args.jobs), args.out)
+    )
     return 0
 
 

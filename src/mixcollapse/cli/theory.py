@@ -69,9 +69,20 @@ def run(args: argparse.Namespace) -> int:
 
     if args.json:  # standard output holds the JSON object alone
         logging.getLogger("mixcollapse").setLevel(logging.WARNING)
-    result = ufm_summary(args.num_classes, args.dim, args.multiplier, args.weight_decay_h, args.weight_decay_w,
-                         args.alpha, args.samples, args.classes, args.seed, args.joint_nodes, joint=not args.no_joint,
-                         figure_dir=None if args.no_figure else args.out)
+    result = ufm_summary(
+        args.num_classes,
+        args.dim,
+        args.multiplier,
+        args.weight_decay_h,
+        args.weight_decay_w,
+        args.alpha,
+        args.samples,
+        args.classes,
+        args.seed,
+        args.joint_nodes,
+        joint=not args.no_joint,
+        figure_dir=None if args.no_figure else args.out,
+    )
     if args.json:
         print(json.dumps(result, allow_nan=True))
         return 0

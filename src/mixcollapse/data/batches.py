@@ -94,9 +94,18 @@ class TensorBatches:
     docstring for the draws.
     """
 
-    def __init__(self, source: TensorImages, batch_size: int, *, shuffle: bool, seed: int = 0,
-                 drop_last: bool = False, augment: tuple[int, bool] = (0, False), shard: tuple[int, int] | None = None,
-                 channels_last: bool = False) -> None:
+    def __init__(
+        self,
+        source: TensorImages,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        drop_last: bool = False,
+        augment: tuple[int, bool] = (0, False),
+        shard: tuple[int, int] | None = None,
+        channels_last: bool = False,
+    ) -> None:
         self.source, self.batch_size, self.shuffle = source, batch_size, shuffle
         self.seed, self.drop_last, self.channels_last = seed, drop_last, channels_last
         self.padding, self.flip = augment
@@ -150,8 +159,11 @@ class TensorBatches:
             total = self.per_rank * self.world
             order = torch.cat([order] * -(-total // n))[:total]  # DistributedSampler's padding
         m = len(order)
-        offsets = torch.randint(0, 2 * self.padding + 1, (m, 2), generator=g) if self.padding > 0 else torch.zeros(
-            m, 2, dtype=torch.int64)
+        offsets = (
+            torch.randint(0, 2 * self.padding + 1, (m, 2), generator=g)
+            if self.padding > 0
+            else torch.zeros(m, 2, dtype=torch.int64)
+        )
         flips = torch.rand(m, generator=g) < 0.5 if self.flip else torch.zeros(m, dtype=torch.bool)
         if self.distributed:
             share = slice(self.rank, None, self.world)

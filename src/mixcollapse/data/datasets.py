@@ -26,8 +26,16 @@ from mixcollapse.data.batches import TensorBatches, tensor_images
 from mixcollapse.data.locate import FAKE_MARKER, DataError, dataset_spec, ensure_files, one_line
 
 # What readers raise on files that exist but are not in the real format (bad pickle, bad IDX magic).
-_READ_ERRORS = (OSError, RuntimeError, EOFError, pickle.UnpicklingError, KeyError, ValueError, AssertionError,
-                TypeError)
+_READ_ERRORS = (
+    OSError,
+    RuntimeError,
+    EOFError,
+    pickle.UnpicklingError,
+    KeyError,
+    ValueError,
+    AssertionError,
+    TypeError,
+)
 
 
 @dataclass(frozen=True)
@@ -80,10 +88,14 @@ def build_datasets(cfg: DataConfig, *, train_augment: bool | None = None) -> Dat
         raise
     except _READ_ERRORS as err:
         where = root / os.path.dirname(spec.files.paths[0]) if root is not None and spec.files else root
-        expected = f"; expected the real format: {spec.files.expected}; {spec.files.how.format(root=root)}" \
-            if spec.files else ""
-        raise DataError(f"{spec.title} files under {where} could not be read ({type(err).__name__}: "
-                        f"{one_line(err)}){expected}") from None
+        expected = (
+            f"; expected the real format: {spec.files.expected}; {spec.files.how.format(root=root)}"
+            if spec.files
+            else ""
+        )
+        raise DataError(
+            f"{spec.title} files under {where} could not be read ({type(err).__name__}: {one_line(err)}){expected}"
+        ) from None
     classes = _check_classes(cfg, len(images.names))
     keep = list(range(len(images.names))) if classes is None else classes
     return DataBundle(
@@ -151,8 +163,15 @@ def build_loaders(
         if train_images is not None and test_images is not None:
             shard = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if distributed else None
             common = {"shard": shard, "channels_last": channels_last}
-            train = TensorBatches(train_images.to(device), batch_size, shuffle=True, seed=seed, drop_last=drop_last,
-                                  augment=(bundle.crop_padding, bundle.flip), **common)
+            train = TensorBatches(
+                train_images.to(device),
+                batch_size,
+                shuffle=True,
+                seed=seed,
+                drop_last=drop_last,
+                augment=(bundle.crop_padding, bundle.flip),
+                **common,
+            )
             return train, TensorBatches(test_images.to(device), batch_size, shuffle=False, **common)
     elif pipeline != "loader":
         raise ValueError(f"unknown data pipeline '{pipeline}' (known: tensor, loader)")

@@ -43,13 +43,16 @@ def read_image_folders(spec: DatasetSpec, cfg: DataConfig, root: Path, augment: 
     if cfg.mean is not None and cfg.std is not None:
         mean, std = tuple(float(v) for v in cfg.mean), tuple(float(v) for v in cfg.std)
     else:
-        mean, std = folder_statistics(_image_folder(tvd, root / "train", T.Compose([*resize, T.ToTensor()])),
-                                      STATISTICS_IMAGES, cfg.split_seed)
+        mean, std = folder_statistics(
+            _image_folder(tvd, root / "train", T.Compose([*resize, T.ToTensor()])), STATISTICS_IMAGES, cfg.split_seed
+        )
     train = _image_folder(tvd, root / "train", image_transform(cfg, size, mean, std, augment, first=tuple(resize)))
     test = _image_folder(tvd, root / "test", image_transform(cfg, size, mean, std, False, first=tuple(resize)))
     if test.classes != train.classes:
-        raise DataError(f"{root / 'test'} has the class folders {test.classes}, {root / 'train'} has {train.classes}: "
-                        "give both the same class folders")
+        raise DataError(
+            f"{root / 'test'} has the class folders {test.classes}, {root / 'train'} has {train.classes}: "
+            "give both the same class folders"
+        )
     return Images(train, test, list(train.classes), mean, std, size, spec.in_channels)
 
 
@@ -68,8 +71,9 @@ def folder_statistics(dataset, limit: int, seed: int) -> tuple[tuple[float, ...]
     mean = total / count
     std = (square / count - mean * mean).clamp_min(0).sqrt()
     if (std == 0).any():
-        raise DataError("a channel of the training images is constant (standard deviation 0); give data.mean and "
-                        "data.std")
+        raise DataError(
+            "a channel of the training images is constant (standard deviation 0); give data.mean and data.std"
+        )
     return tuple(mean.tolist()), tuple(std.tolist())
 
 
@@ -84,6 +88,8 @@ def _first_size(dataset) -> int:
     path = dataset.samples[0][0]
     width, height = dataset.loader(path).size
     if width != height:
-        raise DataError(f"{path} is {width}x{height}, not square: set data.image_size (every image is resized to a "
-                        "square of that side)")
+        raise DataError(
+            f"{path} is {width}x{height}, not square: set data.image_size (every image is resized to a "
+            "square of that side)"
+        )
     return int(width)

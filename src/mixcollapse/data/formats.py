@@ -35,8 +35,14 @@ class IDXImages(Dataset):
     ToTensor + Normalize, so a sample is bitwise the one torchvision's FashionMNIST would give.
     """
 
-    def __init__(self, images: torch.Tensor, labels: np.ndarray, classes: list[str],
-                 mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: np.ndarray,
+        classes: list[str],
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+    ) -> None:
         self.images = images
         self.targets = np.asarray(labels, dtype=np.int64)
         self.classes = list(classes)
@@ -58,7 +64,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     next to a read-only system copy is not possible; ``tests`` compare it with torchvision's reader.
     """
     path = str(path)
-    with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as f:
+    with gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb") as f:
         data = f.read()
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise ValueError(f"{path} is not an IDX file of unsigned bytes (bad magic number)")

@@ -106,8 +106,10 @@ def missing_message(spec: DatasetSpec, cfg: DataConfig, reason: str, download_hi
         if files.flat:
             searched.append(r.as_posix())
     tail = DOWNLOAD_HINT if download_hint and not cfg.download else ""
-    return (f"{spec.title} data not found ({reason}): searched {', '.join(searched)} for {files.expected}; "
-            f"{files.how.format(root=cfg.root)}{tail}")
+    return (
+        f"{spec.title} data not found ({reason}): searched {', '.join(searched)} for {files.expected}; "
+        f"{files.how.format(root=cfg.root)}{tail}"
+    )
 
 
 def one_line(err: BaseException, limit: int = 200) -> str:

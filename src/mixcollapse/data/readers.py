@@ -43,8 +43,15 @@ def read_digits(spec: DatasetSpec, cfg: DataConfig, root: Path | None, augment: 
     mean, std = images[train_idx].mean().item(), images[train_idx].std().item()
     images = (images - mean) / std
     labels = raw.target.astype(np.int64)
-    return Images(ImageTensors(images[train_idx], labels[train_idx]), ImageTensors(images[test_idx], labels[test_idx]),
-                  [str(n) for n in raw.target_names], (mean,), (std,), spec.image_size, spec.in_channels)
+    return Images(
+        ImageTensors(images[train_idx], labels[train_idx]),
+        ImageTensors(images[test_idx], labels[test_idx]),
+        [str(n) for n in raw.target_names],
+        (mean,),
+        (std,),
+        spec.image_size,
+        spec.in_channels,
+    )
 
 
 def digits_split(seed: int) -> tuple[np.ndarray, np.ndarray, object]:

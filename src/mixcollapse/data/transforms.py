@@ -8,8 +8,14 @@ from collections.abc import Callable
 from mixcollapse.config import DataConfig
 
 
-def image_transform(cfg: DataConfig, size: int, mean: tuple[float, ...], std: tuple[float, ...], augment: bool,
-                    first: tuple[Callable, ...] = ()) -> Callable:
+def image_transform(
+    cfg: DataConfig,
+    size: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    augment: bool,
+    first: tuple[Callable, ...] = (),
+) -> Callable:
     """``first`` (e.g. a resize), the crop and flip of ``cfg`` when ``augment``, then ToTensor and
     Normalize(mean, std)."""
     from torchvision import transforms as T

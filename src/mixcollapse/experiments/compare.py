@@ -29,12 +29,19 @@ from mixcollapse.training.rundir import read_metrics
 
 _log = logging.getLogger(__name__)
 
-MEASURES = ("test_accuracy", "ece", *(k for keys in HEADLINE.values() for k in keys if k not in ("test_accuracy",
-                                                                                                  "ece")))
+MEASURES = (
+    "test_accuracy",
+    "ece",
+    *(k for keys in HEADLINE.values() for k in keys if k not in ("test_accuracy", "ece")),
+)
 
 
-def compare_runs(runs: Sequence[str | Path], out: str | Path = "compare_out", checkpoint: str | None = None,
-                 data_root: str | None = None) -> dict:
+def compare_runs(
+    runs: Sequence[str | Path],
+    out: str | Path = "compare_out",
+    checkpoint: str | None = None,
+    data_root: str | None = None,
+) -> dict:
     """Compare ``runs`` (run directories) into ``out``; returns {"runs": [...], "files": [...], "table": text}."""
     if not runs:
         raise ValueError("name at least one run directory")
@@ -44,9 +51,10 @@ def compare_runs(runs: Sequence[str | Path], out: str | Path = "compare_out", ch
     summaries = [_analysis(Path(run), ckpt, data_root) for run, ckpt in zip(runs, checkpoints, strict=True)]
     histories = [(name, read_metrics(run)) for name, run in zip(names, runs, strict=True)]
     out.mkdir(parents=True, exist_ok=True)
-    files = [*_configurations(names, summaries, out / "configurations"),
-             *training_curves_figure(histories, out / "training_curves",
-                                     suptitle="Training: " + ", ".join(names))]
+    files = [
+        *_configurations(names, summaries, out / "configurations"),
+        *training_curves_figure(histories, out / "training_curves", suptitle="Training: " + ", ".join(names)),
+    ]
     rows = [[name, *(s.get(k) for k in MEASURES)] for name, s in zip(names, summaries, strict=True)]
     files.append(atomic_write_text(out / "measures.csv", _csv(["run", *MEASURES], rows)))
     keys = list(dict.fromkeys(k for _, h in histories for row in h for k in row))
@@ -79,12 +87,22 @@ def _configurations(names: list[str], summaries: list[dict], stem: Path) -> list
         feats = load_pair_features(s["features"])
         xy = np.load(Path(s["features"]) / "projection.npy", mmap_mode="r")
         rows = feats.classifier_weight[s["classes"]]
-        panels.append(dict(xy=np.asarray(xy), lam=feats.lam, same=feats.same, classifier_xy=project_classifier(rows),
-                           title=f"{name}\ntest acc {100 * s['test_accuracy']:.1f}%" if s.get("test_accuracy")
-                           is not None else name, class_names=s["class_names"]))
+        panels.append(
+            dict(
+                xy=np.asarray(xy),
+                lam=feats.lam,
+                same=feats.same,
+                classifier_xy=project_classifier(rows),
+                title=f"{name}\ntest acc {100 * s['test_accuracy']:.1f}%"
+                if s.get("test_accuracy") is not None
+                else name,
+                class_names=s["class_names"],
+            )
+        )
     radius = max(float(np.abs(p["xy"]).max()) for p in panels if len(p["xy"])) if panels else 1.0
-    return configuration_figure([{**p, "radius": radius} for p in panels], stem,
-                                suptitle="Last-layer features of mixup pairs (shared axes)")
+    return configuration_figure(
+        [{**p, "radius": radius} for p in panels], stem, suptitle="Last-layer features of mixup pairs (shared axes)"
+    )
 
 
 def _csv(header: list, rows: list[list]) -> str:

@@ -40,17 +40,34 @@ RUNS = (("mixup", 1.0), ("baseline", 0.0))
 # runs on shared axes (the comparison figures), not again per run.
 RUN_FIGURES = ("configuration", "configuration_html", "reliability")
 # Headline numbers copied from each run's analysis.json into summary.json (see analysis.measure.HEADLINE).
-HEADLINE_KEYS = ("mce", "pair_mass", "other_logit_spread", "same_cos_mean", "same_cos_lambda_spread",
-                 "channel_position_mae", "ufm_distance", "nc1", "nc3", "nc4_agreement", "test_pair_confidence",
-                 "test_pair_error", "classifier_etf_distance")
+HEADLINE_KEYS = (
+    "mce",
+    "pair_mass",
+    "other_logit_spread",
+    "same_cos_mean",
+    "same_cos_lambda_spread",
+    "channel_position_mae",
+    "ufm_distance",
+    "nc1",
+    "nc3",
+    "nc4_agreement",
+    "test_pair_confidence",
+    "test_pair_error",
+    "classifier_etf_distance",
+)
 
 
 def _has_run(run_dir: Path) -> bool:
     return (run_dir / "config.yaml").exists()
 
 
-def run_demo(out_dir: str | Path = "demo_out", overrides: list[str] | tuple[str, ...] = (), overwrite: bool = False,
-             progress: bool = True, jobs: int | None = None) -> dict:
+def run_demo(
+    out_dir: str | Path = "demo_out",
+    overrides: list[str] | tuple[str, ...] = (),
+    overwrite: bool = False,
+    progress: bool = True,
+    jobs: int | None = None,
+) -> dict:
     """Train, analyse and compare mixup and the baseline on digits; return the summary dict.
 
     ``jobs``: runs trained and measured side by side, each in a process of its own (default: one per
@@ -71,8 +88,16 @@ def run_demo(out_dir: str | Path = "demo_out", overrides: list[str] | tuple[str,
     machine = machine_overrides(load_config("digits", list(overrides)))
     planned = []
     for name, alpha in RUNS:  # every config is checked before anything is trained
-        cfg = load_config("digits", [*machine, *overrides, f"mixup.alpha={alpha}", f"name=digits-{name}",
-                                     f"train.progress={str(progress and jobs == 1).lower()}"])
+        cfg = load_config(
+            "digits",
+            [
+                *machine,
+                *overrides,
+                f"mixup.alpha={alpha}",
+                f"name=digits-{name}",
+                f"train.progress={str(progress and jobs == 1).lower()}",
+            ],
+        )
         planned.append((name, alpha, cfg, out_dir / "runs" / name))
     (out_dir / "runs").mkdir(parents=True, exist_ok=True)  # a path that cannot hold it fails here, before any start
     if overwrite:  # a finished demo, or an interrupted one whose settings may differ
@@ -90,9 +115,13 @@ def run_demo(out_dir: str | Path = "demo_out", overrides: list[str] | tuple[str,
     side_by_side, comparison = _comparison_figures(out_dir / "figures", panels, sections, histories)
     for name in results:
         results[name]["figures"] = [*results[name]["figures"], *map(str, comparison)]
-    summary = {"runs": results, "overrides": list(overrides), "seconds": round(time.perf_counter() - start, 1),
-               "comparison_figure": [str(p) for p in side_by_side],
-               "comparison_figures": [str(p) for p in comparison]}
+    summary = {
+        "runs": results,
+        "overrides": list(overrides),
+        "seconds": round(time.perf_counter() - start, 1),
+        "comparison_figure": [str(p) for p in side_by_side],
+        "comparison_figures": [str(p) for p in comparison],
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(summary_path, json.dumps(summary, indent=2))
     _log.info(f"[demo] done in {summary['seconds']:.0f} s")
@@ -103,9 +132,14 @@ def _panel(result, label: str) -> dict:
     """One run's configuration scatter for the side-by-side figure."""
     analysis, feats = result.summary, result.features
     rows = feats.classifier_weight[analysis["classes"]]
-    return dict(xy=result.xy, lam=feats.lam, same=feats.same, classifier_xy=project_classifier(rows),
-                title=f"{label}: test acc {100 * analysis['test_accuracy']:.1f}%",
-                class_names=feats.meta["class_names"])
+    return dict(
+        xy=result.xy,
+        lam=feats.lam,
+        same=feats.same,
+        classifier_xy=project_classifier(rows),
+        title=f"{label}: test acc {100 * analysis['test_accuracy']:.1f}%",
+        class_names=feats.meta["class_names"],
+    )
 
 
 def _run_summary(result, alpha: float, run_dir: Path) -> dict:
@@ -134,18 +168,28 @@ def _comparison_figures(figures: Path, panels: list[dict], sections: list, histo
         configuration_measures_figure,
     )
 
-    side_by_side = configuration_figure(panels, figures / "mixup_vs_baseline",
-                                        suptitle="Last-layer features of mixup pairs, digits (Figure 1 vs Figure 8)")
+    side_by_side = configuration_figure(
+        panels,
+        figures / "mixup_vs_baseline",
+        suptitle="Last-layer features of mixup pairs, digits (Figure 1 vs Figure 8)",
+    )
     comparison = [
         *side_by_side,
-        *configuration_measures_figure([(k, a["configuration"]) for k, a in sections],
-                                       figures / "mixup_vs_baseline_measures",
-                                       suptitle="The configuration in numbers, digits: mixup vs baseline"),
-        *confidence_by_lambda_figure([(k, a["test_pairs"]) for k, a in sections if a.get("test_pairs")],
-                                     figures / "mixup_vs_baseline_confidence",
-                                     suptitle="Mixed test pairs of different classes (Figure 4 made measurable)"),
-        *classifier_geometry_figure(histories, figures / "mixup_vs_baseline_classifier",
-                                    suptitle="Classifier geometry during training (Figure 5)"),
+        *configuration_measures_figure(
+            [(k, a["configuration"]) for k, a in sections],
+            figures / "mixup_vs_baseline_measures",
+            suptitle="The configuration in numbers, digits: mixup vs baseline",
+        ),
+        *confidence_by_lambda_figure(
+            [(k, a["test_pairs"]) for k, a in sections if a.get("test_pairs")],
+            figures / "mixup_vs_baseline_confidence",
+            suptitle="Mixed test pairs of different classes (Figure 4 made measurable)",
+        ),
+        *classifier_geometry_figure(
+            histories,
+            figures / "mixup_vs_baseline_classifier",
+            suptitle="Classifier geometry during training (Figure 5)",
+        ),
     ]
     return side_by_side, comparison
 
@@ -160,8 +204,9 @@ def machine_overrides(cfg: ExperimentConfig) -> list[str]:
     return []
 
 
-def train_and_measure(runs: list[tuple[str, ExperimentConfig, Path]], jobs: int = 1,
-                      progress: bool = False) -> list[Path]:
+def train_and_measure(
+    runs: list[tuple[str, ExperimentConfig, Path]], jobs: int = 1, progress: bool = False
+) -> list[Path]:
     """Train (or resume, or skip when finished) and then analyse each ``(name, config, run directory)``,
     ``jobs`` at a time; the analysis folders, in order.
 
@@ -169,21 +214,26 @@ def train_and_measure(runs: list[tuple[str, ExperimentConfig, Path]], jobs: int 
     lines come out prefixed with its name, and its errors are raised here as they were raised there.
     """
     if jobs == 1 or len(runs) == 1:
-        return [Path(_train_and_measure_one(name, to_dict(cfg), str(run_dir), progress, False))
-                for name, cfg, run_dir in runs]
+        return [
+            Path(_train_and_measure_one(name, to_dict(cfg), str(run_dir), progress, False))
+            for name, cfg, run_dir in runs
+        ]
     prefix = _log.isEnabledFor(logging.INFO) and bool(logging.getLogger("mixcollapse").handlers)
-    _log.info(f"[demo] training and measuring {', '.join(name for name, _, _ in runs)} side by side "
-              f"({jobs} processes)")
+    _log.info(f"[demo] training and measuring {', '.join(name for name, _, _ in runs)} side by side ({jobs} processes)")
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = [pool.submit(_train_and_measure_one, name, to_dict(cfg), str(run_dir), False, prefix)
-                   for name, cfg, run_dir in runs]
+        futures = [
+            pool.submit(_train_and_measure_one, name, to_dict(cfg), str(run_dir), False, prefix)
+            for name, cfg, run_dir in runs
+        ]
         try:
             return [Path(future.result()) for future in futures]
         except BrokenProcessPool:
-            raise ChildProcessError("a process of the demo ended abruptly (killed, out of memory, or started from a "
-                                    "script without `if __name__ == '__main__':`); run the demo again to continue "
-                                    "where it stopped, or with jobs=1 (--jobs 1)") from None
+            raise ChildProcessError(
+                "a process of the demo ended abruptly (killed, out of memory, or started from a "
+                "script without `if __name__ == '__main__':`); run the demo again to continue "
+                "where it stopped, or with jobs=1 (--jobs 1)"
+            ) from None
 
 
 def _train_and_measure_one(name: str, cfg_dict: dict, run_dir: str, progress: bool, prefix: bool) -> str:
@@ -208,16 +258,20 @@ def _show_finished(out_dir: Path, summary_path: Path, overrides: list[str]) -> d
     """A finished demo run again: its results, shown, when the settings are the same; else say what to do."""
     summary = json.loads(summary_path.read_text())
     if summary.get("overrides", []) != overrides:
-        raise FileExistsError(f"{out_dir} holds a finished demo with other settings ({summary.get('overrides', [])}); "
-                              "pass --overwrite (overwrite=True) to replace it or choose another --out (out_dir)")
+        raise FileExistsError(
+            f"{out_dir} holds a finished demo with other settings ({summary.get('overrides', [])}); "
+            "pass --overwrite (overwrite=True) to replace it or choose another --out (out_dir)"
+        )
     _log.info(f"[demo] {out_dir} holds a finished demo ({summary_path}); its results (--overwrite runs it again):")
     return summary
 
 
 def describe_summary(summary: dict, out_dir: str | Path) -> str:
     """The demo's results as the command prints them: the table, the comparison figure, the summary file."""
-    return (f"{format_summary(summary['runs'])}\nfigures: {summary['comparison_figure'][0]}\n"
-            f"summary: {Path(out_dir) / 'summary.json'}")
+    return (
+        f"{format_summary(summary['runs'])}\nfigures: {summary['comparison_figure'][0]}\n"
+        f"summary: {Path(out_dir) / 'summary.json'}"
+    )
 
 
 TABLE = (  # (summary key, column title, width, format); the numbers the demo prints per run
@@ -243,8 +297,10 @@ def format_summary(results: dict) -> str:
     for name, r in results.items():
         cells = " ".join(_cell(r.get(key), w, fmt) for key, _, w, fmt in TABLE)
         lines.append(f"{name:<10} {r['alpha']:>5g} {100 * r['test_accuracy']:>8.2f}% {cells}")
-    legend = ("|p_a-λ|: different-class softmax vs λ; p_a+p_b: mass on the mixed classes; K_λ spread: spread of "
-              "the other logits (0 in Theorem 3.1);\nsame cos: same-class cos(h, w_a); UFM dist: distance to the "
-              "UFM optimum for the network's classifier; NC1 on unmixed training data;\nmixed err: error on "
-              "mixed test pairs of different classes")
+    legend = (
+        "|p_a-λ|: different-class softmax vs λ; p_a+p_b: mass on the mixed classes; K_λ spread: spread of "
+        "the other logits (0 in Theorem 3.1);\nsame cos: same-class cos(h, w_a); UFM dist: distance to the "
+        "UFM optimum for the network's classifier; NC1 on unmixed training data;\nmixed err: error on "
+        "mixed test pairs of different classes"
+    )
     return "\n".join(lines) + "\n" + legend

@@ -31,6 +31,7 @@ _log = logging.getLogger(__name__)
 
 PRUNED_MARKER = "PRUNED.txt"  # in a run's checkpoints/: its checkpoints were deleted after the sweep chose another
 
+
 @dataclass(frozen=True)
 class Job:
     """One training run to bring to its final epoch."""
@@ -106,8 +107,10 @@ def parse_gpus(spec: str | Sequence[str] | None) -> list[str]:
     gpus = [g.strip() for g in spec.split(",") if g.strip()]
     bad = [g for g in gpus if not (g.isdigit() or g.startswith(("GPU-", "MIG-")))]
     if bad:
-        raise ValueError(f"--gpus {spec}: '{bad[0]}' is not a GPU index (0, 1, ...) or UUID (GPU-..., MIG-...); "
-                         "pass auto, none, or a list such as 0,1")
+        raise ValueError(
+            f"--gpus {spec}: '{bad[0]}' is not a GPU index (0, 1, ...) or UUID (GPU-..., MIG-...); "
+            "pass auto, none, or a list such as 0,1"
+        )
     if len(set(gpus)) != len(gpus):
         raise ValueError(f"--gpus {spec} names a GPU twice")
     return gpus
@@ -122,7 +125,7 @@ def make_slots(gpus: Sequence[str], nproc_per_node: int = 1) -> list[Slot]:
     if nproc_per_node > len(gpus):
         raise ValueError(f"--nproc-per-node={nproc_per_node} needs as many GPUs, but only {len(gpus)} are given")
     n = len(gpus) // nproc_per_node
-    return [Slot(tuple(gpus[i * nproc_per_node:(i + 1) * nproc_per_node]), nproc_per_node) for i in range(n)]
+    return [Slot(tuple(gpus[i * nproc_per_node : (i + 1) * nproc_per_node]), nproc_per_node) for i in range(n)]
 
 
 def run_state(run_dir: str | Path, epochs: int) -> str:
@@ -217,9 +220,13 @@ def pick_runner(launcher: str, slots: Sequence[Slot]) -> Runner:
     return subprocess_runner
 
 
-def run_jobs(jobs: Sequence[Job], slots: Sequence[Slot], runner: Runner = subprocess_runner,
-             log: Callable[[str], None] = _log.info,
-             on_done: Callable[[Job, dict[str, dict]], None] | None = None) -> dict[str, dict]:
+def run_jobs(
+    jobs: Sequence[Job],
+    slots: Sequence[Slot],
+    runner: Runner = subprocess_runner,
+    log: Callable[[str], None] = _log.info,
+    on_done: Callable[[Job, dict[str, dict]], None] | None = None,
+) -> dict[str, dict]:
     """Bring every job to its final epoch: finished ones are skipped, the rest run on free slots.
 
     Returns ``{job.name: {"state", "returncode", "seconds"}}`` with state ``finished`` (already,
@@ -236,8 +243,10 @@ def run_jobs(jobs: Sequence[Job], slots: Sequence[Slot], runner: Runner = subpro
         else:
             todo.append(job)
     if jobs:
-        log(f"[sweep] {len(jobs) - len(todo)} of {len(jobs)} runs already finished; {len(todo)} to run "
-            f"on {len(slots)} slot(s): {', '.join(s.describe() for s in slots)}")
+        log(
+            f"[sweep] {len(jobs) - len(todo)} of {len(jobs)} runs already finished; {len(todo)} to run "
+            f"on {len(slots)} slot(s): {', '.join(s.describe() for s in slots)}"
+        )
     free: queue.Queue[Slot] = queue.Queue()
     for slot in slots:
         free.put(slot)
@@ -257,12 +266,17 @@ def run_jobs(jobs: Sequence[Job], slots: Sequence[Slot], runner: Runner = subpro
         finished = code == 0 and run_state(job.run_dir, job.epochs) == "finished"
         row = final_metrics(job.run_dir)
         with lock:
-            status[job.name] = {"state": "finished" if finished else "failed", "returncode": code,
-                                "seconds": round(seconds, 1)}
+            status[job.name] = {
+                "state": "finished" if finished else "failed",
+                "returncode": code,
+                "seconds": round(seconds, 1),
+            }
         if finished:
             acc = row.get("test_accuracy")
-            log(f"[sweep] {job.name}: finished in {seconds:.0f}s, test accuracy "
-                f"{'n/a' if acc is None else f'{100 * acc:.2f}%'}")
+            log(
+                f"[sweep] {job.name}: finished in {seconds:.0f}s, test accuracy "
+                f"{'n/a' if acc is None else f'{100 * acc:.2f}%'}"
+            )
         else:
             log(f"[sweep] {job.name}: FAILED (exit code {code}); see {job.log_path}")
         if on_done is not None:

@@ -74,8 +74,13 @@ VARIANTS: dict[str, Variant] = {
         Variant("alpha0.4", ("mixup.alpha=0.4",), False, "mixup α=0.4"),
         # AdamW's weight decay is decoupled: at the CPU scale the top of Appendix B.1's range (0.05), whatever the
         # recipe's coupled Adam value (with 0 the two optimizers would take identical steps).
-        Variant("adamw", ("mixup.alpha=1.0", "train.optimizer=adamw"), True, "mixup, AdamW",
-                cpu=("train.weight_decay=0.05",)),
+        Variant(
+            "adamw",
+            ("mixup.alpha=1.0", "train.optimizer=adamw"),
+            True,
+            "mixup, AdamW",
+            cpu=("train.weight_decay=0.05",),
+        ),
     )
 }
 
@@ -84,9 +89,7 @@ VARIANTS: dict[str, Variant] = {
 # --datasets, Figure 10 moves to another dataset's WRN mixup run: at the tiny scale every WRN mixup run
 # keeps the (scaled) epochs, so experiments can run in any order; at full scale only CIFAR10's does (the
 # disk cost), and Figure 10 elsewhere needs an --out where its run has not been trained before.
-RUN_EXTRAS: dict[str, tuple[str, ...]] = {
-    "wrn-cifar10-mixup": ("train.checkpoint_epochs=[100,300,500]",),
-}
+RUN_EXTRAS: dict[str, tuple[str, ...]] = {"wrn-cifar10-mixup": ("train.checkpoint_epochs=[100,300,500]",)}
 # The ViT row of Figure 10 (tiny and cpu scales only) reads its mixup run at the same fractions of training
 # (200, 600 and 1000 of the paper's 1000 ViT epochs).
 VIT_FIG10_EPOCHS = (200, 600, 1000)
@@ -184,12 +187,18 @@ TABLE1 = Table(
     rows=_ALL,
     columns=(("baseline", "Baseline"), ("mixup", "Mixup")),
     paper={
-        ("wrn", "fashionmnist", "baseline"): 95.10, ("wrn", "fashionmnist", "mixup"): 94.21,
-        ("wrn", "cifar10", "baseline"): 96.2, ("wrn", "cifar10", "mixup"): 97.30,
-        ("wrn", "cifar100", "baseline"): 80.03, ("wrn", "cifar100", "mixup"): 81.42,
-        ("vit", "fashionmnist", "baseline"): 93.71, ("vit", "fashionmnist", "mixup"): 94.24,
-        ("vit", "cifar10", "baseline"): 86.92, ("vit", "cifar10", "mixup"): 92.56,
-        ("vit", "cifar100", "baseline"): 59.95, ("vit", "cifar100", "mixup"): 69.83,
+        ("wrn", "fashionmnist", "baseline"): 95.10,
+        ("wrn", "fashionmnist", "mixup"): 94.21,
+        ("wrn", "cifar10", "baseline"): 96.2,
+        ("wrn", "cifar10", "mixup"): 97.30,
+        ("wrn", "cifar100", "baseline"): 80.03,
+        ("wrn", "cifar100", "mixup"): 81.42,
+        ("vit", "fashionmnist", "baseline"): 93.71,
+        ("vit", "fashionmnist", "mixup"): 94.24,
+        ("vit", "cifar10", "baseline"): 86.92,
+        ("vit", "cifar10", "mixup"): 92.56,
+        ("vit", "cifar100", "baseline"): 59.95,
+        ("vit", "cifar100", "mixup"): 69.83,
     },  # fmt: skip
     caption="Table 1: test accuracy (%) for experiments in Figures 1 and 8.",
 )
@@ -200,9 +209,11 @@ TABLE2 = Table(
     rows=(("wrn", "cifar10"), ("vit", "cifar10")),
     columns=(("baseline", "Baseline"), ("mixup", "Mixup (α=1.0)"), ("alpha0.4", "Mixup (α=0.4)")),
     paper={
-        ("wrn", "cifar10", "baseline"): 0.024, ("wrn", "cifar10", "mixup"): 0.077,
+        ("wrn", "cifar10", "baseline"): 0.024,
+        ("wrn", "cifar10", "mixup"): 0.077,
         ("wrn", "cifar10", "alpha0.4"): 0.013,
-        ("vit", "cifar10", "baseline"): 0.122, ("vit", "cifar10", "mixup"): 0.014,
+        ("vit", "cifar10", "baseline"): 0.122,
+        ("vit", "cifar10", "mixup"): 0.014,
         ("vit", "cifar10", "alpha0.4"): 0.019,
     },  # fmt: skip
     caption="Table 2: CIFAR10 expected calibration error (15 bins, Appendix C).",
@@ -215,22 +226,28 @@ EXPERIMENTS: dict[str, Experiment] = {
     e.name: e
     for e in (
         Experiment(
-            "fig1", "Last-layer features of mixup training data: WRN and ViT × FashionMNIST, CIFAR10, CIFAR100",
+            "fig1",
+            "Last-layer features of mixup training data: WRN and ViT × FashionMNIST, CIFAR10, CIFAR100",
             "configuration",
             "Same-class mixup features collapse onto their classifier's vertex (a simplex ETF); different-class "
             "features form channels along the decision boundaries, denser as λ nears 0.5.",
             panels=_grid("mixup"),
         ),
         Experiment(
-            "fig2", "WRN-40-10 on CIFAR10: baseline cross-entropy, MSE mixup, cross-entropy mixup", "configuration",
+            "fig2",
+            "WRN-40-10 on CIFAR10: baseline cross-entropy, MSE mixup, cross-entropy mixup",
+            "configuration",
             "Baseline: mixup points loosely aligned with the classifiers, noisy in between. MSE mixup: features "
             "are convex combinations of the class features (straight segments). CE mixup: the channels of Figure 1.",
-            panels=((Panel(RunKey("wrn", "cifar10", "baseline")), Panel(RunKey("wrn", "cifar10", "mse")),
-                     Panel(_WRN_C10)),),
+            panels=(
+                (Panel(RunKey("wrn", "cifar10", "baseline")), Panel(RunKey("wrn", "cifar10", "mse")), Panel(_WRN_C10)),
+            ),
         ),
         Experiment(
-            "fig3", "Layer-wise trajectories of mixed inputs (ViT: CLS token per block; WRN: pooled features per "
-                    "stage, not shown in the paper)", "trajectory",
+            "fig3",
+            "Layer-wise trajectories of mixed inputs (ViT: CLS token per block; WRN: pooled features per "
+            "stage, not shown in the paper)",
+            "trajectory",
             "Paths start at the origin; for a different-class mix with small λ the network first heads towards "
             "one class and only in deeper layers bends towards the mix: manifold-mixup-like behaviour.",
             runs_extra=(RunKey("vit", "cifar10", "mixup"), _WRN_C10),
@@ -238,32 +255,40 @@ EXPERIMENTS: dict[str, Experiment] = {
             tiny_lams=(0.0, 0.25, 0.5, 0.75, 1.0),
         ),
         Experiment(
-            "fig5", "Convergence of the classifier to a simplex ETF during mixup training", "classifier",
+            "fig5",
+            "Convergence of the classifier to a simplex ETF during mixup training",
+            "classifier",
             "The coefficient of variation of the classifier norms and the std of the cosines between classifiers "
             "both fall towards 0 as training progresses, for every architecture and dataset.",
             runs_extra=tuple(RunKey(a, d, "mixup") for a, d in _ALL),
         ),
         Experiment(
-            "fig7", "Mixup with the classifier fixed to a simplex ETF (WRN-40-10, CIFAR10)", "configuration",
+            "fig7",
+            "Mixup with the classifier fixed to a simplex ETF (WRN-40-10, CIFAR10)",
+            "configuration",
             "Different-class features form a more hexagonal pattern, closer to the UFM optimum of Figure 6; "
             "test accuracy 97.35%.",
             panels=((Panel(RunKey("wrn", "cifar10", "etf")),),),
         ),
         Experiment(
-            "fig8", "Baselines (no mixup): last-layer features of mixup data for all six combinations",
+            "fig8",
+            "Baselines (no mixup): last-layer features of mixup data for all six combinations",
             "configuration",
             "Without mixup the configuration of Figure 1 does not appear: mixup points lie loosely along the "
             "classifiers and the region between them is noisy, filled with λ near 0.5.",
             panels=_grid("baseline"),
         ),
         Experiment(
-            "fig9", "Mixup with α = 0.4 for WRN-40-10 and ViT-B/4 on CIFAR10", "configuration",
+            "fig9",
+            "Mixup with α = 0.4 for WRN-40-10 and ViT-B/4 on CIFAR10",
+            "configuration",
             "The same configuration as with α = 1, with fewer points near λ = 0.5 (Beta(0.4, 0.4) puts its mass "
             "near 0 and 1).",
             panels=((Panel(RunKey("wrn", "cifar10", "alpha0.4")), Panel(RunKey("vit", "cifar10", "alpha0.4"))),),
         ),
         Experiment(
-            "fig10", "The configuration during training: WRN-40-10 on CIFAR10 at epochs 100, 300 and 500",
+            "fig10",
+            "The configuration during training: WRN-40-10 on CIFAR10 at epochs 100, 300 and 500",
             "configuration",
             "As training progresses, different-class mixup points are pushed towards the decision boundary and "
             "converge to the configuration of Figure 1.",
@@ -271,26 +296,34 @@ EXPERIMENTS: dict[str, Experiment] = {
             extra_rows=(tuple(Panel(_VIT_C10, checkpoint_epoch=e) for e in VIT_FIG10_EPOCHS),),
         ),
         Experiment(
-            "fig11", "Several random subsets of three classes of one model (WRN-40-10, CIFAR10)", "configuration",
+            "fig11",
+            "Several random subsets of three classes of one model (WRN-40-10, CIFAR10)",
+            "configuration",
             "Every subset shows the same configuration.",
             panels=tuple(tuple(Panel(_WRN_C10, seed=s) for s in row) for row in ((1, 2, 3, 4), (5, 6, 7, 8))),
             tiny_panels=3,
             extra_rows=(tuple(Panel(_VIT_C10, seed=s) for s in (1, 2, 3, 4)),),
             extra_title="Several random subsets of three classes of one model (WRN-40-10, CIFAR10), and below of a "
-                        "ViT-B/4 (not in the paper)",
+            "ViT-B/4 (not in the paper)",
         ),
         Experiment(
-            "fig12", "ViT-B/4 on CIFAR10 trained with AdamW", "configuration",
+            "fig12",
+            "ViT-B/4 on CIFAR10 trained with AdamW",
+            "configuration",
             "The configuration of Figure 1 also appears with AdamW (decoupled weight decay).",
             panels=((Panel(RunKey("vit", "cifar10", "adamw")),),),
         ),
         Experiment(
-            "table1", "Test accuracy, baseline against mixup, for the six combinations", "table",
+            "table1",
+            "Test accuracy, baseline against mixup, for the six combinations",
+            "table",
             "Mixup improves test accuracy except for WRN on FashionMNIST (Table 1).",
             table=TABLE1,
         ),
         Experiment(
-            "table2", "CIFAR10 expected calibration error: baseline, α = 1, α = 0.4", "table",
+            "table2",
+            "CIFAR10 expected calibration error: baseline, α = 1, α = 0.4",
+            "table",
             "Mixup lowers the ECE of the ViT a lot (0.122 -> 0.014); for the WRN α = 0.4 is best (0.013).",
             table=TABLE2,
         ),
@@ -306,8 +339,9 @@ def get_experiment(name: str) -> Experiment:
         raise ValueError(f"unknown experiment '{name}' (known: {', '.join(EXPERIMENTS)}, or all)") from None
 
 
-def select_datasets(experiment: Experiment, datasets: tuple[str, ...] | list[str] | None,
-                    archs: tuple[str, ...] | None = None) -> Experiment:
+def select_datasets(
+    experiment: Experiment, datasets: tuple[str, ...] | list[str] | None, archs: tuple[str, ...] | None = None
+) -> Experiment:
     """``experiment`` limited to ``datasets`` (None: all) and ``archs`` (None: all); ValueError when nothing is left.
 
     Runs on other datasets are dropped; when none of the experiment's datasets is chosen (it is
@@ -341,8 +375,11 @@ def select_datasets(experiment: Experiment, datasets: tuple[str, ...] | list[str
     extra = tuple(k for k in map(keep, experiment.runs_extra) if k)
     table = experiment.table
     if table is not None:
-        rows = tuple(dict.fromkeys((k.arch, k.dataset) for k in (keep(RunKey(a, d, table.columns[0][0]))
-                                                                   for a, d in table.rows) if k))
+        rows = tuple(
+            dict.fromkeys(
+                (k.arch, k.dataset) for k in (keep(RunKey(a, d, table.columns[0][0])) for a, d in table.rows) if k
+            )
+        )
         caption = table.caption
         if moved:
             names = dict.fromkeys(dataset_title(d) for _, d in rows)
@@ -352,12 +389,16 @@ def select_datasets(experiment: Experiment, datasets: tuple[str, ...] | list[str
         what = f"datasets {', '.join(chosen)}" + (f" and architectures {', '.join(archs)}" if archs else "")
         raise ValueError(f"{experiment.name} has nothing to draw for {what}")
     title = _moved_title(experiment, chosen[0]) if moved else experiment.title
-    kept = dataclasses.replace(experiment, panels=panels, extra_rows=extra_rows, runs_extra=extra, table=table,
-                               title=title)
+    kept = dataclasses.replace(
+        experiment, panels=panels, extra_rows=extra_rows, runs_extra=extra, table=table, title=title
+    )
     if not moved and set(kept.runs) != set(experiment.runs):
         shown = {k.arch: None for k in kept.runs}, {k.dataset: None for k in kept.runs}
-        kept = dataclasses.replace(kept, title=f"{title} (here: {' and '.join(ARCH_SHORT[a] for a in shown[0])}"
-                                   f" × {', '.join(dataset_title(d) for d in shown[1])})")
+        kept = dataclasses.replace(
+            kept,
+            title=f"{title} (here: {' and '.join(ARCH_SHORT[a] for a in shown[0])}"
+            f" × {', '.join(dataset_title(d) for d in shown[1])})",
+        )
     return kept
 
 
@@ -375,8 +416,12 @@ def at_scale(experiment: Experiment, scale: str) -> Experiment:
         return experiment
     if scale == "full":
         return dataclasses.replace(experiment, extra_rows=())
-    return dataclasses.replace(experiment, panels=(*experiment.panels, *experiment.extra_rows), extra_rows=(),
-                               title=experiment.extra_title or experiment.title)
+    return dataclasses.replace(
+        experiment,
+        panels=(*experiment.panels, *experiment.extra_rows),
+        extra_rows=(),
+        title=experiment.extra_title or experiment.title,
+    )
 
 
 def panel_rows(experiment: Experiment, scale: str) -> list[list[Panel]]:
@@ -385,8 +430,10 @@ def panel_rows(experiment: Experiment, scale: str) -> list[list[Panel]]:
     rows = [list(row) for row in experiment.panels]
     if scale == "tiny" and experiment.tiny_panels is not None:
         flat = [p for row in rows for p in row]
-        rows = [[p for p in flat if p.run.arch == a][: experiment.tiny_panels] for a in dict.fromkeys(
-            p.run.arch for p in flat)]
+        rows = [
+            [p for p in flat if p.run.arch == a][: experiment.tiny_panels]
+            for a in dict.fromkeys(p.run.arch for p in flat)
+        ]
     return rows
 
 

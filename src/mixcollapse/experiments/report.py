@@ -93,10 +93,13 @@ def _section(m: dict, directory: Path) -> str:
     meta = [f"scale: <b>{_e(m.get('scale_note') or m.get('scale'))}</b>"]
     gpu = m.get("estimated_gpu_hours_full_scale") or {}
     if gpu:
-        meta.append(f"full scale: {m.get('trainings_full_scale', '?')} trainings, about {gpu.get('A100')} "
-                    f"A100-hours / {gpu.get('H100')} H100-hours (estimate)")
-    meta.append(f"this run: {m.get('seconds_training', 0)} s training (shared), {m.get('seconds_analysis', 0)} s "
-                "analysis")
+        meta.append(
+            f"full scale: {m.get('trainings_full_scale', '?')} trainings, about {gpu.get('A100')} "
+            f"A100-hours / {gpu.get('H100')} H100-hours (estimate)"
+        )
+    meta.append(
+        f"this run: {m.get('seconds_training', 0)} s training (shared), {m.get('seconds_analysis', 0)} s analysis"
+    )
     parts.append(f"<p class='meta'>{' · '.join(meta)}</p>")
     for line in (m.get("data") or {}).values():
         cls = "banner" if "SYNTHETIC" in line else "meta"
@@ -107,25 +110,47 @@ def _section(m: dict, directory: Path) -> str:
     for table in m.get("tables", []):
         parts.append(_table(table))
     if m.get("panels"):
-        rows = [[_e(p["run"]), _e(p.get("epoch")), _e(", ".join(p.get("class_names") or map(str, p["classes"]))),
-                 _e(p.get("bn_mode")), _number(p.get("test_accuracy"), True), _number(p.get("pair_prob_mae"))]
-                for p in m["panels"]]
+        rows = [
+            [
+                _e(p["run"]),
+                _e(p.get("epoch")),
+                _e(", ".join(p.get("class_names") or map(str, p["classes"]))),
+                _e(p.get("bn_mode")),
+                _number(p.get("test_accuracy"), True),
+                _number(p.get("pair_prob_mae")),
+            ]
+            for p in m["panels"]
+        ]
         parts.append(_rows_table(["panel: run", "epoch", "classes", "batch norm", "test acc", "mean |p_a − λ|"], rows))
     for t in m.get("trajectories", []):
         r2 = ", ".join("–" if v is None else f"{v:.2f}" for v in (t.get("probe_r2") or []))
-        parts.append(f"<p class='meta'>{_e(t['run'])}: projection <b>{_e(t['projection'])}</b>, batch norm "
-                     f"{_e(t.get('bn_mode'))}, classes {_e(', '.join(t.get('class_names', [])))}"
-                     + (f", probe R² per layer: {_e(r2)}" if r2 else "") + "</p>")
+        parts.append(
+            f"<p class='meta'>{_e(t['run'])}: projection <b>{_e(t['projection'])}</b>, batch norm "
+            f"{_e(t.get('bn_mode'))}, classes {_e(', '.join(t.get('class_names', [])))}"
+            + (f", probe R² per layer: {_e(r2)}" if r2 else "")
+            + "</p>"
+        )
     if m.get("final"):
         rows = [[_e(k), _number(v.get("norm_cv")), _number(v.get("cos_std"))] for k, v in m["final"].items()]
         parts.append(_rows_table(["run", "final norm CV", "final cosine std"], rows))
     runs = m.get("runs") or {}
     if runs:
-        rows = [[_e(k), _e(r.get("run_dir")), _e(" ".join(r.get("hyper") or []) or "–"), _e(r.get("epochs")),
-                 _number(r.get("test_accuracy"), True), _number(r.get("test_ece"))] for k, r in runs.items()]
-        parts.append("<details><summary>runs behind this experiment</summary>"
-                     + _rows_table(["run", "directory", "hyper-parameters (best of sweep)", "epochs", "test acc",
-                                    "ECE"], rows) + "</details>")
+        rows = [
+            [
+                _e(k),
+                _e(r.get("run_dir")),
+                _e(" ".join(r.get("hyper") or []) or "–"),
+                _e(r.get("epochs")),
+                _number(r.get("test_accuracy"), True),
+                _number(r.get("test_ece")),
+            ]
+            for k, r in runs.items()
+        ]
+        parts.append(
+            "<details><summary>runs behind this experiment</summary>"
+            + _rows_table(["run", "directory", "hyper-parameters (best of sweep)", "epochs", "test acc", "ECE"], rows)
+            + "</details>"
+        )
     return "\n".join(parts)
 
 
@@ -144,15 +169,21 @@ def render_report(manifests: list[dict], directory: str | Path) -> str:
         f"generated {time.strftime('%Y-%m-%d %H:%M')}</p>",
     ]
     if "tiny" in scales:
-        head.append("<p class='banner'>Tiny scale: small models, a few images and epochs, for checking the pipeline; "
-                    "numbers are not comparable with the paper's. Use <code>--scale full</code> for those.</p>")
+        head.append(
+            "<p class='banner'>Tiny scale: small models, a few images and epochs, for checking the pipeline; "
+            "numbers are not comparable with the paper's. Use <code>--scale full</code> for those.</p>"
+        )
     if "cpu" in scales:
-        head.append("<p class='meta'>CPU scale: the real data with a small network on a subset of the training "
-                    "images, trained once per variant (no sweep) into the terminal phase; the configuration is "
-                    "comparable with the paper's, test accuracy is not (presets/*-cpu.yaml).</p>")
+        head.append(
+            "<p class='meta'>CPU scale: the real data with a small network on a subset of the training "
+            "images, trained once per variant (no sweep) into the terminal phase; the configuration is "
+            "comparable with the paper's, test accuracy is not (presets/*-cpu.yaml).</p>"
+        )
     if synthetic:
-        head.append(f"<p class='banner'><b>Synthetic data</b> ({_e(', '.join(synthetic))}): these results come from "
-                    "synthetic files written in the datasets' real on-disk formats, not from the real datasets.</p>")
+        head.append(
+            f"<p class='banner'><b>Synthetic data</b> ({_e(', '.join(synthetic))}): these results come from "
+            "synthetic files written in the datasets' real on-disk formats, not from the real datasets.</p>"
+        )
     head.append("<nav>" + "".join(f"<a href='#{_e(m['name'])}'>{_e(m['name'])}</a>" for m in manifests) + "</nav>")
     body = [_section(m, directory) for m in manifests]
     return "\n".join(head + body + ["</body></html>"]) + "\n"
@@ -169,8 +200,10 @@ def check_report_path(path: Path, overwrite: bool = False) -> None:
         with open(path, "rb") as f:
             start = f.read(4096)
         if f"content='{GENERATOR}'".encode() not in start:
-            raise FileExistsError(f"--out {path} exists and is not a report written by mixcollapse; pass --overwrite "
-                                  "(overwrite=True) to replace it or choose another --out")
+            raise FileExistsError(
+                f"--out {path} exists and is not a report written by mixcollapse; pass --overwrite "
+                "(overwrite=True) to replace it or choose another --out"
+            )
 
 
 def build_report(directory: str | Path, path: str | Path | None = None, overwrite: bool = False) -> Path:
@@ -185,7 +218,9 @@ def build_report(directory: str | Path, path: str | Path | None = None, overwrit
         raise FileNotFoundError(f"{directory} is not a directory; run mixcollapse reproduce --out {directory} first")
     manifests = load_manifests(directory)
     if not manifests:
-        raise FileNotFoundError(f"{directory} holds no reproduce results (no experiments/*.json); run "
-                                f"mixcollapse reproduce EXPERIMENT --out {directory} first")
+        raise FileNotFoundError(
+            f"{directory} holds no reproduce results (no experiments/*.json); run "
+            f"mixcollapse reproduce EXPERIMENT --out {directory} first"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write_text(path, render_report(manifests, directory))

@@ -42,9 +42,7 @@ from mixcollapse.experiments.paper import (
 from mixcollapse.experiments.runs import Context, ensure_runs, final_row, resolve_data, scale_note
 from mixcollapse.experiments.scales import CPU_ARCHS, SCALES, cpu_datasets, cpu_preset, scale_threads
 from mixcollapse.experiments.steps import STEPS
-from mixcollapse.experiments.sweep import (
-    launch_slots,
-)
+from mixcollapse.experiments.sweep import launch_slots
 from mixcollapse.files import atomic_write_text
 
 _log = logging.getLogger(__name__)
@@ -89,8 +87,9 @@ def reproduce(
     datasets_used = list(dict.fromkeys(k.dataset for k in keys))
     if seeds is not None and (not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0):
         raise ValueError(f"--seeds {seeds}: give distinct seeds >= 0, e.g. --seeds 0,1,2")
-    ctx = Context(out=Path(out), scale=scale, log=log, overrides=launch.overrides(),
-                  seeds=list(seeds) if seeds else None)
+    ctx = Context(
+        out=Path(out), scale=scale, log=log, overrides=launch.overrides(), seeds=list(seeds) if seeds else None
+    )
     if scale == "cpu":
         for key in keys:
             cpu_preset(key.preset)  # a dataset without a CPU recipe stops here, before its data is searched
@@ -108,13 +107,16 @@ def _need_a_gpu(names: Sequence[str]) -> None:
 
     if not torch.cuda.is_available():
         hours = estimate_gpu_hours(names)
-        raise ValueError(f"--scale full trains for about {hours:.0f} A100-hours and no GPU is visible; on this "
-                         "machine use --scale cpu --datasets fashionmnist (real data, at most 20 minutes per run "
-                         "on 2 cores), --scale tiny for a minutes-long smoke test, or --allow-cpu to insist")
+        raise ValueError(
+            f"--scale full trains for about {hours:.0f} A100-hours and no GPU is visible; on this "
+            "machine use --scale cpu --datasets fashionmnist (real data, at most 20 minutes per run "
+            "on 2 cores), --scale tiny for a minutes-long smoke test, or --allow-cpu to insist"
+        )
 
 
-def select_experiments(names: Sequence[str], datasets: Sequence[str] | None, scale: str,
-                       log: Callable[[str], None] = _log.info) -> list[Experiment]:
+def select_experiments(
+    names: Sequence[str], datasets: Sequence[str] | None, scale: str, log: Callable[[str], None] = _log.info
+) -> list[Experiment]:
     """The named experiments limited to ``datasets`` and, at cpu scale, to the architectures with a CPU recipe.
 
     A single experiment with nothing left is an error; within ``all`` it is skipped with one line.
@@ -127,8 +129,10 @@ def select_experiments(names: Sequence[str], datasets: Sequence[str] | None, sca
         except ValueError as err:
             why = str(err)
             if archs is not None:
-                why += (f" at --scale cpu (CPU recipes: {', '.join(cpu_datasets())}); use --scale tiny or full for "
-                        "the others")
+                why += (
+                    f" at --scale cpu (CPU recipes: {', '.join(cpu_datasets())}); use --scale tiny or full for "
+                    "the others"
+                )
             if len(names) == 1:
                 raise ValueError(why) from None
             log(f"[reproduce] skipping {why}")
@@ -166,11 +170,14 @@ def write_manifest(exp: Experiment, ctx: Context, result: dict, train_seconds: f
     for key in exp.runs:
         run_dir = ctx.runs[key.name]
         row = final_row(run_dir)
-        runs[key.name] = {"run_dir": ctx.rel(run_dir), "hyper": ctx.hyper.get(key.name, []),
-                          "sweep": ctx.rel(ctx.sweeps[key.sweep_source().name]) if key.sweep_source().name in
-                          ctx.sweeps else None,
-                          "epochs": row.get("epoch"), "test_accuracy": row.get("test_accuracy"),
-                          "test_ece": row.get("test_ece")}
+        runs[key.name] = {
+            "run_dir": ctx.rel(run_dir),
+            "hyper": ctx.hyper.get(key.name, []),
+            "sweep": ctx.rel(ctx.sweeps[key.sweep_source().name]) if key.sweep_source().name in ctx.sweeps else None,
+            "epochs": row.get("epoch"),
+            "test_accuracy": row.get("test_accuracy"),
+            "test_ece": row.get("test_ece"),
+        }
         if key.name in ctx.seed_runs:
             runs[key.name]["seed_runs"] = {str(seed): ctx.rel(d) for seed, d in ctx.seed_runs[key.name].items()}
     reserved = {"name", "title", "expected", "step", "scale", "scale_note", "data", "synthetic", "runs"}
@@ -186,8 +193,10 @@ def write_manifest(exp: Experiment, ctx: Context, result: dict, train_seconds: f
         "synthetic": any(synthetic.values()),
         "runs": runs,
         "trainings_full_scale": sum(n for _, n in trainings(exp.runs)),  # of the runs drawn here
-        "estimated_gpu_hours_full_scale": {"A100": round(estimate_gpu_hours([exp.name], "A100"), 1),
-                                           "H100": round(estimate_gpu_hours([exp.name], "H100"), 1)},
+        "estimated_gpu_hours_full_scale": {
+            "A100": round(estimate_gpu_hours([exp.name], "A100"), 1),
+            "H100": round(estimate_gpu_hours([exp.name], "H100"), 1),
+        },
         "seconds_training": round(train_seconds, 1),
         "seconds_analysis": round(seconds, 1),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -211,18 +220,26 @@ def _json_default(obj):
 
 def list_experiments() -> str:
     """The table printed by ``mixcollapse reproduce --list``."""
-    lines = [f"{'experiment':<10} {'step':<13} {'trainings':>9} {'A100-h':>7} {'H100-h':>7}  what",
-             f"{'-' * 10} {'-' * 13} {'-' * 9} {'-' * 7} {'-' * 7}  {'-' * 40}"]
+    lines = [
+        f"{'experiment':<10} {'step':<13} {'trainings':>9} {'A100-h':>7} {'H100-h':>7}  what",
+        f"{'-' * 10} {'-' * 13} {'-' * 9} {'-' * 7} {'-' * 7}  {'-' * 40}",
+    ]
     for exp in EXPERIMENTS.values():
         n = sum(k for _, k in trainings(at_scale(exp, "full").runs))
-        lines.append(f"{exp.name:<10} {exp.step:<13} {n:>9} {estimate_gpu_hours([exp.name]):>7.0f} "
-                     f"{estimate_gpu_hours([exp.name], 'H100'):>7.0f}  {exp.title}")
+        lines.append(
+            f"{exp.name:<10} {exp.step:<13} {n:>9} {estimate_gpu_hours([exp.name]):>7.0f} "
+            f"{estimate_gpu_hours([exp.name], 'H100'):>7.0f}  {exp.title}"
+        )
     everything = list(EXPERIMENTS)
     n = sum(k for _, k in trainings(experiments_runs(everything)))
-    lines.append(f"{'all':<10} {'':<13} {n:>9} {estimate_gpu_hours(everything):>7.0f} "
-                 f"{estimate_gpu_hours(everything, 'H100'):>7.0f}  every experiment, shared runs trained once")
+    lines.append(
+        f"{'all':<10} {'':<13} {n:>9} {estimate_gpu_hours(everything):>7.0f} "
+        f"{estimate_gpu_hours(everything, 'H100'):>7.0f}  every experiment, shared runs trained once"
+    )
     lines.append("")
-    lines.append("trainings: full-scale runs needed (sweep points included); GPU-hours: estimates from counted "
-                 "FLOPs at 40% of the bf16 peak (docs/reproduce.md). Experiments share runs through --out.")
+    lines.append(
+        "trainings: full-scale runs needed (sweep points included); GPU-hours: estimates from counted "
+        "FLOPs at 40% of the bf16 peak (docs/reproduce.md). Experiments share runs through --out."
+    )
     lines.append("Run one: mixcollapse reproduce fig1 [--scale tiny|cpu|full] [--data-root DIR] [--out DIR]")
     return "\n".join(lines)

@@ -17,13 +17,7 @@ from mixcollapse.config import model_label, training_label
 from mixcollapse.experiments.launch import Runner, run_jobs
 from mixcollapse.experiments.paper import RunKey, plan_runs
 from mixcollapse.experiments.scales import run_config, sweep_grid
-from mixcollapse.experiments.sweep import (
-    format_sweep,
-    plan_sweep,
-    summarize_sweep,
-    sweep_progress,
-    write_job,
-)
+from mixcollapse.experiments.sweep import format_sweep, plan_sweep, summarize_sweep, sweep_progress, write_job
 from mixcollapse.experiments.sweep import prune_checkpoints as prune_sweep
 from mixcollapse.training.rundir import read_metrics
 
@@ -73,13 +67,18 @@ def resolve_data(dataset: str, scale: str, data_root: str | Path, out: str | Pat
     try:
         source = ensure_data(cfg, allow_fake=False)
     except DataError as err:
-        hint = "--scale tiny runs without it" if scale == "cpu" else \
-            "or let torchvision download it (--download); --scale tiny runs without it"
+        hint = (
+            "--scale tiny runs without it"
+            if scale == "cpu"
+            else "or let torchvision download it (--download); --scale tiny runs without it"
+        )
         why = str(err).replace(DOWNLOAD_HINT, "")
         raise ValueError(f"--scale {scale} needs the real data: {why}; {hint}") from None
     if source.kind == "fake":
-        raise ValueError(f"--scale {scale} needs the real {dataset_title(dataset)} files, but {source.root} holds "
-                         "synthetic ones (FAKE_DATA.txt); point --data-root at the real data")
+        raise ValueError(
+            f"--scale {scale} needs the real {dataset_title(dataset)} files, but {source.root} holds "
+            "synthetic ones (FAKE_DATA.txt); point --data-root at the real data"
+        )
     return source
 
 
@@ -117,8 +116,10 @@ def ensure_runs(keys: Sequence[RunKey], ctx: Context, slots, runner: Runner, pru
             raise ValueError(f"every run of the sweep {sweep_dir} failed; see its logs/ and rerun to retry")
         ctx.log(f"[reproduce] sweep {key.name}: best {best['name']} of {len(result['runs'])}\n{format_sweep(result)}")
         if not result["complete"]:
-            ctx.log(f"[reproduce] warning: sweep {key.name} is incomplete; the best of its finished runs is used "
-                    "(a rerun retries the others)")
+            ctx.log(
+                f"[reproduce] warning: sweep {key.name} is incomplete; the best of its finished runs is used "
+                "(a rerun retries the others)"
+            )
         ctx.runs[key.name] = sweep_dir / best["run_dir"]
         ctx.hyper[key.name] = list(best["overrides"])
         ctx.configs[key.name] = run_config(key, ctx.scale, best["overrides"], late[key.dataset])
@@ -145,8 +146,10 @@ def _ensure_single_runs(keys: Sequence[RunKey], ctx: Context, slots, runner: Run
         base = ctx.out / "runs" / key.name
         jobs.append(write_job(key.name, cfg, base / "cpu", base / "cpu.yaml", base / "cpu.log", []))
         ctx.runs[key.name], ctx.hyper[key.name], ctx.configs[key.name] = base / "cpu", [], cfg
-    ctx.log(f"[reproduce] cpu scale: no learning-rate sweep; each of the {len(jobs)} runs trains once with its "
-            "recipe's settings (presets/<arch>-<dataset>-cpu.yaml)")
+    ctx.log(
+        f"[reproduce] cpu scale: no learning-rate sweep; each of the {len(jobs)} runs trains once with its "
+        "recipe's settings (presets/<arch>-<dataset>-cpu.yaml)"
+    )
     status = run_jobs(jobs, slots, runner, ctx.log)
     _raise_on_failure(jobs, status)
     _ensure_seed_runs(keys, ctx, slots, runner, late)
@@ -167,14 +170,24 @@ def _ensure_seed_runs(keys: Sequence[RunKey], ctx: Context, slots, runner: Runne
                 continue
             point = f"{own.name}-seed{seed}"
             configs[seed] = run_config(key, ctx.scale, ctx.hyper[key.name], [*late[key.dataset], f"train.seed={seed}"])
-            jobs.append(write_job(f"{key.name}/seed{seed}", configs[seed], base / point, base / f"{point}.yaml",
-                                  base / f"{point}.log", ctx.hyper[key.name]))
+            jobs.append(
+                write_job(
+                    f"{key.name}/seed{seed}",
+                    configs[seed],
+                    base / point,
+                    base / f"{point}.yaml",
+                    base / f"{point}.log",
+                    ctx.hyper[key.name],
+                )
+            )
             runs[seed] = base / point
         ctx.seed_runs[key.name] = runs
         ctx.runs[key.name], ctx.configs[key.name] = runs[ctx.seeds[0]], configs[ctx.seeds[0]]
-    ctx.log(f"[reproduce] seeds {', '.join(map(str, ctx.seeds))}: {len(jobs)} more runs with the chosen "
-            "hyper-parameters; the tables show the mean and standard deviation over the seeds, the figures the "
-            f"runs of seed {ctx.seeds[0]}")
+    ctx.log(
+        f"[reproduce] seeds {', '.join(map(str, ctx.seeds))}: {len(jobs)} more runs with the chosen "
+        "hyper-parameters; the tables show the mean and standard deviation over the seeds, the figures the "
+        f"runs of seed {ctx.seeds[0]}"
+    )
     status = run_jobs(jobs, slots, runner, ctx.log)
     _raise_on_failure(jobs, status)
 
@@ -225,6 +238,9 @@ def scale_note(ctx: Context, keys: Sequence[RunKey]) -> str:
         data.append(f"{size}{title} ({kind})")
     models = ", ".join(dict.fromkeys(model_label(c) for c in cfgs))
     epochs = "/".join(str(e) for e in sorted({c.train.epochs for c in cfgs}))
-    what = {"full": "full scale (Appendix B.1)", "cpu": "CPU scale (one run per variant, no sweep)",
-            "tiny": "TINY scale: a smoke test, not the paper's result"}[ctx.scale]
+    what = {
+        "full": "full scale (Appendix B.1)",
+        "cpu": "CPU scale (one run per variant, no sweep)",
+        "tiny": "TINY scale: a smoke test, not the paper's result",
+    }[ctx.scale]
     return f"{what} · {models}, {epochs} epochs · {'; '.join(data)}"

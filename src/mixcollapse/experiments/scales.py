@@ -120,8 +120,10 @@ def cpu_preset(preset: str | Path) -> str:
     path = _cpu_recipe(preset)
     if not path.is_file():
         known = ", ".join(sorted(p.stem.removesuffix("-cpu") for p in PRESET_DIR.glob("*-cpu.yaml")))
-        raise ValueError(f"--scale cpu has no recipe for {Path(str(preset)).stem} (recipes: {known}); "
-                         "use --scale tiny for a smoke test or --scale full on a GPU")
+        raise ValueError(
+            f"--scale cpu has no recipe for {Path(str(preset)).stem} (recipes: {known}); "
+            "use --scale tiny for a smoke test or --scale full on a GPU"
+        )
     return path.stem
 
 
@@ -142,8 +144,12 @@ def cpu_overrides(cfg: ExperimentConfig) -> list[str]:
     return out
 
 
-def scaled_config(preset: str | Path, overrides: list[str] | tuple[str, ...] = (), scale: str = "full",
-                  late: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+def scaled_config(
+    preset: str | Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    scale: str = "full",
+    late: list[str] | tuple[str, ...] = (),
+) -> ExperimentConfig:
     """``load_config(preset, overrides)`` at ``scale``: shrunk by :func:`tiny_overrides` at tiny scale, the
     ``<preset>-cpu`` recipe at cpu scale; ``late`` last."""
     if scale not in SCALES:
@@ -167,8 +173,9 @@ def run_overrides(key: RunKey, scale: str = "full") -> list[str]:
     return [f"name={key.name}", *variant.overrides, *extras.get(key.name, ())]
 
 
-def run_config(key: RunKey, scale: str = "full", hyper: list[str] | tuple[str, ...] = (),
-               late: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+def run_config(
+    key: RunKey, scale: str = "full", hyper: list[str] | tuple[str, ...] = (), late: list[str] | tuple[str, ...] = ()
+) -> ExperimentConfig:
     """The resolved config of run ``key`` at ``scale`` with hyper-parameter overrides ``hyper``."""
     return scaled_config(key.preset, [*run_overrides(key, scale), *hyper], scale, late)
 

@@ -94,9 +94,17 @@ class TrainingJob:
         import submitit
 
         env = submitit.JobEnvironment()
-        return [sys.executable, "-m", "torch.distributed.run", f"--nnodes={self.nodes}", f"--nproc_per_node={per_node}",
-                "--rdzv-backend=c10d", f"--rdzv-endpoint={env.hostnames[0]}:{RENDEZVOUS_PORT}",
-                f"--rdzv-id={env.job_id}", *train_args(self.job)]
+        return [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            f"--nnodes={self.nodes}",
+            f"--nproc_per_node={per_node}",
+            "--rdzv-backend=c10d",
+            f"--rdzv-endpoint={env.hostnames[0]}:{RENDEZVOUS_PORT}",
+            f"--rdzv-id={env.job_id}",
+            *train_args(self.job),
+        ]
 
     def __call__(self) -> int:
         env = job_environment(Slot())
@@ -104,8 +112,9 @@ class TrainingJob:
         cmd = self.command()
         self.job.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.job.log_path, "a") as log:
-            log.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} job {_job_id()} (process {os.getpid()}): "
-                      f"{' '.join(cmd)}\n")
+            log.write(
+                f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} job {_job_id()} (process {os.getpid()}): {' '.join(cmd)}\n"
+            )
             log.flush()
             self._child = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
             try:
@@ -169,16 +178,27 @@ def slurm_runner(options: SlurmOptions, log=None) -> Runner:
         with lock:  # one executor per job: its parameters are the job's
             if options.cluster == "local":
                 executor = submitit.LocalExecutor(str(options.folder), max_num_timeout=options.timeouts)
-                executor.update_parameters(timeout_min=minutes, gpus_per_node=options.gpus_per_node,
-                                           tasks_per_node=1, signal_delay_s=options.signal_delay_s)
+                executor.update_parameters(
+                    timeout_min=minutes,
+                    gpus_per_node=options.gpus_per_node,
+                    tasks_per_node=1,
+                    signal_delay_s=options.signal_delay_s,
+                )
             else:
-                executor = submitit.AutoExecutor(str(options.folder), cluster="slurm",
-                                                 slurm_max_num_timeout=options.timeouts)
+                executor = submitit.AutoExecutor(
+                    str(options.folder), cluster="slurm", slurm_max_num_timeout=options.timeouts
+                )
                 extra = {"slurm_partition": options.partition} if options.partition else {}
-                executor.update_parameters(name=job.name.replace("/", "_"), timeout_min=math.ceil(minutes),
-                                           nodes=options.nodes, tasks_per_node=1, gpus_per_node=options.gpus_per_node,
-                                           cpus_per_task=options.cpus_per_task,
-                                           slurm_signal_delay_s=options.signal_delay_s, **extra)
+                executor.update_parameters(
+                    name=job.name.replace("/", "_"),
+                    timeout_min=math.ceil(minutes),
+                    nodes=options.nodes,
+                    tasks_per_node=1,
+                    gpus_per_node=options.gpus_per_node,
+                    cpus_per_task=options.cpus_per_task,
+                    slurm_signal_delay_s=options.signal_delay_s,
+                    **extra,
+                )
             submitted = executor.submit(TrainingJob(job, options.gpus_per_node, options.nodes))
         if log is not None:
             log(f"[slurm] {job.name}: job {submitted.job_id}")

@@ -52,26 +52,40 @@ def analyze_panel(panel: Panel, ctx: Context) -> dict:
             epoch = scale_epoch(epoch, run_config(panel.run, "full").train.epochs, cfg.train.epochs)
     name = None if epoch is None else f"epoch_{epoch:04d}.pt"
     if name is not None and not (run_dir / "checkpoints" / name).is_file() and (run_dir / "checkpoints").is_dir():
-        raise ValueError(f"{panel.run.name} in {run_dir} was trained (for another experiment) without keeping the "
-                         f"checkpoint of epoch {epoch}; reproduce this experiment into another --out")
+        raise ValueError(
+            f"{panel.run.name} in {run_dir} was trained (for another experiment) without keeping the "
+            f"checkpoint of epoch {epoch}; reproduce this experiment into another --out"
+        )
     checkpoint = find_checkpoint(run_dir, name)
     # The analysis settings of this scale, whatever the run saved (they never change training).
     overrides = analysis_overrides(cfg) + ([] if panel.seed is None else [f"analysis.seed={panel.seed}"])
     tag = checkpoint.stem + ("" if panel.seed is None else f"-seed{panel.seed}")
     out_dir = ctx.out / "analysis" / panel.run.name / tag
     stat = checkpoint.stat()
-    source = {"checkpoint": str(checkpoint.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-              "overrides": overrides}
+    source = {
+        "checkpoint": str(checkpoint.resolve()),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "overrides": overrides,
+    }
     source_file = out_dir / "source.json"
-    cached = (out_dir / ANALYSIS_FILE).is_file() and source_file.is_file() and \
-        json.loads(source_file.read_text()) == source
+    cached = (
+        (out_dir / ANALYSIS_FILE).is_file() and source_file.is_file() and json.loads(source_file.read_text()) == source
+    )
     if cached:
         summary = json.loads((out_dir / ANALYSIS_FILE).read_text())
         feats = load_pair_features(out_dir / "features")
     else:
         # The per-run figures of analyze_run (reliability, measures, ...) on real data only: seconds each.
-        analysis = analyze_run(run_dir, checkpoint=checkpoint, out_dir=out_dir, overrides=overrides, overwrite=True,
-                               progress=False, draw=ctx.scale != "tiny")
+        analysis = analyze_run(
+            run_dir,
+            checkpoint=checkpoint,
+            out_dir=out_dir,
+            overrides=overrides,
+            overwrite=True,
+            progress=False,
+            draw=ctx.scale != "tiny",
+        )
         summary, feats = analysis.summary, analysis.features
         atomic_write_text(source_file, json.dumps(source))
     classes = [int(c) for c in summary["classes"]]
@@ -82,16 +96,31 @@ def analyze_panel(panel: Panel, ctx: Context) -> dict:
         row = {**row, "test_accuracy": summary.get("test_accuracy"), "test_ece": summary.get("ece")}
     when = f"epoch {row.get('epoch', epoch)}" if epoch is not None else ""
     subset = f"classes {', '.join(feats.meta.get('class_names', map(str, classes)))}"
-    title = (f"{run_label(panel.run, cfg)}\n{when + ' · ' if when else ''}test acc {_pct(row.get('test_accuracy'))}"
-             f" · {_bn_label(summary.get('bn_mode', '?'))}" + (f"\n{subset}" if panel.seed is not None else ""))
+    title = (
+        f"{run_label(panel.run, cfg)}\n{when + ' · ' if when else ''}test acc {_pct(row.get('test_accuracy'))}"
+        f" · {_bn_label(summary.get('bn_mode', '?'))}" + (f"\n{subset}" if panel.seed is not None else "")
+    )
     return {
-        "panel": dict(xy=xy, lam=np.asarray(feats.lam), same=np.asarray(feats.same),
-                      classifier_xy=project_classifier(rows), title=title,
-                      class_names=feats.meta.get("class_names")),
-        "record": {"run": panel.run.name, "checkpoint": ctx.rel(checkpoint), "epoch": row.get("epoch"),
-                   "classes": classes, "class_names": feats.meta.get("class_names"), "bn_mode": summary.get("bn_mode"),
-                   "test_accuracy": row.get("test_accuracy"), "test_ece": row.get("test_ece"),
-                   "pair_prob_mae": summary.get("pair_prob_mae"), "analysis": ctx.rel(out_dir)},
+        "panel": dict(
+            xy=xy,
+            lam=np.asarray(feats.lam),
+            same=np.asarray(feats.same),
+            classifier_xy=project_classifier(rows),
+            title=title,
+            class_names=feats.meta.get("class_names"),
+        ),
+        "record": {
+            "run": panel.run.name,
+            "checkpoint": ctx.rel(checkpoint),
+            "epoch": row.get("epoch"),
+            "classes": classes,
+            "class_names": feats.meta.get("class_names"),
+            "bn_mode": summary.get("bn_mode"),
+            "test_accuracy": row.get("test_accuracy"),
+            "test_ece": row.get("test_ece"),
+            "pair_prob_mae": summary.get("pair_prob_mae"),
+            "analysis": ctx.rel(out_dir),
+        },
     }
 
 
@@ -103,8 +132,9 @@ def _bn_label(mode: str) -> str:
 def configuration_step(exp: Experiment, ctx: Context) -> dict:
     """Configuration scatters (Figures 1, 2, 7-12): one panel per run/checkpoint/class subset."""
     rows = [[analyze_panel(p, ctx) for p in row] for row in panel_rows(exp, ctx.scale)]
-    figure = draw_configuration_grid([[r["panel"] for r in row] for row in rows], ctx.out / "figures" / exp.name,
-                                     _suptitle(exp, ctx))
+    figure = draw_configuration_grid(
+        [[r["panel"] for r in row] for row in rows], ctx.out / "figures" / exp.name, _suptitle(exp, ctx)
+    )
     return {"figures": [ctx.rel(p) for p in figure], "panels": [r["record"] for row in rows for r in row]}
 
 
@@ -126,32 +156,66 @@ def trajectory_step(exp: Experiment, ctx: Context) -> dict:
         plain = data.plain
         classes = a.classes if a.classes is not None else choose_classes(plain.num_classes, a.seed)
         result = layer_trajectories(
-            model, plain.train, train_labels(plain), classes, lams=trajectory_lams(exp, ctx.scale),
-            reference_batches=data.batches, reference_size=2048 if ctx.scale == "full" else 4 * cfg.train.batch_size,
-            bn_mode=a.bn_mode, recalibrate_batches=a.recalibrate_batches, seed=a.seed, device=device,
+            model,
+            plain.train,
+            train_labels(plain),
+            classes,
+            lams=trajectory_lams(exp, ctx.scale),
+            reference_batches=data.batches,
+            reference_size=2048 if ctx.scale == "full" else 4 * cfg.train.batch_size,
+            bn_mode=a.bn_mode,
+            recalibrate_batches=a.recalibrate_batches,
+            seed=a.seed,
+            device=device,
         )
         names = [plain.class_names[c] for c in classes]
         result["class_names"] = names
         where = save_trajectories(result, ctx.out / "analysis" / key.name / "trajectory")
-        how = "CLS token per block, final classifier" if result["projection"] == "classifier" else \
-            "pooled features per stage, linear probes"
+        how = (
+            "CLS token per block, final classifier"
+            if result["projection"] == "classifier"
+            else "pooled features per stage, linear probes"
+        )
         label = f"{run_label(key, cfg)}\n{how}"
         row = []
         for kind, same in (("same class", True), ("different class", False)):
             sel = result["same"] == same
-            row.append(dict(xy=result["xy"][sel], lam=result["lam"][sel], same=result["same"][sel],
-                            classifier_xy=result["classifier_xy"], class_names=names,
-                            title=f"{label}: {kind} ({names[0]}{'' if same else ' + ' + names[1]})"))
+            row.append(
+                dict(
+                    xy=result["xy"][sel],
+                    lam=result["lam"][sel],
+                    same=result["same"][sel],
+                    classifier_xy=result["classifier_xy"],
+                    class_names=names,
+                    title=f"{label}: {kind} ({names[0]}{'' if same else ' + ' + names[1]})",
+                )
+            )
         readout = result["readout"]
-        row.append(dict(layer_names=result["layer_names"], per_lambda=readout["per_lambda"], class_names=names,
-                        title=f"{run_label(key, cfg)}\nthe final classifier read at every layer, "
-                              f"{len(result['readout_pairs'])} pairs {names[0]} + {names[1]}",
-                        note=readout_note(readout["small_lambda"], readout["layers"])))
+        row.append(
+            dict(
+                layer_names=result["layer_names"],
+                per_lambda=readout["per_lambda"],
+                class_names=names,
+                title=f"{run_label(key, cfg)}\nthe final classifier read at every layer, "
+                f"{len(result['readout_pairs'])} pairs {names[0]} + {names[1]}",
+                note=readout_note(readout["small_lambda"], readout["layers"]),
+            )
+        )
         panels.append(row)
-        records.append({"run": key.name, "projection": result["projection"], "bn_mode": result["bn_mode"],
-                        "layers": result["layer_names"], "probe_r2": result["r2"], "classes": result["classes"],
-                        "class_names": names, "pairs": np.unique(result["pair"], axis=0).tolist(),
-                        "readout": readout, "files": ctx.rel(where)})
+        records.append(
+            {
+                "run": key.name,
+                "projection": result["projection"],
+                "bn_mode": result["bn_mode"],
+                "layers": result["layer_names"],
+                "probe_r2": result["r2"],
+                "classes": result["classes"],
+                "class_names": names,
+                "pairs": np.unique(result["pair"], axis=0).tolist(),
+                "readout": readout,
+                "files": ctx.rel(where),
+            }
+        )
         ctx.log(f"[reproduce] {exp.name} {key.name}: {readout_note(readout['small_lambda'], readout['layers'], '; ')}")
     figure = draw_trajectory_grid(panels, ctx.out / "figures" / exp.name, _suptitle(exp, ctx))
     return {"figures": [ctx.rel(p) for p in figure], "trajectories": records}
@@ -161,10 +225,12 @@ def readout_note(small: dict, layers: Sequence[str] = (), sep: str = "\n") -> st
     """Figure 3's number in words: where the major and the minor class of small-lambda mixes reach half their
     final probability (median over the mixes; mixcollapse.analysis.readout)."""
     unit = "block" if layers and layers[-1].startswith("block") else "layer"
-    return (f"minor weight ≤ {small['minor_weight_at_most']:g}: half the final probability at {unit} "
-            f"{small['major_half_depth']:g} (major class), {small['minor_half_depth']:g} (minor){sep}median of "
-            f"{small['mixes']} mixes; the minor class later in {100 * small['minor_later_share']:.0f}%, "
-            f"earlier in {100 * small['minor_earlier_share']:.0f}%")
+    return (
+        f"minor weight ≤ {small['minor_weight_at_most']:g}: half the final probability at {unit} "
+        f"{small['major_half_depth']:g} (major class), {small['minor_half_depth']:g} (minor){sep}median of "
+        f"{small['mixes']} mixes; the minor class later in {100 * small['minor_later_share']:.0f}%, "
+        f"earlier in {100 * small['minor_earlier_share']:.0f}%"
+    )
 
 
 def classifier_step(exp: Experiment, ctx: Context) -> dict:
@@ -172,17 +238,31 @@ def classifier_step(exp: Experiment, ctx: Context) -> dict:
     curves = {}
     for key in exp.runs_extra:
         rows = [r for r in read_metrics(ctx.runs[key.name]) if r.get("classifier_norm_cv") is not None]
-        curves[key.name] = {"arch": key.arch, "dataset": key.dataset, "model": model_label(ctx.configs[key.name]),
-                            "epoch": [r["epoch"] for r in rows],
-                            "norm_cv": [r["classifier_norm_cv"] for r in rows],
-                            "cos_std": [r.get("classifier_cos_std") for r in rows]}
+        curves[key.name] = {
+            "arch": key.arch,
+            "dataset": key.dataset,
+            "model": model_label(ctx.configs[key.name]),
+            "epoch": [r["epoch"] for r in rows],
+            "norm_cv": [r["classifier_norm_cv"] for r in rows],
+            "cos_std": [r.get("classifier_cos_std") for r in rows],
+        }
     data_path = ctx.out / "figures" / f"{exp.name}.json"
     data_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(data_path, json.dumps(curves, indent=2))
-    figure = draw_classifier_curves(curves, ctx.out / "figures" / exp.name, _suptitle(exp, ctx),
-                                    {d: dataset_title(d) for d in PAPER_DATASETS}, ARCH_TITLES)
-    final = {k: {"norm_cv": c["norm_cv"][-1] if c["norm_cv"] else None,
-                 "cos_std": c["cos_std"][-1] if c["cos_std"] else None} for k, c in curves.items()}
+    figure = draw_classifier_curves(
+        curves,
+        ctx.out / "figures" / exp.name,
+        _suptitle(exp, ctx),
+        {d: dataset_title(d) for d in PAPER_DATASETS},
+        ARCH_TITLES,
+    )
+    final = {
+        k: {
+            "norm_cv": c["norm_cv"][-1] if c["norm_cv"] else None,
+            "cos_std": c["cos_std"][-1] if c["cos_std"] else None,
+        }
+        for k, c in curves.items()
+    }
     return {"figures": [ctx.rel(p) for p in figure], "curves": ctx.rel(data_path), "final": final}
 
 
@@ -205,14 +285,26 @@ def table_step(exp: Experiment, ctx: Context) -> dict:
             cell = _measured(ctx, key, t.metric, scale, digits)
             paper = t.paper.get((arch, dataset, variant))
             line += [cell.pop("shown"), paper]
-            cells.append({"run": key.name, "arch": arch, "dataset": dataset, "variant": variant, **cell,
-                          "paper": paper})
+            cells.append(
+                {"run": key.name, "arch": arch, "dataset": dataset, "variant": variant, **cell, "paper": paper}
+            )
         rows.append(line)
     caption = f"{t.caption} Measured at {scale_note(ctx, exp.runs)}."
     files = write_table(ctx.out / "tables" / exp.name, header, rows, caption, ctx.scale)
     ctx.log(format_table(header, rows, caption))
-    return {"tables": [{"caption": caption, "metric": t.metric, "percent": t.percent, "header": header,
-                        "rows": rows, "cells": cells, "files": [ctx.rel(f) for f in files]}]}
+    return {
+        "tables": [
+            {
+                "caption": caption,
+                "metric": t.metric,
+                "percent": t.percent,
+                "header": header,
+                "rows": rows,
+                "cells": cells,
+                "files": [ctx.rel(f) for f in files],
+            }
+        ]
+    }
 
 
 def _measured(ctx: Context, key: RunKey, metric: str, scale: float, digits: int) -> dict:
@@ -225,8 +317,13 @@ def _measured(ctx: Context, key: RunKey, metric: str, scale: float, digits: int)
         measured = None if values[0] is None or None in values else round(values[0], digits + 2)
         return {"measured": measured, "shown": None if measured is None else round(measured, digits)}
     mean, std = float(np.mean(values)), float(np.std(values, ddof=1))
-    return {"measured": round(mean, digits + 2), "std": round(std, digits + 2), "seeds": list(runs),
-            "values": [round(v, digits + 2) for v in values], "shown": f"{mean:.{digits}f} ± {std:.{digits}f}"}
+    return {
+        "measured": round(mean, digits + 2),
+        "std": round(std, digits + 2),
+        "seeds": list(runs),
+        "values": [round(v, digits + 2) for v in values],
+        "shown": f"{mean:.{digits}f} ± {std:.{digits}f}",
+    }
 
 
 def _suptitle(exp: Experiment, ctx: Context) -> str:
@@ -248,9 +345,12 @@ def _suptitle(exp: Experiment, ctx: Context) -> str:
                 title = re.sub(r"at epochs [\d, and]+\d", f"at epochs {said[0][1]} (the paper: {said[0][2]})", title)
             else:  # a row beyond the paper (Experiment.extra_rows): each architecture's epochs
                 listed = "; ".join(f"{ARCH_SHORT[a]} at epochs {here}" for a, here, _ in said)
-                title = re.sub(r"WRN on (\w+) at epochs [\d, and]+\d",
-                               f"{' and '.join(ARCH_SHORT[a] for a, _, _ in said)} on \\1: {listed} (the paper: WRN "
-                               f"only, at {said[0][2]}; the same fractions for the ViT)", title)
+                title = re.sub(
+                    r"WRN on (\w+) at epochs [\d, and]+\d",
+                    f"{' and '.join(ARCH_SHORT[a] for a, _, _ in said)} on \\1: {listed} (the paper: WRN "
+                    f"only, at {said[0][2]}; the same fractions for the ViT)",
+                    title,
+                )
     return f"{exp.name}: {title}\n{scale_note(ctx, exp.runs)}"
 
 

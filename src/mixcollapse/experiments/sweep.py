@@ -79,8 +79,16 @@ def check_job_dir(run_dir: Path, cfg: ExperimentConfig) -> None:
         raise ValueError(f"{run_dir} holds a run of another config ({shown}); choose another --out or remove it")
 
 
-def write_job(name: str, cfg: ExperimentConfig, run_dir: Path, config_path: Path, log_path: Path,
-              overrides: Sequence[str] = (), point: str = "", seed: int | None = None) -> Job:
+def write_job(
+    name: str,
+    cfg: ExperimentConfig,
+    run_dir: Path,
+    config_path: Path,
+    log_path: Path,
+    overrides: Sequence[str] = (),
+    point: str = "",
+    seed: int | None = None,
+) -> Job:
     """Check ``run_dir`` against ``cfg``, write ``cfg`` to ``config_path`` and describe the job."""
     check_job_dir(run_dir, cfg)
     config_path.parent.mkdir(parents=True, exist_ok=True)
@@ -88,8 +96,13 @@ def write_job(name: str, cfg: ExperimentConfig, run_dir: Path, config_path: Path
     return Job(name, run_dir, config_path, log_path, cfg.train.epochs, tuple(overrides), point, seed)
 
 
-def plan_sweep(sweep_dir: str | Path, grid: dict[str, list], configure: Callable[[list[str]], ExperimentConfig],
-               prefix: str = "", seeds: Sequence[int] | None = None) -> list[Job]:
+def plan_sweep(
+    sweep_dir: str | Path,
+    grid: dict[str, list],
+    configure: Callable[[list[str]], ExperimentConfig],
+    prefix: str = "",
+    seeds: Sequence[int] | None = None,
+) -> list[Job]:
     """One job per grid point (and per seed of ``seeds``); ``configure(point_overrides)`` resolves each config.
 
     With seeds, a point's run with its config's own seed keeps the point's name; the others are named
@@ -104,8 +117,18 @@ def plan_sweep(sweep_dir: str | Path, grid: dict[str, list], configure: Callable
             same = seed is None or seed == own.train.seed
             name = base if same else f"{base}-seed{seed}"
             cfg = own if same else configure([*overrides, f"train.seed={seed}"])
-            jobs.append(write_job(f"{prefix}{name}", cfg, sweep_dir / name, sweep_dir / "configs" / f"{name}.yaml",
-                                  sweep_dir / "logs" / f"{name}.log", overrides, point=base, seed=seed))
+            jobs.append(
+                write_job(
+                    f"{prefix}{name}",
+                    cfg,
+                    sweep_dir / name,
+                    sweep_dir / "configs" / f"{name}.yaml",
+                    sweep_dir / "logs" / f"{name}.log",
+                    overrides,
+                    point=base,
+                    seed=seed,
+                )
+            )
     return jobs
 
 
@@ -129,8 +152,9 @@ def launch_slots(launch: Launch, log: Callable[[str], None] = _log.info) -> tupl
 # ---- scheduling -------------------------------------------------------------------------------
 
 
-def summarize_sweep(sweep_dir: str | Path, jobs: Sequence[Job], grid: dict[str, list],
-                    status: dict[str, dict] | None = None) -> dict:
+def summarize_sweep(
+    sweep_dir: str | Path, jobs: Sequence[Job], grid: dict[str, list], status: dict[str, dict] | None = None
+) -> dict:
     """Write ``sweep.json`` (every run's state and final metrics, and the best run) and return it."""
     sweep_dir = Path(sweep_dir)
     rows = []
@@ -139,27 +163,36 @@ def summarize_sweep(sweep_dir: str | Path, jobs: Sequence[Job], grid: dict[str, 
         state = run_state(job.run_dir, job.epochs)
         if state != "finished" and (status or {}).get(job.name, {}).get("state") == "failed":
             state = "failed"
-        rows.append({
-            "name": job.run_dir.name,
-            "point": job.point or job.run_dir.name,
-            "seed": job.seed,
-            "run_dir": os.path.relpath(job.run_dir, sweep_dir),
-            "config": os.path.relpath(job.config_path, sweep_dir),
-            "log": os.path.relpath(job.log_path, sweep_dir),
-            "overrides": list(job.overrides),
-            "state": state,
-            "epochs_done": metrics.get("epoch", 0),
-            "epochs": job.epochs,
-            "test_accuracy": metrics.get("test_accuracy"),
-            "test_ece": metrics.get("test_ece"),
-        })
+        rows.append(
+            {
+                "name": job.run_dir.name,
+                "point": job.point or job.run_dir.name,
+                "seed": job.seed,
+                "run_dir": os.path.relpath(job.run_dir, sweep_dir),
+                "config": os.path.relpath(job.config_path, sweep_dir),
+                "log": os.path.relpath(job.log_path, sweep_dir),
+                "overrides": list(job.overrides),
+                "state": state,
+                "epochs_done": metrics.get("epoch", 0),
+                "epochs": job.epochs,
+                "test_accuracy": metrics.get("test_accuracy"),
+                "test_ece": metrics.get("test_ece"),
+            }
+        )
     done = [r for r in rows if r["state"] == "finished" and r["test_accuracy"] is not None]
     points = _seed_points(rows) if any(r["seed"] is not None for r in rows) else None
     candidates = done if points is None else [p for p in points if p["state"] == "finished"]
     best = max(candidates, key=lambda r: r["test_accuracy"]) if candidates else None  # max keeps the first of ties
-    result = {"format": "mixcollapse-sweep", "version": 1, "grid": grid, "selection": SELECTION,
-              "complete": len(done) == len(rows), "runs": rows, "best": best,
-              "updated": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    result = {
+        "format": "mixcollapse-sweep",
+        "version": 1,
+        "grid": grid,
+        "selection": SELECTION,
+        "complete": len(done) == len(rows),
+        "runs": rows,
+        "best": best,
+        "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
     if points is not None:
         result["points"] = points
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -176,8 +209,13 @@ def _seed_points(rows: list[dict]) -> list[dict]:
     out = []
     for name, runs in by_point.items():
         finished = all(r["state"] == "finished" and r["test_accuracy"] is not None for r in runs)
-        entry = {"name": name, "run_dir": runs[0]["run_dir"], "overrides": runs[0]["overrides"],
-                 "seeds": [r["seed"] for r in runs], "state": "finished" if finished else "unfinished"}
+        entry = {
+            "name": name,
+            "run_dir": runs[0]["run_dir"],
+            "overrides": runs[0]["overrides"],
+            "seeds": [r["seed"] for r in runs],
+            "state": "finished" if finished else "unfinished",
+        }
         for key in ("test_accuracy", "test_ece"):
             values = [r[key] for r in runs]
             ok = finished and all(v is not None for v in values)
@@ -188,9 +226,17 @@ def _seed_points(rows: list[dict]) -> list[dict]:
     return out
 
 
-def run_sweep(sweep_dir: str | Path, grid: dict[str, list], configure: Callable[[list[str]], ExperimentConfig], *,
-              slots: Sequence[Slot] = (Slot(),), runner: Runner = subprocess_runner,
-              log: Callable[[str], None] = _log.info, prune: bool = False, seeds: Sequence[int] | None = None) -> dict:
+def run_sweep(
+    sweep_dir: str | Path,
+    grid: dict[str, list],
+    configure: Callable[[list[str]], ExperimentConfig],
+    *,
+    slots: Sequence[Slot] = (Slot(),),
+    runner: Runner = subprocess_runner,
+    log: Callable[[str], None] = _log.info,
+    prune: bool = False,
+    seeds: Sequence[int] | None = None,
+) -> dict:
     """Plan, run (resumably) and summarize one sweep; return the contents of ``sweep.json``.
 
     ``sweep.json`` is rewritten after every run; ``prune`` deletes the checkpoints of finished runs
@@ -204,8 +250,13 @@ def run_sweep(sweep_dir: str | Path, grid: dict[str, list], configure: Callable[
     return result
 
 
-def sweep_progress(sweep_dir: str | Path, jobs: Sequence[Job], grid: dict[str, list], prune: bool,
-                   log: Callable[[str], None] = _log.info) -> Callable[[Job, dict[str, dict]], None]:
+def sweep_progress(
+    sweep_dir: str | Path,
+    jobs: Sequence[Job],
+    grid: dict[str, list],
+    prune: bool,
+    log: Callable[[str], None] = _log.info,
+) -> Callable[[Job, dict[str, dict]], None]:
     """An ``on_done`` for run_jobs: rewrite the sweep's sweep.json (and prune) when one of its jobs ends."""
     names = {job.name for job in jobs}
 
@@ -240,8 +291,11 @@ def prune_checkpoints(sweep_dir: str | Path, result: dict) -> list[Path]:
         folder = last_checkpoint_path(sweep_dir / row["run_dir"]).parent
         files = sorted(folder.glob("*.pt")) if folder.is_dir() else []
         if files:
-            atomic_write_text(folder / PRUNED_MARKER, f"checkpoints deleted {time.strftime('%Y-%m-%d %H:%M')}: the "
-                              f"sweep chose {result['best']['name']}; metrics.jsonl is complete\n")
+            atomic_write_text(
+                folder / PRUNED_MARKER,
+                f"checkpoints deleted {time.strftime('%Y-%m-%d %H:%M')}: the "
+                f"sweep chose {result['best']['name']}; metrics.jsonl is complete\n",
+            )
         for f in files:
             f.unlink()
             deleted.append(f)
@@ -254,8 +308,11 @@ def format_sweep(result: dict) -> str:
     if result.get("points"):
         lines = [f"  {'grid point':<28} {'seeds':<10} {'test acc (mean ± std)':>22} {'ECE (mean ± std)':>18}"]
         for p in result["points"]:
-            acc = "-" if p["test_accuracy"] is None else \
-                f"{100 * p['test_accuracy']:.2f} ± {100 * (p['test_accuracy_std'] or 0):.2f}%"
+            acc = (
+                "-"
+                if p["test_accuracy"] is None
+                else f"{100 * p['test_accuracy']:.2f} ± {100 * (p['test_accuracy_std'] or 0):.2f}%"
+            )
             ece = "-" if p["test_ece"] is None else f"{p['test_ece']:.4f} ± {p['test_ece_std'] or 0:.4f}"
             seeds = ",".join(map(str, p["seeds"]))
             lines.append(f"{'*' if p['name'] == best else ' '} {p['name']:<28} {seeds:<10} {acc:>22} {ece:>18}")

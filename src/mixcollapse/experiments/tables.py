@@ -31,9 +31,10 @@ def write_table(stem: Path, header: list[str], rows: list[list], caption: str, s
     md = [caption, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     out = []
-    for suffix, text in ((".csv", buf.getvalue()),
-                         (".json", json.dumps({"caption": caption, "scale": scale, "header": header, "rows": rows},
-                                              indent=2)),
-                         (".md", "\n".join(md) + "\n")):
+    for suffix, text in (
+        (".csv", buf.getvalue()),
+        (".json", json.dumps({"caption": caption, "scale": scale, "header": header, "rows": rows}, indent=2)),
+        (".md", "\n".join(md) + "\n"),
+    ):
         out.append(atomic_write_text(stem.with_suffix(suffix), text))
     return out

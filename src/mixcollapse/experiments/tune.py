@@ -13,9 +13,18 @@ from mixcollapse.experiments.scales import scale_threads, scaled_config, sweep_g
 from mixcollapse.experiments.sweep import launch_slots, run_sweep
 
 
-def sweep_preset(preset: str, out: str | Path, grid: Sequence[str] = (), *, scale: str = "full",
-                 data_root: str | None = None, overrides: Sequence[str] = (), prune: bool = False,
-                 seeds: Sequence[int] | None = None, launch: Launch = Launch()) -> dict:
+def sweep_preset(
+    preset: str,
+    out: str | Path,
+    grid: Sequence[str] = (),
+    *,
+    scale: str = "full",
+    data_root: str | None = None,
+    overrides: Sequence[str] = (),
+    prune: bool = False,
+    seeds: Sequence[int] | None = None,
+    launch: Launch = Launch(),
+) -> dict:
     """Train every point of ``grid`` (``KEY=VALUES`` strings; default: the preset's Appendix B.1 grid) into ``out``.
 
     Resumable: finished runs are never redone. Returns ``run_sweep``'s result (runs, best, complete). ``seeds``:
@@ -29,8 +38,10 @@ def sweep_preset(preset: str, out: str | Path, grid: Sequence[str] = (), *, scal
     elif base.model.name in GRIDS:
         points = sweep_grid(base.model.name, scale)
     else:
-        raise ValueError(f"preset '{preset}' ({base.model.name}) has no default grid; pass --grid, e.g. "
-                         "--grid train.lr=logspace(0.01,0.25,10)")
+        raise ValueError(
+            f"preset '{preset}' ({base.model.name}) has no default grid; pass --grid, e.g. "
+            "--grid train.lr=logspace(0.01,0.25,10)"
+        )
     late: list[str] = []
     if base.data.name != "digits":
         root = data_root or base.data.root
@@ -39,5 +50,12 @@ def sweep_preset(preset: str, out: str | Path, grid: Sequence[str] = (), *, scal
         late = [f"data.root={data_root}"]
     slots, runner = launch_slots(launch)
     with scale_threads(scale):
-        return run_sweep(out, points, lambda hyper: scaled_config(preset, [*overrides, *hyper], scale, late),
-                         slots=slots, runner=runner, prune=prune, seeds=seeds)
+        return run_sweep(
+            out,
+            points,
+            lambda hyper: scaled_config(preset, [*overrides, *hyper], scale, late),
+            slots=slots,
+            runner=runner,
+            prune=prune,
+            seeds=seeds,
+        )

@@ -16,6 +16,7 @@ from mixcollapse.models.wrn import WideResNet
 
 __all__ = ["SmallNet", "ViT", "WideResNet", "build_model"]
 
+
 def build_model(cfg: ModelConfig, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
     """Build the model named by ``cfg.name``; with ``cfg.fixed_etf`` its classifier is a frozen simplex ETF."""
     check_model(cfg, num_classes, in_channels, image_size)

@@ -42,8 +42,11 @@ def with_linear_head(model: nn.Module, head: str = "fc") -> nn.Module:
         linear = getattr(owner, leaf)
     except AttributeError:
         linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-        last = f"; its last nn.Linear is '{linears[-1]}': pass head='{linears[-1]}'" if linears else \
-            "; it has no nn.Linear, so it needs its own features(x) and classifier"
+        last = (
+            f"; its last nn.Linear is '{linears[-1]}': pass head='{linears[-1]}'"
+            if linears
+            else "; it has no nn.Linear, so it needs its own features(x) and classifier"
+        )
         raise ValueError(f"{type(model).__name__} has no module '{head}' (with_linear_head's head=){last}") from None
     if not isinstance(linear, nn.Linear):
         raise ValueError(f"model.{head} is a {type(linear).__name__}, not the final nn.Linear; pass head=...")
@@ -58,5 +61,7 @@ def with_linear_head(model: nn.Module, head: str = "fc") -> nn.Module:
 def check_contract(model: nn.Module) -> None:
     """Raise ValueError unless ``model`` has ``features(x) -> (B, d)`` and a final ``nn.Linear`` ``classifier``."""
     if not callable(getattr(model, "features", None)) or not isinstance(getattr(model, "classifier", None), nn.Linear):
-        raise ValueError("the model needs features(x) -> (B, d) and a final nn.Linear `classifier`; "
-                         "wrap it with mixcollapse.models.adapter.with_linear_head(model, head='fc')")
+        raise ValueError(
+            "the model needs features(x) -> (B, d) and a final nn.Linear `classifier`; "
+            "wrap it with mixcollapse.models.adapter.with_linear_head(model, head='fc')"
+        )

@@ -29,16 +29,10 @@ class SmallNet(nn.Module):
     def __init__(self, num_classes: int, in_channels: int = 1, hidden: int = 64, bias: bool = True) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(
-            [
-                _conv_bn(in_channels, 32),
-                nn.Sequential(_conv_bn(32, 64), nn.MaxPool2d(2)),
-                _conv_bn(64, 64),
-            ]
+            [_conv_bn(in_channels, 32), nn.Sequential(_conv_bn(32, 64), nn.MaxPool2d(2)), _conv_bn(64, 64)]
         )
         self.head = nn.Sequential(
-            nn.Linear(64 * POOLED * POOLED, hidden, bias=False),
-            nn.BatchNorm1d(hidden),
-            nn.ReLU(inplace=True),
+            nn.Linear(64 * POOLED * POOLED, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True)
         )
         self.feature_dim = hidden
         self.classifier = nn.Linear(hidden, num_classes, bias=bias)

@@ -54,8 +54,15 @@ def draw_classifier_rows(
             side = vx / radius
             ha = "right" if side > 0.3 else "left" if side < -0.3 else "center"
             up = vy >= 0
-            ax.annotate(str(class_names[k]), (vx, vy), textcoords="offset points", xytext=(0, 6 if up else -6),
-                        ha=ha, va="bottom" if up else "top", fontsize=8)
+            ax.annotate(
+                str(class_names[k]),
+                (vx, vy),
+                textcoords="offset points",
+                xytext=(0, 6 if up else -6),
+                ha=ha,
+                va="bottom" if up else "top",
+                fontsize=8,
+            )
     # Square limits about the origin: the points (within ``radius`` of it in each coordinate), the vertices
     # (at 1.08 radius) and room for their labels; every panel of a grid then has the same size.
     limit = 1.3 * radius
@@ -86,12 +93,22 @@ def scatter_configuration(
     xy, lam, same = np.asarray(xy), np.asarray(lam), np.asarray(same, dtype=bool)
     order = np.argsort(np.abs(lam - 0.5))[::-1]  # lambda near 0.5 drawn last, on top
     xy, lam, same = xy[order], lam[order], same[order]
-    diff = ax.scatter(*xy[~same].T, c=lam[~same], cmap=DIFF_CMAP, vmin=0, vmax=1, s=point_size,
-                      marker="o", linewidths=0, alpha=0.8)
+    diff = ax.scatter(
+        *xy[~same].T, c=lam[~same], cmap=DIFF_CMAP, vmin=0, vmax=1, s=point_size, marker="o", linewidths=0, alpha=0.8
+    )
     outlined = dict(edgecolors="black", linewidths=0.6) if same_size else dict(linewidths=0)
-    same_pts = ax.scatter(*xy[same].T, c=lam[same], cmap=SAME_CMAP, vmin=0, vmax=1,
-                          s=same_size or point_size * 1.5, marker="s", alpha=0.8, zorder=3 if same_size else None,
-                          **outlined)
+    same_pts = ax.scatter(
+        *xy[same].T,
+        c=lam[same],
+        cmap=SAME_CMAP,
+        vmin=0,
+        vmax=1,
+        s=same_size or point_size * 1.5,
+        marker="s",
+        alpha=0.8,
+        zorder=3 if same_size else None,
+        **outlined,
+    )
     if radius is None:
         radius = float(np.abs(xy).max()) if len(xy) else 1.0
     draw_classifier_rows(ax, classifier_xy, radius, class_names)
@@ -110,10 +127,9 @@ def scatter_configuration(
             bar.solids.set_alpha(1.0)
 
 
-
-
-def save_figure(fig: plt.Figure, stem: str | Path, formats: Sequence[str] | None = None, *,
-                crop: bool = True) -> list[Path]:
+def save_figure(
+    fig: plt.Figure, stem: str | Path, formats: Sequence[str] | None = None, *, crop: bool = True
+) -> list[Path]:
     """Save ``fig`` as stem.png (and stem.pdf when asked: ``plots.formats``), each through a temporary file, renamed.
 
     ``formats`` None: the current ones (``plots.formats.current_formats``: PNG unless ``--pdf``). ``crop``:
@@ -126,8 +142,9 @@ def save_figure(fig: plt.Figure, stem: str | Path, formats: Sequence[str] | None
     paths = []
     for fmt in formats:
         path = stem.with_suffix(f".{fmt}")
-        atomic_write(path, lambda f, fmt=fmt: fig.savefig(f, format=fmt, dpi=150,
-                                                           bbox_inches="tight" if crop else None))
+        atomic_write(
+            path, lambda f, fmt=fmt: fig.savefig(f, format=fmt, dpi=150, bbox_inches="tight" if crop else None)
+        )
         paths.append(path)
     plt.close(fig)
     return paths
@@ -163,8 +180,9 @@ def add_lambda_colorbars(fig: plt.Figure, margin_in: float = 1.5) -> None:
     top = max(ax.get_position().y1 for ax in axes)
     height = top - bottom
     for i, (cmap, label) in enumerate(((DIFF_CMAP, "λ, different class"), (SAME_CMAP, "λ, same class"))):
-        cax = fig.add_axes([1 - (margin_in - 0.15 - 0.7 * i) / width, bottom + 0.1 * height, 0.12 / width,
-                            0.8 * height])
+        cax = fig.add_axes(
+            [1 - (margin_in - 0.15 - 0.7 * i) / width, bottom + 0.1 * height, 0.12 / width, 0.8 * height]
+        )
         bar = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap), cax=cax)
         bar.set_label(label, fontsize=8)
         bar.ax.tick_params(labelsize=7)
@@ -209,8 +227,14 @@ def draw_pair_probability(ax: plt.Axes, series: Sequence[tuple[str, dict]]) -> N
     for k, (label, conf) in enumerate(series):
         mae = conf.get("pair_prob_mae")
         text = f"{label} (|p_a−λ| = {mae:.3f})" if mae is not None else label
-        _band(ax, conf["lambda_bin_centers"], conf["pair_prob_by_lambda"], conf.get("pair_prob_std_by_lambda"),
-              SERIES_COLORS[k % len(SERIES_COLORS)], text)
+        _band(
+            ax,
+            conf["lambda_bin_centers"],
+            conf["pair_prob_by_lambda"],
+            conf.get("pair_prob_std_by_lambda"),
+            SERIES_COLORS[k % len(SERIES_COLORS)],
+            text,
+        )
     ax.set_xlim(0, 1)
     ax.set_ylim(-0.03, 1.03)
     _finish(ax, "different class: p_a against λ", "λ (weight of class a)", "softmax probability p_a", True)
@@ -223,8 +247,14 @@ def draw_same_class_cosine(ax: plt.Axes, series: Sequence[tuple[str, dict]]) -> 
     for k, (label, conf) in enumerate(series):
         spread = conf.get("same_cos_lambda_spread")
         text = f"{label} (spread over λ {spread:.3f})" if spread is not None else label
-        _band(ax, conf["lambda_bin_centers"], conf["same_cos_by_lambda"], None, SERIES_COLORS[k % len(SERIES_COLORS)],
-              text)
+        _band(
+            ax,
+            conf["lambda_bin_centers"],
+            conf["same_cos_by_lambda"],
+            None,
+            SERIES_COLORS[k % len(SERIES_COLORS)],
+            text,
+        )
     ax.set_xlim(0, 1)
     _finish(ax, "same class: cos(h, w_a) against λ", "λ", "cosine with the class's classifier row", True)
 
@@ -236,12 +266,17 @@ def draw_channel_position(ax: plt.Axes, series: Sequence[tuple[str, dict]]) -> N
     for k, (label, conf) in enumerate(series):
         if conf.get("channel_position_by_lambda") is None:
             continue
-        _band(ax, conf["lambda_bin_centers"], conf["channel_position_by_lambda"],
-              conf.get("channel_position_std_by_lambda"), SERIES_COLORS[k % len(SERIES_COLORS)], label)
+        _band(
+            ax,
+            conf["lambda_bin_centers"],
+            conf["channel_position_by_lambda"],
+            conf.get("channel_position_std_by_lambda"),
+            SERIES_COLORS[k % len(SERIES_COLORS)],
+            label,
+        )
         drawn = True
     ax.set_xlim(0, 1)
-    _finish(ax, "different class: position along the channel", "λ",
-            "t  (0: class-b mean, 1: class-a mean)", drawn)
+    _finish(ax, "different class: position along the channel", "λ", "t  (0: class-b mean, 1: class-a mean)", drawn)
 
 
 def draw_channel_density(ax: plt.Axes, series: Sequence[tuple[str, dict]]) -> None:
@@ -257,9 +292,16 @@ def draw_channel_density(ax: plt.Axes, series: Sequence[tuple[str, dict]]) -> No
         ax.stairs(dens, edges, color=color, alpha=0.15, fill=True)
     for t, name in ((0.0, "class b"), (1.0, "class a")):
         ax.axvline(t, **IDEAL_STYLE)
-        ax.annotate(name, (t, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -10), textcoords="offset points",
-                    fontsize=7, color="0.3", bbox=dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor="none",
-                                                       alpha=0.85))
+        ax.annotate(
+            name,
+            (t, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -10),
+            textcoords="offset points",
+            fontsize=7,
+            color="0.3",
+            bbox=dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor="none", alpha=0.85),
+        )
     _finish(ax, "density along the channel", "t  (position between the class means)", "density", drawn)
 
 
@@ -296,16 +338,40 @@ def reliability_figure(series: Sequence[tuple[str, dict]], stem: str | Path, sup
         acc, conf, counts = _arr(cal["accuracy_by_bin"]), _arr(cal["confidence_by_bin"]), _arr(cal["counts"])
         ok = counts > 0
         color = SERIES_COLORS[k % len(SERIES_COLORS)]
-        ax.bar(edges[:-1][ok], acc[ok], width=width[ok], align="edge", color=color, alpha=0.75, edgecolor="white",
-               linewidth=0.6, label="accuracy")
-        ax.bar(edges[:-1][ok], (conf - acc)[ok], bottom=acc[ok], width=width[ok], align="edge", facecolor="none",
-               edgecolor="#c0392b", hatch="///", linewidth=0.6, label="gap to confidence")
+        ax.bar(
+            edges[:-1][ok],
+            acc[ok],
+            width=width[ok],
+            align="edge",
+            color=color,
+            alpha=0.75,
+            edgecolor="white",
+            linewidth=0.6,
+            label="accuracy",
+        )
+        ax.bar(
+            edges[:-1][ok],
+            (conf - acc)[ok],
+            bottom=acc[ok],
+            width=width[ok],
+            align="edge",
+            facecolor="none",
+            edgecolor="#c0392b",
+            hatch="///",
+            linewidth=0.6,
+            label="gap to confidence",
+        )
         ax.plot([0, 1], [0, 1], label="perfect calibration", **IDEAL_STYLE)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
         ax.tick_params(labelbottom=False)
-        _finish(ax, f"{label}\nECE {cal['ece']:.4f}   MCE {cal['mce']:.4f}   acc {100 * cal['accuracy']:.1f}%", "",
-                "accuracy", False)
+        _finish(
+            ax,
+            f"{label}\nECE {cal['ece']:.4f}   MCE {cal['mce']:.4f}   acc {100 * cal['accuracy']:.1f}%",
+            "",
+            "accuracy",
+            False,
+        )
         hist.bar(edges[:-1], np.where(ok, counts, np.nan), width=width, align="edge", color=color, alpha=0.6)
         hist.set_yscale("log")
         _finish(hist, "", "confidence (top-1 softmax probability)", "count", False)
@@ -335,15 +401,22 @@ def confidence_by_lambda_figure(series: Sequence[tuple[str, dict]], stem: str | 
         color = SERIES_COLORS[k % len(SERIES_COLORS)]
         _band(left, group["bin_centers"], group["confidence"], None, color, label)
         err = group.get("error_rate_overall")
-        _band(right, group["bin_centers"], group["error_rate"], None, color,
-              f"{label} (overall {100 * err:.1f}%)" if err is not None else label)
+        _band(
+            right,
+            group["bin_centers"],
+            group["error_rate"],
+            None,
+            color,
+            f"{label} (overall {100 * err:.1f}%)" if err is not None else label,
+        )
     left.set_xlim(0, 1)
     left.set_ylim(0, 1.03)
     right.set_xlim(0, 1)
     right.set_ylim(bottom=0)
     _finish(left, "mixed test pairs: confidence", "λ", "mean top-1 confidence", True)
-    _finish(right, "mixed test pairs: misclassification", "λ", "error rate (vs the dominant class)", True,
-            loc="upper left")
+    _finish(
+        right, "mixed test pairs: misclassification", "λ", "error rate (vs the dominant class)", True, loc="upper left"
+    )
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
@@ -364,10 +437,7 @@ CLASSIFIER_PANELS = (
 
 
 def classifier_geometry_figure(
-    histories: Sequence[tuple[str, Sequence[dict]]],
-    stem: str | Path,
-    mark_epoch: int | None = None,
-    suptitle: str = "",
+    histories: Sequence[tuple[str, Sequence[dict]]], stem: str | Path, mark_epoch: int | None = None, suptitle: str = ""
 ) -> list[Path]:
     """Figure 5: the classifier's convergence to a simplex ETF over epochs, from metrics.jsonl rows.
 
@@ -380,8 +450,9 @@ def classifier_geometry_figure(
             epochs = _arr([r.get("epoch") for r in rows])
             values = _arr([r.get(key) for r in rows])
             ok = np.isfinite(epochs) & np.isfinite(values)
-            ax.plot(epochs[ok], values[ok], "-", color=SERIES_COLORS[k % len(SERIES_COLORS)], linewidth=1.5,
-                    label=label)
+            ax.plot(
+                epochs[ok], values[ok], "-", color=SERIES_COLORS[k % len(SERIES_COLORS)], linewidth=1.5, label=label
+            )
         etf_cos = next((rows[-1].get("classifier_etf_cos") for _, rows in histories if rows), None)
         if key == "classifier_cos_mean" and etf_cos is not None:
             ax.axhline(etf_cos, **IDEAL_STYLE, label="−1/(C−1) (simplex ETF)")
@@ -391,8 +462,13 @@ def classifier_geometry_figure(
             ax.axvline(mark_epoch, color="0.6", linewidth=0.8, linestyle=":")
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # epochs are whole numbers
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-        _finish(ax, title, "epoch", ylabel, key == "classifier_cos_mean" or (key == "classifier_norm_cv"
-                                                                               and len(histories) > 1))
+        _finish(
+            ax,
+            title,
+            "epoch",
+            ylabel,
+            key == "classifier_cos_mean" or (key == "classifier_norm_cv" and len(histories) > 1),
+        )
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
@@ -410,8 +486,9 @@ TRAINING_CURVES = (
 )
 
 
-def training_curves_figure(histories: Sequence[tuple[str, Sequence[dict]]], stem: str | Path,
-                           suptitle: str = "") -> list[Path]:
+def training_curves_figure(
+    histories: Sequence[tuple[str, Sequence[dict]]], stem: str | Path, suptitle: str = ""
+) -> list[Path]:
     """Per-epoch curves of one or more runs (metrics.jsonl rows): loss, test accuracy and ECE, classifier geometry.
 
     Epochs without a test evaluation (``train.eval_every``) are skipped in the test panels.
@@ -422,8 +499,15 @@ def training_curves_figure(histories: Sequence[tuple[str, Sequence[dict]]], stem
             epochs = _arr([r.get("epoch") for r in rows])
             values = _arr([r.get(key) for r in rows])
             ok = np.isfinite(epochs) & np.isfinite(values)
-            ax.plot(epochs[ok], values[ok], "-", marker="." if ok.sum() < 40 else None, label=label,
-                    color=SERIES_COLORS[k % len(SERIES_COLORS)], linewidth=1.5)
+            ax.plot(
+                epochs[ok],
+                values[ok],
+                "-",
+                marker="." if ok.sum() < 40 else None,
+                label=label,
+                color=SERIES_COLORS[k % len(SERIES_COLORS)],
+                linewidth=1.5,
+            )
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         _finish(ax, title, "epoch", "", len(histories) > 1)
     if suptitle:

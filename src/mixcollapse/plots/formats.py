@@ -37,6 +37,7 @@ def check_formats(formats: Sequence[str]) -> tuple[str, ...]:
     chosen = tuple(dict.fromkeys(f.lower().lstrip(".") for f in formats))
     unknown = [f for f in chosen if f not in FORMATS]
     if not chosen or unknown:
-        raise ValueError(f"unknown figure format {unknown[0] if unknown else '(none)'!r}; "
-                         f"choose from {', '.join(FORMATS)}")
+        raise ValueError(
+            f"unknown figure format {unknown[0] if unknown else '(none)'!r}; choose from {', '.join(FORMATS)}"
+        )
     return chosen

@@ -62,26 +62,47 @@ def configuration_html(
     if n > max_points:
         shown = np.sort(np.random.default_rng(seed).choice(n, size=max_points, replace=False))
 
-    names = {int(c): str(int(c)) if class_names is None else str(class_names[int(c)])
-             for c in np.unique(np.concatenate([class_a, class_b]))}
+    names = {
+        int(c): str(int(c)) if class_names is None else str(class_names[int(c)])
+        for c in np.unique(np.concatenate([class_a, class_b]))
+    }
     fig = go.Figure()
     same = class_a == class_b
-    groups = (
-        ("same class", same, _SAME_SCALE, "square", 1.0),
-        ("different class", ~same, _DIFF_SCALE, "circle", 1.22),
-    )
+    groups = (("same class", same, _SAME_SCALE, "square", 1.0), ("different class", ~same, _DIFF_SCALE, "circle", 1.22))
     for label, mask, scale, symbol, bar_x in groups:
         idx = shown[mask[shown]]
         # lambda near 0.5 drawn last, on top, as in the static figure
         idx = idx[np.argsort(-np.abs(lam[idx] - 0.5), kind="stable")]
-        fig.add_trace(_pair_trace(go, xy, lam, idx, label, int(mask.sum()), scale, symbol, bar_x,
-                                  [names[int(c)] for c in class_a[idx]], [names[int(c)] for c in class_b[idx]],
-                                  index_a[idx], index_b[idx]))
+        fig.add_trace(
+            _pair_trace(
+                go,
+                xy,
+                lam,
+                idx,
+                label,
+                int(mask.sum()),
+                scale,
+                symbol,
+                bar_x,
+                [names[int(c)] for c in class_a[idx]],
+                [names[int(c)] for c in class_b[idx]],
+                index_a[idx],
+                index_b[idx],
+            )
+        )
         # The legend entry of its own, in the colour of lambda = 0.5: a trace coloured by an array would show the
         # colour of whichever point happens to come first. Clicking it still hides or shows the whole group.
-        fig.add_trace(go.Scattergl(x=[None], y=[None], mode="markers", name=f"{label} ({int(mask.sum())})",
-                                   legendgroup=label, hoverinfo="skip",
-                                   marker=dict(color=dict(scale)[0.5], symbol=symbol, size=9)))
+        fig.add_trace(
+            go.Scattergl(
+                x=[None],
+                y=[None],
+                mode="markers",
+                name=f"{label} ({int(mask.sum())})",
+                legendgroup=label,
+                hoverinfo="skip",
+                marker=dict(color=dict(scale)[0.5], symbol=symbol, size=9),
+            )
+        )
     if classifier_xy is not None:
         radius = float(np.abs(xy).max()) if n else 1.0
         for trace in _classifier_traces(go, np.asarray(classifier_xy, dtype=float), radius, classifier_labels):
@@ -93,8 +114,11 @@ def configuration_html(
 def _layout(fig, title: str, subtitle: str) -> None:
     """Title, hidden axes of equal scale, the legend at the top left, and a size that follows the window."""
     fig.update_layout(
-        title=dict(text=f"{title}<br><sup>{subtitle}; click a legend entry to hide or show a group</sup>"
-                   if title else subtitle),
+        title=dict(
+            text=f"{title}<br><sup>{subtitle}; click a legend entry to hide or show a group</sup>"
+            if title
+            else subtitle
+        ),
         xaxis=dict(visible=False, scaleanchor="y", scaleratio=1),
         yaxis=dict(visible=False),
         plot_bgcolor="white",
@@ -107,16 +131,26 @@ def _layout(fig, title: str, subtitle: str) -> None:
 def _write_html(fig, path: Path) -> Path:
     """``fig`` as one self-contained HTML file (plotly.js inlined), written atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    html = fig.to_html(include_plotlyjs=True, full_html=True, include_mathjax=False, default_width="100%",
-                       default_height="95vh", config={"displaylogo": False, "scrollZoom": True, "responsive": True})
+    html = fig.to_html(
+        include_plotlyjs=True,
+        full_html=True,
+        include_mathjax=False,
+        default_width="100%",
+        default_height="95vh",
+        config={"displaylogo": False, "scrollZoom": True, "responsive": True},
+    )
     return atomic_write_text(path, html)
 
 
 def _pair_trace(go, xy, lam, idx, label, total, scale, symbol, bar_x, names_a, names_b, index_a, index_b):
     """One group of pairs (same or different class) as a WebGL scatter coloured by lambda, with hover text."""
-    custom = np.stack(
-        [names_a, names_b, np.round(lam[idx], 4).astype(str), index_a.astype(str), index_b.astype(str)], axis=1,
-    ) if len(idx) else np.empty((0, 5), dtype=str)
+    custom = (
+        np.stack(
+            [names_a, names_b, np.round(lam[idx], 4).astype(str), index_a.astype(str), index_b.astype(str)], axis=1
+        )
+        if len(idx)
+        else np.empty((0, 5), dtype=str)
+    )
     return go.Scattergl(
         x=xy[idx, 0],
         y=xy[idx, 1],
@@ -152,9 +186,24 @@ def _classifier_traces(go, vertices: np.ndarray, radius: float, labels: Sequence
         ys += [0.0, vy, None]
     labels = list(labels) if labels is not None else [""] * len(vertices)
     return [
-        go.Scatter(x=xs, y=ys, mode="lines", line=dict(color="black", width=1.5), name="classifier rows",
-                   legendgroup="classifier", hoverinfo="skip"),
-        go.Scatter(x=vertices[:, 0], y=vertices[:, 1], mode="markers+text", text=labels, textposition="top right",
-                   marker=dict(color="black", size=8), legendgroup="classifier", showlegend=False,
-                   hovertemplate="classifier row of %{text}<extra></extra>"),
+        go.Scatter(
+            x=xs,
+            y=ys,
+            mode="lines",
+            line=dict(color="black", width=1.5),
+            name="classifier rows",
+            legendgroup="classifier",
+            hoverinfo="skip",
+        ),
+        go.Scatter(
+            x=vertices[:, 0],
+            y=vertices[:, 1],
+            mode="markers+text",
+            text=labels,
+            textposition="top right",
+            marker=dict(color="black", size=8),
+            legendgroup="classifier",
+            showlegend=False,
+            hovertemplate="classifier row of %{text}<extra></extra>",
+        ),
     ]

@@ -58,18 +58,27 @@ def draw_configuration_grid(rows: list[list[dict]], stem: Path, suptitle: str = 
     return save_figure(fig, stem)
 
 
-def draw_trajectories(ax, xy: np.ndarray, lam: np.ndarray, same: np.ndarray, classifier_xy: np.ndarray,
-                      title: str = "", class_names: Sequence[str] | None = None) -> None:
+def draw_trajectories(
+    ax,
+    xy: np.ndarray,
+    lam: np.ndarray,
+    same: np.ndarray,
+    classifier_xy: np.ndarray,
+    title: str = "",
+    class_names: Sequence[str] | None = None,
+) -> None:
     """Paths (P, L, 2) coloured by lambda (plots' same-class and different-class maps), classifiers in black."""
     xy = np.asarray(xy)
     for path, value, is_same in zip(xy, np.asarray(lam), np.asarray(same, dtype=bool), strict=False):
         colour = (SAME_CMAP if is_same else DIFF_CMAP)(float(value))
         ax.plot(path[:, 0], path[:, 1], "-", color=colour, linewidth=1.3, alpha=0.9)
         ax.scatter(path[1:-1, 0], path[1:-1, 1], color=colour, s=10, zorder=3)
-        ax.scatter(path[-1:, 0], path[-1:, 1], color=colour, s=45, marker="*", edgecolors="black", linewidths=0.3,
-                   zorder=4)
-    draw_classifier_rows(ax, classifier_xy, float(np.abs(xy).max()) if xy.size else 1.0, class_names,
-                         linewidth=1.0, markersize=4)
+        ax.scatter(
+            path[-1:, 0], path[-1:, 1], color=colour, s=45, marker="*", edgecolors="black", linewidths=0.3, zorder=4
+        )
+    draw_classifier_rows(
+        ax, classifier_xy, float(np.abs(xy).max()) if xy.size else 1.0, class_names, linewidth=1.0, markersize=4
+    )
     ax.plot(0, 0, "k+", markersize=8)
     ax.set_aspect("equal")
     ax.set_xticks([])
@@ -81,8 +90,9 @@ def draw_trajectories(ax, xy: np.ndarray, lam: np.ndarray, same: np.ndarray, cla
     bar.ax.tick_params(labelsize=6)
 
 
-def draw_readout(ax, layer_names: Sequence[str], per_lambda: dict, class_names: Sequence[str], title: str = "",
-                 note: str = "") -> None:
+def draw_readout(
+    ax, layer_names: Sequence[str], per_lambda: dict, class_names: Sequence[str], title: str = "", note: str = ""
+) -> None:
     """The final classifier read at every layer: mean p of the first image's class (solid) and of the second's
     (dashed) per layer, one colour per lambda (the different-class map); ``note`` printed under the x axis."""
     x = np.arange(len(layer_names))
@@ -92,8 +102,10 @@ def draw_readout(ax, layer_names: Sequence[str], per_lambda: dict, class_names: 
         ax.plot(x, row["p_second"], "--", color=colour, linewidth=1.4)
     ax.set_xticks(x)
     ax.set_xticklabels([n.replace("block ", "") if n.startswith("block") else n for n in layer_names], fontsize=7)
-    ax.set_xlabel(("block" if any(n.startswith("block") for n in layer_names) else "layer") +
-                  (f"\n{note}" if note else ""), fontsize=8)
+    ax.set_xlabel(
+        ("block" if any(n.startswith("block") for n in layer_names) else "layer") + (f"\n{note}" if note else ""),
+        fontsize=8,
+    )
     ax.set_ylabel("classifier's probability (mean over pairs)", fontsize=8)
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
@@ -121,8 +133,9 @@ def draw_trajectory_grid(rows: list[list[dict]], stem: Path, suptitle: str = "")
     return save_figure(fig, stem)
 
 
-def draw_classifier_curves(curves: dict[str, dict], stem: Path, suptitle: str, dataset_titles: dict[str, str],
-                           arch_titles: dict[str, str]) -> list[Path]:
+def draw_classifier_curves(
+    curves: dict[str, dict], stem: Path, suptitle: str, dataset_titles: dict[str, str], arch_titles: dict[str, str]
+) -> list[Path]:
     """Figure 5's panels: norm CV and cosine std against epoch, for WRN and for ViT (those present), one line per
     dataset. ``curves``: {run: {arch, dataset, epoch, norm_cv, cos_std, model?}}; titles name datasets and archs."""
     archs = [a for a in ("wrn", "vit") if any(c["arch"] == a for c in curves.values())] or ["wrn", "vit"]

@@ -60,8 +60,15 @@ def solve_joint(
     Y, weights = joint_targets(C, alpha, int(nodes))
     gen = torch.Generator().manual_seed(seed)
     W = (torch.randn(C, d, generator=gen, dtype=torch.float64) / d**0.5).requires_grad_(True)
-    opt = torch.optim.LBFGS([W], lr=1.0, max_iter=max_iter, history_size=50, tolerance_grad=tol,
-                            tolerance_change=1e-15, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        [W],
+        lr=1.0,
+        max_iter=max_iter,
+        history_size=50,
+        tolerance_grad=tol,
+        tolerance_change=1e-15,
+        line_search_fn="strong_wolfe",
+    )
     state = {}
 
     def closure() -> torch.Tensor:

@@ -110,8 +110,9 @@ def sample_lambdas(alpha: float, samples: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).beta(alpha, alpha, size=int(samples))
 
 
-def pair_grid(classes: Sequence[int], lam: np.ndarray,
-              ordered: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pair_grid(
+    classes: Sequence[int], lam: np.ndarray, ordered: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(i, i', lambda) for every pair of ``classes`` and every lambda, pair-major.
 
     ``ordered=True``: every ordered pair, (a, b) and (b, a) (k^2 * n points; the expectation over pairs of eq. 2).

@@ -76,17 +76,17 @@ class _Geometry:
         # projection onto range(W) = removal of the left null space N, cheap when N is small
         # (an ETF's is spanned by the ones vector alone)
         self.N = torch.linalg.qr(U, mode="complete")[0][:, r:] if r < self.C else None  # (C, C - r)
-        self.centre_only = self.N is not None and self.N.shape[1] == 1 and bool(
-            torch.allclose(self.N.abs(), torch.full_like(self.N, self.C**-0.5), rtol=0, atol=1e-12)
+        self.centre_only = (
+            self.N is not None
+            and self.N.shape[1] == 1
+            and bool(torch.allclose(self.N.abs(), torch.full_like(self.N, self.C**-0.5), rtol=0, atol=1e-12))
         )
         self.to_features = (U / S) @ Vh  # (C, d): h = W^T G^+ z = z @ to_features
 
     def to(self, dtype: torch.dtype) -> _Geometry:
         """The same geometry in another dtype (for the float32 first iterations)."""
         other = object.__new__(_Geometry)
-        other.__dict__.update(
-            {k: v.to(dtype) if isinstance(v, Tensor) else v for k, v in self.__dict__.items()}
-        )
+        other.__dict__.update({k: v.to(dtype) if isinstance(v, Tensor) else v for k, v in self.__dict__.items()})
         return other
 
     def gp(self, v: Tensor) -> Tensor:

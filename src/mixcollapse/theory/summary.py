@@ -22,10 +22,20 @@ _log = logging.getLogger(__name__)
 PAPER_FIGURE6_LOSS = {"optimal": 0.33457, "amplified": 0.33465}  # the losses printed in Figure 6
 
 
-def ufm_summary(num_classes: int = 10, dim: int = 100, multiplier: float = 3.0, weight_decay_h: float = 1e-6,
-                weight_decay_w: float = 5e-4, alpha: float = 1.0, samples: int = 5000,
-                classes: Sequence[int] | None = None, seed: int = 0, joint_nodes: int = 16, joint: bool = True,
-                figure_dir: str | Path | None = "theory_out") -> dict:
+def ufm_summary(
+    num_classes: int = 10,
+    dim: int = 100,
+    multiplier: float = 3.0,
+    weight_decay_h: float = 1e-6,
+    weight_decay_w: float = 5e-4,
+    alpha: float = 1.0,
+    samples: int = 5000,
+    classes: Sequence[int] | None = None,
+    seed: int = 0,
+    joint_nodes: int = 16,
+    joint: bool = True,
+    figure_dir: str | Path | None = "theory_out",
+) -> dict:
     """Every number of the theory command as one JSON-ready dict (raises ValueError on bad settings).
 
     ``joint=False`` skips the joint problem (``etf_check`` is None); ``figure_dir=None`` draws no figure.
@@ -43,9 +53,18 @@ def ufm_summary(num_classes: int = 10, dim: int = 100, multiplier: float = 3.0, 
         check_output_folder(figure_dir, "--out (figure_dir)")  # before any work
     _log.info("[theory] closed form and Monte Carlo loss over %d lambdas (C=%d, d=%d)", samples, C, d)
     data = figure6_data(C, d, m, lam_h, alpha, samples, classes, seed)
-    settings = {"num_classes": C, "dim": d, "multiplier": m, "weight_decay_h": lam_h, "weight_decay_w": weight_decay_w,
-                "alpha": alpha, "samples": samples, "classes": data["classes"], "seed": seed,
-                "joint_nodes": joint_nodes}
+    settings = {
+        "num_classes": C,
+        "dim": d,
+        "multiplier": m,
+        "weight_decay_h": lam_h,
+        "weight_decay_w": weight_decay_w,
+        "alpha": alpha,
+        "samples": samples,
+        "classes": data["classes"],
+        "seed": seed,
+        "joint_nodes": joint_nodes,
+    }
     quad = expected_loss(C, m, lam_h, alpha, data["classes"])
     result = {
         "settings": settings,

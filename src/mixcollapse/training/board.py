@@ -19,12 +19,35 @@ import numpy as np
 BOARD_DIR = "tensorboard"
 METRIC_TAGS = ("test/accuracy", "test/ece", "test/loss", "train/loss", "train/accuracy")
 # metrics.jsonl key -> tag (classifier_* keys become classifier/*)
-_TAGS = {"train_loss": "train/loss", "train_accuracy": "train/accuracy", "test_loss": "test/loss",
-         "test_accuracy": "test/accuracy", "test_ece": "test/ece", "lr": "lr", "epoch_seconds": "time/epoch_seconds"}
+_TAGS = {
+    "train_loss": "train/loss",
+    "train_accuracy": "train/accuracy",
+    "test_loss": "test/loss",
+    "test_accuracy": "test/accuracy",
+    "test_ece": "test/ece",
+    "lr": "lr",
+    "epoch_seconds": "time/epoch_seconds",
+}
 # The hyper-parameters shown (config keys, as section.key)
-HPARAMS = ("data.name", "model.name", "model.depth", "model.width", "model.fixed_etf", "mixup.alpha",
-           "mixup.per_sample", "train.loss", "train.optimizer", "train.lr", "train.weight_decay", "train.momentum",
-           "train.batch_size", "train.epochs", "train.schedule", "train.seed", "train.amp")
+HPARAMS = (
+    "data.name",
+    "model.name",
+    "model.depth",
+    "model.width",
+    "model.fixed_etf",
+    "mixup.alpha",
+    "mixup.per_sample",
+    "train.loss",
+    "train.optimizer",
+    "train.lr",
+    "train.weight_decay",
+    "train.momentum",
+    "train.batch_size",
+    "train.epochs",
+    "train.schedule",
+    "train.seed",
+    "train.amp",
+)
 
 
 def open_board(run_dir: str | Path, purge_after: int = 0):
@@ -39,7 +62,7 @@ def epoch_scalars(row: dict) -> dict[str, float]:
     """The tags and values of one metrics.jsonl row (None, the epoch and the class count left out)."""
     out = {}
     for key, value in row.items():
-        tag = _TAGS.get(key) or (f"classifier/{key[len('classifier_'):]}" if key.startswith("classifier_") else None)
+        tag = _TAGS.get(key) or (f"classifier/{key[len('classifier_') :]}" if key.startswith("classifier_") else None)
         if tag is None or tag == "classifier/num_classes" or value is None:
             continue
         out[tag] = float(value)

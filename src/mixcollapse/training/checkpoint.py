@@ -256,5 +256,7 @@ def load_weights(model: nn.Module, weights: dict, path: str | Path) -> None:
         model.load_state_dict(weights)
     except RuntimeError as err:  # missing or unexpected keys, size mismatches: torch lists each on its own line
         detail = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), str(err).splitlines()[0])
-        raise CheckpointError(f"checkpoint {path}: its weights do not fit the model its config describes ({detail}); "
-                              "the file was changed after training or belongs to another config") from None
+        raise CheckpointError(
+            f"checkpoint {path}: its weights do not fit the model its config describes ({detail}); "
+            "the file was changed after training or belongs to another config"
+        ) from None

@@ -93,7 +93,6 @@ class DivergedError(ValueError):
     """The training loss became inf or NaN; the message names the epoch, the loss and the settings to change."""
 
 
-
 def _autocast(device: torch.device, amp: str):
     """bf16 autocast when ``amp == 'bf16'`` (no loss scaling needed), else a no-op context."""
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp == "bf16")
@@ -270,13 +269,15 @@ class _Run:
         return self.rank == 0
 
 
-def _train(cfg: ExperimentConfig, run_dir: Path, device: torch.device, resume: bool,
-           stop_after_epoch: int | None) -> Path:
+def _train(
+    cfg: ExperimentConfig, run_dir: Path, device: torch.device, resume: bool, stop_after_epoch: int | None
+) -> Path:
     """The steps of a run in order: check its folder, build it, restore it, train epoch by epoch, finish."""
     world = dist.world_size()
     if cfg.train.batch_size % world != 0:
-        raise ValueError(f"train.batch_size={cfg.train.batch_size} (the global batch) must be divisible by {world} "
-                         "processes")
+        raise ValueError(
+            f"train.batch_size={cfg.train.batch_size} (the global batch) must be divisible by {world} processes"
+        )
     # Nothing is written until the data, the model and the checkpoint to resume from have been read: input
     # that fails (missing data, a corrupt checkpoint) leaves the run directory as it was.
     _on_main(lambda: check_run_dir(run_dir, cfg, resume))
@@ -309,8 +310,10 @@ def _train(cfg: ExperimentConfig, run_dir: Path, device: torch.device, resume: b
         if board is not None:
             board.close()
     if run.main:
-        _log.info(f"[train] done: metrics in {run_dir / 'metrics.jsonl'}, checkpoints in {run_dir / 'checkpoints'}; "
-                  f"analyse the run with: mixcollapse analyze {run_dir}")
+        _log.info(
+            f"[train] done: metrics in {run_dir / 'metrics.jsonl'}, checkpoints in {run_dir / 'checkpoints'}; "
+            f"analyse the run with: mixcollapse analyze {run_dir}"
+        )
     return run_dir
 
 
@@ -329,13 +332,35 @@ def _build(cfg: ExperimentConfig, run_dir: Path, device: torch.device, rank: int
     workers = min(cfg.data.num_workers, available_cores())
     if workers < cfg.data.num_workers and rank == 0 and cfg.data.pipeline == "loader":
         _log.info(f"[train] data.num_workers={cfg.data.num_workers} capped at the {workers} available CPU cores")
-    train_loader, test_loader = build_loaders(bundle, t.batch_size // world, pipeline=cfg.data.pipeline,
-                                              device=device, channels_last=t.channels_last, num_workers=workers,
-                                              seed=t.seed, distributed=world > 1, pin_memory=device.type == "cuda")
+    train_loader, test_loader = build_loaders(
+        bundle,
+        t.batch_size // world,
+        pipeline=cfg.data.pipeline,
+        device=device,
+        channels_last=t.channels_last,
+        num_workers=workers,
+        seed=t.seed,
+        distributed=world > 1,
+        pin_memory=device.type == "cuda",
+    )
     optimizer = build_optimizer(t, model)
     scheduler = build_scheduler(t, optimizer, len(train_loader))
-    return _Run(cfg, run_dir, device, rank, world, bundle, model, model_args, train_loader, test_loader, optimizer,
-                scheduler, get_loss(t.loss), mixup_rng)
+    return _Run(
+        cfg,
+        run_dir,
+        device,
+        rank,
+        world,
+        bundle,
+        model,
+        model_args,
+        train_loader,
+        test_loader,
+        optimizer,
+        scheduler,
+        get_loss(t.loss),
+        mixup_rng,
+    )
 
 
 def _resume(run: _Run) -> int:
@@ -375,18 +400,44 @@ def _run_epoch(run: _Run, epoch: int, first: bool = False) -> dict:
     tic = time.perf_counter()
     row: dict = {"epoch": epoch}
     watch = _cpu_time_check(cfg, len(run.train_loader), epoch) if first and run.device.type == "cpu" and main else None
-    row.update(train_one_epoch(run.ddp_model, run.loss_fn, run.optimizer, run.scheduler, run.train_loader, run.device,
-                               epoch, num_classes=run.bundle.num_classes, mixup=cfg.mixup, rng=run.mixup_rng,
-                               amp=t.amp, channels_last=t.channels_last, progress=t.progress and main, on_step=watch))
+    row.update(
+        train_one_epoch(
+            run.ddp_model,
+            run.loss_fn,
+            run.optimizer,
+            run.scheduler,
+            run.train_loader,
+            run.device,
+            epoch,
+            num_classes=run.bundle.num_classes,
+            mixup=cfg.mixup,
+            rng=run.mixup_rng,
+            amp=t.amp,
+            channels_last=t.channels_last,
+            progress=t.progress and main,
+            on_step=watch,
+        )
+    )
     if not np.isfinite(row["train_loss"]):
-        raise DivergedError(f"training diverged in epoch {epoch} (train loss {row['train_loss']}) with "
-                            f"train.lr={t.lr:g}, train.weight_decay={t.weight_decay:g}, train.batch_size={t.batch_size}"
-                            f", mixup.alpha={cfg.mixup.alpha:g}; lower train.lr (or add train.warmup_epochs) and "
-                            "train again")
+        raise DivergedError(
+            f"training diverged in epoch {epoch} (train loss {row['train_loss']}) with "
+            f"train.lr={t.lr:g}, train.weight_decay={t.weight_decay:g}, train.batch_size={t.batch_size}"
+            f", mixup.alpha={cfg.mixup.alpha:g}; lower train.lr (or add train.warmup_epochs) and "
+            "train again"
+        )
     if epoch % t.eval_every == 0 or epoch == t.epochs:
         dist.broadcast_buffers(run.model)
-        row.update(evaluate(run.model, run.test_loader, run.device, run.bundle.num_classes, amp=t.amp,
-                            channels_last=t.channels_last, progress=t.progress and main))
+        row.update(
+            evaluate(
+                run.model,
+                run.test_loader,
+                run.device,
+                run.bundle.num_classes,
+                amp=t.amp,
+                channels_last=t.channels_last,
+                progress=t.progress and main,
+            )
+        )
     else:
         row.update(test_loss=None, test_accuracy=None, test_ece=None)
     row["epoch_seconds"] = time.perf_counter() - tic
@@ -400,9 +451,17 @@ def _state(run: _Run, epoch: int, row: dict) -> dict | None:
     if not run.main:
         return None
     loader_state = run.train_loader.generator.get_state() if run.train_loader.generator is not None else None
-    state = build_checkpoint(model=run.model, optimizer=run.optimizer, scheduler=run.scheduler, epoch=epoch,
-                             config=to_dict(run.cfg), model_args=run.model_args, rng=rng_states, loader=loader_state,
-                             metrics=row)
+    state = build_checkpoint(
+        model=run.model,
+        optimizer=run.optimizer,
+        scheduler=run.scheduler,
+        epoch=epoch,
+        config=to_dict(run.cfg),
+        model_args=run.model_args,
+        rng=rng_states,
+        loader=loader_state,
+        metrics=row,
+    )
     return _cpu_copy(state)
 
 
@@ -447,14 +506,17 @@ def _due(t, epoch: int) -> bool:
     return epoch in t.checkpoint_epochs or epoch == t.epochs or periodic
 
 
-def _save_on_interrupt(err: KeyboardInterrupt, state: dict | None, saved: int, cfg: ExperimentConfig,
-                       run_dir: Path) -> None:
+def _save_on_interrupt(
+    err: KeyboardInterrupt, state: dict | None, saved: int, cfg: ExperimentConfig, run_dir: Path
+) -> None:
     """The last finished epoch's checkpoint when it is newer than the last one written, and where to go on."""
     what = signal.Signals(err.signum).name if isinstance(err, TrainingInterrupted) else "interrupted"
     resume = f"mixcollapse train --out {run_dir} --resume"
     if state is None:
-        _log.warning(f"[train] {what}: stopped before the first epoch ended; nothing to save ({resume} starts it "
-                     "from the beginning)")
+        _log.warning(
+            f"[train] {what}: stopped before the first epoch ended; nothing to save ({resume} starts it "
+            "from the beginning)"
+        )
         return
     if state["epoch"] > saved:
         with deferred_signals():  # a second Ctrl-C waits for the write; the previous last.pt stays until replaced
@@ -462,8 +524,10 @@ def _save_on_interrupt(err: KeyboardInterrupt, state: dict | None, saved: int, c
             if not rows or rows[-1]["epoch"] < state["epoch"]:  # stopped between the snapshot and its metrics line
                 append_metrics(run_dir, state["metrics"])
             _write(state, cfg, run_dir)
-    _log.warning(f"[train] {what}: stopped; epoch {state['epoch']} of {cfg.train.epochs} is saved in "
-                 f"{last_checkpoint_path(run_dir)}; continue with: {resume}")
+    _log.warning(
+        f"[train] {what}: stopped; epoch {state['epoch']} of {cfg.train.epochs} is saved in "
+        f"{last_checkpoint_path(run_dir)}; continue with: {resume}"
+    )
 
 
 CPU_WARNING_SECONDS = 3600.0  # a run projected to take longer than this on a CPU gets one line saying so
@@ -483,7 +547,8 @@ def _cpu_time_check(cfg: ExperimentConfig, steps: int, epoch: int) -> Callable[[
                 f"[train] on this CPU an epoch takes about {_duration(per_epoch)} ({seconds / step:.1f} s per batch "
                 f"of {cfg.train.batch_size}), the {left} epochs left about {_duration(remaining)}: this config is "
                 "sized for a GPU; on a CPU use a smaller scale (e.g. --preset wrn-fashionmnist-cpu, or fewer "
-                "train.epochs and data.train_limit)")
+                "train.epochs and data.train_limit)"
+            )
 
     return check
 

@@ -41,9 +41,18 @@ LAST_CHECKPOINT = "last.pt"
 # trained (data, model, objective, schedule), though another device or worker count is not bitwise
 # the same run (see mixcollapse.training.loop on exact resumption).
 # A section name ("analysis") frees the whole section: analysis settings are read after training.
-RESUME_FREE_FIELDS = ("train.progress", "train.device", "train.threads", "train.tensorboard",
-                      "train.checkpoint_every", "train.checkpoint_epochs", "data.num_workers", "data.root",
-                      "data.download", "analysis")
+RESUME_FREE_FIELDS = (
+    "train.progress",
+    "train.device",
+    "train.threads",
+    "train.tensorboard",
+    "train.checkpoint_every",
+    "train.checkpoint_epochs",
+    "data.num_workers",
+    "data.root",
+    "data.download",
+    "analysis",
+)
 
 
 class RunDirError(ValueError):
@@ -111,8 +120,7 @@ def resume_differences(saved: ExperimentConfig, requested: ExperimentConfig) -> 
     RESUME_FREE_FIELDS may differ; so may ``train.epochs`` when it grows under a constant schedule.
     """
     diffs = config_differences(saved, requested)
-    if (saved.train.schedule == requested.train.schedule == "constant"
-            and requested.train.epochs >= saved.train.epochs):
+    if saved.train.schedule == requested.train.schedule == "constant" and requested.train.epochs >= saved.train.epochs:
         diffs = [d for d in diffs if not d.startswith("train.epochs:")]
     return diffs
 
@@ -136,8 +144,11 @@ def check_run_dir(run_dir: str | Path, cfg: ExperimentConfig, resume: bool = Fal
     if existing and (run_dir / CONFIG_FILE).exists():
         diffs = resume_differences(read_config(run_dir), cfg)
         if diffs:
-            why = ("; a longer run with this schedule is a new run: choose another --out"
-                   if any(d.startswith("train.epochs:") for d in diffs) else "")
+            why = (
+                "; a longer run with this schedule is a new run: choose another --out"
+                if any(d.startswith("train.epochs:") for d in diffs)
+                else ""
+            )
             raise RunDirError(
                 f"cannot resume {run_dir}: its config differs from the requested one ({'; '.join(diffs)}); "
                 f"only {', '.join(f if '.' in f else f + '.*' for f in RESUME_FREE_FIELDS)} may change on resume "
