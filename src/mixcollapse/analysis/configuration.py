@@ -182,19 +182,8 @@ class ConfigurationAccumulator:
         # torch.where, not multiplication by a mask: a NaN in the other group must not leak in.
         S = torch.stack([one, q["cos"], q["cos"] ** 2, q["norm"], q["norm"] ** 2])
         self.same.index_add_(1, idx, torch.where(same, S, 0.0))
-        D = torch.stack(
-            [
-                one,
-                lam,
-                q["p_a"],
-                q["p_a"] ** 2,
-                (q["p_a"] - lam).abs(),
-                q["mass"],
-                q["other_std"],
-                q["other_gap"],
-                (q["logit_position"] - lam).abs(),
-            ]
-        )
+        p, position = q["p_a"], (q["logit_position"] - lam).abs()
+        D = torch.stack([one, lam, p, p**2, (p - lam).abs(), q["mass"], q["other_std"], q["other_gap"], position])
         self.diff.index_add_(1, idx, torch.where(diff, D, 0.0))
         self.class_sums.index_add_(0, a, torch.where(same.unsqueeze(1), H, 0.0))
         self.class_counts.index_add_(0, a, same.to(F64))

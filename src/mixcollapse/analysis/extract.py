@@ -276,24 +276,14 @@ def extract_pair_features(
     need no second pass. ``pairs`` may be in memory (PairSet) or on disk (StoredPairs, read a
     batch at a time and copied into ``out_dir``), so memory does not grow with their number.
     """
-    bn_mode, pair_fraction, recalibrate_batches = bn.mode, bn.pair_fraction, bn.recalibrate_batches
-    train_batches, batch_size, num_workers = bn.batches, loading.batch_size, loading.num_workers
-    out_dir = Path(out_dir)
-    if bn_mode not in ("recalibrate", "train", "eval"):
-        raise ValueError(f"bn_mode='{bn_mode}' is not one of: recalibrate, train, eval")
-    if out_dir.exists() and not overwrite:
-        raise FileExistsError(f"{out_dir} already exists; choose another output or remove it first")
-    if not 0 < pair_fraction <= 1:
-        raise ValueError(f"pair_fraction={pair_fraction} must lie in (0, 1]")
-    device = torch.device(loading.device)
-    batchnorm = has_batchnorm(model)
-    if batchnorm and bn_mode in ("recalibrate", "train") and train_batches is None:
-        raise ValueError(f"bn_mode='{bn_mode}' needs mixed training batches (BatchNormPlan.batches)")
+    bn_mode, pair_fraction, train_batches, batch_size = bn.mode, bn.pair_fraction, bn.batches, loading.batch_size
+    out_dir, device, batchnorm = Path(out_dir), torch.device(loading.device), has_batchnorm(model)
+    _check_extraction(bn, batchnorm, out_dir, overwrite)
     batch_iter = iter(train_batches) if train_batches is not None else None
     train_mode = batchnorm and bn_mode == "train"
     was_training = model.training
     model = model.to(device)
-    net = bn_network(model, bn_mode, batch_iter, recalibrate_batches, device)
+    net = bn_network(model, bn_mode, batch_iter, bn.recalibrate_batches, device)
     classifier = net.classifier
     weight = classifier.weight.detach().cpu().float().numpy()
     bias = classifier.bias.detach().cpu().float().numpy() if classifier.bias is not None else None
@@ -309,7 +299,7 @@ def extract_pair_features(
         with atomic_folder(out_dir) as partial:
             per_batch = max(1, int(batch_size * pair_fraction)) if train_mode else batch_size
             loader = torch.utils.data.DataLoader(
-                MixedPairImages(dataset, pairs), batch_size=per_batch, shuffle=False, num_workers=num_workers
+                MixedPairImages(dataset, pairs), batch_size=per_batch, shuffle=False, num_workers=loading.num_workers
             )
             filler = (lambda n: next(batch_iter)[:n].to(device)) if train_mode else None
             _stream_features(net, loader, pairs, partial, batch_size, filler, list(callbacks), device, loading.progress)
@@ -317,6 +307,18 @@ def extract_pair_features(
     finally:
         model.train(was_training)
     return load_pair_features(out_dir)
+
+
+def _check_extraction(bn: BatchNormPlan, batchnorm: bool, out_dir: Path, overwrite: bool) -> None:
+    """ValueError for a batch-norm plan that cannot run, FileExistsError for an output that would be replaced."""
+    if bn.mode not in ("recalibrate", "train", "eval"):
+        raise ValueError(f"bn_mode='{bn.mode}' is not one of: recalibrate, train, eval")
+    if out_dir.exists() and not overwrite:
+        raise FileExistsError(f"{out_dir} already exists; choose another output or remove it first")
+    if not 0 < bn.pair_fraction <= 1:
+        raise ValueError(f"pair_fraction={bn.pair_fraction} must lie in (0, 1]")
+    if batchnorm and bn.mode in ("recalibrate", "train") and bn.batches is None:
+        raise ValueError(f"bn_mode='{bn.mode}' needs mixed training batches (BatchNormPlan.batches)")
 
 
 def _bn_meta(bn: BatchNormPlan, batchnorm: bool) -> dict:

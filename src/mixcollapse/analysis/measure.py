@@ -170,104 +170,105 @@ def prepare_network(
     return Network(model, model, settings.bn_mode, batches, bn)
 
 
-def measure_pairs(
-    network: Network,
-    model: nn.Module,
-    train_dataset,
-    classes: list[int],
-    names: Sequence[str],
-    nc: NeuralCollapse,
-    settings: AnalysisConfig,
-    alpha: float,
-    weight_decay: float,
-    out_dir: Path,
-    meta: dict | None = None,
-    **loader_args,
-) -> tuple[PairFeatures, dict]:
-    """Step 3: the mixup pairs of ``classes`` through the network into features on disk and the configuration.
+@dataclass
+class Measuring:
+    """What the steps of one measure_model call share: the model and the network state it is measured in, its
+    training data, the analysis classes and their names, the settings, how the model was trained, the output."""
+
+    model: nn.Module
+    network: Network
+    train_dataset: object
+    classes: list[int]
+    names: list[str]
+    settings: AnalysisConfig
+    training: Training
+    out_dir: Path
+    loader_args: dict  # batch_size, device, num_workers, progress
+    meta: dict | None = None
+
+    @property
+    def weight_decay(self) -> float:
+        """lambda_H of the UFM the features are compared with."""
+        decay = self.settings.ufm_weight_decay
+        return decay if decay is not None else DEFAULT_UFM_WEIGHT_DECAY
+
+
+def measure_pairs(m: Measuring, nc: NeuralCollapse) -> tuple[PairFeatures, dict]:
+    """Step 3: the mixup pairs of the classes through the network into features on disk and the configuration.
 
     The pairs are drawn in chunks onto disk (memory does not grow with their number), streamed
     through the network, the configuration accumulator and the UFM solver; returns the features
     and the ``configuration`` section of analysis.json.
     """
-    a = settings
-    W = model.classifier.weight.detach()
-    pair_dir = out_dir / ".pairs.partial"
+    a, W, classes, alpha = m.settings, m.model.classifier.weight.detach(), m.classes, m.training.alpha
+    pair_dir = m.out_dir / ".pairs.partial"
     shutil.rmtree(pair_dir, ignore_errors=True)
+    labels = dataset_labels(m.train_dataset)
     pairs = write_pairs(
         pair_dir,
-        pair_chunks(dataset_labels(train_dataset), classes, a.pairs_per_class_pair, a.lam, alpha, a.grid_size, a.seed),
+        pair_chunks(labels, classes, a.pairs_per_class_pair, a.lam, alpha, a.grid_size, a.seed),
         pair_count(len(classes), a.pairs_per_class_pair),
     )
     solver, solver_note = ufm_solver()
-    bias = model.classifier.bias
+    bias = m.model.classifier.bias
     acc = ConfigurationAccumulator(W, None if bias is None else bias.detach(), centres=nc.means - nc.global_mean)
-    extra = (
-        {"bn_mode": network.bn["pairs"], "recalibrate_batches": network.bn["recalibrate_batches"]}
-        if has_batchnorm(model)
-        else {}
-    )
-    measure = PairMeasures(acc, W, solver, weight_decay, center=nc.global_mean, span_rows=W[classes])
+    bn = m.network.bn
+    extra = {"bn_mode": bn["pairs"], "recalibrate_batches": bn["recalibrate_batches"]} if has_batchnorm(m.model) else {}
+    meta = {
+        **(m.meta or {}),
+        "classes": classes,
+        "class_names": [m.names[c] for c in classes],
+        "lam_mode": a.lam,
+        "alpha": alpha,
+        "seed": a.seed,
+        **extra,
+    }
+    measure = PairMeasures(acc, W, solver, m.weight_decay, center=nc.global_mean, span_rows=W[classes])
     try:
         feats = extract_pair_features(
-            network.pair_net,
-            train_dataset,
+            m.network.pair_net,
+            m.train_dataset,
             pairs,
-            out_dir / "features",
-            bn=BatchNormPlan(network.pair_mode, network.batches, a.recalibrate_batches),
-            loading=Loading(**loader_args),
+            m.out_dir / "features",
+            bn=BatchNormPlan(m.network.pair_mode, m.network.batches, a.recalibrate_batches),
+            loading=Loading(**m.loader_args),
             callbacks=[measure],
             overwrite=True,
-            meta={
-                **(meta or {}),
-                "classes": classes,
-                "class_names": [names[c] for c in classes],
-                "lam_mode": a.lam,
-                "alpha": alpha,
-                "seed": a.seed,
-                **extra,
-            },
+            meta=meta,
         )
     finally:
         shutil.rmtree(pair_dir, ignore_errors=True)  # the features directory holds a copy
-    span = measure.compute()  # flushes the last buffered pairs
+    span = measure.compute()  # first: it flushes the last buffered pairs into the accumulator
     configuration = {**acc.compute(), **span}
     configuration.pop("same_class_means", None)
     configuration["feature_center"] = "global mean of the unmixed training features (subtracted before measuring)"
     configuration["ufm"] = {
-        "weight_decay": weight_decay,
+        "weight_decay": m.weight_decay,
         "solver": solver_note,
         "bias": "ignored (the UFM has no classifier bias)" if bias is not None else "none",
     }
     return feats, configuration
 
 
-def measure_heldout(
-    net: nn.Module,
-    test_dataset,
-    num_classes: int,
-    settings: AnalysisConfig,
-    alpha: float,
-    clock: _Clock | None = None,
-    **loader_args,
-) -> tuple[dict, dict | None]:
+def measure_heldout(m: Measuring, test_dataset, clock: _Clock | None = None) -> tuple[dict, dict | None]:
     """Step 4: calibration on the test set (Appendix C) and mixed test pairs of all classes (Figure 4)."""
-    calibration = measure_calibration(net, test_dataset, num_classes, **loader_args)
+    a, net = m.settings, m.network.net
+    calibration = measure_calibration(net, test_dataset, m.model.classifier.weight.shape[0], **m.loader_args)
     if clock is not None:
         clock.lap("calibration")
-    if settings.test_pairs <= 0:
+    if a.test_pairs <= 0:
         return calibration, None
     tpairs = make_test_pairs(
         dataset_labels(test_dataset),
-        settings.test_pairs,
-        lam_mode=settings.lam,
-        alpha=alpha,
-        grid_size=settings.grid_size,
-        seed=settings.seed + 1,
+        a.test_pairs,
+        lam_mode=a.lam,
+        alpha=m.training.alpha,
+        grid_size=a.grid_size,
+        seed=a.seed + 1,
     )
-    test_pairs = measure_mixed_pairs(net, test_dataset, tpairs, **loader_args)
+    test_pairs = measure_mixed_pairs(net, test_dataset, tpairs, **m.loader_args)
     test_pairs["classes"] = "all classes present in the test set"
-    test_pairs["lam_mode"] = settings.lam
+    test_pairs["lam_mode"] = a.lam
     if clock is not None:
         clock.lap("test_pairs")
     return calibration, test_pairs
@@ -360,11 +361,9 @@ def measure_model(
 ) -> Analysis:
     """Measure ``model`` (``features(x)``, final linear ``classifier``) on its data; write analysis.json + figures.
 
-    ``train_dataset`` yields un-augmented training samples ``(x, y)`` (mixup pairs and NC are drawn
-    from it), ``test_dataset`` (optional) test samples for calibration and the mixed test pairs.
-    ``classes``: the three analysis classes (default ``settings.classes``, else three drawn with
-    ``settings.seed``); ``settings``: the analysis knobs (``AnalysisConfig``: pairs, lambda mode,
-    batch-norm mode, ufm_weight_decay, test_pairs, ...). See docs/analysis.md for what is measured and how.
+    ``train_dataset``: un-augmented training samples ``(x, y)`` (pairs, NC); ``test_dataset`` (optional): test
+    samples (calibration, mixed test pairs). ``classes``: the three analysis classes (default ``settings.classes``,
+    else drawn with ``settings.seed``); ``settings``: AnalysisConfig. What is measured and how: docs/analysis.md.
     """
     check_contract(model)
     a = settings if settings is not None else AnalysisConfig()
@@ -374,51 +373,39 @@ def measure_model(
     W = model.classifier.weight.detach()
     C = W.shape[0]
     names = list(report.class_names) if report.class_names is not None else dataset_class_names(train_dataset, C)
-    classes = resolve_classes(classes, a, C)
     loader_args = dict(batch_size=a.batch_size, device=device, num_workers=num_workers, progress=report.progress)
     clock = _Clock()
     network = prepare_network(
         model, train_dataset, a, training.alpha, training.mix_batches, training.mix_batch_size, device
     )
     clock.lap("recalibrate")
+    chosen = resolve_classes(classes, a, C)
+    m = Measuring(model, network, train_dataset, chosen, names, a, training, out_dir, loader_args, report.meta)
     out_dir.mkdir(parents=True, exist_ok=True)
     nc = measure_neural_collapse(network.net, nc_subset(train_dataset, a), C, scratch_dir=out_dir, **loader_args)
     clock.lap("neural_collapse")
-    weight_decay = a.ufm_weight_decay if a.ufm_weight_decay is not None else DEFAULT_UFM_WEIGHT_DECAY
-    feats, configuration = measure_pairs(
-        network,
-        model,
-        train_dataset,
-        classes,
-        names,
-        nc,
-        a,
-        training.alpha,
-        weight_decay,
-        out_dir,
-        report.meta,
-        **loader_args,
-    )
+    feats, configuration = measure_pairs(m, nc)
     clock.lap("pairs")
-    calibration = test_pairs = None
-    if test_dataset is not None:
-        calibration, test_pairs = measure_heldout(network.net, test_dataset, C, a, training.alpha, clock, **loader_args)
-    xy = write_projection(feats.path / "features.npy", feats.classifier_weight[classes], feats.path / "projection.npy")
+    calibration, test_pairs = measure_heldout(m, test_dataset, clock) if test_dataset is not None else (None, None)
+    rows = feats.classifier_weight[m.classes]
+    xy = write_projection(feats.path / "features.npy", rows, feats.path / "projection.npy")
     clock.lap("projection")
-    sections = {
-        "configuration": configuration,
-        "neural_collapse": {**nc.metrics, "num_samples": int(nc.counts.sum())},
-        "calibration": calibration,
-        "test_pairs": test_pairs,
-        "classifier": classifier_section(W, training.metrics_rows),
-    }
-    figures = _draw(
-        out_dir / "figures", xy, feats, classes, names, network.bn["pairs"], sections, training, report, a.seed
+    sections = {"configuration": configuration, "neural_collapse": {**nc.metrics, "num_samples": int(nc.counts.sum())}}
+    sections.update(
+        calibration=calibration, test_pairs=test_pairs, classifier=classifier_section(W, training.metrics_rows)
     )
-    summary = summarize(sections, feats, classes, names, figures, network.bn, report.meta)
+    return _finish(m, feats, xy, sections, report, clock)
+
+
+def _finish(
+    m: Measuring, feats: PairFeatures, xy: np.ndarray, sections: dict, report: Report, clock: _Clock
+) -> Analysis:
+    """Step 5: the figures, then analysis.json (written last: a folder holding it holds a finished analysis)."""
+    figures = _draw(m.out_dir / "figures", xy, feats, m, sections, report)
+    summary = summarize(sections, feats, m.classes, m.names, figures, m.network.bn, report.meta)
     clock.lap("figures")
     summary = to_json({**summary, "seconds": clock.laps})
-    atomic_write_text(out_dir / ANALYSIS_FILE, json.dumps(summary, indent=2))
+    atomic_write_text(m.out_dir / ANALYSIS_FILE, json.dumps(summary, indent=2))
     return Analysis(summary=summary, xy=xy, features=feats)
 
 
@@ -433,16 +420,7 @@ def _output_folder(out_dir: str | Path, overwrite: bool) -> Path:
 
 
 def _draw(
-    folder: Path,
-    xy: np.ndarray,
-    feats: PairFeatures,
-    classes: list[int],
-    names: list[str],
-    bn_mode: str,
-    sections: dict,
-    training: Training,
-    report: Report,
-    seed: int,
+    folder: Path, xy: np.ndarray, feats: PairFeatures, m: Measuring, sections: dict, report: Report
 ) -> dict[str, list[str]]:
     """The analysis's figures (``report.draw``), or none."""
     if not report.draw:
@@ -450,19 +428,20 @@ def _draw(
     from mixcollapse.plots.analysis import draw_analysis  # matplotlib and plotly: only to draw
 
     only = {} if report.draw is True else {"only": tuple(report.draw)}
+    classifier_xy = project_classifier(feats.classifier_weight[m.classes])
     return draw_analysis(
         folder,
         xy,
         feats.pairs,
-        project_classifier(feats.classifier_weight[classes]),
-        classes,
-        names,
+        classifier_xy,
+        m.classes,
+        m.names,
         report.title or "mixup pairs",
-        bn_mode,
+        m.network.bn["pairs"],
         to_json(sections),
-        training.metrics_rows,
-        training.checkpoint_epoch,
-        seed,
+        m.training.metrics_rows,
+        m.training.checkpoint_epoch,
+        m.settings.seed,
         **only,
     )
 

@@ -116,13 +116,46 @@ def analyze_run(
     if (out_dir / ANALYSIS_FILE).exists() and not overwrite:
         return _finished(out_dir, settings)
     data = run_data(cfg, batches=a.bn_mode in ("recalibrate", "train") and has_batchnorm(trained.model))
-    rows = None
-    if run_dir.is_dir() and (run_dir / "metrics.jsonl").exists():
-        rows = [r for r in read_metrics(run_dir) if "classifier_norm_cv" in r] or None
-    plain = data.plain
+    report = _report(run_dir, trained.path, cfg, data.plain, settings, draw, progress)
+    result = measure_model(
+        trained.model,
+        data.plain.train,
+        data.plain.test,
+        out_dir=out_dir,
+        settings=a,
+        device=torch_device,
+        training=Training(
+            cfg.mixup.alpha, data.batches, metrics_rows=_history(run_dir), checkpoint_epoch=trained.epoch
+        ),
+        report=report,
+        num_workers=cfg.data.num_workers,
+        overwrite=True,
+    )
+    if cfg.train.tensorboard:
+        _board_image(run_dir, name, result.summary, trained.epoch)
+    return result
+
+
+def _history(run_dir: Path) -> list[dict] | None:
+    """The run's per-epoch classifier geometry (metrics.jsonl, Figure 5), when the run directory holds it."""
+    if not (run_dir.is_dir() and (run_dir / "metrics.jsonl").exists()):
+        return None
+    return [r for r in read_metrics(run_dir) if "classifier_norm_cv" in r] or None
+
+
+def _report(
+    run_dir: Path,
+    checkpoint: Path,
+    cfg: ExperimentConfig,
+    plain: DataBundle,
+    settings: dict,
+    draw: bool | Collection[str],
+    progress: bool,
+) -> Report:
+    """How a run's analysis is reported: its title, and the run, data and settings in analysis.json."""
     meta = {
         "run_dir": str(run_dir),
-        "checkpoint": str(trained.path),
+        "checkpoint": str(checkpoint),
         "dataset": cfg.data.name,
         "data_source": plain.source,
         "synthetic_data": plain.synthetic,
@@ -132,21 +165,7 @@ def analyze_run(
         "analysis_settings": settings,
     }
     title = f"{model_label(cfg)} · {training_label(cfg)}\n{describe_data(plain, cfg)}, {cfg.train.epochs} epochs"
-    result = measure_model(
-        trained.model,
-        plain.train,
-        plain.test,
-        out_dir=out_dir,
-        settings=a,
-        device=torch_device,
-        training=Training(cfg.mixup.alpha, data.batches, metrics_rows=rows, checkpoint_epoch=trained.epoch),
-        report=Report(plain.class_names, title, meta, draw, progress),
-        num_workers=cfg.data.num_workers,
-        overwrite=True,
-    )
-    if cfg.train.tensorboard:
-        _board_image(run_dir, name, result.summary, trained.epoch)
-    return result
+    return Report(plain.class_names, title, meta, draw, progress)
 
 
 def _analysis_config(cfg: ExperimentConfig, data_root: str | None, overrides) -> ExperimentConfig:

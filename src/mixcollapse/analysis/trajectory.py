@@ -169,25 +169,14 @@ def layer_trajectories(
     finally:
         model.train(was_training)
 
-    return _result(
-        net,
-        mix_layers,
-        read_layers,
-        ref_layers,
-        meta,
-        classes,
-        readout,
-        lams,
-        projection,
-        {"bn_mode": bn_mode if has_batchnorm(model) else NO_BATCHNORM, "seed": seed},
-    )
+    settings = {"bn_mode": bn_mode if has_batchnorm(model) else NO_BATCHNORM, "seed": seed}
+    layers = (mix_layers, read_layers, ref_layers)
+    return _result(net, layers, meta, classes, readout, lams, projection, settings)
 
 
 def _result(
     net: nn.Module,
-    mix_layers: list[np.ndarray],
-    read_layers: list[np.ndarray],
-    ref_layers: list[np.ndarray],
+    layers: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]],
     meta: list,
     classes: Sequence[int],
     readout: list,
@@ -195,7 +184,11 @@ def _result(
     projection: str,
     settings: dict,
 ) -> dict:
-    """layer_trajectories' arrays: the paths projected onto the classes' plane, and the classifier read per layer."""
+    """layer_trajectories' arrays: the paths projected onto the classes' plane, and the classifier read per layer.
+
+    ``layers``: every layer's representation of the mixes, of the readout pairs' mixes and of the reference images.
+    """
+    mix_layers, read_layers, ref_layers = layers
     weight = net.classifier.weight.detach().double().cpu().numpy()
     bias = None if net.classifier.bias is None else net.classifier.bias.detach().double().cpu().numpy()
     rows = weight[list(classes)]

@@ -91,10 +91,33 @@ def _add_reproduce(sub) -> None:
         default="full",
         choices=("tiny", "cpu", "full"),
         help="full: the paper's settings (default; needs the real data and GPUs); cpu: the real data with "
-        "a recipe that reaches the terminal phase on a 2-core CPU (WRN on FashionMNIST, at most 20 "
+        "a recipe that reaches the terminal phase on a 2-core CPU (WRN and ViT on FashionMNIST, at most 20 "
         "minutes per run, no sweep); tiny: small models, few images and epochs, minutes on a CPU, "
         "synthetic files when the data is absent (a smoke test)",
     )
+    _add_data_options(p)
+    p.add_argument("--allow-cpu", action="store_true", help="run --scale full even without a GPU")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads of every training run (default: the preset's; at --scale cpu one per core)",
+    )
+    _add_launch_options(p)
+    p.add_argument(
+        "--seeds",
+        type=_seed_list,
+        default=None,
+        metavar="LIST",
+        help="train every run with each of these seeds, e.g. 0,1,2: tables show mean ± std over them, "
+        "figures the first seed's runs (learning rates are chosen once, on the preset seed's sweep)",
+    )
+    p.add_argument("--pdf", action="store_true", help=PDF_HELP)
+    p.set_defaults(func=run_reproduce)
+
+
+def _add_data_options(p) -> None:
+    """--datasets, --data-root, --out and --download of ``reproduce``."""
     p.add_argument(
         "--datasets",
         default=None,
@@ -118,24 +141,6 @@ def _add_reproduce(sub) -> None:
         action="store_true",
         help="at full scale, let torchvision download missing datasets into --data-root",
     )
-    p.add_argument("--allow-cpu", action="store_true", help="run --scale full even without a GPU")
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="torch threads of every training run (default: the preset's; at --scale cpu one per core)",
-    )
-    _add_launch_options(p)
-    p.add_argument(
-        "--seeds",
-        type=_seed_list,
-        default=None,
-        metavar="LIST",
-        help="train every run with each of these seeds, e.g. 0,1,2: tables show mean ± std over them, "
-        "figures the first seed's runs (learning rates are chosen once, on the preset seed's sweep)",
-    )
-    p.add_argument("--pdf", action="store_true", help=PDF_HELP)
-    p.set_defaults(func=run_reproduce)
 
 
 def run_reproduce(args) -> int:

@@ -1,4 +1,4 @@
-"""Subcommands ``train``, ``analyze`` and ``demo``: argument parsing only."""
+"""Subcommands ``train``, ``analyze``, ``compare`` and ``demo``: argument parsing only."""
 
 from __future__ import annotations
 
@@ -11,7 +11,14 @@ PDF_HELP = "write every figure as PDF too (vector, for papers; slower), beside t
 
 
 def add_parsers(sub) -> None:
-    """Register ``train``, ``analyze`` and ``demo`` on ``sub`` (argparse's add_subparsers())."""
+    """Register ``train``, ``analyze``, ``compare`` and ``demo`` on ``sub`` (argparse's add_subparsers())."""
+    _add_train(sub)
+    _add_analyze(sub)
+    _add_compare(sub)
+    _add_demo(sub)
+
+
+def _add_train(sub) -> None:
     from mixcollapse.config import preset_names
 
     p = sub.add_parser("train", help="train a network with (or without) mixup into a run directory")
@@ -32,6 +39,8 @@ def add_parsers(sub) -> None:
     p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
     p.set_defaults(func=run_train)
 
+
+def _add_analyze(sub) -> None:
     p = sub.add_parser("analyze", help="mixup-pair features, projection and figures of a trained run")
     p.add_argument("run", help="run directory written by `mixcollapse train`")
     p.add_argument("--checkpoint", default=None, help="checkpoint file (default: the run's last)")
@@ -53,6 +62,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--pdf", action="store_true", help=PDF_HELP)
     p.set_defaults(func=run_analyze)
 
+
+def _add_compare(sub) -> None:
     p = sub.add_parser("compare", help="runs side by side: configurations, measures, training curves, CSV files")
     p.add_argument("runs", nargs="+", help="run directories (one is enough for its curves and CSV files)")
     p.add_argument("--out", default="compare_out", help="output directory (default: compare_out)")
@@ -61,6 +72,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--pdf", action="store_true", help=PDF_HELP)
     p.set_defaults(func=run_compare)
 
+
+def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="mixup vs baseline on the embedded digits data: figures, accuracy, ECE")
     p.add_argument("--out", default="demo_out", help="output directory (default: demo_out)")
     p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier demo in --out")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -37,30 +38,76 @@ from mixcollapse.training.rundir import read_metrics
 
 def analyze_panel(panel: Panel, ctx: Context) -> dict:
     """Features, projection and numbers of one configuration panel (analysis cached under ``<out>/analysis``)."""
-    from mixcollapse.analysis.extract import load_pair_features
-    from mixcollapse.analysis.measure import ANALYSIS_FILE
-    from mixcollapse.analysis.run import analyze_run
     from mixcollapse.metrics.projection import project_classifier, project_features
+
+    run_dir, cfg = ctx.runs[panel.run.name], ctx.configs[panel.run.name]
+    checkpoint, epoch = _panel_checkpoint(panel, ctx)
+    # The analysis settings of this scale, whatever the run saved (they never change training).
+    overrides = analysis_overrides(cfg) + ([] if panel.seed is None else [f"analysis.seed={panel.seed}"])
+    out_dir = (
+        ctx.out / "analysis" / panel.run.name / (checkpoint.stem + ("" if panel.seed is None else f"-seed{panel.seed}"))
+    )
+    summary, feats = _cached_analysis(run_dir, checkpoint, out_dir, overrides, draw=ctx.scale != "tiny")
+    classes = [int(c) for c in summary["classes"]]
+    rows = feats.classifier_weight[classes]
+    xy = project_features(np.asarray(feats.features), rows, center=True)  # Appendix B.2, mean-centred
+    row = final_row(run_dir, epoch)
+    if row.get("test_accuracy") is None:  # an epoch training did not evaluate: the analysis's own test pass
+        row = {**row, "test_accuracy": summary.get("test_accuracy"), "test_ece": summary.get("ece")}
+    when = f"epoch {row.get('epoch', epoch)}" if epoch is not None else ""
+    names = feats.meta.get("class_names")
+    subset = f"classes {', '.join(feats.meta.get('class_names', map(str, classes)))}"
+    title = (
+        f"{run_label(panel.run, cfg)}\n{when + ' · ' if when else ''}test acc {_pct(row.get('test_accuracy'))}"
+        f" · {_bn_label(summary.get('bn_mode', '?'))}" + (f"\n{subset}" if panel.seed is not None else "")
+    )
+    drawn = dict(
+        xy=xy,
+        lam=np.asarray(feats.lam),
+        same=np.asarray(feats.same),
+        classifier_xy=project_classifier(rows),
+        title=title,
+        class_names=names,
+    )
+    record = {
+        "run": panel.run.name,
+        "checkpoint": ctx.rel(checkpoint),
+        "epoch": row.get("epoch"),
+        "classes": classes,
+        "class_names": names,
+        "bn_mode": summary.get("bn_mode"),
+        "test_accuracy": row.get("test_accuracy"),
+        "test_ece": row.get("test_ece"),
+        "pair_prob_mae": summary.get("pair_prob_mae"),
+        "analysis": ctx.rel(out_dir),
+    }
+    return {"panel": drawn, "record": record}
+
+
+def _panel_checkpoint(panel: Panel, ctx: Context) -> tuple[Path, int | None]:
+    """The checkpoint a panel reads (its epoch at this scale, or the last) and that epoch (None: the last)."""
     from mixcollapse.training.checkpoint import find_checkpoint
 
-    run_dir = ctx.runs[panel.run.name]
-    cfg = ctx.configs[panel.run.name]
-    epoch = None
-    if panel.checkpoint_epoch is not None:
-        epoch = panel.checkpoint_epoch
-        if ctx.scale != "full":
-            epoch = scale_epoch(epoch, run_config(panel.run, "full").train.epochs, cfg.train.epochs)
+    run_dir, cfg = ctx.runs[panel.run.name], ctx.configs[panel.run.name]
+    epoch = panel.checkpoint_epoch
+    if epoch is not None and ctx.scale != "full":
+        epoch = scale_epoch(epoch, run_config(panel.run, "full").train.epochs, cfg.train.epochs)
     name = None if epoch is None else f"epoch_{epoch:04d}.pt"
     if name is not None and not (run_dir / "checkpoints" / name).is_file() and (run_dir / "checkpoints").is_dir():
         raise ValueError(
             f"{panel.run.name} in {run_dir} was trained (for another experiment) without keeping the "
             f"checkpoint of epoch {epoch}; reproduce this experiment into another --out"
         )
-    checkpoint = find_checkpoint(run_dir, name)
-    # The analysis settings of this scale, whatever the run saved (they never change training).
-    overrides = analysis_overrides(cfg) + ([] if panel.seed is None else [f"analysis.seed={panel.seed}"])
-    tag = checkpoint.stem + ("" if panel.seed is None else f"-seed{panel.seed}")
-    out_dir = ctx.out / "analysis" / panel.run.name / tag
+    return find_checkpoint(run_dir, name), epoch
+
+
+def _cached_analysis(run_dir: Path, checkpoint: Path, out_dir: Path, overrides: list[str], draw: bool):
+    """analyze_run's summary and features, read back when ``out_dir`` holds them for this very checkpoint file
+    and these settings (``source.json``), else measured (with the per-run figures when ``draw``)."""
+    from mixcollapse.analysis.extract import load_pair_features
+    from mixcollapse.analysis.measure import ANALYSIS_FILE
+    from mixcollapse.analysis.run import analyze_run
+
     stat = checkpoint.stat()
     source = {
         "checkpoint": str(checkpoint.resolve()),
@@ -69,59 +116,13 @@ def analyze_panel(panel: Panel, ctx: Context) -> dict:
         "overrides": overrides,
     }
     source_file = out_dir / "source.json"
-    cached = (
-        (out_dir / ANALYSIS_FILE).is_file() and source_file.is_file() and json.loads(source_file.read_text()) == source
+    if (out_dir / ANALYSIS_FILE).is_file() and source_file.is_file() and json.loads(source_file.read_text()) == source:
+        return json.loads((out_dir / ANALYSIS_FILE).read_text()), load_pair_features(out_dir / "features")
+    analysis = analyze_run(
+        run_dir, checkpoint=checkpoint, out_dir=out_dir, overrides=overrides, overwrite=True, progress=False, draw=draw
     )
-    if cached:
-        summary = json.loads((out_dir / ANALYSIS_FILE).read_text())
-        feats = load_pair_features(out_dir / "features")
-    else:
-        # The per-run figures of analyze_run (reliability, measures, ...) on real data only: seconds each.
-        analysis = analyze_run(
-            run_dir,
-            checkpoint=checkpoint,
-            out_dir=out_dir,
-            overrides=overrides,
-            overwrite=True,
-            progress=False,
-            draw=ctx.scale != "tiny",
-        )
-        summary, feats = analysis.summary, analysis.features
-        atomic_write_text(source_file, json.dumps(source))
-    classes = [int(c) for c in summary["classes"]]
-    rows = feats.classifier_weight[classes]
-    xy = project_features(np.asarray(feats.features), rows, center=True)  # Appendix B.2, mean-centred
-    row = final_row(run_dir, epoch)
-    if row.get("test_accuracy") is None:  # an epoch training did not evaluate: the analysis's own test pass
-        row = {**row, "test_accuracy": summary.get("test_accuracy"), "test_ece": summary.get("ece")}
-    when = f"epoch {row.get('epoch', epoch)}" if epoch is not None else ""
-    subset = f"classes {', '.join(feats.meta.get('class_names', map(str, classes)))}"
-    title = (
-        f"{run_label(panel.run, cfg)}\n{when + ' · ' if when else ''}test acc {_pct(row.get('test_accuracy'))}"
-        f" · {_bn_label(summary.get('bn_mode', '?'))}" + (f"\n{subset}" if panel.seed is not None else "")
-    )
-    return {
-        "panel": dict(
-            xy=xy,
-            lam=np.asarray(feats.lam),
-            same=np.asarray(feats.same),
-            classifier_xy=project_classifier(rows),
-            title=title,
-            class_names=feats.meta.get("class_names"),
-        ),
-        "record": {
-            "run": panel.run.name,
-            "checkpoint": ctx.rel(checkpoint),
-            "epoch": row.get("epoch"),
-            "classes": classes,
-            "class_names": feats.meta.get("class_names"),
-            "bn_mode": summary.get("bn_mode"),
-            "test_accuracy": row.get("test_accuracy"),
-            "test_ece": row.get("test_ece"),
-            "pair_prob_mae": summary.get("pair_prob_mae"),
-            "analysis": ctx.rel(out_dir),
-        },
-    }
+    atomic_write_text(source_file, json.dumps(source))
+    return analysis.summary, analysis.features
 
 
 def _bn_label(mode: str) -> str:
@@ -140,68 +141,15 @@ def configuration_step(exp: Experiment, ctx: Context) -> dict:
 
 def trajectory_step(exp: Experiment, ctx: Context) -> dict:
     """Figure 3: paths of mixes through the layers, for every run of the experiment (ViT and WRN)."""
-    from mixcollapse.analysis.run import run_data
-    from mixcollapse.analysis.trajectory import layer_trajectories, save_trajectories
-    from mixcollapse.data.datasets import train_labels
-    from mixcollapse.machine import pick_device
-    from mixcollapse.mixup import choose_classes
-    from mixcollapse.training.checkpoint import load_model
+    from mixcollapse.analysis.trajectory import save_trajectories
 
-    device = pick_device("auto")
     panels, records = [], []
     for key in exp.runs_extra:
-        model, _ = load_model(ctx.runs[key.name], device=device)
         cfg = ctx.configs[key.name]
-        a, data = cfg.analysis, run_data(cfg)
-        plain = data.plain
-        classes = a.classes if a.classes is not None else choose_classes(plain.num_classes, a.seed)
-        result = layer_trajectories(
-            model,
-            plain.train,
-            train_labels(plain),
-            classes,
-            lams=trajectory_lams(exp, ctx.scale),
-            reference_batches=data.batches,
-            reference_size=2048 if ctx.scale == "full" else 4 * cfg.train.batch_size,
-            bn_mode=a.bn_mode,
-            recalibrate_batches=a.recalibrate_batches,
-            seed=a.seed,
-            device=device,
-        )
-        names = [plain.class_names[c] for c in classes]
-        result["class_names"] = names
+        result = _trajectories(ctx.runs[key.name], cfg, trajectory_lams(exp, ctx.scale), ctx.scale)
         where = save_trajectories(result, ctx.out / "analysis" / key.name / "trajectory")
-        how = (
-            "CLS token per block, final classifier"
-            if result["projection"] == "classifier"
-            else "pooled features per stage, linear probes"
-        )
-        label = f"{run_label(key, cfg)}\n{how}"
-        row = []
-        for kind, same in (("same class", True), ("different class", False)):
-            sel = result["same"] == same
-            row.append(
-                dict(
-                    xy=result["xy"][sel],
-                    lam=result["lam"][sel],
-                    same=result["same"][sel],
-                    classifier_xy=result["classifier_xy"],
-                    class_names=names,
-                    title=f"{label}: {kind} ({names[0]}{'' if same else ' + ' + names[1]})",
-                )
-            )
+        panels.append(_trajectory_row(result, run_label(key, cfg)))
         readout = result["readout"]
-        row.append(
-            dict(
-                layer_names=result["layer_names"],
-                per_lambda=readout["per_lambda"],
-                class_names=names,
-                title=f"{run_label(key, cfg)}\nthe final classifier read at every layer, "
-                f"{len(result['readout_pairs'])} pairs {names[0]} + {names[1]}",
-                note=readout_note(readout["small_lambda"], readout["layers"]),
-            )
-        )
-        panels.append(row)
         records.append(
             {
                 "run": key.name,
@@ -210,7 +158,7 @@ def trajectory_step(exp: Experiment, ctx: Context) -> dict:
                 "layers": result["layer_names"],
                 "probe_r2": result["r2"],
                 "classes": result["classes"],
-                "class_names": names,
+                "class_names": result["class_names"],
                 "pairs": np.unique(result["pair"], axis=0).tolist(),
                 "readout": readout,
                 "files": ctx.rel(where),
@@ -219,6 +167,72 @@ def trajectory_step(exp: Experiment, ctx: Context) -> dict:
         ctx.log(f"[reproduce] {exp.name} {key.name}: {readout_note(readout['small_lambda'], readout['layers'], '; ')}")
     figure = draw_trajectory_grid(panels, ctx.out / "figures" / exp.name, _suptitle(exp, ctx))
     return {"figures": [ctx.rel(p) for p in figure], "trajectories": records}
+
+
+def _trajectories(run_dir: Path, cfg, lams: Sequence[float], scale: str) -> dict:
+    """layer_trajectories of a run's final model on its data, with the three classes' names."""
+    from mixcollapse.analysis.run import run_data
+    from mixcollapse.analysis.trajectory import layer_trajectories
+    from mixcollapse.data.datasets import train_labels
+    from mixcollapse.machine import pick_device
+    from mixcollapse.mixup import choose_classes
+    from mixcollapse.training.checkpoint import load_model
+
+    device = pick_device("auto")
+    model, _ = load_model(run_dir, device=device)
+    a, data = cfg.analysis, run_data(cfg)
+    plain = data.plain
+    classes = a.classes if a.classes is not None else choose_classes(plain.num_classes, a.seed)
+    result = layer_trajectories(
+        model,
+        plain.train,
+        train_labels(plain),
+        classes,
+        lams=lams,
+        reference_batches=data.batches,
+        reference_size=2048 if scale == "full" else 4 * cfg.train.batch_size,
+        bn_mode=a.bn_mode,
+        recalibrate_batches=a.recalibrate_batches,
+        seed=a.seed,
+        device=device,
+    )
+    return {**result, "class_names": [plain.class_names[c] for c in classes]}
+
+
+def _trajectory_row(result: dict, label: str) -> list[dict]:
+    """Figure 3's row of one run: the same-class paths, the different-class paths, the classifier read per layer."""
+    names = result["class_names"]
+    how = (
+        "CLS token per block, final classifier"
+        if result["projection"] == "classifier"
+        else "pooled features per stage, linear probes"
+    )
+    row = []
+    for kind, same in (("same class", True), ("different class", False)):
+        sel = result["same"] == same
+        title = f"{label}\n{how}: {kind} ({names[0]}{'' if same else ' + ' + names[1]})"
+        row.append(
+            dict(
+                xy=result["xy"][sel],
+                lam=result["lam"][sel],
+                same=result["same"][sel],
+                classifier_xy=result["classifier_xy"],
+                class_names=names,
+                title=title,
+            )
+        )
+    readout = result["readout"]
+    row.append(
+        dict(
+            layer_names=result["layer_names"],
+            per_lambda=readout["per_lambda"],
+            class_names=names,
+            title=f"{label}\nthe final classifier read at every layer, "
+            f"{len(result['readout_pairs'])} pairs {names[0]} + {names[1]}",
+            note=readout_note(readout["small_lambda"], readout["layers"]),
+        )
+    )
+    return row
 
 
 def readout_note(small: dict, layers: Sequence[str] = (), sep: str = "\n") -> str:
