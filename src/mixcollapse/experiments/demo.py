@@ -85,20 +85,7 @@ def run_demo(
     jobs = min(len(RUNS), available_cores()) if jobs is None else jobs
     if jobs < 1:
         raise ValueError(f"jobs={jobs} must be >= 1")
-    machine = machine_overrides(load_config("digits", list(overrides)))
-    planned = []
-    for name, alpha in RUNS:  # every config is checked before anything is trained
-        cfg = load_config(
-            "digits",
-            [
-                *machine,
-                *overrides,
-                f"mixup.alpha={alpha}",
-                f"name=digits-{name}",
-                f"train.progress={str(progress and jobs == 1).lower()}",
-            ],
-        )
-        planned.append((name, alpha, cfg, out_dir / "runs" / name))
+    planned = _plan(out_dir, list(overrides), progress and jobs == 1)
     (out_dir / "runs").mkdir(parents=True, exist_ok=True)  # a path that cannot hold it fails here, before any start
     if overwrite:  # a finished demo, or an interrupted one whose settings may differ
         for *_, run_dir in planned:
@@ -126,6 +113,16 @@ def run_demo(
     atomic_write_text(summary_path, json.dumps(summary, indent=2))
     _log.info(f"[demo] done in {summary['seconds']:.0f} s")
     return summary
+
+
+def _plan(out_dir: Path, overrides: list[str], progress: bool) -> list[tuple]:
+    """(name, alpha, config, run directory) of each run; every config is checked before anything is trained."""
+    machine = machine_overrides(load_config("digits", overrides))
+    planned = []
+    for name, alpha in RUNS:
+        settings = [f"mixup.alpha={alpha}", f"name=digits-{name}", f"train.progress={str(progress).lower()}"]
+        planned.append((name, alpha, load_config("digits", [*machine, *overrides, *settings]), out_dir / "runs" / name))
+    return planned
 
 
 def _panel(result, label: str) -> dict:

@@ -220,6 +220,16 @@ def pick_runner(launcher: str, slots: Sequence[Slot]) -> Runner:
     return subprocess_runner
 
 
+def _outcome(job: Job, finished: bool, code: int, seconds: float) -> str:
+    """One line on how a job ended: its time and test accuracy, or where its log is."""
+    if not finished:
+        return f"[sweep] {job.name}: FAILED (exit code {code}); see {job.log_path}"
+    acc = final_metrics(job.run_dir).get("test_accuracy")
+    return (
+        f"[sweep] {job.name}: finished in {seconds:.0f}s, test accuracy {'n/a' if acc is None else f'{100 * acc:.2f}%'}"
+    )
+
+
 def run_jobs(
     jobs: Sequence[Job],
     slots: Sequence[Slot],
@@ -235,18 +245,12 @@ def run_jobs(
     """
     if not slots:
         raise ValueError("no slot to run jobs on")
-    status: dict[str, dict] = {}
-    todo = []
-    for job in jobs:
-        if run_state(job.run_dir, job.epochs) == "finished":
-            status[job.name] = {"state": "finished", "returncode": None, "seconds": 0.0, "skipped": True}
-        else:
-            todo.append(job)
+    done = {job.name for job in jobs if run_state(job.run_dir, job.epochs) == "finished"}
+    status = {name: {"state": "finished", "returncode": None, "seconds": 0.0, "skipped": True} for name in done}
+    todo = [job for job in jobs if job.name not in done]
     if jobs:
-        log(
-            f"[sweep] {len(jobs) - len(todo)} of {len(jobs)} runs already finished; {len(todo)} to run "
-            f"on {len(slots)} slot(s): {', '.join(s.describe() for s in slots)}"
-        )
+        where = f"{len(slots)} slot(s): {', '.join(s.describe() for s in slots)}"
+        log(f"[sweep] {len(jobs) - len(todo)} of {len(jobs)} runs already finished; {len(todo)} to run on {where}")
     free: queue.Queue[Slot] = queue.Queue()
     for slot in slots:
         free.put(slot)
@@ -264,21 +268,13 @@ def run_jobs(
         finally:
             free.put(slot)
         finished = code == 0 and run_state(job.run_dir, job.epochs) == "finished"
-        row = final_metrics(job.run_dir)
         with lock:
             status[job.name] = {
                 "state": "finished" if finished else "failed",
                 "returncode": code,
                 "seconds": round(seconds, 1),
             }
-        if finished:
-            acc = row.get("test_accuracy")
-            log(
-                f"[sweep] {job.name}: finished in {seconds:.0f}s, test accuracy "
-                f"{'n/a' if acc is None else f'{100 * acc:.2f}%'}"
-            )
-        else:
-            log(f"[sweep] {job.name}: FAILED (exit code {code}); see {job.log_path}")
+        log(_outcome(job, finished, code, seconds))
         if on_done is not None:
             with lock:
                 on_done(job, status)

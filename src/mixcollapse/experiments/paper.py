@@ -373,18 +373,7 @@ def select_datasets(
 
     panels, extra_rows = keep_rows(experiment.panels), keep_rows(experiment.extra_rows)
     extra = tuple(k for k in map(keep, experiment.runs_extra) if k)
-    table = experiment.table
-    if table is not None:
-        rows = tuple(
-            dict.fromkeys(
-                (k.arch, k.dataset) for k in (keep(RunKey(a, d, table.columns[0][0])) for a, d in table.rows) if k
-            )
-        )
-        caption = table.caption
-        if moved:
-            names = dict.fromkeys(dataset_title(d) for _, d in rows)
-            caption = f"{caption} Drawn here on {', '.join(names)}."
-        table = dataclasses.replace(table, rows=rows, caption=caption) if rows else None
+    table = _keep_table(experiment.table, keep, moved)
     if not panels and not extra_rows and not extra and table is None:
         what = f"datasets {', '.join(chosen)}" + (f" and architectures {', '.join(archs)}" if archs else "")
         raise ValueError(f"{experiment.name} has nothing to draw for {what}")
@@ -400,6 +389,18 @@ def select_datasets(
             f" × {', '.join(dataset_title(d) for d in shown[1])})",
         )
     return kept
+
+
+def _keep_table(table: Table | None, keep, moved: bool) -> Table | None:
+    """``table`` with the rows ``keep`` keeps (moved to another dataset: its caption says where); None if none."""
+    if table is None:
+        return None
+    keys = (keep(RunKey(a, d, table.columns[0][0])) for a, d in table.rows)
+    rows = tuple(dict.fromkeys((k.arch, k.dataset) for k in keys if k))
+    caption = table.caption
+    if moved:
+        caption = f"{caption} Drawn here on {', '.join(dict.fromkeys(dataset_title(d) for _, d in rows))}."
+    return dataclasses.replace(table, rows=rows, caption=caption) if rows else None
 
 
 def _moved_title(experiment: Experiment, dataset: str) -> str:

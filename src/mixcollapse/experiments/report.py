@@ -109,49 +109,68 @@ def _section(m: dict, directory: Path) -> str:
             parts.append(_image(directory / fig))
     for table in m.get("tables", []):
         parts.append(_table(table))
-    if m.get("panels"):
-        rows = [
-            [
-                _e(p["run"]),
-                _e(p.get("epoch")),
-                _e(", ".join(p.get("class_names") or map(str, p["classes"]))),
-                _e(p.get("bn_mode")),
-                _number(p.get("test_accuracy"), True),
-                _number(p.get("pair_prob_mae")),
-            ]
-            for p in m["panels"]
+    parts += _panel_rows(m) + _trajectory_lines(m) + _final_rows(m) + _run_rows(m)
+    return "\n".join(parts)
+
+
+def _panel_rows(m: dict) -> list[str]:
+    """The configuration panels of an experiment as a table: run, epoch, classes, batch norm, numbers."""
+    if not m.get("panels"):
+        return []
+    rows = [
+        [
+            _e(p["run"]),
+            _e(p.get("epoch")),
+            _e(", ".join(p.get("class_names") or map(str, p["classes"]))),
+            _e(p.get("bn_mode")),
+            _number(p.get("test_accuracy"), True),
+            _number(p.get("pair_prob_mae")),
         ]
-        parts.append(_rows_table(["panel: run", "epoch", "classes", "batch norm", "test acc", "mean |p_a − λ|"], rows))
+        for p in m["panels"]
+    ]
+    return [_rows_table(["panel: run", "epoch", "classes", "batch norm", "test acc", "mean |p_a − λ|"], rows)]
+
+
+def _trajectory_lines(m: dict) -> list[str]:
+    """One line per run of Figure 3: its projection, batch norm, classes and probes' R²."""
+    lines = []
     for t in m.get("trajectories", []):
         r2 = ", ".join("–" if v is None else f"{v:.2f}" for v in (t.get("probe_r2") or []))
-        parts.append(
+        lines.append(
             f"<p class='meta'>{_e(t['run'])}: projection <b>{_e(t['projection'])}</b>, batch norm "
             f"{_e(t.get('bn_mode'))}, classes {_e(', '.join(t.get('class_names', [])))}"
             + (f", probe R² per layer: {_e(r2)}" if r2 else "")
             + "</p>"
         )
-    if m.get("final"):
-        rows = [[_e(k), _number(v.get("norm_cv")), _number(v.get("cos_std"))] for k, v in m["final"].items()]
-        parts.append(_rows_table(["run", "final norm CV", "final cosine std"], rows))
+    return lines
+
+
+def _final_rows(m: dict) -> list[str]:
+    """Figure 5's final numbers per run."""
+    if not m.get("final"):
+        return []
+    rows = [[_e(k), _number(v.get("norm_cv")), _number(v.get("cos_std"))] for k, v in m["final"].items()]
+    return [_rows_table(["run", "final norm CV", "final cosine std"], rows)]
+
+
+def _run_rows(m: dict) -> list[str]:
+    """The runs behind an experiment, folded: directory, chosen hyper-parameters, epochs, accuracy, ECE."""
     runs = m.get("runs") or {}
-    if runs:
-        rows = [
-            [
-                _e(k),
-                _e(r.get("run_dir")),
-                _e(" ".join(r.get("hyper") or []) or "–"),
-                _e(r.get("epochs")),
-                _number(r.get("test_accuracy"), True),
-                _number(r.get("test_ece")),
-            ]
-            for k, r in runs.items()
+    if not runs:
+        return []
+    rows = [
+        [
+            _e(k),
+            _e(r.get("run_dir")),
+            _e(" ".join(r.get("hyper") or []) or "–"),
+            _e(r.get("epochs")),
+            _number(r.get("test_accuracy"), True),
+            _number(r.get("test_ece")),
         ]
-        parts.append(
-            "<details><summary>runs behind this experiment</summary>"
-            + _rows_table(["run", "directory", "hyper-parameters (best of sweep)", "epochs", "test acc", "ECE"], rows)
-            + "</details>"
-        )
-    return "\n".join(parts)
+        for k, r in runs.items()
+    ]
+    header = ["run", "directory", "hyper-parameters (best of sweep)", "epochs", "test acc", "ECE"]
+    return ["<details><summary>runs behind this experiment</summary>" + _rows_table(header, rows) + "</details>"]
 
 
 def render_report(manifests: list[dict], directory: str | Path) -> str:
