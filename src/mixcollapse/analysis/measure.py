@@ -425,12 +425,11 @@ def _draw(
     """The analysis's figures (``report.draw``), or none."""
     if not report.draw:
         return {}
-    from mixcollapse.plots.analysis import draw_analysis  # matplotlib and plotly: only to draw
+    from mixcollapse.plots.analysis import AnalysisDrawing, draw_analysis  # matplotlib, plotly: only to draw
 
     only = {} if report.draw is True else {"only": tuple(report.draw)}
     classifier_xy = project_classifier(feats.classifier_weight[m.classes])
-    return draw_analysis(
-        folder,
+    drawing = AnalysisDrawing(
         xy,
         feats.pairs,
         classifier_xy,
@@ -442,8 +441,8 @@ def _draw(
         m.training.metrics_rows,
         m.training.checkpoint_epoch,
         m.settings.seed,
-        **only,
     )
+    return draw_analysis(folder, drawing, **only)
 
 
 def summarize(

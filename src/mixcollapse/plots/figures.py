@@ -338,10 +338,11 @@ def reliability_figure(series: Sequence[tuple[str, dict]], stem: str | Path, sup
         acc, conf, counts = _arr(cal["accuracy_by_bin"]), _arr(cal["confidence_by_bin"]), _arr(cal["counts"])
         ok = counts > 0
         color = SERIES_COLORS[k % len(SERIES_COLORS)]
+        left, w = edges[:-1][ok], width[ok]
         ax.bar(
-            edges[:-1][ok],
+            left,
             acc[ok],
-            width=width[ok],
+            width=w,
             align="edge",
             color=color,
             alpha=0.75,
@@ -350,10 +351,10 @@ def reliability_figure(series: Sequence[tuple[str, dict]], stem: str | Path, sup
             label="accuracy",
         )
         ax.bar(
-            edges[:-1][ok],
+            left,
             (conf - acc)[ok],
             bottom=acc[ok],
-            width=width[ok],
+            width=w,
             align="edge",
             facecolor="none",
             edgecolor="#c0392b",
@@ -365,13 +366,8 @@ def reliability_figure(series: Sequence[tuple[str, dict]], stem: str | Path, sup
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
         ax.tick_params(labelbottom=False)
-        _finish(
-            ax,
-            f"{label}\nECE {cal['ece']:.4f}   MCE {cal['mce']:.4f}   acc {100 * cal['accuracy']:.1f}%",
-            "",
-            "accuracy",
-            False,
-        )
+        numbers = f"ECE {cal['ece']:.4f}   MCE {cal['mce']:.4f}   acc {100 * cal['accuracy']:.1f}%"
+        _finish(ax, f"{label}\n{numbers}", "", "accuracy", False)
         hist.bar(edges[:-1], np.where(ok, counts, np.nan), width=width, align="edge", color=color, alpha=0.6)
         hist.set_yscale("log")
         _finish(hist, "", "confidence (top-1 softmax probability)", "count", False)

@@ -71,38 +71,10 @@ def configuration_html(
     groups = (("same class", same, _SAME_SCALE, "square", 1.0), ("different class", ~same, _DIFF_SCALE, "circle", 1.22))
     for label, mask, scale, symbol, bar_x in groups:
         idx = shown[mask[shown]]
-        # lambda near 0.5 drawn last, on top, as in the static figure
-        idx = idx[np.argsort(-np.abs(lam[idx] - 0.5), kind="stable")]
-        fig.add_trace(
-            _pair_trace(
-                go,
-                xy,
-                lam,
-                idx,
-                label,
-                int(mask.sum()),
-                scale,
-                symbol,
-                bar_x,
-                [names[int(c)] for c in class_a[idx]],
-                [names[int(c)] for c in class_b[idx]],
-                index_a[idx],
-                index_b[idx],
-            )
-        )
-        # The legend entry of its own, in the colour of lambda = 0.5: a trace coloured by an array would show the
-        # colour of whichever point happens to come first. Clicking it still hides or shows the whole group.
-        fig.add_trace(
-            go.Scattergl(
-                x=[None],
-                y=[None],
-                mode="markers",
-                name=f"{label} ({int(mask.sum())})",
-                legendgroup=label,
-                hoverinfo="skip",
-                marker=dict(color=dict(scale)[0.5], symbol=symbol, size=9),
-            )
-        )
+        idx = idx[np.argsort(-np.abs(lam[idx] - 0.5), kind="stable")]  # lambda near 0.5 drawn last, on top
+        names_a, names_b = [names[int(c)] for c in class_a[idx]], [names[int(c)] for c in class_b[idx]]
+        hover = (names_a, names_b, index_a[idx], index_b[idx])
+        fig.add_traces(_group(go, xy, lam, idx, label, int(mask.sum()), (scale, symbol, bar_x), hover))
     if classifier_xy is not None:
         radius = float(np.abs(xy).max()) if n else 1.0
         for trace in _classifier_traces(go, np.asarray(classifier_xy, dtype=float), radius, classifier_labels):
@@ -142,39 +114,51 @@ def _write_html(fig, path: Path) -> Path:
     return atomic_write_text(path, html)
 
 
-def _pair_trace(go, xy, lam, idx, label, total, scale, symbol, bar_x, names_a, names_b, index_a, index_b):
-    """One group of pairs (same or different class) as a WebGL scatter coloured by lambda, with hover text."""
-    custom = (
-        np.stack(
-            [names_a, names_b, np.round(lam[idx], 4).astype(str), index_a.astype(str), index_b.astype(str)], axis=1
-        )
-        if len(idx)
-        else np.empty((0, 5), dtype=str)
+def _group(go, xy, lam, idx, label: str, total: int, style: tuple, hover: tuple) -> list:
+    """One group of pairs (same or different class): a WebGL scatter coloured by lambda with hover text (the two
+    classes and images), and its legend entry."""
+    scale, symbol, bar_x = style
+    names_a, names_b, index_a, index_b = hover
+    columns = [names_a, names_b, np.round(lam[idx], 4).astype(str), index_a.astype(str), index_b.astype(str)]
+    custom = np.stack(columns, axis=1) if len(idx) else np.empty((0, 5), dtype=str)
+    colorbar = dict(title=dict(text=f"λ, {label}", side="right"), x=bar_x, len=0.8, thickness=12)
+    marker = dict(
+        color=lam[idx],
+        colorscale=scale,
+        cmin=0.0,
+        cmax=1.0,
+        size=5 if symbol == "circle" else 6,
+        symbol=symbol,
+        opacity=0.85,
+        colorbar=colorbar,
     )
-    return go.Scattergl(
+    hovertemplate = (
+        "class a: %{customdata[0]} (image %{customdata[3]})<br>class b: %{customdata[1]} "
+        "(image %{customdata[4]})<br>λ = %{customdata[2]}<extra>" + label + "</extra>"
+    )
+    points = go.Scattergl(
         x=xy[idx, 0],
         y=xy[idx, 1],
         mode="markers",
         name=f"{label} ({total})",
         legendgroup=label,
-        showlegend=False,  # the group's legend entry is a trace of its own (configuration_html)
-        marker=dict(
-            color=lam[idx],
-            colorscale=scale,
-            cmin=0.0,
-            cmax=1.0,
-            size=5 if symbol == "circle" else 6,
-            symbol=symbol,
-            opacity=0.85,
-            colorbar=dict(title=dict(text=f"λ, {label}", side="right"), x=bar_x, len=0.8, thickness=12),
-        ),
+        showlegend=False,
+        marker=marker,
         customdata=custom,
-        hovertemplate=(
-            "class a: %{customdata[0]} (image %{customdata[3]})<br>"
-            "class b: %{customdata[1]} (image %{customdata[4]})<br>"
-            "λ = %{customdata[2]}<extra>" + label + "</extra>"
-        ),
+        hovertemplate=hovertemplate,
     )
+    # The legend entry of its own, in the colour of lambda = 0.5: a trace coloured by an array would show the
+    # colour of whichever point happens to come first. Clicking it still hides or shows the whole group.
+    legend = go.Scattergl(
+        x=[None],
+        y=[None],
+        mode="markers",
+        name=f"{label} ({total})",
+        legendgroup=label,
+        hoverinfo="skip",
+        marker=dict(color=dict(scale)[0.5], symbol=symbol, size=9),
+    )
+    return [points, legend]
 
 
 def _classifier_traces(go, vertices: np.ndarray, radius: float, labels: Sequence[str] | None) -> list:

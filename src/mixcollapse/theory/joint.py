@@ -46,10 +46,8 @@ def solve_joint(
 ) -> dict:
     """Minimise eq. 2 over W (C, d) and all features; return W, the objective and W's ETF metrics.
 
-    Keys: ``W``; ``objective`` (F, all terms); ``data_loss`` (F without lambda_W/2 ||W||^2);
-    ``classifier_term``; ``grad_norm`` (of F in W at the end); ``iterations``; ``geometry``
-    (``mixcollapse.metrics.geometry.classifier_geometry``: norm_cv, cos_mean, cos_std, etf_cos,
-    etf_distance, ...).
+    Keys: ``W``; ``objective`` (F, all terms); ``data_loss`` (F without lambda_W/2 ||W||^2); ``classifier_term``;
+    ``grad_norm`` (of F in W at the end); ``iterations``; ``geometry`` (metrics.geometry.classifier_geometry).
     """
     C = check_classes(num_classes)
     d = check_dim(dim, C)

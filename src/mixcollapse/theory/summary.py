@@ -22,6 +22,21 @@ _log = logging.getLogger(__name__)
 PAPER_FIGURE6_LOSS = {"optimal": 0.33457, "amplified": 0.33465}  # the losses printed in Figure 6
 
 
+def _check(C: int, dim: int, weight_decay_w: float, alpha: float, classes, figure_dir) -> int:
+    """ValueError for settings the theory command cannot use, before any work; the feature dimension."""
+    if C < 3:
+        check_classes(C)
+        raise ValueError(f"the theory command projects onto 3 classes, got --num-classes {C}; use at least 3")
+    d = check_dim(dim, C)
+    check_positive("the classifier weight decay lambda_W (--weight-decay-w)", weight_decay_w)
+    check_positive("alpha", alpha)
+    if classes is not None:
+        check_class_subset(classes, C)
+    if figure_dir is not None:
+        check_output_folder(figure_dir, "--out (figure_dir)")  # before any work
+    return d
+
+
 def ufm_summary(
     num_classes: int = 10,
     dim: int = 100,
@@ -37,34 +52,23 @@ def ufm_summary(
     figure_dir: str | Path | None = "theory_out",
 ) -> dict:
     """Every number of the theory command as one JSON-ready dict (raises ValueError on bad settings).
-
-    ``joint=False`` skips the joint problem (``etf_check`` is None); ``figure_dir=None`` draws no figure.
-    """
+    ``joint=False`` skips the joint problem (``etf_check`` is None); ``figure_dir=None`` draws no figure."""
     C, m, lam_h = check_ufm(num_classes, multiplier, weight_decay_h)
-    if C < 3:
-        check_classes(C)
-        raise ValueError(f"the theory command projects onto 3 classes, got --num-classes {C}; use at least 3")
-    d = check_dim(dim, C)
-    check_positive("the classifier weight decay lambda_W (--weight-decay-w)", weight_decay_w)
-    check_positive("alpha", alpha)
-    if classes is not None:
-        check_class_subset(classes, C)
-    if figure_dir is not None:
-        check_output_folder(figure_dir, "--out (figure_dir)")  # before any work
+    d = _check(C, dim, weight_decay_w, alpha, classes, figure_dir)
     _log.info("[theory] closed form and Monte Carlo loss over %d lambdas (C=%d, d=%d)", samples, C, d)
     data = figure6_data(C, d, m, lam_h, alpha, samples, classes, seed)
-    settings = {
-        "num_classes": C,
-        "dim": d,
-        "multiplier": m,
-        "weight_decay_h": lam_h,
-        "weight_decay_w": weight_decay_w,
-        "alpha": alpha,
-        "samples": samples,
-        "classes": data["classes"],
-        "seed": seed,
-        "joint_nodes": joint_nodes,
-    }
+    settings = dict(
+        num_classes=C,
+        dim=d,
+        multiplier=m,
+        weight_decay_h=lam_h,
+        weight_decay_w=weight_decay_w,
+        alpha=alpha,
+        samples=samples,
+        classes=data["classes"],
+        seed=seed,
+        joint_nodes=joint_nodes,
+    )
     quad = expected_loss(C, m, lam_h, alpha, data["classes"])
     result = {
         "settings": settings,
