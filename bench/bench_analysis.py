@@ -43,7 +43,6 @@ from mixcollapse.analysis.extract import (
     BatchNormPlan,
     Loading,
     extract_pair_features,
-    mixup_training_batches,
     recalibrate_batchnorm,
     write_pairs,
 )
@@ -52,6 +51,7 @@ from mixcollapse.analysis.measure import Report, Training, measure_model
 from mixcollapse.analysis.neural_collapse import measure_neural_collapse
 from mixcollapse.analysis.ufm import DEFAULT_UFM_WEIGHT_DECAY, PairMeasures, ufm_solver
 from mixcollapse.data.datasets import build_datasets, dataset_labels
+from mixcollapse.mixing import build_mixing
 from mixcollapse.mixup import pair_chunks, pair_count
 from mixcollapse.training.checkpoint import load_model
 
@@ -102,7 +102,7 @@ def _model_and_data(run: Path):
 
 def _prepared(model, cfg):
     augmented = build_datasets(cfg.data, train_augment=None)
-    batches = mixup_training_batches(augmented.train, 10, cfg.mixup.alpha, cfg.train.batch_size, seed=0)
+    batches = build_mixing(cfg.mixing).batches(augmented.train, 10, cfg.train.batch_size, seed=0)
     return recalibrate_batchnorm(model, batches, cfg.analysis.recalibrate_batches, "cpu")
 
 
@@ -220,7 +220,7 @@ def memory_child(run: Path, num_pairs: int) -> None:
     a.pairs_per_class_pair = max(1, num_pairs // 6)
     a.ufm_weight_decay = cfg.train.weight_decay or DEFAULT_UFM_WEIGHT_DECAY
     augmented = build_datasets(cfg.data, train_augment=None)
-    batches = mixup_training_batches(augmented.train, 10, cfg.mixup.alpha, cfg.train.batch_size, seed=0)
+    batches = build_mixing(cfg.mixing).batches(augmented.train, 10, cfg.train.batch_size, seed=0)
     base_anon, base_rss = _status_kb("RssAnon"), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as out, _PeakSampler() as sampler:
         tic = time.perf_counter()
@@ -231,7 +231,7 @@ def memory_child(run: Path, num_pairs: int) -> None:
             out_dir=out,
             classes=CLASSES,
             settings=a,
-            training=Training(cfg.mixup.alpha, batches),
+            training=Training(build_mixing(cfg.mixing), batches),
             device="cpu",
             report=Report(draw=False, progress=False),
         )

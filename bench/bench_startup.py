@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> dict:
         "python alone": ["-c", "pass"],
         "import torch": ["-c", "import torch"],
         "import mixcollapse.experiments.demo": ["-c", "import mixcollapse.experiments.demo"],
-        "mixcollapse train, config error": ["-m", "mixcollapse", "train", "--out", "/nonexistent/x", "mixup.alpha=-1"],
+        "mixcollapse train, config error": ["-m", "mixcollapse", "train", "--out", "/nonexistent/x", "mixing.alpha=-1"],
     }
     result = {name: statistics.median(_seconds(cmd) for _ in range(args.repeat)) for name, cmd in cases.items()}
     for name, seconds in result.items():

@@ -53,6 +53,7 @@ from mixcollapse.experiments.cost import FLOPS_PER_IMAGE, MFU, PEAK_BF16, estima
 from mixcollapse.experiments.paper import EXPERIMENTS, RunKey, experiments_runs
 from mixcollapse.experiments.scales import run_config
 from mixcollapse.losses import get_loss
+from mixcollapse.mixing import build_mixing
 from mixcollapse.models import build_model
 from mixcollapse.training.loop import evaluate, train_one_epoch
 from mixcollapse.training.optim import build_optimizer, build_scheduler
@@ -191,7 +192,7 @@ def timed_steps(cfg: ExperimentConfig, device: torch.device, sizes: Sizes, steps
         device,
         1,
         num_classes=bundle.num_classes,
-        mixup=cfg.mixup,
+        mixing=build_mixing(cfg.mixing),
         rng=np.random.default_rng(0),
         amp=cfg.train.amp,
         channels_last=cfg.train.channels_last,

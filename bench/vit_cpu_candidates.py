@@ -127,7 +127,7 @@ def probe(name: str, overrides: tuple[str, ...], out: Path, data_root: str) -> d
     args = [
         *COMMON,
         *overrides,
-        "mixup.alpha=1.0",
+        "mixing.alpha=1.0",
         f"train.checkpoint_epochs={kept}",
         "analysis.pairs_per_class_pair=300",
         "analysis.bn_mode=train",

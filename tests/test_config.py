@@ -6,9 +6,9 @@ from mixcollapse.config import ConfigError, config_from_dict, dump_yaml, load_co
 
 
 def test_defaults_preset_and_overrides_compose():
-    cfg = load_config("digits", ["train.lr=0.1", "mixup.alpha=0.4", "data.classes=[0,2,4,6]"])
+    cfg = load_config("digits", ["train.lr=0.1", "mixing.alpha=0.4", "data.classes=[0,2,4,6]"])
     assert cfg.data.name == "digits" and cfg.model.name == "small"
-    assert cfg.train.lr == 0.1 and cfg.mixup.alpha == 0.4
+    assert cfg.train.lr == 0.1 and cfg.mixing.alpha == 0.4
     assert cfg.data.classes == [0, 2, 4, 6]
     assert cfg.train.momentum == 0.9  # untouched default (Appendix B.1)
 
@@ -36,9 +36,9 @@ def test_round_trip_through_dict_and_yaml():
         ("train.lrr=0.1", "unknown config key 'train.lrr'"),
         ("train.lr=fast", "train.lr: expected a number"),
         ("train.lr=.nan", "train.lr: expected a finite number"),
-        ("mixup.alpha=.inf", "mixup.alpha: expected a finite number"),
+        ("mixing.alpha=.inf", "mixing.alpha: expected a finite number"),
         ("train.weight_decay=nan", "train.weight_decay: expected a finite number"),
-        ("mixup.alpha=-1", "mixup.alpha=-1.0 must be >= 0"),
+        ("mixing.alpha=-1", "mixing.alpha=-1.0 must be >= 0"),
         ("data.name=imagenet", "data.name='imagenet' is not one of"),
         ("analysis.classes=[0,1,12]", "index 12 out of range"),
         ("data.classes=[0,10]", "index 10 out of range"),

@@ -27,6 +27,8 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("step", "cosine", "constant")
 BN_MODES = ("recalibrate", "train", "eval")
 LAMBDA_MODES = ("beta", "grid")
+MIXING_METHODS = ("none", "mixup", "manifold", "cutmix")
+OLD_SECTIONS = {"mixup": "mixing"}  # sections renamed since: the old name is still read
 
 
 class ConfigError(ValueError):
@@ -81,11 +83,22 @@ class ModelConfig:
 
 
 @dataclass
-class MixupConfig:
-    """Mixup of eq. 1: lambda ~ Beta(alpha, alpha); alpha = 0 is the baseline (no mixup)."""
+class MixingConfig:
+    """How training mixes images and targets: the paper's mixup (eq. 1) and the methods compared with it.
 
+    ``method``: ``mixup`` (Zhang et al. 2017: lam x_a + (1 - lam) x_b), ``manifold`` (Verma et al. 2019: the
+    same blend of hidden states, at a layer drawn per batch from ``layers``: 0 is the input, k the output of
+    the model's k-th stage or block), ``cutmix`` (Yun et al. 2019: a box of x_b of area about 1 - lam pasted
+    into x_a, lam then the exact share of x_a's pixels) or ``none``. lam ~ Beta(alpha, alpha); alpha = 0 turns
+    mixing off (the paper's baseline). ``label_smoothing`` (epsilon): targets (1 - eps) y + eps / C, with
+    any method. The section was called ``mixup`` before; that name is still read (presets, overrides, runs).
+    """
+
+    method: str = "mixup"
     alpha: float = 1.0
-    per_sample: bool = False  # one lambda per sample instead of one per batch
+    per_sample: bool = False  # one lambda per sample instead of one per batch (mixup, manifold)
+    layers: list[int] = field(default_factory=lambda: [0, 1, 2])  # manifold: where hidden states may be mixed
+    label_smoothing: float = 0.0
 
 
 @dataclass
@@ -144,7 +157,7 @@ class ExperimentConfig:
     name: str = "run"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    mixup: MixupConfig = field(default_factory=MixupConfig)
+    mixing: MixingConfig = field(default_factory=MixingConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
 
@@ -211,6 +224,8 @@ def _merge(cfg: Any, values: dict, where: str = "") -> None:
     hints = typing.get_type_hints(type(cfg))
     names = {f.name for f in dataclasses.fields(cfg)}
     for key, value in values.items():
+        if not where and key in OLD_SECTIONS and OLD_SECTIONS[key] not in values:
+            key = OLD_SECTIONS[key]
         path = f"{where}.{key}" if where else str(key)
         if key not in names:
             raise ConfigError(f"unknown config key '{path}' (known here: {', '.join(sorted(names))})")
@@ -352,7 +367,7 @@ def check_analysis_classes(classes, num_classes: int, where: str = "classes") ->
 
 def validate(cfg: ExperimentConfig) -> None:
     """Raise ConfigError with one clear sentence for the first invalid value."""
-    d, m, mx, t, a = cfg.data, cfg.model, cfg.mixup, cfg.train, cfg.analysis
+    d, m, mx, t, a = cfg.data, cfg.model, cfg.mixing, cfg.train, cfg.analysis
     _choice(d.name, dataset_names(), "data.name")
     _choice(d.pipeline, PIPELINES, "data.pipeline")
     _choice(m.name, MODELS, "model.name")
@@ -364,8 +379,7 @@ def validate(cfg: ExperimentConfig) -> None:
     _choice(a.lam, LAMBDA_MODES, "analysis.lam")
     if not (t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:")):
         raise ConfigError(f"train.device='{t.device}' must be auto, cpu, cuda or cuda:N")
-    if mx.alpha < 0:
-        raise ConfigError(f"mixup.alpha={mx.alpha} must be >= 0 (0 turns mixup off: the baseline)")
+    _check_mixing(mx)
     _check_folder_settings(d)
     _check_classes(d, a)
     _check_train(t)
@@ -375,6 +389,18 @@ def validate(cfg: ExperimentConfig) -> None:
     _check_analysis(a)
     if d.train_limit is not None and d.train_limit < 1 or d.test_limit is not None and d.test_limit < 1:
         raise ConfigError("data.train_limit and data.test_limit must be >= 1 when set")
+
+
+def _check_mixing(mx: MixingConfig) -> None:
+    _choice(mx.method, MIXING_METHODS, "mixing.method")
+    if mx.alpha < 0:
+        raise ConfigError(f"mixing.alpha={mx.alpha} must be >= 0 (0 turns mixing off: the baseline)")
+    if not 0 <= mx.label_smoothing < 1:
+        raise ConfigError(f"mixing.label_smoothing={mx.label_smoothing} must lie in [0, 1) (0: one-hot targets)")
+    if not mx.layers or any(k < 0 for k in mx.layers):
+        raise ConfigError(f"mixing.layers={mx.layers} must list layer indices >= 0 (0: the input)")
+    if mx.per_sample and mx.method == "cutmix":
+        raise ConfigError("mixing.per_sample is for mixup and manifold; CutMix pastes one box per batch")
 
 
 def _check_classes(d: DataConfig, a: AnalysisConfig) -> None:
@@ -466,12 +492,20 @@ def model_label(cfg: ExperimentConfig) -> str:
 
 
 def training_label(cfg: ExperimentConfig) -> str:
-    """What distinguishes a run's training, for titles: loss, mixup and alpha, fixed ETF, optimizer.
+    """What distinguishes a run's training, for titles: loss, mixing method and alpha, label smoothing, fixed ETF,
+    optimizer.
 
-    ``CE baseline (no mixup)``, ``CE mixup α=1``, ``MSE mixup α=1``, ``CE mixup α=1, fixed ETF classifier``.
+    ``CE baseline (no mixup)``, ``CE mixup α=1``, ``MSE mixup α=1``, ``CE CutMix α=1``, ``CE manifold mixup α=2``,
+    ``CE label smoothing ε=0.1``, ``CE mixup α=1, fixed ETF classifier``.
     """
-    t, alpha = cfg.train, cfg.mixup.alpha
-    text = f"{t.loss.upper()} " + ("baseline (no mixup)" if alpha == 0 else f"mixup α={alpha:g}")
+    t, mx = cfg.train, cfg.mixing
+    names = {"mixup": "mixup", "manifold": "manifold mixup", "cutmix": "CutMix"}
+    mixes = mx.method != "none" and mx.alpha > 0
+    text = f"{t.loss.upper()} " + (f"{names[mx.method]} α={mx.alpha:g}" if mixes else "")
+    if mx.label_smoothing > 0:
+        text += f"{', ' if mixes else ''}label smoothing ε={mx.label_smoothing:g}"
+    elif not mixes:
+        text += "baseline (no mixup)"
     if cfg.model.fixed_etf:
         text += ", fixed ETF classifier"
     if t.optimizer != "sgd":

@@ -9,7 +9,7 @@ same lambdas and partners as an uninterrupted one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import combinations_with_replacement
 
@@ -184,10 +184,12 @@ def mix_images(x_a: torch.Tensor, x_b: torch.Tensor, lam: torch.Tensor) -> torch
 
 
 class MixedPairImages(torch.utils.data.Dataset):
-    """Mixed images lam x_a + (1 - lam) x_b of a PairSet read through ``dataset``, with their position."""
+    """Mixed images of a PairSet read through ``dataset``, with their position: ``mix(x_a, x_b, lam, index)``
+    (a mixing method's ``pair_images``; default: mixup's blend lam x_a + (1 - lam) x_b)."""
 
-    def __init__(self, dataset, pairs: PairSet) -> None:
+    def __init__(self, dataset, pairs: PairSet, mix: Callable | None = None) -> None:
         self.dataset, self.pairs = dataset, pairs
+        self.mix = mix if mix is not None else (lambda x_a, x_b, lam, index: mix_images(x_a, x_b, lam))
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -200,13 +202,12 @@ class MixedPairImages(torch.utils.data.Dataset):
         pairs stored on disk (``analysis.extract.StoredPairs``) cost a few reads per batch."""
         lo = min(indices)
         rows = self.pairs.subset(slice(lo, max(indices) + 1))
-        out = []
-        for i in indices:
-            x_a = self.dataset[int(rows.index_a[i - lo])][0]
-            x_b = self.dataset[int(rows.index_b[i - lo])][0]
-            lam = torch.tensor([rows.lam[i - lo]], dtype=torch.float32)
-            out.append((mix_images(x_a[None], x_b[None], lam)[0], i))
-        return out
+        at = np.asarray(indices) - lo
+        x_a = torch.stack([self.dataset[int(rows.index_a[k])][0] for k in at])
+        x_b = torch.stack([self.dataset[int(rows.index_b[k])][0] for k in at])
+        lam = torch.as_tensor(rows.lam[at], dtype=torch.float32)
+        mixed = self.mix(x_a, x_b, lam, np.asarray(indices))
+        return [(mixed[k], i) for k, i in enumerate(indices)]
 
 
 def choose_classes(num_classes: int, seed: int, k: int = 3) -> list[int]:

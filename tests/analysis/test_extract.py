@@ -16,12 +16,12 @@ from mixcollapse.analysis.extract import (
     extract_pair_features,
     iter_npy_rows,
     load_pair_features,
-    mixup_training_batches,
     recalibrate_batchnorm,
     write_pairs,
     write_projection,
 )
 from mixcollapse.metrics.projection import project_features
+from mixcollapse.mixing import Mixing
 from mixcollapse.mixup import MixedPairImages, make_pairs, pair_chunks
 
 EVAL = BatchNormPlan("eval")
@@ -73,7 +73,7 @@ def test_recalibrated_features_do_not_depend_on_batch_size(tmp_path, toy):
     model, dataset, pairs = toy
 
     def bn():
-        return BatchNormPlan("recalibrate", mixup_training_batches(dataset, 4, 1.0, 16, seed=1), recalibrate_batches=4)
+        return BatchNormPlan("recalibrate", Mixing().batches(dataset, 4, 16, seed=1), recalibrate_batches=4)
 
     a = extract_pair_features(model, dataset, pairs, tmp_path / "a", bn=bn(), loading=Loading(7, progress=False))
     b = extract_pair_features(model, dataset, pairs, tmp_path / "b", bn=bn(), loading=Loading(64, progress=False))
@@ -90,7 +90,7 @@ def test_train_mode_composes_batches_like_training_batches(tmp_path, toy):
         dataset,
         pairs,
         tmp_path / "t",
-        bn=BatchNormPlan("train", mixup_training_batches(dataset, 4, 1.0, 32, seed=0)),
+        bn=BatchNormPlan("train", Mixing().batches(dataset, 4, 32, seed=0)),
         loading=Loading(32, progress=False),
     )
     assert out.meta["bn_mode"] == "train" and out.meta["pair_fraction"] == 0.25

@@ -32,7 +32,7 @@ def one_line_error(capsys, *argv: str, after_progress: bool = False) -> str:
     "override, fragments",
     [
         ("data.name=imagenet", ["data.name='imagenet' is not one of", "cifar10"]),
-        ("mixup.alpha=-0.5", ["mixup.alpha=-0.5 must be >= 0"]),
+        ("mixing.alpha=-0.5", ["mixing.alpha=-0.5 must be >= 0"]),
         ("analysis.classes=[0,1,10]", ["index 10 out of range", "0..9"]),
     ],
 )
@@ -94,7 +94,7 @@ def test_a_diverging_run_ends_in_one_line_naming_the_epoch_and_settings(tmp_path
         after_progress=True,
     )
     assert line.startswith("mixcollapse train: error: training diverged in epoch 1 (train loss ")
-    assert "train.lr=1e+06" in line and "mixup.alpha=1" in line and "lower train.lr" in line
+    assert "train.lr=1e+06" in line and "mixing.alpha=1" in line and "lower train.lr" in line
 
 
 def test_output_paths_the_system_refuses_are_one_line(tmp_path, capsys):

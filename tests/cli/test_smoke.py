@@ -27,8 +27,8 @@ def assert_one_line(proc: subprocess.CompletedProcess, prefix: str) -> None:
 
 
 def test_train_validates_the_config_before_anything_else(tmp_path):
-    proc = mixcollapse("train", "--out", str(tmp_path / "run"), "mixup.alpha=-0.5")
-    assert_one_line(proc, "mixcollapse train: error: mixup.alpha=-0.5 must be >= 0")
+    proc = mixcollapse("train", "--out", str(tmp_path / "run"), "mixing.alpha=-0.5")
+    assert_one_line(proc, "mixcollapse train: error: mixing.alpha=-0.5 must be >= 0")
     assert not (tmp_path / "run").exists()
 
 

@@ -12,7 +12,7 @@ def test_grid_syntax():
         [
             "train.lr=logspace(0.01,0.25,10)",
             "train.weight_decay=linspace(0,0.05,3)",
-            "mixup.alpha=[0.4, 1.0]",
+            "mixing.alpha=[0.4, 1.0]",
             "train.epochs=5",
         ]
     )
@@ -21,7 +21,7 @@ def test_grid_syntax():
     ratios = [b / a for a, b in zip(lr, lr[1:], strict=False)]
     assert max(ratios) / min(ratios) < 1.001  # log-spaced (4 significant digits)
     assert grid["train.weight_decay"] == [0.0, 0.025, 0.05]
-    assert grid["mixup.alpha"] == [0.4, 1.0] and grid["train.epochs"] == [5]
+    assert grid["mixing.alpha"] == [0.4, 1.0] and grid["train.epochs"] == [5]
     assert point_name({"train.lr": 0.0143, "train.weight_decay": 0.025}) == "lr=0.0143_wd=0.025"
     for bad in ("train.lr", "lr=0.1", "train.lr=logspace(0,1,3)", "train.lr=linspace(1,2)"):
         with pytest.raises(ValueError):

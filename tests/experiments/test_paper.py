@@ -35,12 +35,12 @@ def test_list_shows_every_experiment_of_the_paper():
 
 
 def test_variants_of_the_figures():
-    assert run_config(run_key("wrn-cifar10-alpha0.4")).mixup.alpha == 0.4
-    assert run_config(run_key("vit-cifar10-alpha0.4")).mixup.alpha == 0.4
+    assert run_config(run_key("wrn-cifar10-alpha0.4")).mixing.alpha == 0.4
+    assert run_config(run_key("vit-cifar10-alpha0.4")).mixing.alpha == 0.4
     assert run_config(run_key("vit-cifar10-adamw")).train.optimizer == "adamw"
     assert run_config(run_key("wrn-cifar10-etf")).model.fixed_etf
     assert run_config(run_key("wrn-cifar10-mse")).train.loss == "mse"
-    assert run_config(run_key("wrn-cifar10-baseline")).mixup.alpha == 0.0
+    assert run_config(run_key("wrn-cifar10-baseline")).mixing.alpha == 0.0
     assert run_config(run_key("wrn-cifar10-mixup")).train.checkpoint_epochs == [100, 300, 500]
     # What each figure reads.
     assert {k.name for k in get_experiment("fig9").runs} == {"wrn-cifar10-alpha0.4", "vit-cifar10-alpha0.4"}

@@ -32,7 +32,7 @@ def test_full_scale_wrn_presets_match_appendix_b1(dataset):
     assert (t.optimizer, t.momentum, t.weight_decay) == ("sgd", 0.9, 1e-4)
     assert (t.batch_size, t.epochs, t.schedule, t.warmup_epochs) == (128, 500, "step", 0)
     assert t.milestones == [0.3, 0.5, 0.9] and t.gamma == 0.1
-    assert cfg.mixup.alpha == 1.0 and not m.fixed_etf and t.loss == "ce"
+    assert cfg.mixing.alpha == 1.0 and not m.fixed_etf and t.loss == "ce"
     assert cfg.data.name == dataset
     grid = sweep_grid("wrn", "full")
     assert list(grid) == ["train.lr"]
@@ -49,7 +49,7 @@ def test_full_scale_vit_presets_match_appendix_b1(dataset):
     assert (m.name, m.patch_size, m.embed_dim, m.vit_depth, m.num_heads) == ("vit", 4, 768, 12, 12)  # ViT-B/4
     assert (t.optimizer, t.batch_size, t.epochs) == ("adam", 128, 1000)
     assert (t.schedule, t.warmup_epochs) == ("cosine", 10)
-    assert cfg.mixup.alpha == 1.0 and t.loss == "ce"
+    assert cfg.mixing.alpha == 1.0 and t.loss == "ce"
     grid = sweep_grid("vit", "full")
     assert log_spaced(grid["train.lr"], 1e-4, 3e-3, 10)
     wd = grid["train.weight_decay"]
@@ -78,7 +78,7 @@ def test_tiny_scale_keeps_the_code_path():
             "train.optimizer",
             "train.schedule",
             "train.loss",
-            "mixup.alpha",
+            "mixing.alpha",
             "analysis.bn_mode",
             "analysis.lam",
         ):
@@ -118,7 +118,7 @@ def test_cpu_scale_is_the_measured_recipe():
         == run_config(run_key("wrn-fashionmnist-mixup"), "full").train.lr
     )  # at full scale the sweep chooses
     assert run_config(run_key("wrn-fashionmnist-etf"), "cpu").model.fixed_etf
-    assert run_config(run_key("wrn-fashionmnist-baseline"), "cpu").mixup.alpha == 0
+    assert run_config(run_key("wrn-fashionmnist-baseline"), "cpu").mixing.alpha == 0
     with pytest.raises(ValueError, match="no recipe for wrn-cifar10"):
         run_config(run_key("wrn-cifar10-mixup"), "cpu")
     with pytest.raises(ValueError, match="no sweep"):

@@ -18,7 +18,7 @@ def events(run) -> EventAccumulator:
 
 
 def test_every_epoch_number_and_the_hyper_parameters_are_in_the_event_files(tmp_path, tiny_config):
-    cfg = tiny_config("train.epochs=3", "mixup.alpha=0.4", "train.lr=0.05")
+    cfg = tiny_config("train.epochs=3", "mixing.alpha=0.4", "train.lr=0.05")
     run = train(cfg, tmp_path / "run")
     board, rows = events(run), read_metrics(run)
     for tag in (
@@ -38,7 +38,7 @@ def test_every_epoch_number_and_the_hyper_parameters_are_in_the_event_files(tmp_
         assert got == pytest.approx(epoch_scalars(row), rel=1e-6)
     start = board.PluginTagToContent("hparams")["_hparams_/session_start_info"]
     hparams = plugin_data_pb2.HParamsPluginData.FromString(start).session_start_info.hparams
-    assert hparams["mixup.alpha"].number_value == 0.4 and hparams["train.lr"].number_value == 0.05
+    assert hparams["mixing.alpha"].number_value == 0.4 and hparams["train.lr"].number_value == 0.05
     assert hparams["data.name"].string_value == "digits"
 
 

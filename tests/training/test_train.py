@@ -11,9 +11,10 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.functional.classification import multiclass_calibration_error
 
-from mixcollapse.config import MixupConfig, load_config
+from mixcollapse.config import MixingConfig, load_config
 from mixcollapse.data.datasets import build_datasets, build_loaders
 from mixcollapse.data.locate import DataError
+from mixcollapse.mixing import build_mixing
 from mixcollapse.training.checkpoint import CheckpointError, load_checkpoint, load_model
 from mixcollapse.training.loop import evaluate, train, train_one_epoch
 from mixcollapse.training.rundir import (
@@ -72,7 +73,7 @@ def test_short_run_lowers_the_loss_and_writes_the_run_directory(tmp_path, tiny_c
 
 
 def test_baseline_fixed_etf_mse_and_per_sample_mixup(tmp_path, tiny_config):
-    cfg = tiny_config("train.epochs=1", "mixup.alpha=0", "model.fixed_etf=true", "train.loss=mse")
+    cfg = tiny_config("train.epochs=1", "mixing.alpha=0", "model.fixed_etf=true", "train.loss=mse")
     before = load_config("digits", ["model.fixed_etf=true", "model.hidden=32"])
     from mixcollapse.models import build_model
 
@@ -82,7 +83,7 @@ def test_baseline_fixed_etf_mse_and_per_sample_mixup(tmp_path, tiny_config):
     row = read_metrics(run)[0]
     assert row["classifier_etf_distance"] == pytest.approx(0.0, abs=1e-6)
     assert row["classifier_cos_mean"] == pytest.approx(-1 / 9, abs=1e-6)
-    run = train(tiny_config("train.epochs=1", "mixup.per_sample=true", "mixup.alpha=0.4"), tmp_path / "ps")
+    run = train(tiny_config("train.epochs=1", "mixing.per_sample=true", "mixing.alpha=0.4"), tmp_path / "ps")
     assert len(read_metrics(run)) == 1
 
 
@@ -123,7 +124,7 @@ def test_train_one_epoch_hands_the_loss_the_mixed_targets(per_sample):
         torch.device("cpu"),
         1,
         num_classes=C,
-        mixup=MixupConfig(alpha=1.0, per_sample=per_sample),
+        mixing=build_mixing(MixingConfig(alpha=1.0, per_sample=per_sample)),
         rng=np.random.default_rng(0),
     )
     assert len(seen_targets) == len(seen_inputs) == 6
@@ -243,7 +244,7 @@ def test_resume_checks_the_checkpoint_config(tmp_path, tiny_config):
     run = train(cfg, tmp_path / "run", stop_after_epoch=1)
     (run / "config.yaml").unlink()  # config.yaml lost: the checkpoint's own config still guards resume
     with pytest.raises(CheckpointError, match="another config"):
-        train(tiny_config("train.epochs=2", "train.checkpoint_every=1", "mixup.alpha=0.2"), run, resume=True)
+        train(tiny_config("train.epochs=2", "train.checkpoint_every=1", "mixing.alpha=0.2"), run, resume=True)
 
 
 # ---- run directory ------------------------------------------------------------------------------

@@ -41,7 +41,8 @@ from torch import nn
 
 from mixcollapse.files import atomic_folder, atomic_write_json
 from mixcollapse.metrics.projection import projection_matrix
-from mixcollapse.mixup import PAIR_DTYPES, PAIR_FIELDS, MixedPairImages, PairSet, mix_batch
+from mixcollapse.mixing import Mixing
+from mixcollapse.mixup import PAIR_DTYPES, PAIR_FIELDS, MixedPairImages, PairSet
 from mixcollapse.progress import progress_bar
 
 FORMAT_VERSION = 1
@@ -54,20 +55,6 @@ NO_BATCHNORM = "none (the model has no batch norm)"  # what analyses record as t
 def has_batchnorm(model: nn.Module) -> bool:
     """True when the model holds any batch-norm layer."""
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
-
-
-def mixup_training_batches(
-    dataset, num_classes: int, alpha: float, batch_size: int, seed: int = 0
-) -> Iterator[torch.Tensor]:
-    """Endless mixed training batches (inputs only), drawn like training batches: shuffled, mixed."""
-    gen = torch.Generator().manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, generator=gen)
-    if len(loader) == 0:
-        raise ValueError(f"the training set ({len(dataset)} images) is smaller than one batch of {batch_size}")
-    while True:
-        for x, y in loader:
-            yield mix_batch(x, y, num_classes, alpha, rng).x
 
 
 @torch.no_grad()
@@ -237,7 +224,7 @@ class BatchNormPlan:
     ``mode``: ``recalibrate`` (running statistics re-estimated on ``recalibrate_batches`` of ``batches``, then
     eval mode), ``train`` (batch statistics of batches whose ``1 - pair_fraction`` rest is filled from
     ``batches``, as in training) or ``eval`` (the stored running statistics). ``batches`` yields mixed training
-    batches (``mixup_training_batches``); recalibrate and train need them when the model has batch norm.
+    batches (a mixing method's ``batches``); recalibrate and train need them when the model has batch norm.
     """
 
     mode: str = "recalibrate"
@@ -264,13 +251,15 @@ def extract_pair_features(
     *,
     bn: BatchNormPlan = BatchNormPlan(),
     loading: Loading = Loading(),
+    mixing: Mixing | None = None,
     callbacks: Iterable[BatchCallback] = (),
     meta: dict | None = None,
     overwrite: bool = False,
 ) -> PairFeatures:
     """Features and logits of every mixup pair, streamed into ``out_dir`` (see the module doc).
 
-    ``dataset`` yields un-augmented training images by index; ``bn`` says how batch norm runs.
+    ``dataset`` yields un-augmented training images by index; ``bn`` says how batch norm runs; ``mixing`` turns
+    a pair into an image (default: mixup's blend).
     Each callback receives a dict with the batch's ``features``, ``logits`` (tensors on the
     device) and ``pairs`` (a PairSet slice) as it is produced, so streaming measurements
     need no second pass. ``pairs`` may be in memory (PairSet) or on disk (StoredPairs, read a
@@ -298,8 +287,9 @@ def extract_pair_features(
     try:
         with atomic_folder(out_dir) as partial:
             per_batch = max(1, int(batch_size * pair_fraction)) if train_mode else batch_size
+            images = MixedPairImages(dataset, pairs, None if mixing is None else mixing.pair_images)
             loader = torch.utils.data.DataLoader(
-                MixedPairImages(dataset, pairs), batch_size=per_batch, shuffle=False, num_workers=loading.num_workers
+                images, batch_size=per_batch, shuffle=False, num_workers=loading.num_workers
             )
             filler = (lambda n: next(batch_iter)[:n].to(device)) if train_mode else None
             _stream_features(net, loader, pairs, partial, batch_size, filler, list(callbacks), device, loading.progress)

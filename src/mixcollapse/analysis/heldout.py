@@ -17,7 +17,7 @@ batch-norm state the measurement is about (see docs/analysis.md).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -115,6 +115,7 @@ def measure_mixed_pairs(
     dataset,
     pairs: PairSet,
     *,
+    mix: Callable | None = None,
     n_bins: int = LAMBDA_BINS,
     batch_size: int = 256,
     device: str | torch.device = "cpu",
@@ -125,7 +126,8 @@ def measure_mixed_pairs(
 
     Returns {"num_pairs", "n_bins", "different_class": {...}, "same_class": {...}}, each group with
     ConfidenceByLambdaAccumulator's keys (bin_edges, bin_centers, counts, confidence, error_rate,
-    target_confidence, mean_confidence, error_rate_overall), or None for a group without pairs.
+    target_confidence, mean_confidence, error_rate_overall), or None for a group without pairs. ``mix`` turns a
+    pair into an image (a mixing method's ``pair_images``; default: mixup's blend).
     """
     device = torch.device(device)
     was_training = net.training
@@ -133,7 +135,7 @@ def measure_mixed_pairs(
     groups = {name: ConfidenceByLambdaAccumulator(n_bins) for name in ("different_class", "same_class")}
     seen = {"different_class": 0, "same_class": 0}
     loader = torch.utils.data.DataLoader(
-        MixedPairImages(dataset, pairs), batch_size=batch_size, shuffle=False, num_workers=num_workers
+        MixedPairImages(dataset, pairs, mix), batch_size=batch_size, shuffle=False, num_workers=num_workers
     )
     try:
         for x, idx in progress_bar(loader, "mixed test pairs", progress):

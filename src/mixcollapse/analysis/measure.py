@@ -13,13 +13,14 @@ norm, centring, the UFM's weight decay) are in docs/analysis.md.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
 import shutil
 import time
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,6 @@ from mixcollapse.analysis.extract import (
     extract_pair_features,
     has_batchnorm,
     load_pair_features,
-    mixup_training_batches,
     recalibrate_batchnorm,
     write_pairs,
     write_projection,
@@ -49,6 +49,7 @@ from mixcollapse.files import atomic_write_text, check_output_folder
 from mixcollapse.machine import pick_device
 from mixcollapse.metrics.geometry import classifier_geometry
 from mixcollapse.metrics.projection import project_classifier
+from mixcollapse.mixing import Mixing
 from mixcollapse.mixup import choose_classes, pair_chunks, pair_count
 from mixcollapse.models.adapter import check_contract
 
@@ -148,7 +149,7 @@ def prepare_network(
     model: nn.Module,
     train_dataset,
     settings: AnalysisConfig,
-    alpha: float,
+    mixing: Mixing,
     mix_batches: Iterable[Tensor] | None = None,
     mix_batch_size: int = 128,
     device: str | torch.device = "cpu",
@@ -162,7 +163,7 @@ def prepare_network(
         batches = (
             mix_batches
             if mix_batches is not None
-            else mixup_training_batches(train_dataset, num_classes, alpha, mix_batch_size, seed=settings.seed)
+            else mixing.batches(train_dataset, num_classes, mix_batch_size, seed=settings.seed)
         )
     if batchnorm and settings.bn_mode == "recalibrate":
         net = recalibrate_batchnorm(model, iter(batches), settings.recalibrate_batches, device)
@@ -200,15 +201,14 @@ def measure_pairs(m: Measuring, nc: NeuralCollapse) -> tuple[PairFeatures, dict]
     through the network, the configuration accumulator and the UFM solver; returns the features
     and the ``configuration`` section of analysis.json.
     """
-    a, W, classes, alpha = m.settings, m.model.classifier.weight.detach(), m.classes, m.training.alpha
+    a, W, classes, mixing = m.settings, m.model.classifier.weight.detach(), m.classes, m.training.mixing
     pair_dir = m.out_dir / ".pairs.partial"
     shutil.rmtree(pair_dir, ignore_errors=True)
-    labels = dataset_labels(m.train_dataset)
-    pairs = write_pairs(
-        pair_dir,
-        pair_chunks(labels, classes, a.pairs_per_class_pair, a.lam, alpha, a.grid_size, a.seed),
-        pair_count(len(classes), a.pairs_per_class_pair),
-    )
+    chunks = pair_chunks(dataset_labels(m.train_dataset), classes, a.pairs_per_class_pair, a.lam,
+                         mixing.pair_alpha, a.grid_size, a.seed)  # fmt: skip
+    shape = tuple(m.train_dataset[0][0].shape)
+    chunks = (dataclasses.replace(c, lam=mixing.pair_lambdas(c.lam, shape)) for c in chunks)
+    pairs = write_pairs(pair_dir, chunks, pair_count(len(classes), a.pairs_per_class_pair))
     solver, solver_note = ufm_solver()
     bias = m.model.classifier.bias
     acc = ConfigurationAccumulator(W, None if bias is None else bias.detach(), centres=nc.means - nc.global_mean)
@@ -219,7 +219,8 @@ def measure_pairs(m: Measuring, nc: NeuralCollapse) -> tuple[PairFeatures, dict]
         "classes": classes,
         "class_names": [m.names[c] for c in classes],
         "lam_mode": a.lam,
-        "alpha": alpha,
+        "alpha": mixing.alpha,
+        "mixing": mixing.describe(),
         "seed": a.seed,
         **extra,
     }
@@ -232,6 +233,7 @@ def measure_pairs(m: Measuring, nc: NeuralCollapse) -> tuple[PairFeatures, dict]
             m.out_dir / "features",
             bn=BatchNormPlan(m.network.pair_mode, m.network.batches, a.recalibrate_batches),
             loading=Loading(**m.loader_args),
+            mixing=mixing,
             callbacks=[measure],
             overwrite=True,
             meta=meta,
@@ -262,11 +264,13 @@ def measure_heldout(m: Measuring, test_dataset, clock: _Clock | None = None) -> 
         dataset_labels(test_dataset),
         a.test_pairs,
         lam_mode=a.lam,
-        alpha=m.training.alpha,
+        alpha=m.training.mixing.pair_alpha,
         grid_size=a.grid_size,
         seed=a.seed + 1,
     )
-    test_pairs = measure_mixed_pairs(net, test_dataset, tpairs, **m.loader_args)
+    mixing = m.training.mixing
+    tpairs.lam = mixing.pair_lambdas(tpairs.lam, tuple(test_dataset[0][0].shape))
+    test_pairs = measure_mixed_pairs(net, test_dataset, tpairs, mix=mixing.pair_images, **m.loader_args)
     test_pairs["classes"] = "all classes present in the test set"
     test_pairs["lam_mode"] = a.lam
     if clock is not None:
@@ -321,12 +325,13 @@ def load_analysis(out_dir: str | Path) -> Analysis:
 
 @dataclass(frozen=True)
 class Training:
-    """How the measured model was trained, which the analysis reproduces: mixup's ``alpha`` (the λ of the
-    pairs; 0 for a baseline), the mixed training ``mix_batches`` for batch-norm recalibration or train mode
-    (default: drawn from the training set with ``alpha``, ``mix_batch_size`` at a time), and for Figure 5
-    the run's per-epoch ``metrics_rows`` (``classifier_*`` keys of metrics.jsonl) up to ``checkpoint_epoch``."""
+    """How the measured model was trained, which the analysis reproduces: its ``mixing`` method (the λ of the
+    pairs, how a pair becomes an image; default mixup with α = 1), the mixed training ``mix_batches`` for
+    batch-norm recalibration or train mode (default: drawn from the training set by ``mixing``,
+    ``mix_batch_size`` at a time), and for Figure 5 the run's per-epoch ``metrics_rows`` (``classifier_*``
+    keys of metrics.jsonl) up to ``checkpoint_epoch``."""
 
-    alpha: float = 1.0
+    mixing: Mixing = field(default_factory=Mixing)
     mix_batches: Iterable[Tensor] | None = None
     mix_batch_size: int = 128
     metrics_rows: Sequence[dict] | None = None
@@ -376,7 +381,7 @@ def measure_model(
     loader_args = dict(batch_size=a.batch_size, device=device, num_workers=num_workers, progress=report.progress)
     clock = _Clock()
     network = prepare_network(
-        model, train_dataset, a, training.alpha, training.mix_batches, training.mix_batch_size, device
+        model, train_dataset, a, training.mixing, training.mix_batches, training.mix_batch_size, device
     )
     clock.lap("recalibrate")
     chosen = resolve_classes(classes, a, C)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from mixcollapse.analysis.extract import has_batchnorm, mixup_training_batches
+from mixcollapse.analysis.extract import has_batchnorm
 from mixcollapse.analysis.measure import (
     ANALYSIS_FILE,
     MEASURES_BY_LOSS,
@@ -32,6 +32,7 @@ from mixcollapse.config import ExperimentConfig, apply_overrides, model_label, t
 from mixcollapse.data.datasets import DataBundle, build_datasets
 from mixcollapse.files import check_output_folder
 from mixcollapse.machine import pick_device
+from mixcollapse.mixing import Mixing, build_mixing
 from mixcollapse.training.board import BOARD_DIR, log_image
 from mixcollapse.training.checkpoint import load_trained
 from mixcollapse.training.rundir import read_metrics
@@ -57,24 +58,23 @@ _log = logging.getLogger(__name__)
 
 @dataclass
 class RunData:
-    """A run's data as its analyses read it: the datasets without augmentation (``plain``), and mixed training
-    batches drawn as the run trained (its augmentation and mixup alpha) for batch-norm recalibration."""
+    """A run's data as its analyses read it: the datasets without augmentation (``plain``), the run's mixing
+    method, and mixed training batches drawn as the run trained (its augmentation and mixing) for batch-norm
+    recalibration."""
 
     plain: DataBundle
+    mixing: Mixing
     batches: Iterator[torch.Tensor] | None
 
 
 def run_data(cfg: ExperimentConfig, batches: bool = True) -> RunData:
     """:class:`RunData` of ``cfg`` (``batches=False``: no mixed batches); one set-up for analyses and trajectories."""
-    plain = build_datasets(cfg.data, train_augment=False)
+    plain, mixing = build_datasets(cfg.data, train_augment=False), build_mixing(cfg.mixing)
     if not batches:
-        return RunData(plain, None)
+        return RunData(plain, mixing, None)
     augments = cfg.data.augment and get_spec(cfg.data.name).augmentable
     train = build_datasets(cfg.data, train_augment=True).train if augments else plain.train
-    return RunData(
-        plain,
-        mixup_training_batches(train, plain.num_classes, cfg.mixup.alpha, cfg.train.batch_size, seed=cfg.analysis.seed),
-    )
+    return RunData(plain, mixing, mixing.batches(train, plain.num_classes, cfg.train.batch_size, cfg.analysis.seed))
 
 
 def analyze_run(
@@ -124,9 +124,7 @@ def analyze_run(
         out_dir=out_dir,
         settings=a,
         device=torch_device,
-        training=Training(
-            cfg.mixup.alpha, data.batches, metrics_rows=_history(run_dir), checkpoint_epoch=trained.epoch
-        ),
+        training=Training(data.mixing, data.batches, metrics_rows=_history(run_dir), checkpoint_epoch=trained.epoch),
         report=report,
         num_workers=cfg.data.num_workers,
         overwrite=True,

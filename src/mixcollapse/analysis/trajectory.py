@@ -38,7 +38,7 @@ from mixcollapse.analysis.extract import NO_BATCHNORM, bn_network, has_batchnorm
 from mixcollapse.analysis.readout import fit_probe, layer_logits, readout_summary, softmax
 from mixcollapse.files import atomic_write, atomic_write_json
 from mixcollapse.metrics.projection import project_classifier, projection_matrix, triangle_vertices
-from mixcollapse.mixup import mix_images
+from mixcollapse.mixing import Mixing
 
 PROJECTIONS = ("auto", "classifier", "probe")
 
@@ -65,10 +65,11 @@ def pick_different_pairs(labels: np.ndarray, classes: Sequence[int], n: int, see
     return [first, *zip(rng.choice(a, n - 1).tolist(), rng.choice(b, n - 1).tolist(), strict=True)][:n]
 
 
-def _mixes(dataset, ia: int, ib: int, lam: torch.Tensor) -> torch.Tensor:
-    """lam x_a + (1 - lam) x_b (len(lam), ...) of the training images ``ia`` and ``ib``."""
+def _mixes(dataset, ia: int, ib: int, lam: torch.Tensor, mixing: Mixing) -> torch.Tensor:
+    """The training images ``ia`` and ``ib`` mixed at every ``lam`` (len(lam), ...) by ``mixing``."""
     x_a, x_b = dataset[ia][0], dataset[ib][0]
-    return mix_images(x_a.expand(len(lam), *x_a.shape), x_b.expand(len(lam), *x_b.shape), lam)
+    index = np.arange(len(lam))  # where a method places something per pair (CutMix's box): the same for every pair
+    return mixing.pair_images(x_a.expand(len(lam), *x_a.shape), x_b.expand(len(lam), *x_b.shape), lam, index)
 
 
 @torch.no_grad()
@@ -133,6 +134,7 @@ def layer_trajectories(
     recalibrate_batches: int = 50,
     seed: int = 0,
     readout_pairs: int = 32,
+    mixing: Mixing | None = None,
     device: str | torch.device = "cpu",
 ) -> dict:
     """Paths through the layers of mixes of a same-class and a different-class pair of training images.
@@ -143,7 +145,8 @@ def layer_trajectories(
     classifier's width, as in a ViT; probe otherwise, as in a WRN);
     ``reference_batches`` yields mixed training batches (centring, probes, batch-norm filler);
     ``readout_pairs`` different-class pairs (the drawn one first) are mixed at the same ``lams`` and read by
-    the final classifier at every layer (:mod:`mixcollapse.analysis.readout`; 0 skips it).
+    the final classifier at every layer (:mod:`mixcollapse.analysis.readout`; 0 skips it); ``mixing`` mixes
+    the images (default: mixup's blend; CutMix's lambdas become box areas).
     Returns plain arrays: ``xy`` (P, L', 2), ``lam``, ``same`` (P,), ``pair`` (P, 2) image indices,
     ``classifier_xy`` (3, 2), ``readout_probs`` (R, L', 2: p of each image's class per layer) and
     ``readout_lam`` (R,), then ``readout`` (the half depths, :func:`~mixcollapse.analysis.readout.readout_summary`),
@@ -157,12 +160,14 @@ def layer_trajectories(
     batches = iter(reference_batches)
     pairs = pick_pairs(labels, classes, seed)
     readout = pick_different_pairs(labels, classes, readout_pairs, seed) if readout_pairs > 0 else []
+    mixing = mixing if mixing is not None else Mixing()
+    lams = mixing.pair_lambdas(np.asarray(lams, dtype=np.float64), tuple(dataset[0][0].shape))
     lam = torch.tensor(list(lams), dtype=torch.float32)
     meta = [(kind == "same", ia, ib, float(v)) for kind, (ia, ib) in pairs.items() for v in lam]
     try:
         net = bn_network(model, bn_mode, batches, recalibrate_batches, device)
         ref_layers = _reference_layers(net, batches, reference_size, device)
-        x = torch.cat([_mixes(dataset, ia, ib, lam) for ia, ib in [*pairs.values(), *readout]])
+        x = torch.cat([_mixes(dataset, ia, ib, lam, mixing) for ia, ib in [*pairs.values(), *readout]])
         all_layers = _chunked_layers(net, x, next(batches) if net.training else None, device)
         mix_layers = [h[: len(meta)] for h in all_layers]
         read_layers = [h[len(meta) :] for h in all_layers]

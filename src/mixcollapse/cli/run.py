@@ -6,7 +6,7 @@ import json
 import logging
 from pathlib import Path
 
-OVERRIDES_HELP = "config overrides as section.key=value, e.g. train.lr=0.05 mixup.alpha=0.4"
+OVERRIDES_HELP = "config overrides as section.key=value, e.g. train.lr=0.05 mixing.alpha=0.4"
 PDF_HELP = "write every figure as PDF too (vector, for papers; slower), beside the PNG"
 
 

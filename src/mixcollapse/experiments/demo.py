@@ -120,7 +120,7 @@ def _plan(out_dir: Path, overrides: list[str], progress: bool) -> list[tuple]:
     machine = machine_overrides(load_config("digits", overrides))
     planned = []
     for name, alpha in RUNS:
-        settings = [f"mixup.alpha={alpha}", f"name=digits-{name}", f"train.progress={str(progress).lower()}"]
+        settings = [f"mixing.alpha={alpha}", f"name=digits-{name}", f"train.progress={str(progress).lower()}"]
         planned.append((name, alpha, load_config("digits", [*machine, *overrides, *settings]), out_dir / "runs" / name))
     return planned
 
@@ -243,7 +243,7 @@ def _train_and_measure_one(name: str, cfg_dict: dict, run_dir: str, progress: bo
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
     cfg, path = config_from_dict(cfg_dict), Path(run_dir)
-    _log.info(f"[demo] training {name} (alpha={cfg.mixup.alpha:g}) into {path}")
+    _log.info(f"[demo] training {name} (alpha={cfg.mixing.alpha:g}) into {path}")
     train(cfg, path, resume=_has_run(path))
     _log.info(f"[demo] measuring {name}: mixup-pair features, neural collapse, calibration")
     result = analyze_run(path, overwrite=True, progress=progress, draw=RUN_FIGURES)

@@ -5,7 +5,7 @@ Syntax (one ``--grid`` per key; the grid is the product of all keys, in the orde
     train.lr=logspace(0.01,0.25,10)        10 log-spaced values from 0.01 to 0.25, both included
     train.weight_decay=linspace(0,0.05,3)  3 evenly spaced values: 0, 0.025, 0.05
     train.weight_decay=[0,0.05]            a YAML list
-    mixup.alpha=0.4                        one value
+    mixing.alpha=0.4                        one value
 
 ``logspace``/``linspace`` values are rounded to 4 significant digits, so that a run's name and its
 config hold the same number. A run is named by its values, e.g. ``lr=0.0143_wd=0.025``.
@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-SHORT_NAMES = {"train.lr": "lr", "train.weight_decay": "wd", "mixup.alpha": "alpha", "train.batch_size": "bs"}
+SHORT_NAMES = {"train.lr": "lr", "train.weight_decay": "wd", "mixing.alpha": "alpha", "train.batch_size": "bs"}
 
 
 def _sig4(x: float) -> float:

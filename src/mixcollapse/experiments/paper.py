@@ -65,18 +65,18 @@ class Variant:
 VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in (
-        Variant("mixup", ("mixup.alpha=1.0",), True, "mixup α=1"),
-        Variant("baseline", ("mixup.alpha=0.0",), False, "baseline (no mixup)"),
+        Variant("mixup", ("mixing.alpha=1.0",), True, "mixup α=1"),
+        Variant("baseline", ("mixing.alpha=0.0",), False, "baseline (no mixup)"),
         # MSE's gradient on the logits is 2 (z - y) / C per sample against CE's (p - y): at the CPU scale
         # (no sweep) its learning rate is 5x the recipe's 0.1, so both losses take steps of similar size.
-        Variant("mse", ("mixup.alpha=1.0", "train.loss=mse"), True, "MSE mixup", cpu=("train.lr=0.5",)),
-        Variant("etf", ("mixup.alpha=1.0", "model.fixed_etf=true"), False, "mixup, fixed simplex-ETF classifier"),
-        Variant("alpha0.4", ("mixup.alpha=0.4",), False, "mixup α=0.4"),
+        Variant("mse", ("mixing.alpha=1.0", "train.loss=mse"), True, "MSE mixup", cpu=("train.lr=0.5",)),
+        Variant("etf", ("mixing.alpha=1.0", "model.fixed_etf=true"), False, "mixup, fixed simplex-ETF classifier"),
+        Variant("alpha0.4", ("mixing.alpha=0.4",), False, "mixup α=0.4"),
         # AdamW's weight decay is decoupled: at the CPU scale the top of Appendix B.1's range (0.05), whatever the
         # recipe's coupled Adam value (with 0 the two optimizers would take identical steps).
         Variant(
             "adamw",
-            ("mixup.alpha=1.0", "train.optimizer=adamw"),
+            ("mixing.alpha=1.0", "train.optimizer=adamw"),
             True,
             "mixup, AdamW",
             cpu=("train.weight_decay=0.05",),

@@ -194,6 +194,7 @@ def _trajectories(run_dir: Path, cfg, lams: Sequence[float], scale: str) -> dict
         bn_mode=a.bn_mode,
         recalibrate_batches=a.recalibrate_batches,
         seed=a.seed,
+        mixing=data.mixing,
         device=device,
     )
     return {**result, "class_names": [plain.class_names[c] for c in classes]}

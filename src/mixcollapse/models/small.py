@@ -50,6 +50,10 @@ class SmallNet(nn.Module):
         out.append(self.head(self._flatten(x)))
         return out
 
+    def mixing_points(self) -> list[nn.Module | None]:
+        """Where manifold mixup may blend hidden states: the input (None), then the output of each conv block."""
+        return [None, *self.blocks]
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Last-layer activations h (B, hidden): the input of the classifier."""
         for block in self.blocks:

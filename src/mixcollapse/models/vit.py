@@ -67,6 +67,10 @@ class ViT(nn.Module):
             out.append(enc.norm(x[:, 0]))
         return out
 
+    def mixing_points(self) -> list[nn.Module | None]:
+        """Where manifold mixup may blend hidden states: the input (None), then the tokens after each block."""
+        return [None, *self.encoder.blocks]
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Last-layer activations h (B, d): the normed CLS token, the input of the classifier."""
         return self.encoder.forward_head(self.encoder.forward_features(x), pre_logits=True)

@@ -80,6 +80,10 @@ class WideResNet(nn.Module):
             out.append(F.adaptive_avg_pool2d(x, 1).flatten(1))
         return out
 
+    def mixing_points(self) -> list[nn.Module | None]:
+        """Where manifold mixup may blend hidden states: the input (None), then the output of each stage."""
+        return [None, *self.stages]
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Last-layer activations h (B, 64k): the input of the classifier."""
         x = self.conv1(x)

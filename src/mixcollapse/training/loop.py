@@ -9,7 +9,7 @@ Per epoch, rank 0 appends one JSON line to ``run_dir/metrics.jsonl``:
     epoch            1-based
     train_loss       mean mixup loss over the epoch's batches (weighted by batch size, all ranks)
     train_accuracy   argmax of the mixed input vs its dominant label (label_a when lambda >= 0.5,
-                     else label_b); plain training accuracy when mixup.alpha = 0
+                     else label_b); plain training accuracy without mixing
     test_loss        cross-entropy on one-hot test labels (whatever the training loss)
     test_accuracy    on the whole test set
     test_ece         expected calibration error (Appendix C), 15 equal-width bins, float64
@@ -51,14 +51,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from mixcollapse.config import ExperimentConfig, MixupConfig, config_from_dict, to_dict, validate
+from mixcollapse.config import ExperimentConfig, config_from_dict, to_dict, validate
 from mixcollapse.data.batches import TensorBatches, set_epoch
 from mixcollapse.data.datasets import DataBundle, build_datasets, build_loaders
 from mixcollapse.losses import get_loss
 from mixcollapse.machine import available_cores
 from mixcollapse.metrics.calibration import ECE_BINS, CalibrationAccumulator
 from mixcollapse.metrics.geometry import classifier_geometry
-from mixcollapse.mixup import mix_batch
+from mixcollapse.mixing import Mixing, build_mixing
 from mixcollapse.models import build_model
 from mixcollapse.progress import progress_bar
 from mixcollapse.training import dist
@@ -115,17 +115,18 @@ def train_one_epoch(
     epoch: int,
     *,
     num_classes: int,
-    mixup: MixupConfig,
+    mixing: Mixing,
     rng: np.random.Generator,
     amp: str = "none",
     channels_last: bool = False,
     progress: bool = False,
     on_step: Callable[[int, float], None] | None = None,
 ) -> dict[str, float]:
-    """One pass over ``data_loader`` with mixup (eq. 1); the scheduler steps per iteration.
+    """One pass over ``data_loader`` with ``mixing`` (mixup, eq. 1, or another method); the scheduler steps per
+    iteration.
 
-    Every batch is mixed with a permutation of itself, lambda ~ Beta(alpha, alpha) per batch (or
-    per sample); alpha = 0 is the baseline (one-hot targets). Returns train_loss, train_accuracy
+    Every batch is mixed by ``mixing`` (mixup: with a permutation of itself, lambda ~ Beta(alpha, alpha) per
+    batch or per sample; alpha = 0 is the baseline, one-hot targets). Returns train_loss, train_accuracy
     (vs the dominant label) and lr (of the first step), reduced over all ranks; a train_loss that is not
     finite means training diverged (the caller decides what to do: ``train`` stops with a DivergedError).
     """
@@ -135,10 +136,9 @@ def train_one_epoch(
     tic = time.perf_counter()
     for step, (x, y) in enumerate(progress_bar(data_loader, f"epoch {epoch}", progress), start=1):
         x, y = _to_device(x, device, channels_last), y.to(device, non_blocking=True)
-        batch = mix_batch(x, y, num_classes, mixup.alpha, rng, per_sample=mixup.per_sample)
         with _autocast(device, amp):
-            logits = model(batch.x)  # (B, C)
-        loss = loss_fn(logits, batch.target)  # the losses compute in float32
+            logits, batch = mixing.forward(model, x, y, num_classes, rng)  # (B, C)
+        loss = loss_fn(logits, mixing.targets(batch))  # the losses compute in float32
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -410,7 +410,7 @@ def _run_epoch(run: _Run, epoch: int, first: bool = False) -> dict:
             run.device,
             epoch,
             num_classes=run.bundle.num_classes,
-            mixup=cfg.mixup,
+            mixing=build_mixing(cfg.mixing),
             rng=run.mixup_rng,
             amp=t.amp,
             channels_last=t.channels_last,
@@ -422,7 +422,7 @@ def _run_epoch(run: _Run, epoch: int, first: bool = False) -> dict:
         raise DivergedError(
             f"training diverged in epoch {epoch} (train loss {row['train_loss']}) with "
             f"train.lr={t.lr:g}, train.weight_decay={t.weight_decay:g}, train.batch_size={t.batch_size}"
-            f", mixup.alpha={cfg.mixup.alpha:g}; lower train.lr (or add train.warmup_epochs) and "
+            f", mixing.alpha={cfg.mixing.alpha:g}; lower train.lr (or add train.warmup_epochs) and "
             "train again"
         )
     if epoch % t.eval_every == 0 or epoch == t.epochs:
