@@ -1,9 +1,9 @@
 """CutMix (Yun et al. 2019): a box of the partner image pasted into the image; lambda is an area, not a blend.
 
-Training follows Yun et al.'s code (and timm's ``Mixup(cutmix_alpha=...)``, which the tests compare it with):
-lam ~ Beta(alpha, alpha) per batch, a box of sides ``int(side * sqrt(1 - lam))`` centred at a uniform
-pixel and clipped to the image, and lam corrected to the exact share of the image's pixels that the
-box leaves (``correct_lam``). Analysis pairs use the same rule with one difference, so that every pair's
+Training follows Yun et al. and timm's ``Mixup(cutmix_alpha=...)`` (the tests compare the two): lam ~
+Beta(alpha, alpha) per batch, a box of sides ``int(side * sqrt(1 - lam))`` centred at a uniform pixel
+and clipped to the image, and lam corrected to the exact share of the image's pixels that the box
+leaves (timm's ``correct_lam``). Analysis pairs use the same rule with one difference, so that every pair's
 lambda is its exact area and the box follows from it: the box is a square of side
 ``int(sqrt((1 - lam) H W))`` placed wholly inside the image, at a position drawn from the pair's index.
 The figures colour the pairs by this area lambda.
@@ -25,12 +25,13 @@ PLACEMENT_SALT = 0x6375746D  # the analysis boxes' positions: a stream of their 
 
 
 def cutmix_box(lam: float, height: int, width: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
-    """Yun et al.'s box (top, bottom, left, right) of area about (1 - lam) H W, centred at a uniform pixel."""
+    """The box (top, bottom, left, right) of area (1 - lam) H W before clipping, centred at a uniform pixel."""
     cut = math.sqrt(1.0 - lam)
     cut_h, cut_w = int(height * cut), int(width * cut)
     cy, cx = int(rng.integers(height)), int(rng.integers(width))
-    top, bottom = np.clip([cy - cut_h // 2, cy + cut_h // 2], 0, height)
-    left, right = np.clip([cx - cut_w // 2, cx + cut_w // 2], 0, width)
+    # (cut + 1) // 2 after the centre, as timm does: Yun et al.'s cut // 2 loses a row or column of odd sides
+    top, bottom = np.clip([cy - cut_h // 2, cy + (cut_h + 1) // 2], 0, height)
+    left, right = np.clip([cx - cut_w // 2, cx + (cut_w + 1) // 2], 0, width)
     return int(top), int(bottom), int(left), int(right)
 
 
