@@ -83,7 +83,8 @@ def _add_reproduce(sub) -> None:
     p.add_argument(
         "experiment",
         nargs="?",
-        help="fig1, fig2, fig3, fig5, fig7, fig8, fig9, fig10, fig11, fig12, table1, table2, or all",
+        help="fig1, fig2, fig3, fig5, fig7, fig8, fig9, fig10, fig11, fig12, table1, table2, or all (the paper's); "
+        "methods: mixup against manifold mixup, CutMix and label smoothing (beyond the paper)",
     )
     p.add_argument("--list", action="store_true", help="list the experiments with their estimated GPU time")
     p.add_argument(

@@ -81,8 +81,19 @@ VARIANTS: dict[str, Variant] = {
             "mixup, AdamW",
             cpu=("train.weight_decay=0.05",),
         ),
+        # Beyond the paper: the methods researchers compare mixup with, at their authors' settings (manifold
+        # mixup: Verma et al. 2019, alpha = 2 on CIFAR; CutMix: Yun et al. 2019, alpha = 1; label smoothing:
+        # epsilon = 0.1, Szegedy et al. 2016). They change only how data and targets are mixed, so at full
+        # scale they reuse the best hyper-parameters of the mixup sweep, as the baseline does.
+        Variant("manifold", ("mixing.method=manifold", "mixing.alpha=2.0"), False, "manifold mixup α=2"),
+        Variant("cutmix", ("mixing.method=cutmix", "mixing.alpha=1.0"), False, "CutMix α=1"),
+        Variant("smoothing", ("mixing.method=none", "mixing.label_smoothing=0.1"), False, "label smoothing ε=0.1"),
     )
 }
+METHOD_VARIANTS = ("mixup", "manifold", "cutmix", "smoothing", "baseline")  # the methods experiment, in order
+# What the methods experiment tabulates per run (analysis.json's headline numbers).
+METHOD_MEASURES = ("pair_prob_mae", "pair_mass", "same_cos_in_span", "channel_middle_density_ratio", "nc1",
+                   "ufm_distance", "test_accuracy", "ece")  # fmt: skip
 
 # Overrides of single runs. Figure 10 reads the configuration at epochs 100, 300 and 500 of the
 # WRN/CIFAR10 mixup run, so every member of that sweep keeps those checkpoints (~0.45 GB each). With
@@ -164,6 +175,8 @@ class Experiment:
     table: Table | None = None
     lams: tuple[float, ...] = ()  # the trajectory step's mixing weights
     tiny_lams: tuple[float, ...] = ()
+    measures: tuple[str, ...] = ()  # configuration step: a table of these analysis numbers, a row per panel
+    paper: bool = True  # a figure or table of the paper (``reproduce all``); False: beyond it
 
     @property
     def runs(self) -> tuple[RunKey, ...]:
@@ -327,8 +340,20 @@ EXPERIMENTS: dict[str, Experiment] = {
             "Mixup lowers the ECE of the ViT a lot (0.122 -> 0.014); for the WRN α = 0.4 is best (0.013).",
             table=TABLE2,
         ),
+        Experiment(
+            "methods",
+            "Beyond the paper: mixup, manifold mixup, CutMix, label smoothing and no mixing (WRN and ViT, CIFAR10)",
+            "configuration",
+            "Not in the paper. Its Section 2.4 reads Figure 3 as mixup promoting manifold-mixup-like behaviour in "
+            "earlier layers; the question is which methods give the last-layer configuration of Figure 1: channels "
+            "need targets that blend two classes, so label smoothing (soft targets, no mixing) should not.",
+            panels=tuple(tuple(Panel(RunKey(a, "cifar10", v)) for v in METHOD_VARIANTS) for a in ARCHS),
+            measures=METHOD_MEASURES,
+            paper=False,
+        ),
     )
 }
+PAPER_EXPERIMENTS = tuple(name for name, e in EXPERIMENTS.items() if e.paper)  # what ``reproduce all`` draws
 
 
 def get_experiment(name: str) -> Experiment:
@@ -336,7 +361,9 @@ def get_experiment(name: str) -> Experiment:
     try:
         return EXPERIMENTS[name]
     except KeyError:
-        raise ValueError(f"unknown experiment '{name}' (known: {', '.join(EXPERIMENTS)}, or all)") from None
+        raise ValueError(
+            f"unknown experiment '{name}' (known: {', '.join(EXPERIMENTS)}, or all for the paper's)"
+        ) from None
 
 
 def select_datasets(

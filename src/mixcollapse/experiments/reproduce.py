@@ -33,6 +33,7 @@ from mixcollapse.experiments.cost import estimate_gpu_hours, trainings
 from mixcollapse.experiments.launch import Launch, Runner
 from mixcollapse.experiments.paper import (
     EXPERIMENTS,
+    PAPER_EXPERIMENTS,
     Experiment,
     at_scale,
     experiments_runs,
@@ -78,7 +79,7 @@ def reproduce(
     """
     if scale not in SCALES:
         raise ValueError(f"--scale {scale} is not one of: {', '.join(SCALES)}")
-    names = list(EXPERIMENTS) if name == "all" else [get_experiment(name).name]
+    names = list(PAPER_EXPERIMENTS) if name == "all" else [get_experiment(name).name]
     if scale == "cpu" and datasets is None:
         datasets = cpu_datasets()
         log(f"[reproduce] cpu scale: the datasets with a CPU recipe, {', '.join(datasets)} (--datasets to choose)")
@@ -230,11 +231,11 @@ def list_experiments() -> str:
             f"{exp.name:<10} {exp.step:<13} {n:>9} {estimate_gpu_hours([exp.name]):>7.0f} "
             f"{estimate_gpu_hours([exp.name], 'H100'):>7.0f}  {exp.title}"
         )
-    everything = list(EXPERIMENTS)
+    everything = list(PAPER_EXPERIMENTS)
     n = sum(k for _, k in trainings(experiments_runs(everything)))
     lines.append(
         f"{'all':<10} {'':<13} {n:>9} {estimate_gpu_hours(everything):>7.0f} "
-        f"{estimate_gpu_hours(everything, 'H100'):>7.0f}  every experiment, shared runs trained once"
+        f"{estimate_gpu_hours(everything, 'H100'):>7.0f}  every experiment of the paper, shared runs trained once"
     )
     lines.append("")
     lines.append(
