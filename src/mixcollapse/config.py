@@ -148,6 +148,9 @@ class AnalysisConfig:
     # neural collapse (and the channels' class centres) on this many training samples drawn with `seed`;
     # None = the whole training set
     nc_samples: int | None = None
+    # where the analysis pairs are mixed: 0 the input (the paper's figures; CutMix runs: their boxes), k the
+    # output of the model's k-th stage or block (manifold mixup's mixing points), then read at the last layer
+    mix_layer: int = 0
 
 
 @dataclass
@@ -455,6 +458,11 @@ def _check_analysis(a: AnalysisConfig) -> None:
         raise ConfigError(f"analysis.nc_samples={a.nc_samples} must be >= 1 (or null: the whole training set)")
     if a.test_pairs < 0:
         raise ConfigError(f"analysis.test_pairs={a.test_pairs} must be >= 0 (0 skips the mixed test pairs)")
+    if a.mix_layer < 0 or (a.mix_layer > 0 and a.bn_mode == "train"):
+        raise ConfigError(
+            f"analysis.mix_layer={a.mix_layer} must be >= 0 (0: the input), and hidden-layer pairs "
+            "need analysis.bn_mode recalibrate or eval"
+        )
     if a.pairs_per_class_pair < 1 or a.batch_size < 1 or a.grid_size < 2:
         raise ConfigError("analysis.pairs_per_class_pair and analysis.batch_size must be >= 1, analysis.grid_size >= 2")
 

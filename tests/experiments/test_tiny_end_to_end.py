@@ -82,3 +82,23 @@ def test_rerun_trains_nothing_and_report(tiny_out, caplog):
         "total",
         round(sum(TIMES.values()), 1),
     )
+
+
+def test_methods_are_drawn_side_by_side_with_their_measures(tiny_out):
+    """The methods beyond the paper: one panel and one table row per method and architecture; CutMix's pairs
+    carry their box's exact area as lambda, the other methods blended pairs."""
+    import numpy as np
+
+    from mixcollapse.analysis.extract import load_pair_features
+    from mixcollapse.experiments.paper import METHOD_MEASURES, METHOD_VARIANTS
+
+    (manifest,) = reproduce("methods", scale="tiny", archs=["wrn"], out=tiny_out, data_root=tiny_out / "no-real-data")
+    (table,) = manifest["tables"]
+    assert [row[0] for row in table["rows"]] == [f"wrn-cifar10-{v}" for v in METHOD_VARIANTS]
+    assert table["header"][2:] == list(METHOD_MEASURES) and all(len(r) == len(table["header"]) for r in table["rows"])
+    assert [p["run"] for p in manifest["panels"]] == [row[0] for row in table["rows"]]
+    cutmix = np.asarray(load_pair_features(tiny_out / "analysis" / "wrn-cifar10-cutmix" / "last" / "features").lam)
+    np.testing.assert_allclose(cutmix * 32 * 32, np.round(cutmix * 32 * 32), atol=1e-6)  # areas of 32x32 images
+    mixup = np.asarray(load_pair_features(tiny_out / "analysis" / "wrn-cifar10-mixup" / "last" / "features").lam)
+    assert not np.allclose(mixup * 32 * 32, np.round(mixup * 32 * 32))  # blends: any lambda
+    assert "label smoothing ε=0.1" in table["rows"][3][1] and "manifold mixup α=2" in table["rows"][1][1]

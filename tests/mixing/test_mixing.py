@@ -10,7 +10,7 @@ from scipy import stats
 from torch import nn
 
 from mixcollapse.config import MIXING_METHODS, MixingConfig, load_config
-from mixcollapse.mixing import METHODS, CutMix, ManifoldMixup, Mixing, build_mixing
+from mixcollapse.mixing import METHODS, CutMix, HiddenPairs, ManifoldMixup, Mixing, build_mixing
 from mixcollapse.mixup import mix_batch
 
 
@@ -121,8 +121,11 @@ class Toy(nn.Module):
     def mixing_points(self):
         return [None, self.first, self.second]
 
+    def features(self, x):
+        return self.second(self.first(x))
+
     def forward(self, x):
-        return self.classifier(self.second(self.first(x)))
+        return self.classifier(self.features(x))
 
 
 @pytest.mark.parametrize("layer", [0, 1, 2])
@@ -151,6 +154,22 @@ def test_manifold_mixup_says_which_layers_a_model_has():
     mixing = ManifoldMixup(MixingConfig(method="manifold", layers=[5]))
     with pytest.raises(ValueError, match="mixing points 0..2"):
         mixing.forward(Toy(), torch.randn(4, 3), torch.tensor([0, 1, 0, 1]), 2, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("layer", [0, 1, 2])
+def test_analysis_pairs_mixed_at_a_hidden_layer(layer):
+    model, x_a, x_b = Toy(), torch.randn(4, 3), torch.randn(4, 3)
+    lam = torch.tensor([0.0, 0.3, 0.5, 1.0])
+    pairs = HiddenPairs(layer, Mixing())
+    h = pairs.pair_features(model, pairs.pair_images(x_a, x_b, lam, np.arange(4)), lam)
+    stages = [lambda v: v, model.first, model.second]
+    a, b = x_a, x_b
+    for k in range(3):
+        a, b = stages[k](a), stages[k](b)
+        if k == layer:
+            a = b = lam[:, None] * a + (1 - lam[:, None]) * b
+    torch.testing.assert_close(h, a)
+    assert not model.first._forward_hooks and not model.second._forward_hooks
 
 
 # ---- the config ------------------------------------------------------------------------------

@@ -158,8 +158,17 @@ def test_evaluate_is_exact_over_the_whole_test_set(tiny_config):
 # ---- resume -------------------------------------------------------------------------------------
 
 
-def test_resume_after_interruption_equals_the_uninterrupted_run(tmp_path, tiny_config):
-    cfg = tiny_config("train.epochs=4", "train.checkpoint_every=2")
+MIXINGS = {  # every mixing method, as the tests of training and resumption run them
+    "mixup": (),
+    "manifold": ("mixing.method=manifold", "mixing.alpha=2.0"),
+    "cutmix": ("mixing.method=cutmix",),
+    "smoothing": ("mixing.method=none", "mixing.label_smoothing=0.1"),
+}
+
+
+@pytest.mark.parametrize("mixing", list(MIXINGS))
+def test_resume_after_interruption_equals_the_uninterrupted_run(tmp_path, tiny_config, mixing):
+    cfg = tiny_config("train.epochs=4", "train.checkpoint_every=2", *MIXINGS[mixing])
     straight = train(cfg, tmp_path / "straight")
     cut = train(cfg, tmp_path / "cut", stop_after_epoch=3)  # killed after epoch 3, last checkpoint: epoch 2
     assert [r["epoch"] for r in read_metrics(cut)] == [1, 2, 3]
@@ -322,12 +331,13 @@ train(cfg, sys.argv[1], resume=sys.argv[3] == "resume", stop_after_epoch=int(sys
 
 
 @pytest.mark.slow
-def test_two_process_resume_equals_the_uninterrupted_ddp_run(tmp_path, torchrun):
-    """Per-rank RNG states (mixup lambdas, partners) and the sampler epoch survive a DDP resume."""
+@pytest.mark.parametrize("mixing", ["mixup", "manifold", "cutmix"])
+def test_two_process_resume_equals_the_uninterrupted_ddp_run(tmp_path, torchrun, mixing):
+    """Per-rank RNG states (lambdas, partners, layers, boxes) and the sampler epoch survive a DDP resume."""
     script = tmp_path / "ddp_train.py"
     script.write_text(DDP_SCRIPT)
     overrides = ["train.epochs=3", "train.batch_size=64", "data.train_limit=256", "model.hidden=16",
-                 "train.progress=false", "train.device=cpu", "train.checkpoint_every=1"]  # fmt: skip
+                 "train.progress=false", "train.device=cpu", "train.checkpoint_every=1", *MIXINGS[mixing]]  # fmt: skip
 
     def launch(out: Path, stop: int, mode: str) -> None:
         torchrun([str(script), str(out), str(stop), mode, *overrides])

@@ -267,6 +267,7 @@ def extract_pair_features(
     """
     bn_mode, pair_fraction, train_batches, batch_size = bn.mode, bn.pair_fraction, bn.batches, loading.batch_size
     out_dir, device, batchnorm = Path(out_dir), torch.device(loading.device), has_batchnorm(model)
+    mixing = mixing if mixing is not None else Mixing()
     _check_extraction(bn, batchnorm, out_dir, overwrite)
     batch_iter = iter(train_batches) if train_batches is not None else None
     train_mode = batchnorm and bn_mode == "train"
@@ -287,12 +288,14 @@ def extract_pair_features(
     try:
         with atomic_folder(out_dir) as partial:
             per_batch = max(1, int(batch_size * pair_fraction)) if train_mode else batch_size
-            images = MixedPairImages(dataset, pairs, None if mixing is None else mixing.pair_images)
+            images = MixedPairImages(dataset, pairs, mixing.pair_images)
             loader = torch.utils.data.DataLoader(
                 images, batch_size=per_batch, shuffle=False, num_workers=loading.num_workers
             )
             filler = (lambda n: next(batch_iter)[:n].to(device)) if train_mode else None
-            _stream_features(net, loader, pairs, partial, batch_size, filler, list(callbacks), device, loading.progress)
+            _stream_features(
+                net, loader, pairs, partial, batch_size, filler, list(callbacks), device, loading.progress, mixing
+            )
             _save_pairs_and_classifier(partial, pairs, weight, bias, info)
     finally:
         model.train(was_training)
@@ -364,6 +367,7 @@ def _stream_features(
     callbacks: list,
     device: torch.device,
     progress: bool,
+    mixing: Mixing,
 ) -> None:
     """features.npy and logits.npy of every pair, in order, each batch also handed to the callbacks.
 
@@ -375,9 +379,12 @@ def _stream_features(
     logits = NpyAppender(out_dir / "logits.npy", (len(pairs), C), np.float32)
     for x, idx in progress_bar(loader, "features", progress):
         x = x.to(device)
-        h = net.features(torch.cat([x, filler(batch_size - len(x))]))[: len(x)] if filler else net.features(x)
-        z = net.classifier(h)
         lo, hi = int(idx[0]), int(idx[-1]) + 1  # in order: the loader does not shuffle
+        if filler:
+            h = net.features(torch.cat([x, filler(batch_size - len(x))]))[: len(x)]
+        else:
+            h = mixing.pair_features(net, x, torch.as_tensor(np.asarray(pairs.subset(slice(lo, hi)).lam)).float())
+        z = net.classifier(h)
         feats.append(h.float().cpu().numpy())
         logits.append(z.float().cpu().numpy())
         for cb in callbacks:

@@ -49,7 +49,7 @@ from mixcollapse.files import atomic_write_text, check_output_folder
 from mixcollapse.machine import pick_device
 from mixcollapse.metrics.geometry import classifier_geometry
 from mixcollapse.metrics.projection import project_classifier
-from mixcollapse.mixing import Mixing
+from mixcollapse.mixing import HiddenPairs, Mixing
 from mixcollapse.mixup import choose_classes, pair_chunks, pair_count
 from mixcollapse.models.adapter import check_contract
 
@@ -202,6 +202,8 @@ def measure_pairs(m: Measuring, nc: NeuralCollapse) -> tuple[PairFeatures, dict]
     and the ``configuration`` section of analysis.json.
     """
     a, W, classes, mixing = m.settings, m.model.classifier.weight.detach(), m.classes, m.training.mixing
+    if a.mix_layer > 0:  # the pairs mixed at a hidden layer (their lambdas are the drawn ones: a blend)
+        mixing = HiddenPairs(a.mix_layer, mixing)
     pair_dir = m.out_dir / ".pairs.partial"
     shutil.rmtree(pair_dir, ignore_errors=True)
     chunks = pair_chunks(dataset_labels(m.train_dataset), classes, a.pairs_per_class_pair, a.lam,
@@ -220,7 +222,8 @@ def measure_pairs(m: Measuring, nc: NeuralCollapse) -> tuple[PairFeatures, dict]
         "class_names": [m.names[c] for c in classes],
         "lam_mode": a.lam,
         "alpha": mixing.alpha,
-        "mixing": mixing.describe(),
+        "mixing": m.training.mixing.describe(),
+        "mix_layer": a.mix_layer,
         "seed": a.seed,
         **extra,
     }

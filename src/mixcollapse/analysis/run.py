@@ -110,6 +110,8 @@ def analyze_run(
     name = trained.path.stem
     if cfg.analysis.classes is not None and cfg.analysis.classes != trained.config.analysis.classes:
         name += "_classes-" + "-".join(str(c) for c in cfg.analysis.classes)
+    if cfg.analysis.mix_layer:
+        name += f"_layer-{cfg.analysis.mix_layer}"
     out_dir = check_output_folder(out_dir if out_dir is not None else run_dir / "analysis" / name)
     a = cfg.analysis
     settings = {"checkpoint": str(trained.path), **asdict(a)}

@@ -120,6 +120,13 @@ def _add_reproduce(sub) -> None:
 def _add_data_options(p) -> None:
     """--datasets, --data-root, --out and --download of ``reproduce``."""
     p.add_argument(
+        "--archs",
+        default=None,
+        type=_arch_list,
+        metavar="LIST",
+        help="only these architectures, wrn or vit or wrn,vit (default: both)",
+    )
+    p.add_argument(
         "--datasets",
         default=None,
         type=_dataset_list,
@@ -167,6 +174,7 @@ def run_reproduce(args) -> int:
         out=args.out,
         data_root=args.data_root,
         datasets=args.datasets,
+        archs=args.archs,
         download=args.download,
         seeds=args.seeds,
         prune_checkpoints=args.prune_checkpoints,
@@ -215,6 +223,15 @@ def _dataset_list(text: str) -> list[str]:
     bad = [n for n in names if n not in DATASETS]
     if not names or bad:
         raise argparse.ArgumentTypeError(f"'{text}': expected a comma-separated list of {', '.join(DATASETS)}")
+    return list(dict.fromkeys(names))
+
+
+def _arch_list(text: str) -> list[str]:
+    from mixcollapse.experiments.paper import ARCHS
+
+    names = [t.strip().lower() for t in text.split(",") if t.strip()]
+    if not names or any(n not in ARCHS for n in names):
+        raise argparse.ArgumentTypeError(f"'{text}': expected a comma-separated list of {', '.join(ARCHS)}")
     return list(dict.fromkeys(names))
 
 

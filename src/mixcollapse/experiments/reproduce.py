@@ -61,6 +61,7 @@ def reproduce(
     out: str | Path = "reproduce_out",
     data_root: str | Path = "data",
     datasets: Sequence[str] | None = None,
+    archs: Sequence[str] | None = None,
     download: bool = False,
     seeds: Sequence[int] | None = None,
     prune_checkpoints: bool = False,
@@ -70,9 +71,10 @@ def reproduce(
     """Reproduce experiment ``name`` (or ``all``) into ``out``; return the manifests written.
 
     ``datasets`` limits the experiments to those datasets (paper.select_datasets: one drawn on
-    CIFAR10 alone moves to the first of them). Shared runs are trained once per ``out``. ``seeds``: train
-    every run with each of these seeds (hyper-parameters chosen once, on the preset seed's sweep); tables
-    show the mean ± standard deviation over them and figures the first seed's runs.
+    CIFAR10 alone moves to the first of them), ``archs`` to those architectures. Shared runs are trained
+    once per ``out``. ``seeds``: train every run with each of these seeds (hyper-parameters chosen once, on
+    the preset seed's sweep); tables show the mean ± standard deviation over them and figures the first
+    seed's runs.
     ``prune_checkpoints``: delete the checkpoints of sweep runs as soon as they can no longer be chosen
     (their metrics stay; docs/reproduce.md: disk space). ``launch``: where the runs train (this machine's
     GPUs or CPU, or Slurm jobs) and with how many torch threads (e.g. 1 for two commands side by side).
@@ -83,7 +85,7 @@ def reproduce(
     if scale == "cpu" and datasets is None:
         datasets = cpu_datasets()
         log(f"[reproduce] cpu scale: the datasets with a CPU recipe, {', '.join(datasets)} (--datasets to choose)")
-    exps = select_experiments(names, datasets, scale, log)
+    exps = select_experiments(names, datasets, scale, log, archs)
     keys = list(dict.fromkeys(k for e in exps for k in e.runs))
     datasets_used = list(dict.fromkeys(k.dataset for k in keys))
     if seeds is not None and (not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0):
@@ -116,13 +118,20 @@ def _need_a_gpu(names: Sequence[str]) -> None:
 
 
 def select_experiments(
-    names: Sequence[str], datasets: Sequence[str] | None, scale: str, log: Callable[[str], None] = _log.info
+    names: Sequence[str],
+    datasets: Sequence[str] | None,
+    scale: str,
+    log: Callable[[str], None] = _log.info,
+    archs: Sequence[str] | None = None,
 ) -> list[Experiment]:
-    """The named experiments limited to ``datasets`` and, at cpu scale, to the architectures with a CPU recipe.
+    """The named experiments limited to ``datasets``, to ``archs`` and, at cpu scale, to the architectures with a
+    CPU recipe.
 
     A single experiment with nothing left is an error; within ``all`` it is skipped with one line.
     """
-    archs = CPU_ARCHS if scale == "cpu" else None
+    if scale == "cpu":
+        archs = tuple(a for a in (archs or CPU_ARCHS) if a in CPU_ARCHS)
+    archs = tuple(archs) if archs is not None else None
     out = []
     for n in names:
         try:

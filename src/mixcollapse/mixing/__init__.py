@@ -19,7 +19,7 @@ from __future__ import annotations
 from mixcollapse.config import MixingConfig
 from mixcollapse.mixing.base import Mixing
 from mixcollapse.mixing.cutmix import CutMix
-from mixcollapse.mixing.manifold import ManifoldMixup
+from mixcollapse.mixing.manifold import HiddenPairs, ManifoldMixup
 
 METHODS: dict[str, type[Mixing]] = {"none": Mixing, "mixup": Mixing, "manifold": ManifoldMixup, "cutmix": CutMix}
 
@@ -30,4 +30,4 @@ def build_mixing(cfg: MixingConfig | None = None) -> Mixing:
     return METHODS[cfg.method](cfg)
 
 
-__all__ = ["METHODS", "CutMix", "ManifoldMixup", "Mixing", "build_mixing"]
+__all__ = ["METHODS", "CutMix", "HiddenPairs", "ManifoldMixup", "Mixing", "build_mixing"]

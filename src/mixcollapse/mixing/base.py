@@ -85,6 +85,10 @@ class Mixing:
         or not at all; the paper plots input-mixed pairs."""
         return mix_images(x_a, x_b, lam)
 
+    def pair_features(self, net: nn.Module, x: Tensor, lam: Tensor) -> Tensor:
+        """The last-layer features of a batch of :meth:`pair_images` (mixed in input space: ``net.features``)."""
+        return net.features(x)
+
     def describe(self) -> str:
         """The method in words, for logs and figures."""
         return "no mixing" if not self.mixes else f"mixup α={self.alpha:g}"

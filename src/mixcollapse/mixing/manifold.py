@@ -65,3 +65,38 @@ class ManifoldMixup(Mixing):
 
     def describe(self) -> str:
         return "no mixing" if not self.mixes else f"manifold mixup α={self.alpha:g} at layers {self.cfg.layers}"
+
+
+class HiddenPairs(Mixing):
+    """Analysis pairs mixed at a hidden layer (``analysis.mix_layer``): both images go through the network to
+    mixing point ``layer``, where their states are blended with the pair's lambda, and on to the last layer."""
+
+    def __init__(self, layer: int, base: Mixing) -> None:
+        super().__init__(base.cfg)
+        self.layer = layer
+
+    def pair_images(self, x_a: Tensor, x_b: Tensor, lam: Tensor, index: np.ndarray) -> Tensor:
+        return torch.stack([x_a, x_b], dim=1)  # (B, 2, ...): the two images, mixed inside the network
+
+    def pair_features(self, net: nn.Module, x: Tensor, lam: Tensor) -> Tensor:
+        points = mixing_points(net)
+        if self.layer >= len(points):
+            raise ValueError(f"analysis.mix_layer={self.layer}, but the model has mixing points 0..{len(points) - 1}")
+        B = x.shape[0]
+        weight = lam.to(x.device)
+
+        def blend(module, inputs, out: Tensor) -> Tensor:
+            w = weight.view(B, *([1] * (out.dim() - 1))).to(out.dtype)
+            return w * out[:B] + (1 - w) * out[B:]
+
+        both = torch.cat([x[:, 0], x[:, 1]])  # (2B, ...): the a images, then the b images
+        if self.layer == 0:
+            return net.features(blend(None, None, both))
+        handle = points[self.layer].register_forward_hook(blend)
+        try:
+            return net.features(both)
+        finally:
+            handle.remove()
+
+    def describe(self) -> str:
+        return f"pairs mixed at layer {self.layer}"
