@@ -408,13 +408,14 @@ def select_datasets(
     kept = dataclasses.replace(
         experiment, panels=panels, extra_rows=extra_rows, runs_extra=extra, table=table, title=title
     )
+    shown = {k.arch: None for k in kept.runs}, {k.dataset: None for k in kept.runs}
+    archs_shown = " and ".join(ARCH_SHORT[a] for a in shown[0])
     if not moved and set(kept.runs) != set(experiment.runs):
-        shown = {k.arch: None for k in kept.runs}, {k.dataset: None for k in kept.runs}
         kept = dataclasses.replace(
-            kept,
-            title=f"{title} (here: {' and '.join(ARCH_SHORT[a] for a in shown[0])}"
-            f" × {', '.join(dataset_title(d) for d in shown[1])})",
+            kept, title=f"{title} (here: {archs_shown} × {', '.join(dataset_title(d) for d in shown[1])})"
         )
+    elif moved and set(shown[0]) != {k.arch for k in experiment.runs}:  # moved, and some architectures left out
+        kept = dataclasses.replace(kept, title=f"{title} (here: {archs_shown})")
     return kept
 
 
