@@ -166,7 +166,9 @@ MIXINGS = {  # every mixing method, as the tests of training and resumption run 
 }
 
 
-@pytest.mark.parametrize("mixing", list(MIXINGS))
+@pytest.mark.parametrize(  # mixup in the fast set; the other methods' resumption with the slow tests
+    "mixing", [m if m == "mixup" else pytest.param(m, marks=pytest.mark.slow) for m in MIXINGS]
+)
 def test_resume_after_interruption_equals_the_uninterrupted_run(tmp_path, tiny_config, mixing):
     cfg = tiny_config("train.epochs=4", "train.checkpoint_every=2", *MIXINGS[mixing])
     straight = train(cfg, tmp_path / "straight")
