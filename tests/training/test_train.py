@@ -333,9 +333,10 @@ train(cfg, sys.argv[1], resume=sys.argv[3] == "resume", stop_after_epoch=int(sys
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mixing", ["mixup", "manifold", "cutmix"])
+@pytest.mark.parametrize("mixing", ["mixup", "manifold"])  # CutMix draws from the same per-rank stream as mixup
 def test_two_process_resume_equals_the_uninterrupted_ddp_run(tmp_path, torchrun, mixing):
-    """Per-rank RNG states (lambdas, partners, layers, boxes) and the sampler epoch survive a DDP resume."""
+    """Per-rank RNG states (lambdas, partners, layers) and the sampler epoch survive a DDP resume; manifold
+    mixup's hooks sit on the module DDP wraps."""
     script = tmp_path / "ddp_train.py"
     script.write_text(DDP_SCRIPT)
     overrides = ["train.epochs=3", "train.batch_size=64", "data.train_limit=256", "model.hidden=16",
