@@ -2,29 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
 from mixcollapse.etf import simplex_etf
-from mixcollapse.mixup import mixup_targets
 from mixcollapse.theory import different_class_logits, expected_loss, monte_carlo_loss, same_class_K
-
-LAMBDAS = np.array([0.0, 1e-12, 0.5, 1.0])
-
-
-def pair_targets(C: int, lam: np.ndarray, i: int = 0, ip: int = 1) -> torch.Tensor:
-    n = len(lam)
-    return mixup_targets(torch.as_tensor(lam), torch.full((n,), i), torch.full((n,), ip), C)
-
-
-# C = 1000 costs over a second a case: it runs with the slow tests.
-GRID = [
-    pytest.param(C, m, lam_h, marks=[pytest.mark.slow] if C == 1000 else [])
-    for C in (2, 10, 1000)
-    for m in (0.1, 30.0)
-    for lam_h in (1e-9, 10.0)
-]
 
 
 @pytest.mark.parametrize(

@@ -20,21 +20,10 @@ from mixcollapse.mixup import mixup_targets
 from mixcollapse.theory import feature_gradient, optimal_features, theorem_features
 from mixcollapse.theory.solver import _in_threads
 
-LAMBDAS = np.array([0.0, 1e-12, 0.5, 1.0])
-
 
 def pair_targets(C: int, lam: np.ndarray, i: int = 0, ip: int = 1) -> torch.Tensor:
     n = len(lam)
     return mixup_targets(torch.as_tensor(lam), torch.full((n,), i), torch.full((n,), ip), C)
-
-
-# C = 1000 costs over a second a case: it runs with the slow tests.
-GRID = [
-    pytest.param(C, m, lam_h, marks=[pytest.mark.slow] if C == 1000 else [])
-    for C in (2, 10, 1000)
-    for m in (0.1, 30.0)
-    for lam_h in (1e-9, 10.0)
-]
 
 
 def _explicit_objective(W: np.ndarray, y: np.ndarray, lam_h: float):
