@@ -133,25 +133,27 @@ def _bn_label(mode: str) -> str:
 def configuration_step(exp: Experiment, ctx: Context) -> dict:
     """Configuration scatters (Figures 1, 2, 7-12): one panel per run/checkpoint/class subset; with
     ``exp.measures``, a table of those analysis numbers, a row per panel."""
-    rows = [[analyze_panel(p, ctx) for p in row] for row in panel_rows(exp, ctx.scale)]
+    panels = panel_rows(exp, ctx.scale)
+    rows = [[analyze_panel(p, ctx) for p in row] for row in panels]
     figure = draw_configuration_grid(
         [[r["panel"] for r in row] for row in rows], ctx.out / "figures" / exp.name, _suptitle(exp, ctx)
     )
     records = [r["record"] for row in rows for r in row]
     out = {"figures": [ctx.rel(p) for p in figure], "panels": records}
     if exp.measures:
-        out["tables"] = [_measures_table(exp, ctx, records)]
+        out["tables"] = [_measures_table(exp, ctx, [p.run for row in panels for p in row], records)]
     return out
 
 
-def _measures_table(exp: Experiment, ctx: Context, records: list[dict]) -> dict:
-    """The analysis numbers ``exp.measures`` of every panel's run, written beside the figure and printed."""
+def _measures_table(exp: Experiment, ctx: Context, keys: list[RunKey], records: list[dict]) -> dict:
+    """The analysis numbers ``exp.measures`` of every panel's run (``keys``, in the order of ``records``), written
+    beside the figure and printed."""
     header = ["run", "training", *exp.measures]
     rows = []
-    for r in records:
+    for key, r in zip(keys, records, strict=True):
         summary = json.loads((ctx.out / r["analysis"] / "analysis.json").read_text())
         cells = [None if summary.get(k) is None else round(float(summary[k]), 4) for k in exp.measures]
-        rows.append([r["run"], run_label(RunKey(*r["run"].split("-", 2)), ctx.configs[r["run"]]), *cells])
+        rows.append([key.name, run_label(key, ctx.configs[key.name]), *cells])
     caption = (f"{exp.name}: the configuration in numbers, per run (analysis.json; the test set's accuracy and "
                f"ECE of the analysed checkpoint). Measured at {scale_note(ctx, exp.runs)}.")  # fmt: skip
     files = write_table(ctx.out / "tables" / exp.name, header, rows, caption, ctx.scale)
