@@ -11,6 +11,13 @@ if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "$venv"
 fi
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    # torch's x86_64 wheels from PyPI come with CUDA: about 6 GB in the venv. Say so before pip runs out.
+    need_mb=$([ "$(uname -m)" = x86_64 ] && echo 7000 || echo 1500)
+    free_mb=$(df -Pm "$venv" | awk 'NR == 2 { print $4 }')
+    if [ ! -f "$stamp" ] && [ "${free_mb:-0}" -lt "$need_mb" ]; then
+        echo "mixcollapse: only ${free_mb} MB free for $venv; installing torch needs about ${need_mb} MB: free some disk space or set MIXCOLLAPSE_VENV to a folder on a larger disk" >&2
+        exit 1
+    fi
     echo "mixcollapse: installing dependencies into $venv (first run: a few minutes)" >&2
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "torch==2.14.1" "torchvision==0.29.1"

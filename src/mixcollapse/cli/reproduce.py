@@ -58,6 +58,15 @@ def _add_launch_options(p: argparse.ArgumentParser) -> None:
     s.add_argument("--cpus-per-task", type=int, default=8, help="CPUs per job and node (default 8)")
     s.add_argument("--max-jobs", type=int, default=256, help="jobs in the queue at once (default 256)")
     s.add_argument(
+        "--signal-delay",
+        type=int,
+        default=120,
+        metavar="SECONDS",
+        help="Slurm's warning (USR2) this long before the time limit, at most half of it: the training stops at "
+        "its last epoch and the job is requeued (default 120)",
+    )
+    s.add_argument("--timeouts", type=int, default=20, help="requeues allowed per job past its time limit (default 20)")
+    s.add_argument(
         "--cluster",
         default="slurm",
         choices=("slurm", "local"),
@@ -202,6 +211,8 @@ def _slurm_options(args, out: Path):
             nodes=args.nodes,
             cpus_per_task=args.cpus_per_task,
             max_jobs=args.max_jobs,
+            timeouts=args.timeouts,
+            signal_delay_s=args.signal_delay,
         )
     )
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -27,12 +28,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mixcollapse.config import ExperimentConfig, load_config
+from mixcollapse.config import ConfigError, ExperimentConfig, load_config
 from mixcollapse.experiments.cost import config_flops, gpu_seconds
 from mixcollapse.experiments.launch import Job, Runner, Slot, job_environment, train_args, train_command
 
 CLUSTERS = ("slurm", "local")
 RENDEZVOUS_PORT = 29500
+RUNNING_STATES = ("PENDING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "RESIZING", "SUSPENDED", "UNKNOWN")
+SLURM_KILL_WAIT_S = 600  # longer than any cluster's KillWait (Slurm's default: 30 s)
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ def check_options(options: SlurmOptions) -> SlurmOptions:
     for name in ("nodes", "cpus_per_task", "max_jobs"):
         if getattr(options, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} {getattr(options, name)} must be >= 1")
+    if options.timeouts < 0 or options.signal_delay_s < 1:
+        raise ValueError("--timeouts must be >= 0 and --signal-delay >= 1 (seconds)")
     if options.gpus_per_node < 0 or (options.time_min is not None and options.time_min <= 0):
         raise ValueError("--gpus-per-job must be >= 0 and --time > 0 (minutes)")
     if options.cluster == "local" and options.nodes > 1:
@@ -85,6 +90,7 @@ class TrainingJob:
     def __init__(self, job: Job, gpus_per_node: int, nodes: int) -> None:
         self.job, self.gpus_per_node, self.nodes = job, gpus_per_node, nodes
         self._child: subprocess.Popen | None = None
+        self._stopped_by: int | None = None
 
     def command(self) -> list[str]:
         """The subprocess launcher's command on this node's GPUs; across nodes, torchrun's c10d rendezvous."""
@@ -110,6 +116,8 @@ class TrainingJob:
         env = job_environment(Slot())
         env.pop("CUDA_VISIBLE_DEVICES")  # the GPUs Slurm gave this job
         cmd = self.command()
+        self._stopped_by = None
+        previous = signal.signal(signal.SIGTERM, self._note_stop)
         self.job.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.job.log_path, "a") as log:
             log.write(
@@ -122,9 +130,20 @@ class TrainingJob:
                     time.sleep(0.2)
             finally:
                 self._stop_child()
+            if code != 0 and self._stopped_by is not None and "SLURM_JOB_ID" in os.environ:
+                log.write(f"# job {_job_id()}: stopped by Slurm (SIGTERM); the run resumes when the job is requeued\n")
+                log.flush()
+                time.sleep(SLURM_KILL_WAIT_S)  # Slurm ends this process (requeue, scancel, preemption) before then
+        signal.signal(signal.SIGTERM, previous)
         if code != 0:
             raise RuntimeError(f"training exited with code {code}; see {self.job.log_path}")
         return code
+
+    def _note_stop(self, signum, frame) -> None:
+        """SIGTERM from Slurm (``scontrol requeue``, ``scancel``, a preemption) reaches the training too, which saves
+        its last epoch and exits: that is no failure, so no result may be written (the waiting side would read
+        it as the job's end while Slurm requeues it). Slurm kills this process after its KillWait."""
+        self._stopped_by = signum
 
     def checkpoint(self, *args, **kwargs):
         """submitit's hook before a requeue (time limit, preemption): stop the training, submit the same job again."""
@@ -173,16 +192,13 @@ def slurm_runner(options: SlurmOptions, log=None) -> Runner:
     def run(job: Job, slot: Slot) -> int:
         import submitit
 
-        cfg = load_config(job.config_path)
-        minutes = options.time_min or default_minutes(cfg, options.gpus_per_node * options.nodes)
+        minutes = options.time_min or _minutes(job, options)
+        warning_s = min(options.signal_delay_s, int(minutes * 60) // 2)  # a short job still runs half its time
         with lock:  # one executor per job: its parameters are the job's
             if options.cluster == "local":
                 executor = submitit.LocalExecutor(str(options.folder), max_num_timeout=options.timeouts)
                 executor.update_parameters(
-                    timeout_min=minutes,
-                    gpus_per_node=options.gpus_per_node,
-                    tasks_per_node=1,
-                    signal_delay_s=options.signal_delay_s,
+                    timeout_min=minutes, gpus_per_node=options.gpus_per_node, tasks_per_node=1, signal_delay_s=warning_s
                 )
             else:
                 executor = submitit.AutoExecutor(
@@ -196,7 +212,7 @@ def slurm_runner(options: SlurmOptions, log=None) -> Runner:
                     tasks_per_node=1,
                     gpus_per_node=options.gpus_per_node,
                     cpus_per_task=options.cpus_per_task,
-                    slurm_signal_delay_s=options.signal_delay_s,
+                    slurm_signal_delay_s=warning_s,
                     **extra,
                 )
             submitted = executor.submit(TrainingJob(job, options.gpus_per_node, options.nodes))
@@ -205,13 +221,46 @@ def slurm_runner(options: SlurmOptions, log=None) -> Runner:
         try:
             submitted.result()
         except Exception as err:  # noqa: BLE001 - a failed job is a failed run; its log says why
+            state = _final_state(submitted)
             with open(job.log_path, "a") as out:
-                last = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-                out.write(f"\n# job {submitted.job_id} failed: {last}\n")
+                out.write(f"\n# job {submitted.job_id} ended {state}: {_reason(err)}\n")
+            if log is not None:
+                log(f"[slurm] {job.name}: job {submitted.job_id} ended {state}; log: {job.log_path}")
             return 1
         return 0
 
     return run
+
+
+def _minutes(job: Job, options: SlurmOptions) -> int:
+    """The default time limit of ``job``; 240 minutes when its config does not load (the job then fails in Slurm,
+    with the config's error in its log, like any other failed run)."""
+    try:
+        cfg = load_config(job.config_path)
+    except (ConfigError, OSError):
+        return 240
+    return default_minutes(cfg, options.gpus_per_node * options.nodes)
+
+
+def _reason(err: Exception) -> str:
+    """The line of submitit's report that says why: the exception the job raised, else its first line."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    raised = [line for line in lines if re.match(r"^[\w.]+(Error|Exception): ", line)]
+    return (raised or lines or [type(err).__name__])[-1 if raised else 0]
+
+
+def _final_state(submitted, wait_s: float = 60) -> str:
+    """The job's final state as Slurm's accounting (sacct) or submitit's local executor gives it: FAILED, CANCELLED,
+    ...; the accounting learns of a job's end a little after its result file appears, so wait for it (bounded)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            state = str(submitted.get_info(mode="force").get("State") or submitted.state)
+        except Exception:  # noqa: BLE001 - the state only decorates the report
+            state = "UNKNOWN"
+        if state.split(" ")[0] not in RUNNING_STATES or time.monotonic() > deadline:
+            return state
+        time.sleep(1)
 
 
 def slurm_slots(options: SlurmOptions) -> list[Slot]:
