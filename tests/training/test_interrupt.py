@@ -45,7 +45,14 @@ def _interrupted(run: Path, sig: int, after_epoch: int = 3) -> tuple[int, str]:
     """``mixcollapse train`` in a process of its own, sent ``sig`` once epoch ``after_epoch`` is logged."""
     cmd = [sys.executable, "-m", "mixcollapse", "train", "--out", str(run), *SETTINGS]
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # A shell starts background commands with SIGINT ignored, and the training rightly leaves an ignored signal
+        # alone (nohup): give the child the default disposition, as an interactive terminal would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines = []
     for line in proc.stdout:
