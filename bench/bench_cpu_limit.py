@@ -165,9 +165,8 @@ def _profile(fn) -> list[dict]:
 def cpu_description() -> str:
     """The CPU's name, family/model and vector extensions, from /proc/cpuinfo (Linux; the name alone elsewhere)."""
     try:
-        info = dict(
-            line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().split("\n\n")[0].splitlines() if ":" in line
-        )
+        first = Path("/proc/cpuinfo").read_text().split("\n\n")[0]  # the first core's block
+        info = dict(line.split(":", 1) for line in first.splitlines() if ":" in line)
     except OSError:
         return cpu_model()
     info = {k.strip(): v.strip() for k, v in info.items()}
@@ -205,16 +204,18 @@ def measure(args) -> dict:
 
 
 def report(result: dict) -> None:
-    print(f"{result['cpu']} · {result['threads']} threads · ISA {result['isa']} · oneDNN max {result['onednn_max_isa']}")
+    print(f"{result['cpu']} · {result['threads']} threads · ISA {result['isa']}, oneDNN max {result['onednn_max_isa']}")
     for precision, p in result["peak"].items():
-        print(f"  practical peak {precision}: {p['gflops']:.0f} GFLOP/s ({p['best']}: {p['measurements'][p['best']]['ops']})")
+        ops = p["measurements"][p["best"]]["ops"]
+        print(f"  practical peak {precision}: {p['gflops']:.0f} GFLOP/s ({p['best']}: {ops})")
     for name, variants in result["recipes"].items():
         for v in variants:
             how = "compiled" if v["compiled"] else "eager"
             extra = f", compile {v['compile_seconds']:.0f} s" if v["compiled"] else ""
             print(
                 f"  {name} {how} {v['precision']}: {v['images_per_second']:.0f} images/s, {v['gflops']:.0f} GFLOP/s "
-                f"= {100 * v['fraction_of_peak']:.0f}% of the peak, {v['seconds_per_recipe_epoch']:.2f} s per epoch{extra}"
+                f"= {100 * v['fraction_of_peak']:.0f}% of the peak, "
+                f"{v['seconds_per_recipe_epoch']:.2f} s per epoch{extra}"
             )
             print("    time goes to: " + ", ".join(f"{p['op']} {100 * p['self_share']:.0f}%" for p in v["profile"][:5]))
 
