@@ -13,7 +13,8 @@ fails records its error and the others still run. Sections (keys of the JSON fil
   channels_last for the WRN), each with the tensor pipeline and with the per-sample loader (8
   workers): images/s over ``steps`` steps after ``warmup`` steps, seconds per CIFAR10 epoch (50,000
   training and 10,000 test images), FLOPs per image counted with FlopCounterMode, achieved TFLOP/s and
-  the fraction of the GPU's dense bf16 peak.
+  the fraction of the GPU's dense bf16 peak; then the tensor pipeline's step through ``torch.compile``
+  (inductor): images/s, its ratio to the eager step and the compile time.
 * ``ddp``: the same WRN steps inside a one-process DistributedDataParallel (nccl on a GPU, gloo on a
   CPU), against the plain model.
 * ``analysis``: ``measure_model`` on the WRN (pair features and every measure, figures off): pairs/s.
@@ -246,10 +247,32 @@ def training_section(root: Path, device: torch.device, sizes: Sizes, tiny: bool,
                 + (f" ({100 * row['fraction_of_bf16_peak']:.0f}% of peak)" if peak else ""),
                 flush=True,
             )
+        entry["compiled"] = compiled_row(check_config(arch, root, sizes, tiny), device, sizes, train_flops, peak)
+        entry["compiled_over_eager"] = entry["compiled"]["images_per_s"] / entry["tensor"]["images_per_s"]
+        print(
+            f"[gpu-check] {title} compiled: {entry['compiled']['images_per_s']:9.0f} images/s "
+            f"({entry['compiled_over_eager']:.2f}x eager), {entry['compiled']['compile_seconds']:.0f} s to compile",
+            flush=True,
+        )
         entry["tensor_over_loader"] = entry["tensor"]["images_per_s"] / entry["loader"]["images_per_s"]
         entry["seconds_per_cifar10_epoch"] = entry["tensor"]["seconds_per_cifar10_epoch"]
         result[arch] = entry
     return result
+
+
+def compiled_row(cfg: ExperimentConfig, device: torch.device, sizes: Sizes, train_flops: float, peak) -> dict:
+    """The tensor pipeline's step with ``torch.compile`` (inductor): images/s, and the compile time (the call's wall
+    time less its timed steps and the eager warm-up's share)."""
+    tic = time.perf_counter()
+    run = timed_steps(cfg, device, sizes, sizes.steps, wrap=torch.compile)
+    ips = run["images_per_s"]
+    steps_s = (sizes.warmup + sizes.steps) * cfg.train.batch_size / ips
+    return {
+        "images_per_s": ips,
+        "train_tflops": ips * train_flops / 1e12,
+        "fraction_of_bf16_peak": None if peak is None else ips * train_flops / peak,
+        "compile_seconds": max(0.0, time.perf_counter() - tic - steps_s),
+    }
 
 
 def _free_port() -> int:

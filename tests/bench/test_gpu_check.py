@@ -40,6 +40,7 @@ def test_the_gpu_check_runs_tiny_on_a_cpu_and_writes_every_key(tmp_path):
             row = entry[pipeline]
             assert row["images_per_s"] > 0 and row["train_tflops"] > 0 and "fraction_of_bf16_peak" in row
         assert entry["tensor"]["amp"] == "bf16" and entry["loader"]["workers"] > 0
+        assert entry["compiled"]["images_per_s"] > 0 and entry["compiled"]["compile_seconds"] > 0
     assert report["training"]["wrn"]["tensor"]["channels_last"]
     assert report["ddp"]["world_size"] == 1 and report["ddp"]["backend"] == "gloo" and report["ddp"]["images_per_s"] > 0
     assert report["analysis"]["pairs"] == 6 * 20 and report["analysis"]["pairs_per_s"] > 0
