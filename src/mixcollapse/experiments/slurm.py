@@ -35,6 +35,7 @@ from mixcollapse.experiments.launch import Job, Runner, Slot, job_environment, t
 CLUSTERS = ("slurm", "local")
 RENDEZVOUS_PORT = 29500
 RUNNING_STATES = ("PENDING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "RESIZING", "SUSPENDED", "UNKNOWN")
+UNKNOWN_MINUTES = 240  # the time limit of a run whose cost is not known
 SLURM_KILL_WAIT_S = 600  # longer than any cluster's KillWait (Slurm's default: 30 s)
 
 
@@ -75,10 +76,11 @@ def check_options(options: SlurmOptions) -> SlurmOptions:
 
 
 def default_minutes(cfg: ExperimentConfig, gpus: int) -> int:
-    """Twice the run's estimated H100 time over ``gpus`` GPUs, between 60 and 1440 minutes (240 when unknown)."""
+    """Twice the run's estimated H100 time over ``gpus`` GPUs, between 60 and 1440 minutes (UNKNOWN_MINUTES when
+    there is no estimate)."""
     total = config_flops(cfg)
     if total is None:
-        return 240
+        return UNKNOWN_MINUTES
     minutes = 2 * gpu_seconds(total, "H100", gpus) / 60
     return int(min(1440, max(60, math.ceil(minutes))))
 
@@ -90,7 +92,7 @@ class TrainingJob:
     def __init__(self, job: Job, gpus_per_node: int, nodes: int) -> None:
         self.job, self.gpus_per_node, self.nodes = job, gpus_per_node, nodes
         self._child: subprocess.Popen | None = None
-        self._stopped_by: int | None = None
+        self._stopped_by_slurm = False
 
     def command(self) -> list[str]:
         """The subprocess launcher's command on this node's GPUs; across nodes, torchrun's c10d rendezvous."""
@@ -116,7 +118,7 @@ class TrainingJob:
         env = job_environment(Slot())
         env.pop("CUDA_VISIBLE_DEVICES")  # the GPUs Slurm gave this job
         cmd = self.command()
-        self._stopped_by = None
+        self._stopped_by_slurm = False
         previous = signal.signal(signal.SIGTERM, self._note_stop)
         self.job.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.job.log_path, "a") as log:
@@ -130,7 +132,7 @@ class TrainingJob:
                     time.sleep(0.2)
             finally:
                 self._stop_child()
-            if code != 0 and self._stopped_by is not None and "SLURM_JOB_ID" in os.environ:
+            if code != 0 and self._stopped_by_slurm:
                 log.write(f"# job {_job_id()}: stopped by Slurm (SIGTERM); the run resumes when the job is requeued\n")
                 log.flush()
                 time.sleep(SLURM_KILL_WAIT_S)  # Slurm ends this process (requeue, scancel, preemption) before then
@@ -142,8 +144,9 @@ class TrainingJob:
     def _note_stop(self, signum, frame) -> None:
         """SIGTERM from Slurm (``scontrol requeue``, ``scancel``, a preemption) reaches the training too, which saves
         its last epoch and exits: that is no failure, so no result may be written (the waiting side would read
-        it as the job's end while Slurm requeues it). Slurm kills this process after its KillWait."""
-        self._stopped_by = signum
+        it as the job's end while Slurm requeues it). Slurm kills this process after its KillWait. Under submitit's
+        local executor (no SLURM_JOB_ID) nobody would: there a SIGTERM is a failure like any other."""
+        self._stopped_by_slurm = "SLURM_JOB_ID" in os.environ
 
     def checkpoint(self, *args, **kwargs):
         """submitit's hook before a requeue (time limit, preemption): stop the training, submit the same job again."""
@@ -233,12 +236,12 @@ def slurm_runner(options: SlurmOptions, log=None) -> Runner:
 
 
 def _minutes(job: Job, options: SlurmOptions) -> int:
-    """The default time limit of ``job``; 240 minutes when its config does not load (the job then fails in Slurm,
+    """The default time limit of ``job``; UNKNOWN_MINUTES when its config does not load (the job then fails in Slurm,
     with the config's error in its log, like any other failed run)."""
     try:
         cfg = load_config(job.config_path)
     except (ConfigError, OSError):
-        return 240
+        return UNKNOWN_MINUTES
     return default_minutes(cfg, options.gpus_per_node * options.nodes)
 
 
@@ -246,7 +249,9 @@ def _reason(err: Exception) -> str:
     """The line of submitit's report that says why: the exception the job raised, else its first line."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     raised = [line for line in lines if re.match(r"^[\w.]+(Error|Exception): ", line)]
-    return (raised or lines or [type(err).__name__])[-1 if raised else 0]
+    if raised:
+        return raised[-1]
+    return lines[0] if lines else type(err).__name__
 
 
 def _final_state(submitted, wait_s: float = 60) -> str:
