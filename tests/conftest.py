@@ -29,6 +29,13 @@ def tiny_config():
     return make
 
 
+def untimed_rows(run) -> list[dict]:
+    """A run's metrics rows without their wall times: what a resumed or relaunched run must repeat bit for bit."""
+    from mixcollapse.training.rundir import read_metrics
+
+    return [{k: v for k, v in row.items() if k != "epoch_seconds"} for row in read_metrics(run)]
+
+
 @pytest.fixture(scope="session")
 def _tiny_run_once(tmp_path_factory):
     from mixcollapse.training.loop import train

@@ -9,13 +9,13 @@ import json
 
 import pytest
 
+from conftest import untimed_rows
 from mixcollapse.cli import main
 from mixcollapse.config import load_config
 from mixcollapse.experiments.grid import parse_grid
 from mixcollapse.experiments.launch import inprocess_runner
 from mixcollapse.experiments.slurm import SlurmOptions, check_options, default_minutes
 from mixcollapse.experiments.sweep import run_sweep
-from mixcollapse.training.rundir import read_metrics
 
 pytest.importorskip("submitit")
 SMALL = (
@@ -27,10 +27,6 @@ SMALL = (
     "train.checkpoint_every=1",
     "train.threads=1",
 )
-
-
-def rows(run):
-    return [{k: v for k, v in r.items() if k != "epoch_seconds"} for r in read_metrics(run)]
 
 
 @pytest.mark.slow  # two sweeps of two jobs, each job a fresh python: about 25 s
@@ -67,7 +63,7 @@ def test_a_sweep_submitted_as_jobs_equals_the_in_process_sweep_and_is_never_resu
     assert result["complete"] and result["best"]["name"] == reference["best"]["name"]
     for got, want in zip(result["runs"], reference["runs"], strict=True):
         assert got["test_accuracy"] == want["test_accuracy"] and got["state"] == "finished"
-        assert rows(out / got["run_dir"]) == rows(tmp_path / "ref" / want["run_dir"])
+        assert untimed_rows(out / got["run_dir"]) == untimed_rows(tmp_path / "ref" / want["run_dir"])
     assert list((out / "slurm").glob("*_submitted.pkl"))  # submitit's own files, beside the runs
     submitted = len(list((out / "slurm").glob("*_submitted.pkl")))
     assert main(argv) == 0  # finished runs are never submitted again

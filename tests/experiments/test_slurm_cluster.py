@@ -20,8 +20,9 @@ import pytest
 import torch
 
 import slurm_cluster
+from conftest import untimed_rows
 from mixcollapse.config import load_config
-from mixcollapse.experiments.launch import Slot, inprocess_runner, run_jobs
+from mixcollapse.experiments.launch import Slot, run_jobs, run_state
 from mixcollapse.experiments.slurm import SlurmOptions, slurm_runner
 from mixcollapse.experiments.sweep import write_job
 from mixcollapse.training.checkpoint import load_checkpoint
@@ -62,10 +63,6 @@ def cluster(tmp_path_factory):
 
 def options(cluster, folder: Path, **kw) -> SlurmOptions:
     return SlurmOptions(folder=folder, partition=cluster.partition or None, gpus_per_node=0, cpus_per_task=1, **kw)
-
-
-def rows(run: Path) -> list[dict]:
-    return [{k: v for k, v in r.items() if k != "epoch_seconds"} for r in read_metrics(run)]
 
 
 def same_weights(a: Path, b: Path) -> bool:
@@ -118,7 +115,7 @@ def test_a_tiny_reproduction_as_slurm_jobs_equals_the_in_process_one(cluster, tm
     assert len(runs) == 8  # the mixup sweeps' two learning rates, then baseline and α = 0.4, both architectures
     for run in runs:
         twin = tmp_path / "slurm" / run.relative_to(tmp_path / "local")
-        assert rows(twin) == rows(run) and same_weights(twin, run), run
+        assert untimed_rows(twin) == untimed_rows(run) and same_weights(twin, run), run
     ids = re.findall(r"\[slurm\] \S+: job (\d+)", done.stderr)
     assert len(ids) == 8 and all(accounting(cluster, i) == ["COMPLETED"] for i in ids)
 
@@ -138,7 +135,7 @@ def test_a_job_past_its_time_limit_is_requeued_and_resumes_to_the_uninterrupted_
     assert len(job_ids(job.log_path)) >= 2 and "[train] resuming after epoch" in log, log[-3000:]
     assert accounting(cluster, job_id)[-1] == "COMPLETED" and "REQUEUED" in accounting(cluster, job_id)
     assert straight.wait(timeout=300) == 0, (tmp_path / "ref.log").read_text()[-2000:]
-    assert rows(job.run_dir) == rows(tmp_path / "ref") and same_weights(job.run_dir, tmp_path / "ref")
+    assert untimed_rows(job.run_dir) == untimed_rows(tmp_path / "ref") and same_weights(job.run_dir, tmp_path / "ref")
 
 
 def test_a_job_requeued_by_hand_resumes_to_the_uninterrupted_result(cluster, tmp_path, straight):
@@ -157,7 +154,7 @@ def test_a_job_requeued_by_hand_resumes_to_the_uninterrupted_result(cluster, tmp
     assert result == [0], log[-3000:]
     assert len(job_ids(job.log_path)) == 2 and "stopped by Slurm (SIGTERM)" in log, log[-3000:]
     assert "[train] resuming after epoch" in log and accounting(cluster, job_id)[-1] == "COMPLETED"
-    assert rows(job.run_dir) == rows(straight) and same_weights(job.run_dir, straight)
+    assert untimed_rows(job.run_dir) == untimed_rows(straight) and same_weights(job.run_dir, straight)
 
 
 def test_a_cancelled_job_leaves_its_run_resumable_and_the_rerun_submits_only_it(cluster, tmp_path, straight):
@@ -182,7 +179,7 @@ def test_a_cancelled_job_leaves_its_run_resumable_and_the_rerun_submits_only_it(
         "1 of 2 runs already finished" in again.stderr
         and "[train] resuming after epoch" in (out / "logs" / "lr=0.1.log").read_text()
     )
-    assert rows(run) == rows(straight) and same_weights(run, straight)
+    assert untimed_rows(run) == untimed_rows(straight) and same_weights(run, straight)
 
 
 def test_a_failed_job_is_reported_with_its_slurm_state_and_log_and_blocks_nothing(cluster, tmp_path):
@@ -203,4 +200,4 @@ def test_a_failed_job_is_reported_with_its_slurm_state_and_log_and_blocks_nothin
     assert re.search(r"ended (FAILED|COMPLETED)\b", report) and str(bad.log_path) in report, lines
     log = bad.log_path.read_text()  # the training's own one-line error, then why the job ended
     assert "train.epochs=-" in log and "RuntimeError: training exited with code 2" in log, log[-2000:]
-    assert inprocess_runner(good, Slot()) == 0  # finished: the in-process runner has nothing left to do
+    assert run_state(good.run_dir, good.epochs) == "finished"

@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import untimed_rows
 from mixcollapse.config import load_config
 from mixcollapse.training.checkpoint import load_checkpoint
 from mixcollapse.training.interrupt import TrainingInterrupted, stop_signals
 from mixcollapse.training.loop import train
-from mixcollapse.training.rundir import RunDirError, read_metrics
+from mixcollapse.training.rundir import RunDirError
 
 # Twelve short epochs, periodic checkpoints every 10: the signal lands after epoch 3, before the first one.
 SETTINGS = (
@@ -33,8 +34,7 @@ SETTINGS = (
 
 
 def _result(run: Path) -> tuple[list[dict], dict]:
-    rows = [{k: v for k, v in row.items() if k != "epoch_seconds"} for row in read_metrics(run)]
-    return rows, load_checkpoint(run / "checkpoints" / "last.pt")["model"]
+    return untimed_rows(run), load_checkpoint(run / "checkpoints" / "last.pt")["model"]
 
 
 def _same(a: dict, b: dict) -> bool:

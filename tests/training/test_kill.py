@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import untimed_rows
 from mixcollapse.config import load_config
 from mixcollapse.training.checkpoint import load_checkpoint
 from mixcollapse.training.loop import train
-from mixcollapse.training.rundir import read_metrics
 
 pytestmark = pytest.mark.slow
 
@@ -54,8 +54,7 @@ def _started(proc: subprocess.Popen) -> bool:
 
 
 def _result(run: Path) -> tuple[list[dict], dict]:
-    rows = [{k: v for k, v in row.items() if k != "epoch_seconds"} for row in read_metrics(run)]
-    return rows, load_checkpoint(run / "checkpoints" / "last.pt")["model"]
+    return untimed_rows(run), load_checkpoint(run / "checkpoints" / "last.pt")["model"]
 
 
 def _config(pipeline: str):
