@@ -61,12 +61,7 @@ def _best_seconds(fn, repeat: int, warmup: int = 2) -> float:
 
 def _ops(fn) -> list[str]:
     """The aten ops one call of ``fn`` ran, by self CPU time: which kernels did the work."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        fn()
-    table = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
-    return [e.key for e in table[:4]]
+    return [entry["op"] for entry in _profile(fn)[:4]]
 
 
 def peak(dtype: torch.dtype, repeat: int = 5) -> dict:
@@ -98,7 +93,6 @@ def _batches(cfg, steps: int, generator: torch.Generator) -> list[tuple[torch.Te
 def recipe_step(name: str, steps: int, bf16: bool, compiled: bool) -> dict:
     """Images/s, FLOP/s and the operator profile of the recipe's training step (train_one_epoch, in memory)."""
     cfg = load_config(RECIPES[name], [] if bf16 else ["train.amp=none"])
-    amp = cfg.train.amp if bf16 else "none"
     torch.manual_seed(0)
     model = build_model(cfg.model, 10, 1, 28)
     if cfg.train.channels_last:
@@ -107,24 +101,27 @@ def recipe_step(name: str, steps: int, bf16: bool, compiled: bool) -> dict:
     scheduler = build_scheduler(cfg.train, optimizer, steps)
     mixing, loss_fn = build_mixing(cfg.mixing), get_loss(cfg.train.loss)
     batches = _batches(cfg, steps, torch.Generator().manual_seed(0))
-    net = model
-    compile_s = None
+
+    def run(net, some) -> None:
+        _epoch(net, loss_fn, optimizer, scheduler, some, mixing, cfg.train.amp, cfg.train.channels_last)
+
+    net, compile_s = model, None
     if compiled:
         net = torch.compile(model)
         tic = time.perf_counter()
-        _epoch(net, loss_fn, optimizer, scheduler, batches[:2], mixing, amp, cfg.train.channels_last)
+        run(net, batches[:2])
         compile_s = time.perf_counter() - tic
     with FlopCounterMode(display=False) as counter:
-        _epoch(model, loss_fn, optimizer, scheduler, batches[:1], mixing, amp, cfg.train.channels_last)
+        run(model, batches[:1])
     flop_per_image = counter.get_total_flops() / cfg.train.batch_size
-    _epoch(net, loss_fn, optimizer, scheduler, batches[:2], mixing, amp, cfg.train.channels_last)  # warm-up
+    run(net, batches[:2])  # warm-up
     tic = time.perf_counter()
-    _epoch(net, loss_fn, optimizer, scheduler, batches, mixing, amp, cfg.train.channels_last)
+    run(net, batches)
     seconds = time.perf_counter() - tic
     images = steps * cfg.train.batch_size
-    profile = _profile(lambda: _epoch(net, loss_fn, optimizer, scheduler, batches[:3], mixing, amp, True))
+    profile = _profile(lambda: run(net, batches[:3]))
     return {
-        "precision": "bf16" if amp == "bf16" else "float32",
+        "precision": "bf16" if cfg.train.amp == "bf16" else "float32",
         "compiled": compiled,
         "compile_seconds": compile_s,
         "images_per_second": images / seconds,
