@@ -61,21 +61,22 @@ def count_model_flops(
 
 
 def markdown_table(flops: dict) -> str:
-    lines = ["| experiment | command | trainings | A100-hours | H100-hours |", "|---|---|---:|---:|---:|"]
-    for name in EXPERIMENTS:
-        n = sum(k for _, k in trainings(at_scale(EXPERIMENTS[name], "full").runs))
-        lines.append(
-            f"| {name} | `mixcollapse reproduce {name} --scale full` | {n} | "
-            f"{estimate_gpu_hours([name], 'A100', flops):.0f} | "
-            f"{estimate_gpu_hours([name], 'H100', flops):.0f} |"
-        )
+    lines = [
+        "| experiment | command | trainings | A100-hours | H100-hours | H100-hours, `--sweep halving` |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    rows = [(name, [name], at_scale(EXPERIMENTS[name], "full").runs) for name in EXPERIMENTS]
     everything = list(EXPERIMENTS)
-    n = sum(k for _, k in trainings(experiments_runs(everything)))
-    lines.append(
-        f"| **all** | `mixcollapse reproduce all --scale full` | {n} | "
-        f"{estimate_gpu_hours(everything, 'A100', flops):.0f} | "
-        f"{estimate_gpu_hours(everything, 'H100', flops):.0f} |"
-    )
+    rows.append(("**all**", everything, experiments_runs(everything)))
+    for label, names, runs in rows:
+        n = sum(k for _, k in trainings(runs))
+        command = "all" if label == "**all**" else label
+        lines.append(
+            f"| {label} | `mixcollapse reproduce {command} --scale full` | {n} | "
+            f"{estimate_gpu_hours(names, 'A100', flops):.0f} | "
+            f"{estimate_gpu_hours(names, 'H100', flops):.0f} | "
+            f"{estimate_gpu_hours(names, 'H100', flops, sweep='halving'):.0f} |"
+        )
     return "\n".join(lines)
 
 

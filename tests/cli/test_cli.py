@@ -42,6 +42,19 @@ def test_train_rejects_bad_config_values(tmp_path, capsys, override, fragments):
     assert not (tmp_path / "run").exists()  # nothing written
 
 
+@pytest.mark.parametrize(
+    "until, settings, fragment",
+    [
+        ("9", ["train.epochs=4"], "--until-epoch 9 is not an epoch of this run (1 to train.epochs=4)"),
+        ("3", ["train.epochs=4", "train.eval_every=2"], "pick a multiple of 2 or the last epoch, 4"),
+    ],
+)
+def test_train_until_an_epoch_that_does_not_evaluate_is_refused(tmp_path, capsys, until, settings, fragment):
+    line = one_line_error(capsys, "train", "--out", str(tmp_path / "run"), "--until-epoch", until, *settings)
+    assert line.startswith("mixcollapse train: error:") and fragment in line
+    assert not (tmp_path / "run").exists()
+
+
 def test_missing_dataset_offline_names_the_files(tmp_path, capsys):
     line = one_line_error(
         capsys,
@@ -76,6 +89,14 @@ def test_unknown_preset_and_analyze_of_a_missing_run(tmp_path, capsys):
 def test_argument_errors_are_one_line_with_exit_2(capsys, argv):
     line = one_line_error(capsys, *argv)
     assert "error:" in line and "--help" in line
+
+
+def test_a_sweep_at_the_cpu_scale_asks_for_its_grid(tmp_path, capsys):
+    line = one_line_error(
+        capsys, "sweep", "--preset", "wrn-fashionmnist", "--scale", "cpu", "--out", str(tmp_path / "s")
+    )
+    assert "--scale cpu has no default grid" in line and "pass --grid" in line
+    assert not (tmp_path / "s").exists()
 
 
 def test_report_of_a_missing_directory(tmp_path, capsys):

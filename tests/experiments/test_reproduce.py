@@ -3,6 +3,8 @@ titles say what is drawn."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -122,3 +124,26 @@ def test_cpu_scale_defaults_to_the_datasets_with_a_recipe(tmp_path):
     with pytest.raises(ValueError, match="needs the real data: FashionMNIST data not found"):
         reproduce("fig1", scale="cpu", out=tmp_path / "o", data_root=tmp_path / "none", log=lines.append)
     assert any("datasets with a CPU recipe, fashionmnist" in line for line in lines)
+
+
+@pytest.mark.slow  # eight tiny trainings (two of them stopped at epoch 1) and the table: about 15 s
+def test_a_tiny_reproduction_with_halving_sweeps_keeps_the_best_of_the_runs_trained_to_the_end(tmp_path, capsys):
+    from mixcollapse.cli import main
+
+    out = tmp_path / "out"
+    argv = ["reproduce", "table2", "--scale", "tiny", "--datasets", "fashionmnist", "--sweep", "halving"]
+    assert main([*argv, "--out", str(out), "--data-root", str(tmp_path / "none")]) == 0
+    manifest = json.loads((out / "experiments" / "table2.json").read_text())
+    assert manifest["sweep"] == "halving"
+    for sweep_dir in sorted((out / "sweeps").iterdir()):  # WRN's and ViT's: two learning rates each, rungs 1 and 3
+        result = json.loads((sweep_dir / "sweep.json").read_text())
+        assert result["method"] == "halving" and result["halving"]["rungs"] == [1, 3]
+        (decision,) = result["halving"]["decisions"]
+        scores = decision["test_accuracy"]
+        assert decision["kept"] == [max(scores, key=scores.get)]
+        assert sorted(r["state"] for r in result["runs"]) == ["finished", "halted"]
+        assert result["best"]["name"] == decision["kept"][0]
+        run = manifest["runs"][sweep_dir.name]
+        assert run["run_dir"] == f"sweeps/{sweep_dir.name}/{decision['kept'][0]}" and run["epochs"] == 3
+    assert main(["reproduce", "table2", "--scale", "cpu", "--sweep", "halving", "--out", str(out)]) == 2
+    assert "--sweep halving needs a sweep" in capsys.readouterr().err

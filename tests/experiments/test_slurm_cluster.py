@@ -201,3 +201,31 @@ def test_a_failed_job_is_reported_with_its_slurm_state_and_log_and_blocks_nothin
     log = bad.log_path.read_text()  # the training's own one-line error, then why the job ended
     assert "train.epochs=-" in log and "RuntimeError: training exited with code 2" in log, log[-2000:]
     assert run_state(good.run_dir, good.epochs) == "finished"
+
+
+def test_a_halving_sweep_as_slurm_jobs_stops_runs_at_their_rungs_and_equals_the_in_process_one(cluster, tmp_path):
+    """--sweep halving: 3 points to epoch 3 (the first rung of 27 epochs), the best one on to 9 and to 27; each rung
+    a Slurm job (`train --until-epoch`), the run's own checkpoint carrying it to the next."""
+    from mixcollapse.cli import main
+
+    settings = ["train.progress=false", "train.epochs=27", "train.threads=1", "model.hidden=16"]
+    common = ["sweep", "--preset", "digits", "--grid", "train.lr=[0.02,0.1,0.5]", "--sweep", "halving"]
+    argv = [sys.executable, "-m", "mixcollapse", *common, "--out", str(tmp_path / "slurm"), "--launcher", "slurm"]
+    argv += [
+        "--gpus-per-job",
+        "0",
+        "--cpus-per-task",
+        "1",
+        *(["--partition", cluster.partition] * bool(cluster.partition)),
+    ]
+    done = subprocess.run([*argv, *settings], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert main([*common, "--out", str(tmp_path / "local"), "--launcher", "inprocess", *settings]) == 0
+    got, want = (json.loads((tmp_path / d / "sweep.json").read_text()) for d in ("slurm", "local"))
+    assert got["halving"] == want["halving"] and got["best"] == want["best"]
+    assert got["halving"]["rungs"] == [3, 9, 27] and [len(d["kept"]) for d in got["halving"]["decisions"]] == [1, 1]
+    for row in got["runs"]:
+        assert untimed_rows(tmp_path / "slurm" / row["run_dir"]) == untimed_rows(tmp_path / "local" / row["run_dir"])
+        assert row["epochs_done"] == (27 if row["name"] == got["best"]["name"] else 3)
+    ids = re.findall(r"\[slurm\] \S+: job (\d+)", done.stderr)
+    assert len(ids) == 3 + 1 + 1 and all(accounting(cluster, i) == ["COMPLETED"] for i in ids)

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 
 import pytest
-import torch
 
 from mixcollapse.config import load_config
 from mixcollapse.experiments.grid import parse_grid
-from mixcollapse.experiments.launch import Job, Slot, inprocess_runner, make_slots, subprocess_runner
+from mixcollapse.experiments.launch import inprocess_runner, make_slots, subprocess_runner
 from mixcollapse.experiments.sweep import check_job_dir, run_sweep
-from mixcollapse.training.rundir import append_metrics, last_checkpoint_path, prepare_run_dir
+from mixcollapse.training.rundir import append_metrics, prepare_run_dir
 from reference import read_sweep
+from sweep_stub import StubRunner
 
 DIGITS = (
     "data.train_limit=256",
@@ -30,41 +28,10 @@ def configure(hyper):
     return load_config("digits", [*DIGITS, *hyper])
 
 
-class StubRunner:
-    """Pretends to train: writes config, metrics rows and last.pt; records calls, slots and overlap."""
-
-    def __init__(self, accuracy=lambda job: 0.5, fail=(), delay=0.0):
-        self.calls, self.accuracy, self.fail, self.delay = [], accuracy, set(fail), delay
-        self.active, self.max_active, self.active_devices = 0, 0, set()
-        self.lock = threading.Lock()
-
-    def __call__(self, job: Job, slot: Slot) -> int:
-        with self.lock:
-            assert not (set(slot.devices) & self.active_devices), "two jobs on one GPU at once"
-            self.active_devices |= set(slot.devices)
-            self.active += 1
-            self.max_active = max(self.max_active, self.active)
-            self.calls.append((job.name, slot.devices))
-        time.sleep(self.delay)
-        try:
-            if job.run_dir.name in self.fail:
-                return 1
-            cfg = load_config(job.config_path)
-            prepare_run_dir(job.run_dir, cfg, resume=True)
-            for epoch in range(1, job.epochs + 1):
-                append_metrics(job.run_dir, {"epoch": epoch, "test_accuracy": self.accuracy(job), "test_ece": 0.1})
-            torch.save({"fake": True}, last_checkpoint_path(job.run_dir))
-            return 0
-        finally:
-            with self.lock:
-                self.active -= 1
-                self.active_devices -= set(slot.devices)
-
-
 def test_sweep_spreads_runs_over_gpus_and_picks_the_best(tmp_path):
     grid = parse_grid(["train.lr=logspace(0.01,0.25,6)"])
     acc = {0.01: 0.2, 0.25: 0.9}
-    runner = StubRunner(accuracy=lambda job: acc.get(load_config(job.config_path).train.lr, 0.5), delay=0.05)
+    runner = StubRunner(accuracy=lambda job, epoch: acc.get(load_config(job.config_path).train.lr, 0.5), delay=0.05)
     result = run_sweep(
         tmp_path / "s", grid, configure, slots=make_slots(["0", "1", "2"], 1), runner=runner, log=lambda s: None
     )
@@ -124,7 +91,7 @@ def test_a_real_cpu_sweep_of_two_runs_through_subprocesses(tmp_path):
 def test_pruning_keeps_only_the_best_checkpoints_and_never_retrains(tmp_path):
     grid = parse_grid(["train.lr=[0.01,0.02,0.03]"])
     acc = {0.01: 0.4, 0.02: 0.8, 0.03: 0.6}
-    runner = StubRunner(accuracy=lambda job: acc[load_config(job.config_path).train.lr])
+    runner = StubRunner(accuracy=lambda job, epoch: acc[load_config(job.config_path).train.lr])
     result = run_sweep(tmp_path / "s", grid, configure, runner=runner, log=lambda s: None, prune=True)
     assert result["best"]["name"] == "lr=0.02"
     for name in ("lr=0.01", "lr=0.03"):
@@ -150,7 +117,7 @@ def test_with_seeds_the_best_point_has_the_best_mean_and_keeps_every_seeds_check
     grid = parse_grid(["train.lr=[0.01,0.02]"])
     acc = {(0.01, 0): 0.9, (0.01, 1): 0.5, (0.02, 0): 0.8, (0.02, 1): 0.75}  # the best single run is not the best mean
 
-    def accuracy(job):
+    def accuracy(job, epoch):
         cfg = load_config(job.config_path)
         return acc[(cfg.train.lr, cfg.train.seed)]
 

@@ -208,6 +208,23 @@ def test_resume_with_random_crops_and_flips_equals_the_uninterrupted_run(tmp_pat
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_run_stopped_until_an_epoch_is_the_first_epochs_of_the_full_run_and_continues_to_it(tmp_path, tiny_config):
+    """Successive halving's rungs: ``until_epoch`` keeps the full run's schedule and writes the rung's checkpoint
+    (here no checkpoint is due at epoch 2), and a resume goes on to the same end."""
+    cfg = tiny_config("train.epochs=4", "train.checkpoint_every=0", "train.schedule=cosine")
+    straight = train(cfg, tmp_path / "straight")
+    rung = train(cfg, tmp_path / "rung", until_epoch=2)
+    assert _without_timing(read_metrics(rung)) == _without_timing(read_metrics(straight))[:2]
+    assert read_metrics(rung)[1]["lr"] == read_metrics(straight)[1]["lr"] > read_metrics(straight)[2]["lr"]
+    assert load_checkpoint(rung / "checkpoints" / "last.pt")["epoch"] == 2
+    train(cfg, rung, resume=True, until_epoch=2)  # already there: nothing trains
+    assert len(read_metrics(rung)) == 2
+    train(cfg, rung, resume=True)
+    assert _without_timing(read_metrics(rung)) == _without_timing(read_metrics(straight))
+    a, b = _weights(straight), _weights(rung)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_resume_without_a_checkpoint_starts_over_and_a_finished_run_returns(tmp_path, tiny_config):
     cfg = tiny_config("train.epochs=2", "train.checkpoint_every=0")
     reference = train(cfg, tmp_path / "ref")

@@ -36,6 +36,14 @@ def _add_train(sub) -> None:
         help="continue the run in --out from its last checkpoint, with its saved config (overrides are "
         "checked against it)",
     )
+    p.add_argument(
+        "--until-epoch",
+        type=int,
+        default=None,
+        metavar="N",
+        help="stop after epoch N of the run's schedule with its checkpoint written (an epoch that evaluates "
+        "the test set); --resume continues the run later, to the same end (successive-halving sweeps use this)",
+    )
     p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
     p.set_defaults(func=run_train)
 
@@ -100,7 +108,7 @@ def run_train(args) -> int:
     args.run_dir = Path(args.out) if args.out else Path("runs") / cfg.name  # for the interrupt hint
     from mixcollapse.training.loop import train
 
-    train(cfg, args.run_dir, resume=args.resume)
+    train(cfg, args.run_dir, resume=args.resume, until_epoch=args.until_epoch)
     return 0
 
 

@@ -12,6 +12,7 @@ import math
 
 from mixcollapse.catalog import get_spec
 from mixcollapse.config import ExperimentConfig
+from mixcollapse.experiments.halving import halving_rungs, trained_epochs
 from mixcollapse.experiments.paper import RunKey, experiments_runs, plan_runs
 from mixcollapse.experiments.scales import run_config, sweep_grid
 
@@ -33,17 +34,19 @@ MFU = 0.40
 PEAK_BF16 = {"A100": 312e12, "H100": 989e12}
 
 
-def config_flops(cfg: ExperimentConfig, flops: dict | None = None) -> float | None:
-    """FLOPs of training ``cfg`` to its end: every epoch's steps plus its test-set evaluations; None when its
-    model and dataset have no FLOP count (only the paper's full-size models on the paper's datasets have one)."""
+def config_flops(cfg: ExperimentConfig, flops: dict | None = None, until: int | None = None) -> float | None:
+    """FLOPs of training ``cfg`` to its end (or to epoch ``until``): every epoch's steps plus its test-set
+    evaluations; None when its model and dataset have no FLOP count (only the paper's full-size models on the
+    paper's datasets have one)."""
     per_image = (flops or FLOPS_PER_IMAGE).get((cfg.model.name, cfg.data.name))
     sizes = get_spec(cfg.data.name).sizes
     if per_image is None or sizes is None:
         return None
     (train_f, eval_f), (n_train, n_test), t = per_image, sizes, cfg.train
     per_epoch = (n_train // t.batch_size) * t.batch_size * train_f
-    evals = math.ceil(t.epochs / t.eval_every)
-    return t.epochs * per_epoch + evals * n_test * eval_f
+    epochs = until or t.epochs
+    evals = epochs // t.eval_every + (epochs == t.epochs and t.epochs % t.eval_every != 0)
+    return epochs * per_epoch + evals * n_test * eval_f
 
 
 def gpu_seconds(total_flops: float, gpu: str = "H100", gpus: int = 1) -> float:
@@ -56,6 +59,20 @@ def run_flops(key: RunKey, flops: dict | None = None) -> float:
     return config_flops(run_config(key, "full"), flops)
 
 
+def sweep_flops(key: RunKey, points: int, sweep: str = "full", flops: dict | None = None) -> float:
+    """FLOPs of a sweep of ``points`` full-scale runs of ``key``: each to its end (``full``), or to the rungs
+    of successive halving (``halving``: experiments.halving.trained_epochs, no run failing)."""
+    cfg = run_config(key, "full")
+    if sweep == "full":
+        return points * config_flops(cfg, flops)
+    total, before = 0.0, 0.0
+    for n, epoch in trained_epochs(points, halving_rungs(cfg.train.epochs, cfg.train.eval_every)):
+        reached = config_flops(cfg, flops, until=epoch)
+        total += n * (reached - before)  # the survivors continue from the last rung
+        before = reached
+    return total
+
+
 def trainings(keys) -> list[tuple[RunKey, int]]:
     """(run, number of full-scale trainings) for everything ``keys`` needs: sweeps counted point by point."""
     plan = plan_runs(keys)
@@ -63,7 +80,10 @@ def trainings(keys) -> list[tuple[RunKey, int]]:
     return out + [(k, 1) for k in plan.inherited]
 
 
-def estimate_gpu_hours(names, gpu: str = "A100", flops: dict | None = None) -> float:
-    """GPU-hours for the named experiments at full scale, shared runs counted once (an estimate)."""
-    total = sum(n * run_flops(k, flops) for k, n in trainings(experiments_runs(names)))
+def estimate_gpu_hours(names, gpu: str = "A100", flops: dict | None = None, sweep: str = "full") -> float:
+    """GPU-hours for the named experiments at full scale, shared runs counted once (an estimate); ``sweep``:
+    the learning-rate sweeps in full (Appendix B.1) or by successive halving."""
+    keys = experiments_runs(names)
+    swept = set(plan_runs(keys).swept)
+    total = sum(sweep_flops(k, n, sweep, flops) if k in swept else n * run_flops(k, flops) for k, n in trainings(keys))
     return gpu_seconds(total, gpu) / 3600

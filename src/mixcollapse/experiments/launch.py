@@ -34,7 +34,7 @@ PRUNED_MARKER = "PRUNED.txt"  # in a run's checkpoints/: its checkpoints were de
 
 @dataclass(frozen=True)
 class Job:
-    """One training run to bring to its final epoch."""
+    """One training run to bring to its final epoch (or, with ``until``, to that epoch of its schedule)."""
 
     name: str  # unique within one launch, e.g. "wrn-cifar10-mixup/lr=0.01"
     run_dir: Path
@@ -44,6 +44,12 @@ class Job:
     overrides: tuple[str, ...] = ()  # the grid point (hyper-parameters) this run differs by
     point: str = ""  # the grid point's name ("" : the run directory's)
     seed: int | None = None  # the training seed, when the sweep repeats each point over seeds
+    until: int | None = None  # stop after this epoch (`train --until-epoch`): a rung of successive halving
+
+    @property
+    def target(self) -> int:
+        """The epoch this job brings its run to."""
+        return self.until or self.epochs
 
 
 @dataclass(frozen=True)
@@ -148,7 +154,18 @@ def final_metrics(run_dir: str | Path) -> dict:
 
 def train_args(job: Job) -> list[str]:
     """The interpreter's arguments that train (or resume) the job: ``-m mixcollapse train ... --resume``."""
-    return ["-m", "mixcollapse", "train", "--preset", str(job.config_path), "--out", str(job.run_dir), "--resume"]
+    until = [] if job.until is None else ["--until-epoch", str(job.until)]
+    return [
+        "-m",
+        "mixcollapse",
+        "train",
+        "--preset",
+        str(job.config_path),
+        "--out",
+        str(job.run_dir),
+        "--resume",
+        *until,
+    ]
 
 
 def train_command(job: Job, slot: Slot) -> list[str]:
@@ -194,7 +211,7 @@ def inprocess_runner(job: Job, slot: Slot) -> int:
     level = logger.level
     logger.setLevel(min(level or logging.INFO, logging.INFO))
     try:
-        train(load_config(job.config_path), job.run_dir, resume=True)
+        train(load_config(job.config_path), job.run_dir, resume=True, until_epoch=job.until)
     except Exception:  # noqa: BLE001 - one failed run must not stop the others
         handler.stream.write(traceback.format_exc())
         return 1
@@ -225,8 +242,9 @@ def _outcome(job: Job, finished: bool, code: int, seconds: float) -> str:
     if not finished:
         return f"[sweep] {job.name}: FAILED (exit code {code}); see {job.log_path}"
     acc = final_metrics(job.run_dir).get("test_accuracy")
+    what = "finished" if job.until is None else f"reached epoch {job.until}"
     return (
-        f"[sweep] {job.name}: finished in {seconds:.0f}s, test accuracy {'n/a' if acc is None else f'{100 * acc:.2f}%'}"
+        f"[sweep] {job.name}: {what} in {seconds:.0f}s, test accuracy {'n/a' if acc is None else f'{100 * acc:.2f}%'}"
     )
 
 
@@ -245,7 +263,7 @@ def run_jobs(
     """
     if not slots:
         raise ValueError("no slot to run jobs on")
-    done = {job.name for job in jobs if run_state(job.run_dir, job.epochs) == "finished"}
+    done = {job.name for job in jobs if run_state(job.run_dir, job.target) == "finished"}
     status = {name: {"state": "finished", "returncode": None, "seconds": 0.0, "skipped": True} for name in done}
     todo = [job for job in jobs if job.name not in done]
     if jobs:
@@ -267,7 +285,7 @@ def run_jobs(
             seconds = time.perf_counter() - tic
         finally:
             free.put(slot)
-        finished = code == 0 and run_state(job.run_dir, job.epochs) == "finished"
+        finished = code == 0 and run_state(job.run_dir, job.target) == "finished"
         with lock:
             status[job.name] = {
                 "state": "finished" if finished else "failed",

@@ -43,7 +43,7 @@ from mixcollapse.experiments.paper import (
 from mixcollapse.experiments.runs import Context, ensure_runs, final_row, resolve_data, scale_note
 from mixcollapse.experiments.scales import CPU_ARCHS, SCALES, cpu_datasets, cpu_preset, scale_threads
 from mixcollapse.experiments.steps import STEPS
-from mixcollapse.experiments.sweep import launch_slots
+from mixcollapse.experiments.sweep import SWEEP_METHODS, launch_slots
 from mixcollapse.files import atomic_write_text
 
 _log = logging.getLogger(__name__)
@@ -65,6 +65,7 @@ def reproduce(
     download: bool = False,
     seeds: Sequence[int] | None = None,
     prune_checkpoints: bool = False,
+    sweep: str = "full",
     launch: Launch = Launch(),
     log: Callable[[str], None] = _log.info,
 ) -> list[dict]:
@@ -76,11 +77,12 @@ def reproduce(
     the preset seed's sweep); tables show the mean ± standard deviation over them and figures the first
     seed's runs.
     ``prune_checkpoints``: delete the checkpoints of sweep runs as soon as they can no longer be chosen
-    (their metrics stay; docs/reproduce.md: disk space). ``launch``: where the runs train (this machine's
+    (their metrics stay; docs/reproduce.md: disk space). ``sweep``: how a sweep picks its learning rate, ``full``
+    (Appendix B.1: every point trained to the end) or ``halving`` (experiments.halving: successive halving,
+    about a third of the cost; a documented deviation). ``launch``: where the runs train (this machine's
     GPUs or CPU, or Slurm jobs) and with how many torch threads (e.g. 1 for two commands side by side).
     """
-    if scale not in SCALES:
-        raise ValueError(f"--scale {scale} is not one of: {', '.join(SCALES)}")
+    _check_choices(scale, sweep)
     names = list(PAPER_EXPERIMENTS) if name == "all" else [get_experiment(name).name]
     if scale == "cpu" and datasets is None:
         datasets = cpu_datasets()
@@ -91,7 +93,12 @@ def reproduce(
     if seeds is not None and (not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0):
         raise ValueError(f"--seeds {seeds}: give distinct seeds >= 0, e.g. --seeds 0,1,2")
     ctx = Context(
-        out=Path(out), scale=scale, log=log, overrides=launch.overrides(), seeds=list(seeds) if seeds else None
+        out=Path(out),
+        scale=scale,
+        log=log,
+        overrides=launch.overrides(),
+        seeds=list(seeds) if seeds else None,
+        sweep=sweep,
     )
     if scale == "cpu":
         for key in keys:
@@ -103,6 +110,15 @@ def reproduce(
     slots, runner = launch_slots(launch, log)
     with scale_threads(scale):
         return _reproduce(exps, keys, datasets_used, ctx, slots, runner, prune_checkpoints)
+
+
+def _check_choices(scale: str, sweep: str) -> None:
+    if scale not in SCALES:
+        raise ValueError(f"--scale {scale} is not one of: {', '.join(SCALES)}")
+    if sweep not in SWEEP_METHODS:
+        raise ValueError(f"--sweep {sweep} is not one of: {', '.join(SWEEP_METHODS)}")
+    if scale == "cpu" and sweep != "full":
+        raise ValueError("--sweep halving needs a sweep, and the CPU scale trains each run once with its recipe")
 
 
 def _need_a_gpu(names: Sequence[str]) -> None:
@@ -190,7 +206,7 @@ def write_manifest(exp: Experiment, ctx: Context, result: dict, train_seconds: f
         }
         if key.name in ctx.seed_runs:
             runs[key.name]["seed_runs"] = {str(seed): ctx.rel(d) for seed, d in ctx.seed_runs[key.name].items()}
-    reserved = {"name", "title", "expected", "step", "scale", "scale_note", "data", "synthetic", "runs"}
+    reserved = {"name", "title", "expected", "step", "scale", "scale_note", "data", "synthetic", "runs", "sweep"}
     assert not reserved & set(result), f"step result overwrites {reserved & set(result)}"
     manifest = {
         "name": exp.name,
@@ -202,10 +218,11 @@ def write_manifest(exp: Experiment, ctx: Context, result: dict, train_seconds: f
         "data": {ds: ctx.sources[ds].describe(ds) for ds in synthetic},
         "synthetic": any(synthetic.values()),
         "runs": runs,
+        "sweep": ctx.sweep,
         "trainings_full_scale": sum(n for _, n in trainings(exp.runs)),  # of the runs drawn here
-        "estimated_gpu_hours_full_scale": {
-            "A100": round(estimate_gpu_hours([exp.name], "A100"), 1),
-            "H100": round(estimate_gpu_hours([exp.name], "H100"), 1),
+        "estimated_gpu_hours_full_scale": {  # with this call's --sweep
+            "A100": round(estimate_gpu_hours([exp.name], "A100", sweep=ctx.sweep), 1),
+            "H100": round(estimate_gpu_hours([exp.name], "H100", sweep=ctx.sweep), 1),
         },
         "seconds_training": round(train_seconds, 1),
         "seconds_analysis": round(seconds, 1),
@@ -231,25 +248,24 @@ def _json_default(obj):
 def list_experiments() -> str:
     """The table printed by ``mixcollapse reproduce --list``."""
     lines = [
-        f"{'experiment':<10} {'step':<13} {'trainings':>9} {'A100-h':>7} {'H100-h':>7}  what",
-        f"{'-' * 10} {'-' * 13} {'-' * 9} {'-' * 7} {'-' * 7}  {'-' * 40}",
+        f"{'experiment':<10} {'step':<13} {'trainings':>9} {'A100-h':>7} {'H100-h':>7} {'halving':>7}  what",
+        f"{'-' * 10} {'-' * 13} {'-' * 9} {'-' * 7} {'-' * 7} {'-' * 7}  {'-' * 40}",
     ]
-    for exp in EXPERIMENTS.values():
-        n = sum(k for _, k in trainings(at_scale(exp, "full").runs))
-        lines.append(
-            f"{exp.name:<10} {exp.step:<13} {n:>9} {estimate_gpu_hours([exp.name]):>7.0f} "
-            f"{estimate_gpu_hours([exp.name], 'H100'):>7.0f}  {exp.title}"
-        )
+    rows = [(e.name, e.step, at_scale(e, "full").runs, [e.name], e.title) for e in EXPERIMENTS.values()]
     everything = list(PAPER_EXPERIMENTS)
-    n = sum(k for _, k in trainings(experiments_runs(everything)))
-    lines.append(
-        f"{'all':<10} {'':<13} {n:>9} {estimate_gpu_hours(everything):>7.0f} "
-        f"{estimate_gpu_hours(everything, 'H100'):>7.0f}  every experiment of the paper, shared runs trained once"
-    )
+    rows.append(("all", "", experiments_runs(everything), everything, "every experiment, shared runs trained once"))
+    for name, step, runs, names, title in rows:
+        n = sum(k for _, k in trainings(runs))
+        lines.append(
+            f"{name:<10} {step:<13} {n:>9} {estimate_gpu_hours(names):>7.0f} "
+            f"{estimate_gpu_hours(names, 'H100'):>7.0f} {estimate_gpu_hours(names, 'H100', sweep='halving'):>7.0f}  "
+            f"{title}"
+        )
     lines.append("")
     lines.append(
         "trainings: full-scale runs needed (sweep points included); GPU-hours: estimates from counted "
-        "FLOPs at 40% of the bf16 peak (docs/reproduce.md). Experiments share runs through --out."
+        "FLOPs at 40% of the bf16 peak (docs/reproduce.md); halving: H100-hours with --sweep halving "
+        "(successive halving instead of Appendix B.1's full sweeps). Experiments share runs through --out."
     )
     lines.append("Run one: mixcollapse reproduce fig1 [--scale tiny|cpu|full] [--data-root DIR] [--out DIR]")
     return "\n".join(lines)

@@ -17,8 +17,7 @@ from mixcollapse.config import model_label, training_label
 from mixcollapse.experiments.launch import Runner, run_jobs
 from mixcollapse.experiments.paper import RunKey, plan_runs
 from mixcollapse.experiments.scales import run_config, sweep_grid
-from mixcollapse.experiments.sweep import format_sweep, plan_sweep, summarize_sweep, sweep_progress, write_job
-from mixcollapse.experiments.sweep import prune_checkpoints as prune_sweep
+from mixcollapse.experiments.sweep import SweepPlan, format_sweep, plan_sweep, run_sweeps, write_job
 from mixcollapse.training.rundir import read_metrics
 
 _log = logging.getLogger(__name__)
@@ -38,6 +37,7 @@ class Context:
     overrides: list[str] = field(default_factory=list)  # applied last to every run (e.g. train.threads)
     seeds: list[int] | None = None  # training seeds (--seeds): tables average them, figures show the first
     seed_runs: dict[str, dict[int, Path]] = field(default_factory=dict)  # run name -> seed -> run directory
+    sweep: str = "full"  # how sweeps pick (--sweep): full (Appendix B.1) or halving (experiments.halving)
     log: Callable[[str], None] = _log.info
 
     def rel(self, path: str | Path) -> str:
@@ -94,7 +94,7 @@ def ensure_runs(keys: Sequence[RunKey], ctx: Context, slots, runner: Runner, pru
         _ensure_single_runs(keys, ctx, slots, runner, late)
         return
     plan = plan_runs(keys)
-    jobs, sweeps = [], {}
+    sweeps = {}
     for key in plan.swept:
         sweep_dir = ctx.out / "sweeps" / key.name
         grid = sweep_grid(key.arch, ctx.scale)
@@ -103,27 +103,22 @@ def ensure_runs(keys: Sequence[RunKey], ctx: Context, slots, runner: Runner, pru
             return run_config(key, ctx.scale, hyper, late[key.dataset])
 
         planned = plan_sweep(sweep_dir, grid, configure, prefix=f"{key.name}/")
-        sweeps[key] = (sweep_dir, grid, planned)
-        jobs += planned
-    progress = [sweep_progress(d, planned, grid, prune, ctx.log) for d, grid, planned in sweeps.values()]
-    status = run_jobs(jobs, slots, runner, ctx.log, on_done=lambda job, st: [p(job, st) for p in progress])
-    for key, (sweep_dir, grid, planned) in sweeps.items():
-        result = summarize_sweep(sweep_dir, planned, grid, status)
-        if prune:
-            prune_sweep(sweep_dir, result)
+        sweeps[key] = SweepPlan(sweep_dir, grid, planned, ctx.sweep)
+    results = run_sweeps(list(sweeps.values()), slots, runner, ctx.log, prune)
+    for (key, sweep), result in zip(sweeps.items(), results, strict=True):
         best = result["best"]
         if best is None:
-            raise ValueError(f"every run of the sweep {sweep_dir} failed; see its logs/ and rerun to retry")
+            raise ValueError(f"every run of the sweep {sweep.sweep_dir} failed; see its logs/ and rerun to retry")
         ctx.log(f"[reproduce] sweep {key.name}: best {best['name']} of {len(result['runs'])}\n{format_sweep(result)}")
         if not result["complete"]:
             ctx.log(
                 f"[reproduce] warning: sweep {key.name} is incomplete; the best of its finished runs is used "
                 "(a rerun retries the others)"
             )
-        ctx.runs[key.name] = sweep_dir / best["run_dir"]
+        ctx.runs[key.name] = sweep.sweep_dir / best["run_dir"]
         ctx.hyper[key.name] = list(best["overrides"])
         ctx.configs[key.name] = run_config(key, ctx.scale, best["overrides"], late[key.dataset])
-        ctx.sweeps[key.name] = sweep_dir
+        ctx.sweeps[key.name] = sweep.sweep_dir
 
     jobs = []
     for key in plan.inherited:

@@ -75,10 +75,10 @@ def check_options(options: SlurmOptions) -> SlurmOptions:
     return options
 
 
-def default_minutes(cfg: ExperimentConfig, gpus: int) -> int:
-    """Twice the run's estimated H100 time over ``gpus`` GPUs, between 60 and 1440 minutes (UNKNOWN_MINUTES when
-    there is no estimate)."""
-    total = config_flops(cfg)
+def default_minutes(cfg: ExperimentConfig, gpus: int, until: int | None = None) -> int:
+    """Twice the run's estimated H100 time (to epoch ``until``: a halving rung) over ``gpus`` GPUs, between 60 and
+    1440 minutes (UNKNOWN_MINUTES when there is no estimate)."""
+    total = config_flops(cfg, until=until)
     if total is None:
         return UNKNOWN_MINUTES
     minutes = 2 * gpu_seconds(total, "H100", gpus) / 60
@@ -242,7 +242,7 @@ def _minutes(job: Job, options: SlurmOptions) -> int:
         cfg = load_config(job.config_path)
     except (ConfigError, OSError):
         return UNKNOWN_MINUTES
-    return default_minutes(cfg, options.gpus_per_node * options.nodes)
+    return default_minutes(cfg, options.gpus_per_node * options.nodes, job.until)
 
 
 def _reason(err: Exception) -> str:

@@ -17,6 +17,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ import numpy as np
 from mixcollapse.config import ExperimentConfig, dump_yaml
 from mixcollapse.data.locate import FAKE_MARKER
 from mixcollapse.experiments.grid import grid_points, point_name, point_overrides
+from mixcollapse.experiments.halving import ETA, HALVING_SELECTION, halving_rungs, survivors
 from mixcollapse.experiments.launch import (
     PRUNED_MARKER,
     Job,
@@ -46,6 +48,7 @@ from mixcollapse.training.rundir import (
     holds_run,
     last_checkpoint_path,
     read_config,
+    read_metrics,
 )
 
 _log = logging.getLogger(__name__)
@@ -151,34 +154,133 @@ def launch_slots(launch: Launch, log: Callable[[str], None] = _log.info) -> tupl
 
 # ---- scheduling -------------------------------------------------------------------------------
 
+SWEEP_METHODS = ("full", "halving")
 
-def summarize_sweep(
-    sweep_dir: str | Path, jobs: Sequence[Job], grid: dict[str, list], status: dict[str, dict] | None = None
-) -> dict:
-    """Write ``sweep.json`` (every run's state and final metrics, and the best run) and return it."""
-    sweep_dir = Path(sweep_dir)
-    rows = []
-    for job in jobs:
-        metrics = final_metrics(job.run_dir)
-        state = run_state(job.run_dir, job.epochs)
-        if state != "finished" and (status or {}).get(job.name, {}).get("state") == "failed":
-            state = "failed"
-        rows.append(
-            {
-                "name": job.run_dir.name,
-                "point": job.point or job.run_dir.name,
-                "seed": job.seed,
-                "run_dir": os.path.relpath(job.run_dir, sweep_dir),
-                "config": os.path.relpath(job.config_path, sweep_dir),
-                "log": os.path.relpath(job.log_path, sweep_dir),
-                "overrides": list(job.overrides),
-                "state": state,
-                "epochs_done": metrics.get("epoch", 0),
-                "epochs": job.epochs,
-                "test_accuracy": metrics.get("test_accuracy"),
-                "test_ece": metrics.get("test_ece"),
-            }
-        )
+
+@dataclass
+class SweepPlan:
+    """One sweep on its way: its directory, grid and jobs (each to its final epoch), and with ``method="halving"``
+    the rungs (experiments.halving), the runs stopped at a rung (``halted``: name -> epoch) and each rung's
+    decision."""
+
+    sweep_dir: Path
+    grid: dict[str, list]
+    jobs: list[Job]
+    method: str = "full"
+    halted: dict[str, int] = field(default_factory=dict)
+    decisions: list[dict] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.method not in SWEEP_METHODS:
+            raise ValueError(f"--sweep {self.method} is not one of: {', '.join(SWEEP_METHODS)}")
+        self.sweep_dir = Path(self.sweep_dir)
+
+    @property
+    def rungs(self) -> list[int]:
+        """The epochs the sweep's runs stop at to be compared: only the last (the full sweep) or the halving rungs."""
+        if not self.jobs:
+            return []
+        epochs = self.jobs[0].epochs
+        if self.method == "full":
+            return [epochs]
+        return halving_rungs(epochs, read_eval_every(self.jobs[0].config_path))
+
+    def stage_jobs(self, stage: int) -> list[Job]:
+        """The jobs of rung ``stage``: every run not yet halted, to the rung's epoch."""
+        if stage >= len(self.rungs):
+            return []
+        epoch = self.rungs[stage]
+        until = None if epoch == self.jobs[0].epochs else epoch
+        return [replace(job, until=until) for job in self.jobs if job.name not in self.halted]
+
+    def decide(self, stage: int) -> None:
+        """After rung ``stage`` (not the last): halt every point but the best third by test accuracy at its epoch.
+
+        With seeds a point's score is its seeds' mean, and a point missing one is halted; only the runs'
+        metrics are read, so a resumed sweep decides the same.
+        """
+        if stage >= len(self.rungs) - 1:
+            return
+        epoch = self.rungs[stage]
+        alive = [job for job in self.jobs if job.name not in self.halted]
+        points: dict[str, list[Job]] = {}
+        for job in alive:
+            points.setdefault(job.point or job.run_dir.name, []).append(job)
+        scores = [(name, _mean_at(runs, epoch)) for name, runs in points.items()]
+        kept = survivors(scores)
+        for name, runs in points.items():
+            if name not in kept:
+                self.halted.update({job.name: epoch for job in runs})
+        self.decisions.append({"epoch": epoch, "test_accuracy": dict(scores), "kept": kept})
+
+
+def read_eval_every(config_path: Path) -> int:
+    """``train.eval_every`` of a job's resolved config (the rungs must be epochs that evaluate the test set)."""
+    from mixcollapse.config import load_config
+
+    return load_config(config_path).train.eval_every
+
+
+def _mean_at(runs: Sequence[Job], epoch: int) -> float | None:
+    """The mean test accuracy of ``runs`` at ``epoch`` (None if one of them has none there)."""
+    values = [accuracy_at(job.run_dir, epoch) for job in runs]
+    return None if any(v is None for v in values) else float(np.mean(values))
+
+
+def accuracy_at(run_dir: Path, epoch: int) -> float | None:
+    """The test accuracy a run's metrics.jsonl records at ``epoch`` (None: not reached, or not evaluated there)."""
+    rows = read_metrics(run_dir) if Path(run_dir).is_dir() else []
+    return next((r.get("test_accuracy") for r in rows if r.get("epoch") == epoch), None)
+
+
+def run_sweeps(
+    plans: Sequence[SweepPlan],
+    slots: Sequence[Slot],
+    runner: Runner,
+    log: Callable[[str], None] = _log.info,
+    prune: bool = False,
+) -> list[dict]:
+    """Bring every sweep's runs to their end, the sweeps' jobs sharing the slots, rung by rung; the sweeps' results.
+
+    A full sweep is one rung (every run to its final epoch). A halving sweep trains every run to the first
+    rung, decides which points go on (SweepPlan.decide), and so on. Each sweep.json is rewritten whenever
+    one of its jobs ends; ``prune`` deletes checkpoints of runs that can no longer be the best.
+    """
+    status: dict[str, dict] = {}
+    progress = [sweep_progress(plan, prune, log) for plan in plans]
+    for stage in range(max((len(plan.rungs) for plan in plans), default=0)):
+        jobs = [job for plan in plans for job in plan.stage_jobs(stage)]
+        if any(plan.method == "halving" for plan in plans):
+            log(f"[sweep] rung {stage + 1}: {len(jobs)} run(s) to epoch {_rung_epochs(plans, stage)}")
+
+        def on_done(job: Job, current: dict[str, dict]) -> None:
+            for step in progress:
+                step(job, {**status, **current})
+
+        status.update(run_jobs(jobs, slots, runner, log, on_done=on_done))
+        for plan in plans:
+            plan.decide(stage)
+    results = []
+    for plan in plans:
+        result = summarize_sweep(plan, status)
+        if prune:
+            prune_checkpoints(plan.sweep_dir, result)
+        results.append(result)
+    return results
+
+
+def _rung_epochs(plans: Sequence[SweepPlan], stage: int) -> str:
+    return ", ".join(sorted({str(p.rungs[stage]) for p in plans if stage < len(p.rungs)}))
+
+
+def summarize_sweep(plan: SweepPlan, status: dict[str, dict] | None = None) -> dict:
+    """Write ``sweep.json`` (every run's state and final metrics, the best run, and halving's rungs) and return it.
+
+    States: ``finished`` (trained to the end), ``halted`` (stopped at a halving rung), ``failed``, ``partial``
+    or ``new``. The best is the highest final-epoch test accuracy among finished runs.
+    """
+    sweep_dir = plan.sweep_dir
+    rows = [_summary_row(plan, job, status or {}) for job in plan.jobs]
     done = [r for r in rows if r["state"] == "finished" and r["test_accuracy"] is not None]
     points = _seed_points(rows) if any(r["seed"] is not None for r in rows) else None
     candidates = done if points is None else [p for p in points if p["state"] == "finished"]
@@ -186,18 +288,47 @@ def summarize_sweep(
     result = {
         "format": "mixcollapse-sweep",
         "version": 1,
-        "grid": grid,
-        "selection": SELECTION,
-        "complete": len(done) == len(rows),
+        "method": plan.method,
+        "grid": plan.grid,
+        "selection": SELECTION if plan.method == "full" else HALVING_SELECTION,
+        "complete": all(r["state"] in ("finished", "halted") for r in rows),
         "runs": rows,
         "best": best,
         "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
+    if plan.method == "halving":
+        result["halving"] = {"eta": ETA, "rungs": plan.rungs, "decisions": plan.decisions}
     if points is not None:
         result["points"] = points
     sweep_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(sweep_dir / SWEEP_FILE, json.dumps(result, indent=2))
     return result
+
+
+def _summary_row(plan: SweepPlan, job: Job, status: dict[str, dict]) -> dict:
+    """One run's line in sweep.json."""
+    metrics = final_metrics(job.run_dir)
+    halted = plan.halted.get(job.name)
+    state = run_state(job.run_dir, halted or job.epochs)
+    if state == "finished" and halted is not None:
+        state = "halted"
+    elif state != "finished" and status.get(job.name, {}).get("state") == "failed":
+        state = "failed"
+    return {
+        "name": job.run_dir.name,
+        "point": job.point or job.run_dir.name,
+        "seed": job.seed,
+        "run_dir": os.path.relpath(job.run_dir, plan.sweep_dir),
+        "config": os.path.relpath(job.config_path, plan.sweep_dir),
+        "log": os.path.relpath(job.log_path, plan.sweep_dir),
+        "overrides": list(job.overrides),
+        "state": state,
+        "epochs_done": metrics.get("epoch", 0),
+        "epochs": job.epochs,
+        "halted_at": halted,
+        "test_accuracy": metrics.get("test_accuracy"),
+        "test_ece": metrics.get("test_ece"),
+    }
 
 
 def _seed_points(rows: list[dict]) -> list[dict]:
@@ -209,12 +340,13 @@ def _seed_points(rows: list[dict]) -> list[dict]:
     out = []
     for name, runs in by_point.items():
         finished = all(r["state"] == "finished" and r["test_accuracy"] is not None for r in runs)
+        halted = any(r["state"] == "halted" for r in runs)
         entry = {
             "name": name,
             "run_dir": runs[0]["run_dir"],
             "overrides": runs[0]["overrides"],
             "seeds": [r["seed"] for r in runs],
-            "state": "finished" if finished else "unfinished",
+            "state": "finished" if finished else "halted" if halted else "unfinished",
         }
         for key in ("test_accuracy", "test_ece"):
             values = [r[key] for r in runs]
@@ -236,34 +368,28 @@ def run_sweep(
     log: Callable[[str], None] = _log.info,
     prune: bool = False,
     seeds: Sequence[int] | None = None,
+    method: str = "full",
 ) -> dict:
     """Plan, run (resumably) and summarize one sweep; return the contents of ``sweep.json``.
 
-    ``sweep.json`` is rewritten after every run; ``prune`` deletes the checkpoints of finished runs
-    that can no longer be the best as soon as they are out of the race (see prune_checkpoints).
+    ``method``: ``full`` (Appendix B.1: every point to the end) or ``halving`` (experiments.halving).
+    ``sweep.json`` is rewritten after every run; ``prune`` deletes the checkpoints of runs that can no
+    longer be the best as soon as they are out of the race (see prune_checkpoints).
     """
-    jobs = plan_sweep(sweep_dir, grid, configure, seeds=seeds)
-    status = run_jobs(jobs, slots, runner, log, on_done=sweep_progress(sweep_dir, jobs, grid, prune, log))
-    result = summarize_sweep(sweep_dir, jobs, grid, status)
-    if prune:
-        prune_checkpoints(sweep_dir, result)
-    return result
+    plan = SweepPlan(Path(sweep_dir), grid, plan_sweep(sweep_dir, grid, configure, seeds=seeds), method)
+    return run_sweeps([plan], slots, runner, log, prune)[0]
 
 
 def sweep_progress(
-    sweep_dir: str | Path,
-    jobs: Sequence[Job],
-    grid: dict[str, list],
-    prune: bool,
-    log: Callable[[str], None] = _log.info,
+    plan: SweepPlan, prune: bool, log: Callable[[str], None] = _log.info
 ) -> Callable[[Job, dict[str, dict]], None]:
     """An ``on_done`` for run_jobs: rewrite the sweep's sweep.json (and prune) when one of its jobs ends."""
-    names = {job.name for job in jobs}
+    names = {job.name for job in plan.jobs}
 
     def on_done(job: Job, status: dict[str, dict]) -> None:
         if job.name in names:
-            result = summarize_sweep(sweep_dir, jobs, grid, status)
-            deleted = prune_checkpoints(sweep_dir, result) if prune else []
+            result = summarize_sweep(plan, status)
+            deleted = prune_checkpoints(plan.sweep_dir, result) if prune else []
             if deleted:
                 log(f"[sweep] deleted {len(deleted)} checkpoint(s) of runs that can no longer be the best")
 
@@ -279,14 +405,16 @@ def prune_checkpoints(sweep_dir: str | Path, result: dict) -> list[Path]:
     and configs stay, and a PRUNED.txt marker keeps each pruned run finished (never retrained).
     Run after every finished run, this bounds a sweep's disk use to the running jobs plus one. With
     seeds, the unit is a grid point: its runs keep their checkpoints until all of its seeds have finished.
+    A run halted at a successive-halving rung is out of the race at once and loses its checkpoints then
+    (a full sweep in the same directory later trains it again from the start).
     """
-    if not result.get("best"):
-        return []
+    best = (result.get("best") or {}).get("name")
     sweep_dir, deleted = Path(sweep_dir), []
-    open_points = {p["name"] for p in result.get("points") or [] if p["state"] != "finished"}
+    open_points = {p["name"] for p in result.get("points") or [] if p["state"] not in ("finished", "halted")}
     for row in result["runs"]:
         point = row.get("point", row["name"])
-        if point == result["best"]["name"] or row["state"] != "finished" or point in open_points:
+        out = row["state"] == "halted" or (row["state"] == "finished" and best is not None)
+        if point == best or not out or point in open_points:
             continue
         folder = last_checkpoint_path(sweep_dir / row["run_dir"]).parent
         files = sorted(folder.glob("*.pt")) if folder.is_dir() else []
@@ -294,7 +422,7 @@ def prune_checkpoints(sweep_dir: str | Path, result: dict) -> list[Path]:
             atomic_write_text(
                 folder / PRUNED_MARKER,
                 f"checkpoints deleted {time.strftime('%Y-%m-%d %H:%M')}: the "
-                f"sweep chose {result['best']['name']}; metrics.jsonl is complete\n",
+                f"sweep chose {best or 'other runs'}; metrics.jsonl is complete\n",
             )
         for f in files:
             f.unlink()
@@ -316,7 +444,7 @@ def format_sweep(result: dict) -> str:
             ece = "-" if p["test_ece"] is None else f"{p['test_ece']:.4f} ± {p['test_ece_std'] or 0:.4f}"
             seeds = ",".join(map(str, p["seeds"]))
             lines.append(f"{'*' if p['name'] == best else ' '} {p['name']:<28} {seeds:<10} {acc:>22} {ece:>18}")
-        return "\n".join(lines)
+        return "\n".join(lines + _halving_lines(result))
     lines = [f"  {'run':<28} {'state':<10} {'epochs':>9} {'test acc':>9} {'ECE':>7}"]
     for r in result["runs"]:
         acc = "-" if r["test_accuracy"] is None else f"{100 * r['test_accuracy']:.2f}%"
@@ -324,4 +452,17 @@ def format_sweep(result: dict) -> str:
         mark = "*" if r["name"] == best else " "
         done = f"{r['epochs_done']:>4}/{r['epochs']:<4}"
         lines.append(f"{mark} {r['name']:<28} {r['state']:<10} {done} {acc:>9} {ece:>7}")
-    return "\n".join(lines)
+    return "\n".join(lines + _halving_lines(result))
+
+
+def _halving_lines(result: dict) -> list[str]:
+    """A halving sweep's rungs and who went on from each (nothing for a full sweep)."""
+    halving = result.get("halving")
+    if not halving:
+        return []
+    lines = [f"successive halving, rungs at epochs {', '.join(map(str, halving['rungs']))}:"]
+    for d in halving["decisions"]:
+        lines.append(
+            f"  after epoch {d['epoch']}: {len(d['kept'])} of {len(d['test_accuracy'])} go on ({', '.join(d['kept'])})"
+        )
+    return lines

@@ -23,18 +23,25 @@ def sweep_preset(
     overrides: Sequence[str] = (),
     prune: bool = False,
     seeds: Sequence[int] | None = None,
+    method: str = "full",
     launch: Launch = Launch(),
 ) -> dict:
     """Train every point of ``grid`` (``KEY=VALUES`` strings; default: the preset's Appendix B.1 grid) into ``out``.
 
     Resumable: finished runs are never redone. Returns ``run_sweep``'s result (runs, best, complete). ``seeds``:
     each point trained with each seed; the best point is the one with the highest mean test accuracy. ``launch``:
-    where the runs train (this machine's GPUs or CPU, or Slurm jobs).
+    where the runs train (this machine's GPUs or CPU, or Slurm jobs). ``method``: ``full`` (every point to the
+    end, Appendix B.1) or ``halving`` (successive halving, experiments.halving).
     """
     overrides = [*overrides, *launch.overrides()]
     base = scaled_config(preset, list(overrides), scale)
     if grid:
         points = parse_grid(list(grid))
+    elif scale == "cpu":
+        raise ValueError(
+            "--scale cpu has no default grid (the CPU recipes train once with their own settings); pass --grid, "
+            "e.g. --grid 'train.lr=logspace(0.01,0.25,5)'"
+        )
     elif base.model.name in GRIDS:
         points = sweep_grid(base.model.name, scale)
     else:
@@ -58,4 +65,5 @@ def sweep_preset(
             runner=runner,
             prune=prune,
             seeds=seeds,
+            method=method,
         )

@@ -219,7 +219,12 @@ def _on_main(step: Callable[[], object]) -> None:
 
 
 def train(
-    cfg: ExperimentConfig, run_dir: str | Path, *, resume: bool = False, stop_after_epoch: int | None = None
+    cfg: ExperimentConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    until_epoch: int | None = None,
+    stop_after_epoch: int | None = None,
 ) -> Path:
     """Train ``cfg`` into ``run_dir`` (config.yaml, metrics.jsonl, checkpoints/); return ``run_dir``.
 
@@ -228,15 +233,22 @@ def train(
     states and the shuffling order are restored and metrics of epochs after the checkpoint are
     dropped. Without a checkpoint, a resumed run starts from scratch; a finished run returns at once.
 
+    ``until_epoch=N`` trains to epoch N of the run's own schedule (the learning rate still follows
+    ``train.epochs``), writes epoch N's checkpoint and returns: the run is then the first N epochs of
+    the full run, and a later resume (or a higher N) continues it to the same end. N must be an epoch
+    that evaluates the test set (a multiple of ``train.eval_every``, or the last). Successive halving
+    (experiments.halving) trains its rungs this way.
+
     ``stop_after_epoch=N`` returns after epoch N's bookkeeping as if the process were killed there
     (for tests of resumption; checkpoints are written only where they are due).
     """
     validate(cfg)  # a config built in Python has not been through load_config's checks
+    check_until_epoch(cfg, until_epoch)
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
     _, device = dist.setup(cfg.train.device)
     try:
-        out = _train(cfg, Path(run_dir), device, resume, stop_after_epoch)
+        out = _train(cfg, Path(run_dir), device, resume, until_epoch or cfg.train.epochs, stop_after_epoch)
     except BaseException:
         dist.abandon()  # no collective on the error path: the other ranks may be anywhere
         raise
@@ -269,8 +281,22 @@ class _Run:
         return self.rank == 0
 
 
+def check_until_epoch(cfg: ExperimentConfig, epoch: int | None) -> None:
+    """Refuse an ``until_epoch`` outside the run or between two evaluations of the test set (ValueError)."""
+    t = cfg.train
+    if epoch is None or epoch == t.epochs:
+        return
+    if not 1 <= epoch <= t.epochs:
+        raise ValueError(f"--until-epoch {epoch} is not an epoch of this run (1 to train.epochs={t.epochs})")
+    if epoch % t.eval_every != 0:
+        raise ValueError(
+            f"--until-epoch {epoch} does not evaluate the test set (train.eval_every={t.eval_every}); "
+            f"pick a multiple of {t.eval_every} or the last epoch, {t.epochs}"
+        )
+
+
 def _train(
-    cfg: ExperimentConfig, run_dir: Path, device: torch.device, resume: bool, stop_after_epoch: int | None
+    cfg: ExperimentConfig, run_dir: Path, device: torch.device, resume: bool, end: int, stop_after_epoch: int | None
 ) -> Path:
     """The steps of a run in order: check its folder, build it, restore it, train epoch by epoch, finish."""
     world = dist.world_size()
@@ -287,18 +313,18 @@ def _train(
     if run.main:
         truncate_metrics(run_dir, start)  # epochs after the checkpoint (or of a failed start) are trained again
         _log.info(_start_line(run, start))
-    if start >= cfg.train.epochs:
+    if start >= end:
         return run_dir
     run.ddp_model = dist.wrap(run.model, device)
     board = _board(cfg, run_dir, start) if run.main and cfg.train.tensorboard else None
     state, saved = None, start  # the last finished epoch's checkpoint (rank 0), the last epoch written
     try:
         with stop_signals():
-            for epoch in range(start + 1, cfg.train.epochs + 1):
+            for epoch in range(start + 1, end + 1):
                 row = _run_epoch(run, epoch, first=epoch == start + 1)
                 state = _state(run, epoch, row)  # from here on an interrupt keeps this epoch
                 _record(run, row, board)
-                if _due(cfg.train, epoch):
+                if _due(cfg.train, epoch) or epoch == end:
                     saved = _save(run, state, epoch)
                 if stop_after_epoch is not None and epoch >= stop_after_epoch:
                     return run_dir
@@ -309,7 +335,9 @@ def _train(
     finally:
         if board is not None:
             board.close()
-    if run.main:
+    if run.main and end < cfg.train.epochs:
+        _log.info(f"[train] stopped at epoch {end} of {cfg.train.epochs} as asked; --resume continues the run")
+    elif run.main:
         _log.info(
             f"[train] done: metrics in {run_dir / 'metrics.jsonl'}, checkpoints in {run_dir / 'checkpoints'}; "
             f"analyse the run with: mixcollapse analyze {run_dir}"
