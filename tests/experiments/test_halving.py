@@ -94,6 +94,22 @@ def test_a_halving_sweep_trains_every_point_to_a_ninth_and_the_best_third_on(tmp
     assert full["best"]["name"] == "lr=0.03"
 
 
+def test_pruning_deletes_a_halted_runs_checkpoints_at_once_and_a_rerun_trains_nothing(tmp_path):
+    def sweep(runner):
+        return run_sweep(
+            tmp_path / "s", GRID, configure, runner=runner, log=lambda s: None, method="halving", prune=True
+        )
+
+    result = sweep(StubRunner(_learning))
+    for row in result["runs"]:
+        folder = tmp_path / "s" / row["run_dir"] / "checkpoints"
+        kept = row["name"] == result["best"]["name"]
+        assert bool(list(folder.glob("*.pt"))) == kept and (folder / "PRUNED.txt").is_file() != kept
+    again = StubRunner(_learning)
+    rerun = sweep(again)
+    assert again.jobs == [] and rerun["best"] == result["best"] and rerun["halving"] == result["halving"]
+
+
 class Killed(StubRunner):
     """Stops the whole sweep (as Ctrl-C would) when it is asked for its ``at``-th job."""
 

@@ -18,6 +18,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -175,7 +176,7 @@ class SweepPlan:
             raise ValueError(f"--sweep {self.method} is not one of: {', '.join(SWEEP_METHODS)}")
         self.sweep_dir = Path(self.sweep_dir)
 
-    @property
+    @cached_property
     def rungs(self) -> list[int]:
         """The epochs the sweep's runs stop at to be compared: only the last (the full sweep) or the halving rungs."""
         if not self.jobs:
