@@ -56,6 +56,15 @@ def test_report_embeds_figures_and_shows_paper_values(tmp_path):
     assert "Table 2" in build_report(tmp_path, tmp_path / "notes.html", overwrite=True).read_text()
 
 
+def test_a_report_says_which_experiments_chose_their_learning_rates_by_successive_halving(tmp_path):
+    write_manifest(tmp_path, "fig1", sweep="halving")
+    write_manifest(tmp_path, "table2", sweep="full")
+    text = build_report(tmp_path).read_text()
+    assert "Learning rates of fig1 chosen by successive halving" in text and "table2 chosen" not in text
+    write_manifest(tmp_path, "fig1", sweep="full")
+    assert "successive halving" not in build_report(tmp_path).read_text()
+
+
 def test_report_of_a_directory_without_results(tmp_path):
     with pytest.raises(FileNotFoundError, match="holds no reproduce results"):
         build_report(tmp_path)

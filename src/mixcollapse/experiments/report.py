@@ -198,6 +198,13 @@ def render_report(manifests: list[dict], directory: str | Path) -> str:
             "images, trained once per variant (no sweep) into the terminal phase; the configuration is "
             "comparable with the paper's, test accuracy is not (presets/*-cpu.yaml).</p>"
         )
+    halving = [m["name"] for m in manifests if m.get("sweep") == "halving"]
+    if halving:
+        head.append(
+            f"<p class='meta'>Learning rates of {_e(', '.join(halving))} chosen by successive halving "
+            "(<code>--sweep halving</code>: every grid point to 1/9 of its epochs, the best third on), a deviation "
+            "from Appendix B.1's full sweep; the pick is still the best final test accuracy.</p>"
+        )
     if synthetic:
         head.append(
             f"<p class='banner'><b>Synthetic data</b> ({_e(', '.join(synthetic))}): these results come from "
