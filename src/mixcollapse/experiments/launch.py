@@ -6,7 +6,8 @@ there is one CPU slot and jobs run one after another. How a job starts is a *run
 ``runner(job, slot) -> exit code``: :func:`subprocess_runner` (``python -m mixcollapse train``, or
 ``torch.distributed.run`` for DDP), :func:`inprocess_runner` (``train()`` in this process: one CPU
 process, no start-up cost), the Slurm runner of :mod:`mixcollapse.experiments.slurm`, or a stub in tests.
-A job whose run directory already holds its final epoch is never run again (:func:`run_jobs`).
+A job whose run directory already holds its target epoch (its final one, or its halving rung: ``Job.until``) is
+never run again (:func:`run_jobs`).
 """
 
 from __future__ import annotations

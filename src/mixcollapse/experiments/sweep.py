@@ -7,7 +7,9 @@ it), ``logs/<run>.log`` (output of subprocess launches) and the run directories 
 Resumable: a run whose metrics reach ``train.epochs`` and whose last checkpoint exists is never
 redone; every other run is (re)started with ``--resume``, so a killed sweep continues where it
 stopped. The best run has the highest final-epoch test accuracy, as in the paper. Jobs run on the
-slots and with the runner of :func:`launch_slots` (this machine's GPUs or CPU, or Slurm).
+slots and with the runner of :func:`launch_slots` (this machine's GPUs or CPU, or Slurm). With
+``method="halving"`` (``--sweep halving``) the runs go rung by rung and only the best third of the points
+goes on from each (experiments.halving); the others are ``halted`` at their rung.
 """
 
 from __future__ import annotations
