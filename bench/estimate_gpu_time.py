@@ -65,12 +65,11 @@ def markdown_table(flops: dict) -> str:
         "| experiment | command | trainings | A100-hours | H100-hours | H100-hours, `--sweep halving` |",
         "|---|---|---:|---:|---:|---:|",
     ]
-    rows = [(name, [name], at_scale(EXPERIMENTS[name], "full").runs) for name in EXPERIMENTS]
+    rows = [(name, name, [name], at_scale(EXPERIMENTS[name], "full").runs) for name in EXPERIMENTS]
     everything = list(EXPERIMENTS)
-    rows.append(("**all**", everything, experiments_runs(everything)))
-    for label, names, runs in rows:
+    rows.append(("**all**", "all", everything, experiments_runs(everything)))
+    for label, command, names, runs in rows:
         n = sum(k for _, k in trainings(runs))
-        command = "all" if label == "**all**" else label
         lines.append(
             f"| {label} | `mixcollapse reproduce {command} --scale full` | {n} | "
             f"{estimate_gpu_hours(names, 'A100', flops):.0f} | "

@@ -147,9 +147,11 @@ def run_state(run_dir: str | Path, epochs: int) -> str:
     return "partial" if rows or (run_dir / CONFIG_FILE).exists() else "new"
 
 
-def final_metrics(run_dir: str | Path) -> dict:
-    """The last epoch's metrics row of a run ({} before its first epoch)."""
+def final_metrics(run_dir: str | Path, epoch: int | None = None) -> dict:
+    """The last epoch's metrics row of a run, or that of ``epoch`` ({} before it, or without a run directory)."""
     rows = read_metrics(run_dir) if Path(run_dir).is_dir() else []
+    if epoch is not None:
+        rows = [r for r in rows if r.get("epoch") == epoch]
     return rows[-1] if rows else {}
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mixcollapse.config import ExperimentConfig, dump_yaml
+from mixcollapse.config import ExperimentConfig, dump_yaml, load_config
 from mixcollapse.data.locate import FAKE_MARKER
 from mixcollapse.experiments.grid import grid_points, point_name, point_overrides
 from mixcollapse.experiments.halving import ETA, HALVING_SELECTION, halving_rungs, survivors
@@ -51,7 +51,6 @@ from mixcollapse.training.rundir import (
     holds_run,
     last_checkpoint_path,
     read_config,
-    read_metrics,
 )
 
 _log = logging.getLogger(__name__)
@@ -186,7 +185,8 @@ class SweepPlan:
         epochs = self.jobs[0].epochs
         if self.method == "full":
             return [epochs]
-        return halving_rungs(epochs, read_eval_every(self.jobs[0].config_path))
+        # the rungs must be epochs that evaluate the test set: the resolved config's train.eval_every says which
+        return halving_rungs(epochs, load_config(self.jobs[0].config_path).train.eval_every)
 
     def stage_jobs(self, stage: int) -> list[Job]:
         """The jobs of rung ``stage``: every run not yet halted, to the rung's epoch."""
@@ -217,23 +217,11 @@ class SweepPlan:
         self.decisions.append({"epoch": epoch, "test_accuracy": dict(scores), "kept": kept})
 
 
-def read_eval_every(config_path: Path) -> int:
-    """``train.eval_every`` of a job's resolved config (the rungs must be epochs that evaluate the test set)."""
-    from mixcollapse.config import load_config
-
-    return load_config(config_path).train.eval_every
-
-
 def _mean_at(runs: Sequence[Job], epoch: int) -> float | None:
-    """The mean test accuracy of ``runs`` at ``epoch`` (None if one of them has none there)."""
-    values = [accuracy_at(job.run_dir, epoch) for job in runs]
+    """The mean test accuracy of ``runs`` at ``epoch`` (None if one of them has none there: not reached, or not
+    evaluated)."""
+    values = [final_metrics(job.run_dir, epoch).get("test_accuracy") for job in runs]
     return None if any(v is None for v in values) else float(np.mean(values))
-
-
-def accuracy_at(run_dir: Path, epoch: int) -> float | None:
-    """The test accuracy a run's metrics.jsonl records at ``epoch`` (None: not reached, or not evaluated there)."""
-    rows = read_metrics(run_dir) if Path(run_dir).is_dir() else []
-    return next((r.get("test_accuracy") for r in rows if r.get("epoch") == epoch), None)
 
 
 def run_sweeps(
